@@ -28,6 +28,7 @@ export const findingCodes = {
   BL031: { code: 'BL031', name: 'unknown-pickle-global', title: 'Checkpoint references a global outside the allowlist', severity: 'warning' },
   BL032: { code: 'BL032', name: 'suspicious-archive', title: 'Checkpoint archive is malformed in a way that hides data', severity: 'error' },
   BL040: { code: 'BL040', name: 'limit-reached', title: 'A scan limit was reached', severity: 'warning' },
+  BL050: { code: 'BL050', name: 'scan-failed', title: 'The checkpoint could not be scanned', severity: 'error' },
 } as const satisfies Record<string, FindingCode>;
 
 export type FindingCodeId = keyof typeof findingCodes;

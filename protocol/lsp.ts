@@ -1,0 +1,114 @@
+/**
+ * Custom requests and notifications between the Backdoor Lens language server and its clients
+ * (the VS Code client here; any LSP client can send them). Declared once, typed, used by both sides.
+ */
+import { NotificationType, RequestType } from 'vscode-jsonrpc';
+import type { ReportView } from './report-view';
+
+/** Work-done progress a client may attach to long requests (LSP `workDoneToken`). */
+export interface WithWorkDone {
+  workDoneToken?: string | number;
+}
+
+export interface ScanParams extends WithWorkDone {
+  /** file: URI of a checkpoint. */
+  uri: string;
+  /** Scan again even when a result for the same content and settings is cached. */
+  force?: boolean;
+}
+
+export type ScanStatus = 'done' | 'failed';
+
+export interface ScanSummary {
+  uri: string;
+  status: ScanStatus;
+  verdict?: 'backdoored' | 'clean' | 'inconclusive';
+  targets?: number[];
+  /** Finding codes, most severe first. */
+  codes: string[];
+  /** True when the result came from the content-hash cache. */
+  cached: boolean;
+  /** A one-line message for the user (the error, or what was found). */
+  message: string;
+}
+
+/** Scans a checkpoint; diagnostics are published as usual, and the summary is returned. Cancellable. */
+export const ScanRequest = new RequestType<ScanParams, ScanSummary, void>('backdoorLens/scan');
+
+export interface FixParams extends WithWorkDone {
+  uri: string;
+  /** A fix id from the engine's fix registry ('bnp', 'ep', 'clp', 'anp', 'fp', 'bna'). */
+  method: string;
+}
+
+export interface Measurement {
+  /** Clean accuracy on the configured data set; null without labels. */
+  accuracy: number | null;
+  /** Attack success rate, when it could be measured. */
+  asr: number | null;
+}
+
+export interface FixSummary {
+  source: string;
+  method: string;
+  /** URIs of the files written: the purified ONNX model, and safetensors weights for state_dict inputs. */
+  outputs: string[];
+  pruned: { layer: string; channel: number; score?: number }[];
+  notes: string[];
+  before: Measurement;
+  after: Measurement;
+  /** How the attack success rate was measured, e.g. 'triggered set test.npz, target 0'. */
+  asrSource?: string;
+}
+
+/** Applies a fix and writes `<name>.purified.onnx` beside the input (never overwriting). Cancellable. */
+export const FixRequest = new RequestType<FixParams, FixSummary, void>('backdoorLens/fix');
+
+export interface UriParams {
+  uri: string;
+}
+
+/** What the report view shows for a checkpoint (its last scan, images, the fix that produced it). */
+export const ReportRequest = new RequestType<UriParams, ReportView, void>('backdoorLens/report');
+
+/** The text of a checkpoint's model outline document. */
+export const OutlineRequest = new RequestType<UriParams, string, void>('backdoorLens/outline');
+
+/** The state of a checkpoint changed (scan started, finished, invalidated): report views refresh. */
+export const ReportChangedNotification = new NotificationType<UriParams>('backdoorLens/reportChanged');
+
+/** Options the client passes in `initializationOptions`. */
+export interface InitializationOptions {
+  /**
+   * Publish per-finding diagnostics on a read-only outline document (scheme `backdoor-lens-outline`)
+   * that the client can open. Without it, every finding goes on the checkpoint's own URI.
+   */
+  outlineDocuments?: boolean;
+  /** Code actions and lenses name the client-side commands (`backdoorLens.*`) instead of the server's. */
+  clientCommands?: boolean;
+  /** Base URI of the findings pages (`<base>/BL001.md`); default: the docs/findings folder beside the server. */
+  docsBaseUri?: string;
+}
+
+export const OUTLINE_SCHEME = 'backdoor-lens-outline';
+export const OUTLINE_LANGUAGE = 'backdoor-lens-outline';
+
+/** Commands the server executes (workspace/executeCommand); any LSP client can run them. */
+export const ServerCommands = {
+  scan: 'backdoorLens.server.scan',
+  applyFix: 'backdoorLens.server.applyFix',
+} as const;
+
+/** The same operations as VS Code commands the client registers (with notification progress). */
+export const ClientCommands = {
+  scan: 'backdoorLens.scan',
+  applyFix: 'backdoorLens.applyFix',
+  openReport: 'backdoorLens.openReport',
+  openOutline: 'backdoorLens.openOutline',
+} as const;
+
+/** Arguments of the applyFix commands. */
+export interface ApplyFixArgs {
+  uri: string;
+  method: string;
+}

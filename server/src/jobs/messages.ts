@@ -1,0 +1,81 @@
+/** Messages between the language server and its engine worker thread (structured-clone safe). */
+import type { ErrorCode } from '../../../engine/errors';
+import type { ScanReport } from '../../../engine/report/types';
+import type { AvailableFix } from '../../../protocol/report-view';
+import type { FixSummary } from '../../../protocol/lsp';
+import type { ScanSettings } from '../settings';
+
+export type Dim = number | string;
+
+/** One line per graph node: what the outline document shows. */
+export interface OutlineLayer {
+  /** Layer name as findings and neuron scores name it (engine `layerName`). */
+  name: string;
+  op: string;
+  /** The node's own name in the graph. */
+  node: string;
+  shape?: Dim[];
+  /** Elements in the node's floating-point initializers. */
+  parameters: number;
+}
+
+export interface ModelOutline {
+  path: string;
+  format: string;
+  sha256: string;
+  numClasses: number | null;
+  bn: string;
+  architecture?: string;
+  inputs: { name: string; dtype: string; dims: Dim[] }[];
+  outputs: { name: string; dtype: string; dims: Dim[] }[];
+  layers: OutlineLayer[];
+}
+
+export interface ImageBytes {
+  kind: string;
+  name: string;
+  png: Uint8Array;
+  label?: number;
+  pair?: { source: number; target: number };
+}
+
+export type JobRequest =
+  | { kind: 'scan'; path: string; settings: ScanSettings }
+  | { kind: 'describe'; path: string; settings: ScanSettings }
+  | { kind: 'fix'; path: string; method: string; settings: ScanSettings; outputs: { onnx: string; safetensors?: string } };
+
+export interface ScanJobResult {
+  kind: 'scan';
+  report: ScanReport;
+  images: ImageBytes[];
+  outline: ModelOutline;
+  fixes: AvailableFix[];
+}
+
+export interface DescribeJobResult {
+  kind: 'describe';
+  outline: ModelOutline;
+  fixes: AvailableFix[];
+}
+
+export interface FixJobResult {
+  kind: 'fix';
+  /** Paths written (the server turns them into URIs). */
+  written: string[];
+  summary: Omit<FixSummary, 'source' | 'outputs'>;
+}
+
+export type JobResult = ScanJobResult | DescribeJobResult | FixJobResult;
+
+export interface JobError {
+  code: ErrorCode;
+  message: string;
+  file?: string;
+}
+
+export type ToWorker = { type: 'run'; id: number; job: JobRequest } | { type: 'cancel'; id: number };
+
+export type FromWorker =
+  | { type: 'progress'; id: number; fraction: number; stage: string }
+  | { type: 'done'; id: number; result: JobResult }
+  | { type: 'failed'; id: number; error: JobError };

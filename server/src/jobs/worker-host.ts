@@ -1,0 +1,106 @@
+/**
+ * Owns the engine worker thread. Jobs go in one at a time; a cancelled job gets a grace period to
+ * stop at the engine's next abort check, after which the thread is terminated and a fresh one is
+ * started for the next job, so a cancellation always ends cleanly.
+ */
+import { Worker } from 'node:worker_threads';
+import type { ErrorCode } from '../../../engine/errors';
+import type { FromWorker, JobError, JobRequest, JobResult, ToWorker } from './messages';
+
+export class JobFailure extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly file?: string,
+  ) {
+    super(message);
+    this.name = 'JobFailure';
+  }
+
+  static from(e: JobError): JobFailure {
+    return new JobFailure(e.code, e.message, e.file);
+  }
+}
+
+export const cancelled = () => new JobFailure('cancelled', 'cancelled');
+
+export interface RunOptions {
+  signal?: AbortSignal;
+  onProgress?(fraction: number, stage: string): void;
+}
+
+interface Pending {
+  resolve(r: JobResult): void;
+  reject(e: unknown): void;
+  onProgress?(fraction: number, stage: string): void;
+}
+
+export class WorkerHost {
+  private worker?: Worker;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+
+  constructor(
+    private readonly workerPath: string,
+    private readonly options: { graceMs?: number; resourceLimits?: { maxOldGenerationSizeMb?: number } } = {},
+  ) {}
+
+  private start(): Worker {
+    const w = new Worker(this.workerPath, { resourceLimits: this.options.resourceLimits });
+    w.on('message', (m: FromWorker) => {
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      if (m.type === 'progress') p.onProgress?.(m.fraction, m.stage);
+      else {
+        this.pending.delete(m.id);
+        if (m.type === 'done') p.resolve(m.result);
+        else p.reject(JobFailure.from(m.error));
+      }
+    });
+    const fail = (why: string) => {
+      if (this.worker === w) this.worker = undefined;
+      for (const [id, p] of this.pending) {
+        this.pending.delete(id);
+        p.reject(new JobFailure('internal', `the engine worker stopped: ${why}`));
+      }
+    };
+    w.on('error', (e) => fail(e.message));
+    w.on('exit', (code) => fail(`exit code ${code}`));
+    this.worker = w;
+    return w;
+  }
+
+  run(job: JobRequest, options: RunOptions = {}): Promise<JobResult> {
+    if (options.signal?.aborted) return Promise.reject(cancelled());
+    const worker = this.worker ?? this.start();
+    const id = this.nextId++;
+    return new Promise<JobResult>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const onAbort = () => {
+        worker.postMessage({ type: 'cancel', id } satisfies ToWorker);
+        timer = setTimeout(() => {
+          if (!this.pending.has(id)) return;
+          // The engine did not reach an abort check in time: stop the thread.
+          this.pending.delete(id);
+          if (this.worker === worker) this.worker = undefined;
+          void worker.terminate();
+          reject(cancelled());
+        }, this.options.graceMs ?? 2000);
+      };
+      const settle = <T>(f: (v: T) => void) => (v: T) => {
+        options.signal?.removeEventListener('abort', onAbort);
+        if (timer) clearTimeout(timer);
+        f(v);
+      };
+      this.pending.set(id, { resolve: settle(resolve), reject: settle(reject), onProgress: options.onProgress });
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      worker.postMessage({ type: 'run', id, job } satisfies ToWorker);
+    });
+  }
+
+  async dispose(): Promise<void> {
+    const w = this.worker;
+    this.worker = undefined;
+    if (w) await w.terminate();
+  }
+}

@@ -1,0 +1,208 @@
+/**
+ * Scans and fixes of checkpoints, independent of the LSP wiring: resolves settings, answers from
+ * the content-hash cache, queues engine jobs, tracks each checkpoint's state and tells the host
+ * when something it shows has changed.
+ */
+import { existsSync } from 'node:fs';
+import { asBackdoorLensError } from '../../engine/errors';
+import type { FixSummary, ScanSummary } from '../../protocol/lsp';
+import { CheckpointStore, sha256File, type CheckpointState } from './checkpoints';
+import { purifiedOutputs } from './fix-output';
+import type { FixJobResult, ScanJobResult, DescribeJobResult } from './jobs/messages';
+import type { JobQueue } from './jobs/queue';
+import { cancelled, JobFailure } from './jobs/worker-host';
+import type { JobProgress } from './features/progress';
+import { settingsKey, type ScanSettings } from './settings';
+import { fileUri, pathOf } from './uris';
+
+export interface ServiceHost {
+  settingsFor(path: string): Promise<ScanSettings>;
+  /** Diagnostics, report views and lenses of this checkpoint need refreshing. */
+  changed(state: CheckpointState): void;
+  progress(title: string, abort: AbortController): Promise<JobProgress>;
+}
+
+export interface JobOptions {
+  signal?: AbortSignal;
+  progress?: (abort: AbortController) => Promise<JobProgress>;
+}
+
+function failureOf(e: unknown): JobFailure {
+  if (e instanceof JobFailure) return e;
+  const err = asBackdoorLensError(e);
+  return new JobFailure(err.code, err.message, err.file);
+}
+
+export class CheckpointService {
+  readonly store = new CheckpointStore();
+  private readonly inflight = new Map<string, Promise<ScanSummary>>();
+
+  constructor(
+    private readonly queue: JobQueue,
+    private readonly host: ServiceHost,
+  ) {}
+
+  /** Scans a checkpoint (or serves the cached result for its content); never rejects except on cancellation. */
+  scan(uri: string, options: JobOptions & { force?: boolean } = {}): Promise<ScanSummary> {
+    const path = pathOf(uri);
+    const running = this.inflight.get(path);
+    if (running && !options.force) return running;
+    const p = this.runScan(path, options).finally(() => {
+      if (this.inflight.get(path) === p) this.inflight.delete(path);
+    });
+    this.inflight.set(path, p);
+    return p;
+  }
+
+  private async runScan(path: string, options: JobOptions & { force?: boolean }): Promise<ScanSummary> {
+    const state = this.store.ensure(path, fileUri(path));
+    let settings: ScanSettings, hash: string;
+    try {
+      if (!existsSync(path)) throw new JobFailure('bad-file', 'no such file', path);
+      settings = await this.host.settingsFor(path);
+      hash = await sha256File(path);
+    } catch (e) {
+      return this.fail(state, failureOf(e));
+    }
+    const key = settingsKey(settings);
+    const hit = options.force ? undefined : this.store.cached(hash, key);
+    if (hit) {
+      this.store.update(state, { status: 'done', outcome: hit, hash, failure: undefined, stage: undefined, fraction: undefined });
+      this.host.changed(state);
+      return this.summary(state, true);
+    }
+
+    const abort = new AbortController();
+    options.signal?.addEventListener('abort', () => abort.abort(), { once: true });
+    const progress = await (options.progress ?? ((a) => this.host.progress('Backdoor Lens: scanning', a)))(abort);
+    const previous = { status: state.status, outcome: state.outcome, hash: state.hash };
+    this.store.update(state, { status: 'queued', stage: 'queued', fraction: 0 });
+    this.host.changed(state);
+    let lastNotified = 0;
+    try {
+      const result = (await this.queue.run(
+        { kind: 'scan', path, settings },
+        {
+          signal: abort.signal,
+          onStart: () => {
+            this.store.update(state, { status: 'scanning', stage: 'starting' });
+            this.host.changed(state);
+          },
+          onProgress: (fraction, stage) => {
+            progress.report(fraction, stage);
+            this.store.update(state, { fraction, stage });
+            // Report views follow the stage text; twice a second is enough for a person.
+            if (Date.now() - lastNotified > 500) {
+              lastNotified = Date.now();
+              this.host.changed(state);
+            }
+          },
+        },
+      )) as ScanJobResult;
+      const outcome = { hash, settingsKey: key, report: result.report, images: result.images, outline: result.outline, fixes: result.fixes };
+      this.store.remember(outcome);
+      this.store.update(state, { status: 'done', outcome, hash, failure: undefined, stage: undefined, fraction: undefined, outline: result.outline, fixes: result.fixes });
+      this.host.changed(state);
+      return this.summary(state, false);
+    } catch (e) {
+      const failure = failureOf(e);
+      if (failure.code === 'cancelled') {
+        // A cancelled rescan keeps the results it would have replaced.
+        const restored = previous.status === 'done' && previous.hash === hash;
+        this.store.update(state, restored ? { status: 'done', outcome: previous.outcome, stage: undefined, fraction: undefined } : { status: 'cancelled', outcome: undefined, stage: undefined, fraction: undefined });
+        this.host.changed(state);
+        throw cancelled();
+      }
+      return this.fail(state, failure);
+    } finally {
+      progress.done();
+    }
+  }
+
+  private fail(state: CheckpointState, failure: JobFailure): ScanSummary {
+    this.store.update(state, { status: 'failed', failure, outcome: undefined, stage: undefined, fraction: undefined });
+    this.host.changed(state);
+    return this.summary(state, false);
+  }
+
+  summary(state: CheckpointState, cached: boolean): ScanSummary {
+    if (state.status === 'failed' || !state.outcome) {
+      return { uri: state.uri, status: 'failed', codes: [], cached, message: state.failure?.message ?? 'not scanned' };
+    }
+    const r = state.outcome.report;
+    const codes = r.findings.map((f) => f.code);
+    const message =
+      r.verdict === 'backdoored'
+        ? `Backdoor detected${r.targets.length ? `: target class ${r.targets.join(', ')}` : ''}`
+        : r.verdict === 'clean'
+          ? 'No backdoor found'
+          : 'Inconclusive: no detector ran';
+    return { uri: state.uri, status: 'done', verdict: r.verdict, targets: r.targets, codes, cached, message };
+  }
+
+  /** The outline of a checkpoint that has not been scanned, for its outline document. */
+  async describe(uri: string): Promise<CheckpointState> {
+    const path = pathOf(uri);
+    const state = this.store.ensure(path, fileUri(path));
+    if (state.outcome || state.outline) return state;
+    try {
+      const settings = await this.host.settingsFor(path);
+      const result = (await this.queue.run({ kind: 'describe', path, settings })) as DescribeJobResult;
+      this.store.update(state, { outline: result.outline, fixes: result.fixes });
+    } catch (e) {
+      if (state.status === 'not-scanned') this.store.update(state, { status: 'failed', failure: failureOf(e) });
+      this.host.changed(state);
+    }
+    return state;
+  }
+
+  /** Applies a fix and writes the purified model beside the input; rejects with the engine's error. */
+  async fix(uri: string, method: string, options: JobOptions = {}): Promise<FixSummary> {
+    const path = pathOf(uri);
+    const state = this.store.ensure(path, fileUri(path));
+    const settings = await this.host.settingsFor(path);
+    const format = state.outcome?.outline.format ?? state.outline?.format ?? (/\.onnx$/i.test(path) ? 'onnx' : 'pytorch');
+    const outputs = purifiedOutputs(path, format !== 'onnx');
+    const abort = new AbortController();
+    options.signal?.addEventListener('abort', () => abort.abort(), { once: true });
+    const progress = await (options.progress ?? ((a) => this.host.progress(`Backdoor Lens: ${method} fix`, a)))(abort);
+    try {
+      const result = (await this.queue.run({ kind: 'fix', path, method, settings, outputs }, { signal: abort.signal, onProgress: (f, s) => progress.report(f, s) })) as FixJobResult;
+      const summary: FixSummary = { source: state.uri, outputs: result.written.map(fileUri), ...result.summary };
+      const out = this.store.ensure(result.written[0], summary.outputs[0]);
+      this.store.update(out, { fix: summary });
+      this.host.changed(out);
+      return summary;
+    } finally {
+      progress.done();
+    }
+  }
+
+  /** The file changed or disappeared on disk: its results no longer describe it. */
+  async invalidate(uri: string, deleted: boolean): Promise<void> {
+    const path = pathOf(uri);
+    const state = this.store.get(path);
+    if (!state) return;
+    if (deleted || !existsSync(path)) {
+      this.store.update(state, { status: 'stale', outcome: undefined, outline: undefined, fixes: undefined, failure: undefined, fix: undefined });
+      this.host.changed(state);
+      this.store.delete(path);
+      return;
+    }
+    let hash: string | undefined;
+    try {
+      hash = await sha256File(path);
+    } catch {
+      hash = undefined;
+    }
+    if (hash && hash === state.hash) return;
+    this.store.update(state, { status: 'stale', outcome: undefined, outline: undefined, fixes: undefined, failure: undefined, fix: undefined, hash });
+    if (hash) {
+      // Back to content scanned before (a revert): its results apply again.
+      const settings = await this.host.settingsFor(path).catch(() => undefined);
+      const hit = settings && this.store.cached(hash, settingsKey(settings));
+      if (hit) this.store.update(state, { status: 'done', outcome: hit, outline: hit.outline, fixes: hit.fixes });
+    }
+    this.host.changed(state);
+  }
+}

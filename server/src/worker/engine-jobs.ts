@@ -1,0 +1,251 @@
+/**
+ * The engine work the server hands to its worker thread: scan, describe, fix. Keeps the outputs
+ * of recent scans (reversed triggers and the like live only in memory) so a fix that follows a
+ * scan of the same content reuses them.
+ */
+import { existsSync } from 'node:fs';
+import { basename } from 'node:path';
+import {
+  applyFix,
+  BackdoorLensError,
+  evaluate,
+  fixes,
+  loadDataset,
+  loadModel,
+  Runtime,
+  scan,
+  writeFileAtomic,
+  type Dataset,
+  type LoadedModel,
+  type ScanReport,
+} from '../../../engine';
+import type { AnalysisOutput } from '../../../engine/analyses/types';
+import { stampTrigger, type ReversedTrigger } from '../../../engine/analyses/trigger';
+import { imageInputOf } from '../../../engine/evaluate';
+import type { OnnxModel } from '../../../engine/graph/model';
+import type { AvailableFix } from '../../../protocol/report-view';
+import type { Measurement } from '../../../protocol/lsp';
+import type { DescribeJobResult, FixJobResult, JobRequest, JobResult, ScanJobResult } from '../jobs/messages';
+import { settingsKey, type ScanSettings } from '../settings';
+import { describeModel } from './describe';
+import { safetensorsFromModel } from './safetensors';
+
+export interface JobContext {
+  signal: AbortSignal;
+  progress(fraction: number, stage: string): void;
+}
+
+interface RememberedScan {
+  report: ScanReport;
+  outputs: Map<string, AnalysisOutput>;
+}
+
+const dataNeeds: Record<string, string> = {
+  clean: 'a clean data set',
+  labelled: 'a labelled clean data set',
+  mixed: "a possibly poisoned data set (dataKind 'mixed')",
+};
+
+export class EngineJobs {
+  private readonly runtimes = new Map<string, Runtime>();
+  private readonly scans = new Map<string, RememberedScan>();
+
+  async run(job: JobRequest, ctx: JobContext): Promise<JobResult> {
+    switch (job.kind) {
+      case 'scan':
+        return this.scan(job.path, job.settings, ctx);
+      case 'describe':
+        return this.describe(job.path, job.settings);
+      case 'fix':
+        return this.fix(job.path, job.method, job.settings, job.outputs, ctx);
+    }
+  }
+
+  async dispose(): Promise<void> {
+    for (const r of this.runtimes.values()) await r.dispose();
+    this.runtimes.clear();
+  }
+
+  private runtime(s: ScanSettings): Runtime {
+    const key = `${s.executionProvider ?? 'cpu'}:${s.threads ?? 0}`;
+    let r = this.runtimes.get(key);
+    if (!r) {
+      r = new Runtime({ executionProvider: s.executionProvider, threads: s.threads });
+      this.runtimes.set(key, r);
+    }
+    return r;
+  }
+
+  private load(path: string, s: ScanSettings): Promise<LoadedModel> {
+    const limits = s.limits ?? {};
+    return loadModel(path, {
+      arch: s.arch,
+      numClasses: s.numClasses,
+      limits: { ...(limits.maxModelBytes ? { maxModelBytes: limits.maxModelBytes } : {}), ...(limits.maxTensorElements ? { maxTensorElements: limits.maxTensorElements } : {}) },
+    });
+  }
+
+  private data(model: LoadedModel, s: ScanSettings, path = s.data): Dataset | undefined {
+    if (!path) return undefined;
+    return loadDataset({ path, labels: path === s.data ? s.labels : undefined }, imageInputOf(model.onnx), s.preprocess ?? {});
+  }
+
+  private availableFixes(model: LoadedModel, s: ScanSettings): AvailableFix[] {
+    return fixes.map((f) => {
+      let why = f.notApplicable?.(model);
+      if (!why && f.needs !== 'none') {
+        if (!s.data) why = `needs ${dataNeeds[f.needs]} (set backdoorLens.data or "data" in backdoor-lens.json)`;
+        else if (f.needs === 'mixed' && s.dataKind !== 'mixed') why = `needs ${dataNeeds.mixed}`;
+      }
+      return { id: f.id, title: f.title, ...(why ? { notApplicable: why } : {}) };
+    });
+  }
+
+  private remember(key: string, value: RememberedScan): void {
+    this.scans.delete(key);
+    this.scans.set(key, value);
+    // Two models' worth of analysis state is plenty for "scan, then fix".
+    while (this.scans.size > 2) this.scans.delete(this.scans.keys().next().value!);
+  }
+
+  private async scan(path: string, s: ScanSettings, ctx: JobContext): Promise<ScanJobResult> {
+    ctx.progress(0, 'loading model');
+    const model = await this.load(path, s);
+    ctx.signal.throwIfAborted();
+    const { report, images, outputs } = await this.scanLoaded(model, s, ctx);
+    return { kind: 'scan', report, images: images.map((i) => ({ ...i })), outline: describeModel(model), fixes: this.availableFixes(model, s) };
+  }
+
+  private async scanLoaded(model: LoadedModel, s: ScanSettings, ctx: JobContext) {
+    ctx.progress(0, 'loading data');
+    const data = this.data(model, s);
+    const result = await scan(model, {
+      runtime: this.runtime(s),
+      data,
+      dataKind: s.dataKind,
+      methods: s.methods,
+      u: s.threshold,
+      seed: s.seed,
+      batchSize: s.batchSize,
+      methodOptions: s.methodOptions,
+      signal: ctx.signal,
+      timeLimitMs: s.timeLimitSeconds ? s.timeLimitSeconds * 1000 : undefined,
+      onProgress: (p) => ctx.progress(p.fraction, p.stage),
+    });
+    this.remember(`${model.sha256}\n${settingsKey(s)}`, { report: result.report, outputs: result.outputs });
+    return result;
+  }
+
+  private async describe(path: string, s: ScanSettings): Promise<DescribeJobResult> {
+    const model = await this.load(path, s);
+    return { kind: 'describe', outline: describeModel(model), fixes: this.availableFixes(model, s) };
+  }
+
+  private async fix(path: string, method: string, s: ScanSettings, out: { onnx: string; safetensors?: string }, ctx: JobContext): Promise<FixJobResult> {
+    ctx.progress(0, 'loading model');
+    const model = await this.load(path, s);
+    const key = `${model.sha256}\n${settingsKey(s)}`;
+    // A fix may need what the scan found (reversed triggers for adaptive pruning and BNA).
+    let remembered = this.scans.get(key);
+    if (!remembered) {
+      const scanned = await this.scanLoaded(model, s, { signal: ctx.signal, progress: (f, st) => ctx.progress(0.5 * f, `scan: ${st}`) });
+      remembered = { report: scanned.report, outputs: scanned.outputs };
+    }
+    const runtime = this.runtime(s);
+    const data = this.data(model, s);
+    ctx.progress(0.5, `${method}: starting`);
+    const result = await applyFix(model, {
+      method,
+      runtime,
+      data,
+      dataKind: s.dataKind,
+      u: s.threshold,
+      seed: s.seed,
+      batchSize: s.batchSize,
+      options: s.methodOptions?.[method] ?? {},
+      previous: remembered.outputs,
+      signal: ctx.signal,
+      onProgress: (f, st) => ctx.progress(0.5 + 0.4 * f, `${method}: ${st}`),
+    });
+    ctx.signal.throwIfAborted();
+
+    ctx.progress(0.9, 'measuring accuracy and attack success rate');
+    const asr = this.asrSetup(model, s, remembered, data);
+    const measure = async (m: OnnxModel): Promise<Measurement> => ({
+      accuracy: data?.labels ? (await evaluate(m, data, runtime, { batchSize: s.batchSize, signal: ctx.signal })).accuracy : null,
+      asr: asr ? ((await evaluate(m, asr.data, runtime, { batchSize: s.batchSize, signal: ctx.signal, ...asr.attack })).asr ?? null) : null,
+    });
+    const before = await measure(model.onnx);
+    const after = await measure(result.model);
+    ctx.signal.throwIfAborted();
+
+    // Written last, after everything that can fail or be cancelled; never over an existing file.
+    const written: string[] = [];
+    for (const target of [out.onnx, out.safetensors].filter((p): p is string => !!p)) {
+      if (existsSync(target)) throw new BackdoorLensError('usage', `${basename(target)} appeared while the fix ran; not overwriting it`, { file: target });
+    }
+    writeFileAtomic(out.onnx, result.model.toBytes());
+    written.push(out.onnx);
+    const notes = [...result.notes];
+    if (out.safetensors && model.sourceKeys) {
+      // A state_dict can only carry changed weights; a fix that changes the graph lives in the ONNX file alone.
+      if (result.model.nodes.length === model.onnx.nodes.length) {
+        writeFileAtomic(out.safetensors, safetensorsFromModel(result.model, model.sourceKeys));
+        written.push(out.safetensors);
+      } else notes.push(`${method} changes the graph, which a state_dict cannot hold: only ${basename(out.onnx)} carries the fix`);
+    }
+    return {
+      kind: 'fix',
+      written,
+      summary: { method, pruned: result.pruned, notes, before, after, ...(asr ? { asrSource: asr.description } : {}) },
+    };
+  }
+
+  /**
+   * Where to measure the attack success rate: the configured triggered set with the detected (or
+   * configured) target, else the clean set stamped with the trigger the scan reversed.
+   */
+  private asrSetup(model: LoadedModel, s: ScanSettings, scanned: RememberedScan, clean: Dataset | undefined) {
+    const report = scanned.report;
+    const allToAll = report.attackType === 'all-to-all';
+    const target = report.targets[0] ?? s.target;
+    if (s.triggeredData && (allToAll || target !== undefined)) {
+      const data = this.data(model, s, s.triggeredData)!;
+      if (data.labels) {
+        return {
+          data,
+          attack: allToAll ? { allToAll: true } : { target },
+          description: `${basename(s.triggeredData)}, ${allToAll ? 'all-to-all' : `target class ${target}`}`,
+        };
+      }
+    }
+    const trigger = reversedTriggerOf(scanned.outputs);
+    if (trigger && clean?.labels) {
+      const sources = [...clean.labels.keys()].filter((i) => clean.labels![i] !== trigger.target);
+      return {
+        data: stampTrigger(trigger, clean, sources),
+        attack: { target: trigger.target },
+        description: `${basename(clean.source)} stamped with the reversed trigger for class ${trigger.target}`,
+      };
+    }
+    return undefined;
+  }
+}
+
+/** The strongest reversed trigger a detector left in its in-memory state, if any. */
+export function reversedTriggerOf(outputs: ReadonlyMap<string, AnalysisOutput>): ReversedTrigger | undefined {
+  const isTrigger = (x: unknown): x is ReversedTrigger =>
+    !!x && typeof x === 'object' && (((x as ReversedTrigger).kind === 'patch' && !!(x as ReversedTrigger).mask) || ((x as ReversedTrigger).kind === 'perturbation' && !!(x as ReversedTrigger).perturbation)) && typeof (x as ReversedTrigger).target === 'number';
+  for (const output of outputs.values()) {
+    if (!output.backdoored) continue;
+    const state = output.state as unknown;
+    const candidates: unknown[] = Array.isArray(state)
+      ? state
+      : state && typeof state === 'object'
+        ? [state, ...Object.values(state as Record<string, unknown>).flatMap((v) => (Array.isArray(v) ? v : [v]))]
+        : [];
+    const found = candidates.find(isTrigger);
+    if (found) return found;
+  }
+  return undefined;
+}
