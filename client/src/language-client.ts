@@ -1,0 +1,25 @@
+/** Starts the Backdoor Lens language server (dist/server.js) over IPC and connects it to VS Code. */
+import * as vscode from 'vscode';
+import { LanguageClient, TransportKind, type LanguageClientOptions, type ServerOptions } from 'vscode-languageclient/node';
+import { OUTLINE_SCHEME, type InitializationOptions } from '../../protocol/lsp';
+
+export function createLanguageClient(context: vscode.ExtensionContext): LanguageClient {
+  const module = vscode.Uri.joinPath(context.extensionUri, 'dist', 'server.js').fsPath;
+  const serverOptions: ServerOptions = {
+    run: { module, transport: TransportKind.ipc },
+    debug: { module, transport: TransportKind.ipc, options: { execArgv: ['--nolazy', '--inspect=6019'] } },
+  };
+  const initializationOptions: InitializationOptions = {
+    outlineDocuments: true,
+    clientCommands: true,
+    docsBaseUri: vscode.Uri.joinPath(context.extensionUri, 'docs', 'findings').toString(),
+  };
+  const clientOptions: LanguageClientOptions = {
+    documentSelector: [{ scheme: OUTLINE_SCHEME }, { scheme: 'file', pattern: '**/*.{onnx,pt,pth,safetensors}' }],
+    synchronize: { configurationSection: 'backdoorLens' },
+    initializationOptions,
+    diagnosticCollectionName: 'backdoor-lens',
+    outputChannelName: 'Backdoor Lens',
+  };
+  return new LanguageClient('backdoorLens', 'Backdoor Lens', serverOptions, clientOptions);
+}

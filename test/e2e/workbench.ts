@@ -1,0 +1,86 @@
+/** Driving the VS Code workbench in chromium with playwright-core: the few moves the test needs. */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium, type Browser, type FrameLocator, type Locator, type Page } from 'playwright-core';
+
+export interface Workbench {
+  browser: Browser;
+  page: Page;
+  shot(name: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+export async function openWorkbench(url: string, folder: string, shotsDir: string): Promise<Workbench> {
+  mkdirSync(shotsDir, { recursive: true });
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+  await page.goto(`${url}/?folder=${encodeURIComponent(folder)}`);
+  await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
+  let n = 0;
+  return {
+    browser,
+    page,
+    async shot(name) {
+      const file = join(shotsDir, `${String(++n).padStart(2, '0')}-${name}.png`);
+      await page.screenshot({ path: file });
+      return file;
+    },
+    close: () => browser.close(),
+  };
+}
+
+/** The Explorer row of a file or folder, by its visible name. */
+export function explorerRow(page: Page, name: string): Locator {
+  return page.locator(`.explorer-folders-view .monaco-list-row[aria-label="${name}"]`).first();
+}
+
+export async function expandFolder(page: Page, name: string): Promise<void> {
+  const row = explorerRow(page, name);
+  await row.waitFor({ timeout: 30_000 });
+  if ((await row.getAttribute('aria-expanded')) !== 'true') await row.click();
+}
+
+/** Right-click a file in the Explorer and pick a context-menu item. */
+export async function explorerContextAction(page: Page, file: string, item: string): Promise<void> {
+  const row = explorerRow(page, file);
+  await row.waitFor({ timeout: 30_000 });
+  await row.click({ button: 'right' });
+  const action = page.locator('.context-view .action-label', { hasText: item }).first();
+  await action.waitFor({ timeout: 10_000 });
+  await action.click();
+}
+
+/** Runs a command from the palette; retries while the extension's commands are not listed yet. */
+export async function runCommand(page: Page, title: string): Promise<void> {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    await page.keyboard.press('F1');
+    const input = page.locator('.quick-input-widget .quick-input-box input');
+    await input.waitFor();
+    await input.fill(`>${title}`);
+    const row = page.locator('.quick-input-widget .quick-input-list .monaco-list-row', { hasText: title }).first();
+    try {
+      await row.waitFor({ timeout: 3000 });
+      await row.click();
+      return;
+    } catch {
+      await page.keyboard.press('Escape');
+      await page.waitForTimeout(1000);
+    }
+  }
+  throw new Error(`command '${title}' never appeared in the palette`);
+}
+
+export async function openProblems(page: Page): Promise<Locator> {
+  const panel = page.locator('.markers-panel');
+  if (!(await panel.isVisible())) await page.keyboard.press('Control+Shift+M');
+  await panel.waitFor({ timeout: 10_000 });
+  return panel;
+}
+
+/** The report view's content frame (a webview inside a webview iframe). */
+export function reportFrame(page: Page): FrameLocator {
+  return page.frameLocator('iframe.webview.ready').frameLocator('#active-frame');
+}

@@ -1,0 +1,119 @@
+/**
+ * Charts (chart.js) coloured from the VS Code theme's --vscode-* variables, redrawn when the theme
+ * changes. Animations are off: the numbers are the point, and screenshots stay stable.
+ */
+import {
+  BarController,
+  BarElement,
+  CategoryScale,
+  Chart,
+  Legend,
+  LinearScale,
+  LineController,
+  LineElement,
+  PointElement,
+  Tooltip,
+  type ChartConfiguration,
+} from 'chart.js';
+
+Chart.register(BarController, BarElement, CategoryScale, LinearScale, LineController, LineElement, PointElement, Tooltip, Legend);
+
+export interface Theme {
+  foreground: string;
+  grid: string;
+  red: string;
+  blue: string;
+  green: string;
+  yellow: string;
+  orange: string;
+  purple: string;
+  font: string;
+}
+
+export function theme(): Theme {
+  const css = getComputedStyle(document.body);
+  const v = (name: string, fallback: string) => css.getPropertyValue(name).trim() || fallback;
+  return {
+    foreground: v('--vscode-charts-foreground', v('--vscode-foreground', '#cccccc')),
+    grid: v('--vscode-charts-lines', 'rgba(128,128,128,0.35)'),
+    red: v('--vscode-charts-red', '#f14c4c'),
+    blue: v('--vscode-charts-blue', '#3794ff'),
+    green: v('--vscode-charts-green', '#89d185'),
+    yellow: v('--vscode-charts-yellow', '#cca700'),
+    orange: v('--vscode-charts-orange', '#d18616'),
+    purple: v('--vscode-charts-purple', '#b180d7'),
+    font: v('--vscode-font-family', 'sans-serif'),
+  };
+}
+
+const charts = new Set<Chart>();
+
+/** Destroys the charts of the previous render. */
+export function clearCharts(): void {
+  for (const c of charts) c.destroy();
+  charts.clear();
+}
+
+function base(t: Theme, yTitle: string, xTitle: string) {
+  const axis = (title: string) => ({
+    ticks: { color: t.foreground, font: { family: t.font } },
+    grid: { color: t.grid },
+    title: { display: !!title, text: title, color: t.foreground, font: { family: t.font } },
+  });
+  return {
+    responsive: true,
+    maintainAspectRatio: false,
+    animation: false as const,
+    plugins: { legend: { labels: { color: t.foreground, font: { family: t.font } } }, tooltip: { enabled: true } },
+    scales: { x: axis(xTitle), y: axis(yTitle) },
+  };
+}
+
+/** A bar per item, red where flagged, with a dashed threshold line. */
+export function barsWithThreshold(
+  canvas: HTMLCanvasElement,
+  t: Theme,
+  opts: { labels: string[]; values: number[]; flagged: boolean[]; threshold?: number; thresholdLabel?: string; valueLabel: string; xTitle: string },
+): Chart {
+  const config: ChartConfiguration<'bar' | 'line', number[], string> = {
+    type: 'bar',
+    data: {
+      labels: opts.labels,
+      datasets: [
+        {
+          type: 'bar',
+          label: opts.valueLabel,
+          data: opts.values,
+          backgroundColor: opts.flagged.map((f) => (f ? t.red : t.blue)),
+          borderColor: opts.flagged.map((f) => (f ? t.red : t.blue)),
+          borderWidth: 1,
+        },
+        ...(opts.threshold !== undefined
+          ? [{ type: 'line' as const, label: opts.thresholdLabel ?? 'threshold', data: opts.labels.map(() => opts.threshold!), borderColor: t.yellow, borderDash: [6, 4], borderWidth: 2, pointRadius: 0 }]
+          : []),
+      ],
+    },
+    options: base(t, opts.valueLabel, opts.xTitle),
+  };
+  const chart = new Chart(canvas, config as ChartConfiguration);
+  charts.add(chart);
+  return chart;
+}
+
+/** Before/after bars for accuracy and attack success rate after a fix. */
+export function beforeAfter(canvas: HTMLCanvasElement, t: Theme, rows: { label: string; before: number | null; after: number | null }[]): Chart {
+  const config: ChartConfiguration<'bar', (number | null)[], string> = {
+    type: 'bar',
+    data: {
+      labels: rows.map((r) => r.label),
+      datasets: [
+        { label: 'before the fix', data: rows.map((r) => (r.before === null ? null : 100 * r.before)), backgroundColor: t.orange },
+        { label: 'after the fix', data: rows.map((r) => (r.after === null ? null : 100 * r.after)), backgroundColor: t.green },
+      ],
+    },
+    options: { ...base(t, 'percent', ''), scales: { ...base(t, 'percent', '').scales, y: { ...base(t, 'percent', '').scales.y, min: 0, max: 100 } } },
+  };
+  const chart = new Chart(canvas, config as ChartConfiguration);
+  charts.add(chart);
+  return chart;
+}
