@@ -4,6 +4,7 @@ import { asBackdoorLensError, type ErrorCode } from '../engine/errors';
 import { evalCommand, evalHelp } from './commands/eval';
 import { fixCommand, fixHelp } from './commands/fix';
 import { infoCommand, infoHelp } from './commands/info';
+import { lspCommand, lspHelp } from './commands/lsp';
 import { scanCommand, scanHelp } from './commands/scan';
 
 export interface CommandResult {
@@ -27,6 +28,7 @@ const commands: Record<string, { run: (args: string[]) => Promise<CommandResult>
   fix: { run: fixCommand, help: fixHelp, summary: 'write a purified model' },
   eval: { run: evalCommand, help: evalHelp, summary: 'clean accuracy and attack success rate' },
   info: { run: infoCommand, help: infoHelp, summary: 'inputs, outputs, ops, conv→BN pairs, BN folded or not' },
+  lsp: { run: lspCommand, help: lspHelp, summary: 'language server for editors (--stdio)' },
 };
 
 export const mainHelp = `backdoor-lens ${TOOL_VERSION} — scan neural-network checkpoints for backdoors and repair them
