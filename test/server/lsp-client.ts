@@ -6,22 +6,20 @@ import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:chil
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { createMessageConnection, StreamMessageReader, StreamMessageWriter, type MessageConnection } from 'vscode-jsonrpc/node';
 import {
-  createProtocolConnection,
   InitializeRequest,
   InitializedNotification,
   PublishDiagnosticsNotification,
   ShutdownRequest,
   ExitNotification,
-  StreamMessageReader,
-  StreamMessageWriter,
   type Diagnostic,
   type InitializeParams,
-  type ProtocolConnection,
+  type InitializeResult,
   type WorkDoneProgressBegin,
   type WorkDoneProgressReport,
   type WorkDoneProgressEnd,
-} from 'vscode-languageserver-protocol/node';
+} from 'vscode-languageserver-protocol';
 import type { InitializationOptions } from '../../protocol/lsp';
 import { root } from '../helpers';
 
@@ -41,7 +39,8 @@ export function buildServer(): string {
 export type ProgressValue = WorkDoneProgressBegin | WorkDoneProgressReport | WorkDoneProgressEnd;
 
 export interface TestClient {
-  connection: ProtocolConnection;
+  connection: MessageConnection;
+  initializeResult: InitializeResult;
   process: ChildProcessWithoutNullStreams;
   /** Latest diagnostics per URI. */
   diagnostics: Map<string, Diagnostic[]>;
@@ -61,12 +60,12 @@ export interface TestClient {
 
 export const fileUri = (p: string) => pathToFileURL(p).href;
 
-export async function startClient(options: { workspace: string; init?: InitializationOptions; settings?: Record<string, unknown> }): Promise<TestClient> {
+export async function startClient(options: { workspace: string; init?: InitializationOptions; settings?: Record<string, unknown>; args?: string[] }): Promise<TestClient> {
   const server = buildServer();
-  const child = spawn(process.execPath, [server, '--stdio'], { cwd: options.workspace, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, options.args ?? [server, '--stdio'], { cwd: options.workspace, stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
-  const connection = createProtocolConnection(new StreamMessageReader(child.stdout), new StreamMessageWriter(child.stdin));
+  const connection = createMessageConnection(new StreamMessageReader(child.stdout), new StreamMessageWriter(child.stdin));
   const diagnostics = new Map<string, Diagnostic[]>();
   const progress = new Map<string | number, ProgressValue[]>();
   const createdTokens: (string | number)[] = [];
@@ -74,6 +73,7 @@ export async function startClient(options: { workspace: string; init?: Initializ
   const waiters: (() => void)[] = [];
   const client: TestClient = {
     connection,
+    initializeResult: undefined as unknown as InitializeResult,
     process: child,
     diagnostics,
     progress,
@@ -153,7 +153,7 @@ export async function startClient(options: { workspace: string; init?: Initializ
       textDocument: { publishDiagnostics: { relatedInformation: true, codeDescriptionSupport: true, dataSupport: true } },
     },
   };
-  await connection.sendRequest(InitializeRequest.type, init);
+  client.initializeResult = await connection.sendRequest(InitializeRequest.type, init);
   await connection.sendNotification(InitializedNotification.type, {});
   return client;
 }

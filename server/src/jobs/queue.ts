@@ -50,12 +50,15 @@ export class JobQueue {
     if (!next) return;
     this.busy = true;
     next.onStart?.();
-    this.host
-      .run(next.job, next.options)
-      .then(next.resolve, next.reject)
-      .finally(() => {
-        this.busy = false;
-        this.pump();
-      });
+    const finish = (settle: () => void) => {
+      this.busy = false;
+      settle();
+      // After the settled job's own continuations, so observers see it end before the next starts.
+      queueMicrotask(() => this.pump());
+    };
+    this.host.run(next.job, next.options).then(
+      (r) => finish(() => next.resolve(r)),
+      (e) => finish(() => next.reject(e)),
+    );
   }
 }

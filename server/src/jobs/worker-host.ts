@@ -30,6 +30,7 @@ export interface RunOptions {
 }
 
 interface Pending {
+  worker: Worker;
   resolve(r: JobResult): void;
   reject(e: unknown): void;
   onProgress?(fraction: number, stage: string): void;
@@ -60,6 +61,7 @@ export class WorkerHost {
     const fail = (why: string) => {
       if (this.worker === w) this.worker = undefined;
       for (const [id, p] of this.pending) {
+        if (p.worker !== w) continue;
         this.pending.delete(id);
         p.reject(new JobFailure('internal', `the engine worker stopped: ${why}`));
       }
@@ -92,7 +94,7 @@ export class WorkerHost {
         if (timer) clearTimeout(timer);
         f(v);
       };
-      this.pending.set(id, { resolve: settle(resolve), reject: settle(reject), onProgress: options.onProgress });
+      this.pending.set(id, { worker, resolve: settle(resolve), reject: settle(reject), onProgress: options.onProgress });
       options.signal?.addEventListener('abort', onAbort, { once: true });
       worker.postMessage({ type: 'run', id, job } satisfies ToWorker);
     });

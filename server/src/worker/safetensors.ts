@@ -2,7 +2,7 @@
  * Writes the purified weights of a state_dict checkpoint back under their original keys, as
  * safetensors (8-byte little-endian header length, JSON header, raw little-endian data).
  */
-import { BackdoorLensError } from '../../../engine';
+import { BackdoorLensError } from '../../../engine/errors';
 import type { OnnxModel } from '../../../engine/graph/model';
 import type { DType } from '../../../engine/tensor';
 

@@ -1,0 +1,242 @@
+/**
+ * The language server end to end over stdio with a real JSON-RPC client: the BadNets fixture is
+ * scanned, its diagnostics, lenses, hovers and quick fixes checked against the report the scan
+ * produced, a fix is applied and its output rescanned, a scan is cancelled midway, and broken input
+ * is survived.
+ */
+import assert from 'node:assert/strict';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { CancellationTokenSource } from 'vscode-jsonrpc';
+import {
+  CodeActionRequest,
+  CodeLensRequest,
+  DiagnosticSeverity,
+  DidChangeWatchedFilesNotification,
+  FileChangeType,
+  HoverRequest,
+  LSPErrorCodes,
+  ResponseError,
+  type CodeAction,
+  type Diagnostic,
+} from 'vscode-languageserver-protocol';
+import { FixRequest, OutlineRequest, ReportRequest, ScanRequest, ServerCommands } from '../../protocol/lsp';
+import { fmnist, root, tempDir } from '../helpers';
+import { fileUri, startClient, type TestClient } from './lsp-client';
+
+const text = (d: Diagnostic) => (typeof d.message === 'string' ? d.message : d.message.value);
+const outlineOf = (path: string) => `backdoor-lens-outline:${new URL(fileUri(path)).pathname}.outline`;
+const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
+
+/** Resolves once the scan on this progress token reports a stage inside an analysis ("pairs: pair 3/90"), not loading. */
+async function inAnalysis(client: TestClient, token: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(client.progress.get(token) ?? []).some((p) => p.kind === 'report' && /^[a-z0-9-]+: /.test(p.message ?? ''))) {
+    if ((client.progress.get(token) ?? []).some((p) => p.kind === 'end')) throw new Error(`the scan on ${token} ended before reaching an analysis`);
+    if (Date.now() > deadline) throw new Error(`no analysis stage on ${token} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function workspace(): { dir: string; model: string } {
+  const dir = tempDir('bl-server-');
+  mkdirSync(join(dir, 'badnets'));
+  mkdirSync(join(dir, 'data'));
+  copyFileSync(join(fmnist.badnets, 'model.onnx'), join(dir, 'badnets', 'model.onnx'));
+  for (const f of ['clean.npz', 'triggered.npz']) copyFileSync(join(fmnist.data, f), join(dir, 'data', f));
+  return { dir, model: join(dir, 'badnets', 'model.onnx') };
+}
+
+describe('language server over stdio', { timeout: 600_000 }, () => {
+  const ws = workspace();
+  const uri = fileUri(ws.model);
+  let client: TestClient;
+
+  before(async () => {
+    client = await startClient({ workspace: ws.dir, settings: { data: 'data/clean.npz', triggeredData: 'data/triggered.npz' } });
+  });
+  after(() => client?.stop());
+
+  test('initialize announces hovers, lenses, quick fixes and the server commands', () => {
+    const caps = client.initializeResult.capabilities;
+    assert.equal(caps.hoverProvider, true);
+    assert.ok(caps.codeLensProvider);
+    assert.deepEqual((caps.codeActionProvider as { codeActionKinds: string[] }).codeActionKinds, ['quickfix']);
+    assert.deepEqual(caps.executeCommandProvider?.commands, [ServerCommands.scan, ServerCommands.applyFix]);
+    assert.equal(client.initializeResult.serverInfo?.name, 'backdoor-lens');
+  });
+
+  test('a scan of the BadNets model reports progress and publishes diagnostics with the codes and ranges of its report', async () => {
+    const summary = await client.connection.sendRequest(ScanRequest, { uri, workDoneToken: 'scan-1' });
+    const progress = client.progress.get('scan-1') ?? [];
+    assert.equal(progress[0]?.kind, 'begin');
+    assert.equal((progress[0] as { cancellable?: boolean }).cancellable, true);
+    assert.ok(progress.some((p) => p.kind === 'report' && p.message), 'stage text reported');
+    assert.equal(progress.at(-1)?.kind, 'end');
+    const percents = progress.filter((p) => p.kind === 'report').map((p) => (p as { percentage?: number }).percentage ?? 0);
+    assert.deepEqual(percents, [...percents].sort((a, b) => a - b), 'percentage never goes back');
+
+    const view = await client.connection.sendRequest(ReportRequest, { uri });
+    const report = view.report!;
+    assert.equal(view.status, 'done');
+    assert.equal(summary.status, 'done');
+    assert.deepEqual(summary.codes, report.findings.map((f) => f.code));
+
+    // The BadNets fixture has a 3×3 white patch sending everything to class 0.
+    assert.equal(report.verdict, 'backdoored');
+    assert.ok(report.targets.includes(0), `targets ${report.targets}`);
+    const onFile = await client.waitForDiagnostics(uri, (d) => d.length > 0);
+    assert.equal(onFile.length, 1, 'one summary on the checkpoint');
+    assert.equal(onFile[0].severity, DiagnosticSeverity.Error);
+    assert.equal(onFile[0].code, 'BL003');
+    assert.match(text(onFile[0]), /target class 0/);
+
+    const outline = (await client.connection.sendRequest(OutlineRequest, { uri })).split('\n');
+    const onOutline = await client.waitForDiagnostics(outlineOf(ws.model), (d) => d.length === report.findings.length);
+    onOutline.forEach((d, i) => {
+      const f = report.findings[i];
+      assert.equal(d.code, f.code);
+      assert.equal(d.severity, { error: 1, warning: 2, information: 3 }[f.severity]);
+      const line = outline[d.range.start.line];
+      if (f.location?.layer) assert.ok(line.startsWith(f.location.layer), `${f.code} on '${line}', expected layer ${f.location.layer}`);
+      else assert.match(line, /^verdict: BACKDOORED/);
+      assert.equal(d.range.end.character, line.length);
+      assert.ok(existsSync(new URL(d.codeDescription!.href)), `docs page for ${d.code}`);
+    });
+    assert.ok(onOutline.some((d) => d.severity === DiagnosticSeverity.Error), 'the backdoor finding is an error');
+  });
+
+  test('a second scan of the same content answers from the cache', async () => {
+    const again = await client.connection.sendRequest(ScanRequest, { uri });
+    assert.equal(again.cached, true);
+    assert.equal(again.verdict, 'backdoored');
+  });
+
+  test('lenses on flagged layers and quick fixes on the backdoor finding follow the report', async () => {
+    const view = await client.connection.sendRequest(ReportRequest, { uri });
+    const report = view.report!;
+    const outlineUri = outlineOf(ws.model);
+    const lenses = await client.connection.sendRequest(CodeLensRequest.type, { textDocument: { uri: outlineUri } });
+    const outline = (await client.connection.sendRequest(OutlineRequest, { uri })).split('\n');
+    const flaggedLayers = new Set(report.neurons.filter((n) => n.flagged).map((n) => `${n.method}:${n.layer}`));
+    const layerLenses = (lenses ?? []).filter((l) => / neurons? flagged/.test(l.command?.title ?? ''));
+    assert.equal(layerLenses.length, flaggedLayers.size);
+    for (const l of layerLenses) {
+      const [, method, count] = /^([A-Z]+): (\d+) neurons? flagged/.exec(l.command!.title)!;
+      const layer = outline[l.range.start.line].split(/\s+/)[0];
+      assert.equal(Number(count), report.neurons.filter((n) => n.flagged && n.layer === layer && n.method === method.toLowerCase()).length);
+    }
+    const error = client.diagnostics.get(outlineUri)!.find((d) => d.severity === DiagnosticSeverity.Error)!;
+    const actions = (await client.connection.sendRequest(CodeActionRequest.type, { textDocument: { uri: outlineUri }, range: error.range, context: { diagnostics: [error] } })) as CodeAction[];
+    const usable = view.fixes.filter((f) => !f.notApplicable).map((f) => f.id);
+    assert.ok(usable.length > 0, 'at least one fix applies to the BadNets model');
+    const titles = actions.filter((a) => !a.disabled).map((a) => a.title);
+    for (const id of usable) assert.ok(titles.includes(id === 'bna' ? 'Apply BNA correction' : `Prune with ${id.toUpperCase()}`), `${id} offered: ${titles}`);
+    if (usable.includes('bna')) assert.equal(actions[0].title, 'Apply BNA correction');
+    assert.equal(actions.filter((a) => a.isPreferred).length, 1);
+  });
+
+  test('hovers answer while a scan runs', async (t) => {
+    const outlineUri = outlineOf(ws.model);
+    const bn = (await client.connection.sendRequest(OutlineRequest, { uri })).split('\n').findIndex((l) => l.startsWith('bn3'));
+    let scanDone = false;
+    const scan = client.connection.sendRequest(ScanRequest, { uri, force: true, workDoneToken: 'scan-busy' }).finally(() => (scanDone = true));
+    // Wait until the worker is inside an analysis, not merely loading.
+    await inAnalysis(client, 'scan-busy');
+    const latencies: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t0 = performance.now();
+      const hover = await client.connection.sendRequest(HoverRequest.type, { textDocument: { uri: outlineUri }, position: { line: bn, character: 1 } });
+      latencies.push(performance.now() - t0);
+      assert.match((hover?.contents as { value: string }).value, /\*\*bn3\*\*/);
+    }
+    assert.equal(scanDone, false, 'the scan was still running while every hover was answered');
+    t.diagnostic(`hover latency during a scan: ${latencies.map((x) => x.toFixed(1)).join(', ')} ms`);
+    await scan;
+  });
+
+  test('a fix writes <name>.purified.onnx beside the input, never over it; its rescan shows no backdoor', async () => {
+    const before = sha(ws.model);
+    const view = await client.connection.sendRequest(ReportRequest, { uri });
+    const method = view.fixes.find((f) => f.id === 'bna' && !f.notApplicable)?.id ?? view.fixes.find((f) => !f.notApplicable)!.id;
+    const fix = await client.connection.sendRequest(FixRequest, { uri, method, workDoneToken: 'fix-1' });
+    const out = join(ws.dir, 'badnets', 'model.purified.onnx');
+    assert.deepEqual(fix.outputs, [fileUri(out)]);
+    assert.ok(existsSync(out));
+    assert.equal(sha(ws.model), before, 'the input is untouched');
+    assert.ok(fix.before.asr !== null && fix.after.asr !== null && fix.after.asr < fix.before.asr, `ASR ${fix.before.asr} → ${fix.after.asr}`);
+    assert.ok((client.progress.get('fix-1') ?? []).some((p) => p.kind === 'report'));
+
+    const rescan = await client.connection.sendRequest(ScanRequest, { uri: fix.outputs[0] });
+    assert.notEqual(rescan.verdict, 'backdoored');
+    const diagnostics = await client.waitForDiagnostics(fix.outputs[0]);
+    assert.ok(!diagnostics.some((d) => d.code === 'BL003' || d.severity === DiagnosticSeverity.Error), JSON.stringify(diagnostics));
+    const purifiedView = await client.connection.sendRequest(ReportRequest, { uri: fix.outputs[0] });
+    assert.equal(purifiedView.fix?.method, method);
+
+    const second = await client.connection.sendRequest(FixRequest, { uri, method });
+    assert.deepEqual(second.outputs, [fileUri(join(ws.dir, 'badnets', 'model.purified-2.onnx'))]);
+  });
+
+  test('a scan cancelled midway ends cleanly and keeps the previous results', async () => {
+    const cts = new CancellationTokenSource();
+    const scan = client.connection.sendRequest(ScanRequest, { uri, force: true, workDoneToken: 'scan-cancel' }, cts.token);
+    await inAnalysis(client, 'scan-cancel');
+    const t0 = Date.now();
+    cts.cancel();
+    await assert.rejects(scan, (e: unknown) => e instanceof ResponseError && e.code === LSPErrorCodes.RequestCancelled);
+    assert.ok(Date.now() - t0 < 5000, 'cancellation took effect promptly');
+    assert.equal((client.progress.get('scan-cancel') ?? []).at(-1)?.kind, 'end');
+    const view = await client.connection.sendRequest(ReportRequest, { uri });
+    assert.equal(view.status, 'done');
+    assert.equal(view.report?.verdict, 'backdoored');
+    const next = await client.connection.sendRequest(ScanRequest, { uri });
+    assert.equal(next.cached, true, 'the server goes on serving');
+  });
+
+  test('a corrupted checkpoint gives one clear diagnostic and the server keeps serving', async () => {
+    const broken = join(ws.dir, 'badnets', 'broken.onnx');
+    writeFileSync(broken, Buffer.concat([readFileSync(ws.model).subarray(0, 3000), Buffer.from('not the rest of a model')]));
+    const summary = await client.connection.sendRequest(ScanRequest, { uri: fileUri(broken) });
+    assert.equal(summary.status, 'failed');
+    const d = await client.waitForDiagnostics(fileUri(broken), (x) => x.length > 0);
+    assert.equal(d.length, 1);
+    assert.equal(d[0].code, 'BL050');
+    assert.equal(d[0].severity, DiagnosticSeverity.Error);
+    assert.doesNotMatch(text(d[0]), /\n\s+at /, 'no stack trace');
+    const again = await client.connection.sendRequest(ScanRequest, { uri });
+    assert.equal(again.status, 'done');
+  });
+
+  test('a changed checkpoint loses its results; a deleted one too', async () => {
+    const copy = join(ws.dir, 'badnets', 'copy.onnx');
+    copyFileSync(ws.model, copy);
+    await client.connection.sendRequest(ScanRequest, { uri: fileUri(copy) });
+    await client.waitForDiagnostics(fileUri(copy), (d) => d.length === 1);
+    writeFileSync(copy, Buffer.concat([readFileSync(ws.model), Buffer.from([0])]));
+    await client.connection.sendNotification(DidChangeWatchedFilesNotification.type, { changes: [{ uri: fileUri(copy), type: FileChangeType.Changed }] });
+    await client.waitForDiagnostics(fileUri(copy), (d) => d.length === 0);
+    assert.equal((await client.connection.sendRequest(ReportRequest, { uri: fileUri(copy) })).status, 'stale');
+    assert.deepEqual(client.diagnostics.get(outlineOf(copy)), []);
+  });
+});
+
+describe('backdoor-lens lsp --stdio', () => {
+  test('runs the same server', async () => {
+    const ws = workspace();
+    const client = await startClient({ workspace: ws.dir, args: [join(root, 'bin', 'backdoor-lens.js'), 'lsp', '--stdio'], init: {} });
+    try {
+      assert.equal(client.initializeResult.serverInfo?.name, 'backdoor-lens');
+      const broken = join(ws.dir, 'broken.onnx');
+      writeFileSync(broken, 'not a model');
+      const summary = await client.connection.sendRequest('workspace/executeCommand', { command: ServerCommands.scan, arguments: [fileUri(broken)] });
+      assert.equal((summary as { status: string }).status, 'failed');
+      const d = await client.waitForDiagnostics(fileUri(broken), (x) => x.length === 1);
+      assert.equal(d[0].code, 'BL050');
+    } finally {
+      await client.stop();
+    }
+  });
+});
