@@ -130,6 +130,7 @@ export class EngineJobs {
       methodOptions: s.methodOptions,
       signal: ctx.signal,
       timeLimitMs: s.timeLimitSeconds ? s.timeLimitSeconds * 1000 : undefined,
+      maxMemoryMB: s.limits?.maxMemoryMB,
       onProgress: (p) => ctx.progress(p.fraction, p.stage),
     });
     this.remember(`${model.sha256}\n${settingsKey(s)}`, { report: result.report, outputs: result.outputs });
