@@ -170,7 +170,8 @@ export class CheckpointService {
       const result = (await this.queue.run({ kind: 'fix', path, method, settings, outputs }, { signal: abort.signal, onProgress: (f, s) => progress.report(f, s) })) as FixJobResult;
       const summary: FixSummary = { source: state.uri, outputs: result.written.map(fileUri), ...result.summary };
       const out = this.store.ensure(result.written[0], summary.outputs[0]);
-      this.store.update(out, { fix: summary });
+      // The hash ties the fix summary to these bytes: the watcher's 'created' event must not drop it.
+      this.store.update(out, { fix: summary, hash: await sha256File(result.written[0]) });
       this.host.changed(out);
       return summary;
     } finally {

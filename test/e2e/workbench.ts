@@ -37,20 +37,57 @@ export function explorerRow(page: Page, name: string): Locator {
   return page.locator(`.explorer-folders-view .monaco-list-row[aria-label="${name}"]`).first();
 }
 
-export async function expandFolder(page: Page, name: string): Promise<void> {
+export async function expandFolder(page: Page, name: string, child: string): Promise<void> {
   const row = explorerRow(page, name);
   await row.waitFor({ timeout: 30_000 });
-  if ((await row.getAttribute('aria-expanded')) !== 'true') await row.click();
+  for (let attempt = 0; attempt < 5; attempt++) {
+    if ((await row.getAttribute('aria-expanded')) !== 'true') await row.click();
+    try {
+      await explorerRow(page, child).waitFor({ timeout: 5000 });
+      return;
+    } catch {
+      // The tree was still loading: collapse and try again.
+      if ((await row.getAttribute('aria-expanded')) === 'true') await row.click();
+    }
+  }
+  throw new Error(`${child} never appeared under ${name} in the Explorer`);
 }
 
-/** Right-click a file in the Explorer and pick a context-menu item. */
-export async function explorerContextAction(page: Page, file: string, item: string): Promise<void> {
+/**
+ * Right-click a file in the Explorer and pick a context-menu item. Retries while the item is
+ * missing: the menu lists an extension's items only once the extension host has read it.
+ */
+export async function explorerContextAction(page: Page, file: string, item: string, timeoutMs = 60_000): Promise<void> {
   const row = explorerRow(page, file);
   await row.waitFor({ timeout: 30_000 });
-  await row.click({ button: 'right' });
-  const action = page.locator('.context-view .action-label', { hasText: item }).first();
-  await action.waitFor({ timeout: 10_000 });
-  await action.click();
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    await row.click({ button: 'right' });
+    const action = page.locator('.context-view .action-label', { hasText: item }).first();
+    try {
+      await action.waitFor({ timeout: 3000 });
+    } catch (e) {
+      await page.keyboard.press('Escape');
+      if (Date.now() > deadline) throw e;
+      await page.waitForTimeout(1000);
+      continue;
+    }
+    await pickMenuItem(page, action);
+    return;
+  }
+}
+
+/** Picks an item of an open menu; a menu may ignore a click that comes right after it opened, so Enter follows if needed. */
+export async function pickMenuItem(page: Page, item: Locator): Promise<void> {
+  await item.hover();
+  await page.waitForTimeout(200);
+  await item.click();
+  try {
+    await item.waitFor({ state: 'hidden', timeout: 1500 });
+  } catch {
+    await page.keyboard.press('Enter');
+    await item.waitFor({ state: 'hidden', timeout: 5000 });
+  }
 }
 
 /** Runs a command from the palette; retries while the extension's commands are not listed yet. */
@@ -80,7 +117,14 @@ export async function openProblems(page: Page): Promise<Locator> {
   return panel;
 }
 
-/** The report view's content frame (a webview inside a webview iframe). */
+/** The visible report view's content frame (a webview inside a webview iframe; the inner one keeps its 'pending' id at times). */
 export function reportFrame(page: Page): FrameLocator {
-  return page.frameLocator('iframe.webview.ready').frameLocator('#active-frame');
+  return page.frameLocator('iframe.webview.ready >> visible=true').frameLocator('#active-frame, #pending-frame');
+}
+
+/** Hides the bottom panel (Problems) and the notification toasts so the editor area shows whole in screenshots. */
+export async function hidePanel(page: Page): Promise<void> {
+  if (await page.locator('.part.panel').isVisible()) await page.keyboard.press('Control+J');
+  await page.locator('.part.panel').waitFor({ state: 'hidden', timeout: 5000 });
+  if (await page.locator('.notifications-toasts .notification-toast').count()) await runCommand(page, 'Notifications: Clear All Notifications');
 }

@@ -173,8 +173,11 @@ describe('language server over stdio', { timeout: 600_000 }, () => {
     assert.notEqual(rescan.verdict, 'backdoored');
     const diagnostics = await client.waitForDiagnostics(fix.outputs[0]);
     assert.ok(!diagnostics.some((d) => d.code === 'BL003' || d.severity === DiagnosticSeverity.Error), JSON.stringify(diagnostics));
+    // The file watcher reports the new file as created: that must not drop what the fix recorded.
+    await client.connection.sendNotification(DidChangeWatchedFilesNotification.type, { changes: [{ uri: fix.outputs[0], type: FileChangeType.Created }] });
     const purifiedView = await client.connection.sendRequest(ReportRequest, { uri: fix.outputs[0] });
     assert.equal(purifiedView.fix?.method, method);
+    assert.equal(purifiedView.report?.verdict, rescan.verdict);
 
     const second = await client.connection.sendRequest(FixRequest, { uri, method });
     assert.deepEqual(second.outputs, [fileUri(join(ws.dir, 'badnets', 'model.purified-2.onnx'))]);
