@@ -143,4 +143,21 @@ describe('Backdoor Lens in VS Code', { timeout: 300_000 }, () => {
       await wb!.shot(`report-${bodyClass}`);
     }
   });
+
+  test('Scan for Backdoor from the editor title; Cancel in the progress notification stops it', async () => {
+    const page = wb!.page;
+    const frame = reportFrame(page);
+    await frame.locator('#verdict', { hasText: 'Backdoor: target 0' }).waitFor({ timeout: 10_000 });
+    await page.locator('.editor-actions .action-label[aria-label^="Scan for Backdoor"]').first().click();
+    const toast = page.locator('.notifications-toasts .notification-toast', { hasText: 'scanning model.onnx' }).first();
+    await toast.waitFor({ timeout: 20_000 });
+    // Let it get into an analysis, so that the cancel lands mid-scan.
+    await frame.locator('#stage', { hasText: /: / }).waitFor({ timeout: 30_000 });
+    await wb!.shot('scan-running');
+    await toast.locator('.monaco-button', { hasText: 'Cancel' }).click();
+    await page.locator('.notifications-toasts .notification-toast', { hasText: /scanning model\.onnx: cancelled/ }).waitFor({ timeout: 15_000 });
+    // The earlier results stay.
+    await frame.locator('#verdict', { hasText: 'Backdoor: target 0' }).waitFor({ timeout: 10_000 });
+    await wb!.shot('scan-cancelled');
+  });
 });

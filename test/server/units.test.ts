@@ -114,6 +114,13 @@ describe('diagnostics', async () => {
     }
   });
 
+  test('a rescan in progress keeps the previous results on show', () => {
+    const d = diagnosticsFor(state(backdoored, { status: 'scanning' }), renderOutline(outline, backdoored), options);
+    assert.equal(d.checkpoint[0]?.code, 'BL003');
+    assert.equal(d.outline.length, 3);
+    assert.deepEqual(diagnosticsFor(state(backdoored, { status: 'stale' }), renderOutline(outline, backdoored), options).checkpoint, []);
+  });
+
   test('without outline documents every finding goes on the checkpoint', () => {
     const d = diagnosticsFor(state(backdoored), renderOutline(outline, backdoored), { ...options, outlineDocuments: false });
     assert.equal(d.outline.length, 0);

@@ -93,7 +93,8 @@ export function diagnosticsFor(state: CheckpointState, rendered: RenderedOutline
     return out;
   }
   const report = state.outcome?.report;
-  if (state.status !== 'done' || !report) return out;
+  // A rescan keeps showing the results it may replace until it has new ones.
+  if (!report || !['done', 'queued', 'scanning'].includes(state.status)) return out;
 
   const onOutline = options.outlineDocuments && !!rendered;
   const summaryRange = rendered ? lineRange(rendered.summaryLine, rendered.lines[rendered.summaryLine]) : fileStart;
