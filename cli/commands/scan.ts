@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
-import { formatReport, scan, toSarif, writeFileAtomic, type ScanReport } from '../../engine';
+import { formatRefusedReport, formatReport, refusedScanReport, scan, toSarif, UnsafeCheckpointError, writeFileAtomic, type LoadedModel, type ScanReport } from '../../engine';
 import { commonHelp, intOption, numberOption, parse, settingsFor, UsageError } from '../options';
 import { openData, openModel, openRuntime } from '../load';
 import type { CommandResult } from '../main';
@@ -53,7 +53,14 @@ export async function scanCommand(args: string[]): Promise<CommandResult> {
   const u = numberOption(values, 'u') ?? cfg?.threshold;
   if (u !== undefined && u <= 0) throw new UsageError('--u must be positive');
   const timeLimit = numberOption(values, 'time-limit') ?? cfg?.timeLimitSeconds;
-  const model = await openModel(positionals[0], s);
+  let model: LoadedModel;
+  try {
+    model = await openModel(positionals[0], s);
+  } catch (e) {
+    // A refused checkpoint is itself the result: report why, in the format asked for.
+    if (e instanceof UnsafeCheckpointError) return refusedOutput(refusedScanReport(e, s.seed), values, e.dangerous ? 1 : 3);
+    throw e;
+  }
   const data = s.data ? openData(model, s.data, s) : undefined;
   const runtime = openRuntime(s);
   try {
@@ -85,6 +92,17 @@ export async function scanCommand(args: string[]): Promise<CommandResult> {
   } finally {
     await runtime.dispose();
   }
+}
+
+function refusedOutput(report: ScanReport, values: Record<string, unknown>, exitCode: number): CommandResult {
+  const out = values.out as string | undefined;
+  const serialised = values.sarif ? JSON.stringify(toSarif(report, out ? dirname(resolve(out)) : process.cwd()), null, 2) : JSON.stringify(report, null, 2);
+  const text = formatRefusedReport(report);
+  if (out) {
+    writeFileAtomic(out, serialised + '\n');
+    return { stdout: `${text}\nReport written to ${out}.`, exitCode };
+  }
+  return { stdout: values.json || values.sarif ? serialised : text, exitCode };
 }
 
 export function exitCodeFor(report: ScanReport): number {

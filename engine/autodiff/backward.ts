@@ -55,6 +55,7 @@ export function emitBackward(prepared: PreparedForward, e: Emitter, seeds: Reado
     return contributions.get(tensor)![0];
   };
   for (const [tensor, grad] of seeds) if (relevant.has(tensor)) contribute(tensor, grad);
+  const absorbed = new Set<NodeProto>();
 
   for (let n = nodes.length - 1; n >= 0; n--) {
     const node = nodes[n];
@@ -62,8 +63,14 @@ export function emitBackward(prepared: PreparedForward, e: Emitter, seeds: Reado
     if (!needed.some(Boolean)) continue;
     const grads = node.output.map((o) => (relevant.has(o) ? gradientOf(o) : undefined));
     if (grads.every((g) => g === undefined)) continue;
+    if (absorbed.has(node)) {
+      contribute(node.input[0], grads[0]!);
+      continue;
+    }
     const rule = gradientRules.get(node.op_type);
-    if (!rule || nonDifferentiable.has(node.op_type)) throw unsupportedNode(model, node, 'no gradient rule for this op');
+    if (!rule || nonDifferentiable.has(node.op_type)) {
+      throw unsupportedNode(model, node, `no gradient rule for this op (differentiable ops: ${[...gradientRules.keys()].sort().join(', ')})`);
+    }
     const ctx: RuleContext = {
       node,
       e,
@@ -73,6 +80,9 @@ export function emitBackward(prepared: PreparedForward, e: Emitter, seeds: Reado
       fail: (why) => {
         throw unsupportedNode(model, node, why);
       },
+      producer: (tensor) => model.producerOf(tensor),
+      usedOnlyHere: (tensor) => !seeds.has(tensor) && model.consumersOf(tensor).length === 1 && node.input.filter((i) => i === tensor).length === 1,
+      absorb: (upstream) => absorbed.add(upstream),
     };
     const result = rule(ctx);
     result.forEach((g, i) => {

@@ -12,6 +12,12 @@ export class Emitter {
   readonly builder: GraphBuilder;
   private readonly constants = new Map<string, string>();
   private readonly shapeOfCache = new Map<string, string>();
+  private readonly batchCache = new Map<string, string>();
+  /**
+   * Gradients that are another gradient times a per-channel (axis 1) factor [C]: a Conv below
+   * folds the factor into its small backward kernel instead of reading the scaled tensor.
+   */
+  readonly channelScaled = new Map<string, { base: string; scale: string }>();
 
   constructor(
     readonly model: OnnxModel,
@@ -45,7 +51,7 @@ export class Emitter {
     const key = `f:${dims.join('x')}:${values.join(',')}`;
     let name = this.constants.get(key);
     if (!name) {
-      name = this.builder.initializer(this.fresh('grad_const'), { dtype: 'float32', dims: [...dims], data: Float32Array.from(values) });
+      name = this.builder.initializer('grad_const', { dtype: 'float32', dims: [...dims], data: Float32Array.from(values) });
       this.constants.set(key, name);
     }
     return name;
@@ -60,19 +66,37 @@ export class Emitter {
     const key = `i:${values.join(',')}`;
     let name = this.constants.get(key);
     if (!name) {
-      name = this.builder.initializer(this.fresh('grad_ints'), { dtype: 'int64', dims: [values.length], data: BigInt64Array.from(values.map(BigInt)) });
+      name = this.builder.initializer('grad_ints', { dtype: 'int64', dims: [values.length], data: BigInt64Array.from(values.map(BigInt)) });
       this.constants.set(key, name);
     }
     return name;
   }
 
-  /** Shape of a tensor, for reshapes that must follow the symbolic batch. */
+  /**
+   * The run-time shape of a forward tensor: a constant when static; when only the batch is
+   * symbolic, built from a graph input's batch size, so that no backward node reads (and keeps
+   * alive) the activation itself.
+   */
   shapeOf(tensor: string): string {
     let name = this.shapeOfCache.get(tensor);
-    if (!name) {
-      name = this.op('Shape', [tensor], {}, `${tensor}_shape`);
-      this.shapeOfCache.set(tensor, name);
-    }
+    if (name) return name;
+    const d = this.shapes.get(tensor);
+    const batch = d && typeof d[0] === 'string' && d.slice(1).every((x) => typeof x === 'number') ? this.batchSize(d[0]) : undefined;
+    if (d && d.every((x) => typeof x === 'number')) name = this.ints(d as number[]);
+    else if (batch) name = this.op('Concat', [batch, this.ints(d!.slice(1) as number[])], { axis: 0 }, `${tensor}_shape`);
+    else name = this.op('Shape', [tensor], {}, `${tensor}_shape`);
+    this.shapeOfCache.set(tensor, name);
+    return name;
+  }
+
+  /** [size] of a symbolic dimension, read from the first graph input whose leading dim it is. */
+  private batchSize(symbol: string): string | undefined {
+    let name = this.batchCache.get(symbol);
+    if (name) return name;
+    const source = this.model.inputs().find((i) => i.dims[0] === symbol);
+    if (!source) return undefined;
+    name = this.op('Shape', [source.name], { start: 0, end: 1 }, `${symbol}_size`);
+    this.batchCache.set(symbol, name);
     return name;
   }
 
@@ -88,11 +112,9 @@ export class Emitter {
     return d as number[];
   }
 
-  /** g reshaped to the shape of forward tensor `like` (a constant shape when fully static). */
-  reshapeLike(g: string, like: string, node: NodeProto): string {
-    const d = this.shapes.get(like);
-    const target = d && d.every((x) => typeof x === 'number') ? this.ints(d as number[]) : this.shapeOf(like);
-    return this.op('Reshape', [g, target]);
+  /** g reshaped to the shape of forward tensor `like`. */
+  reshapeLike(g: string, like: string): string {
+    return this.op('Reshape', [g, this.shapeOf(like)]);
   }
 
   reduceSum(x: string, axes: readonly number[], keepdims: boolean): string {
@@ -119,7 +141,7 @@ export class Emitter {
     }
     if (axes.length === 0) return g;
     const summed = this.reduceSum(g, axes, true);
-    return lead > 0 ? this.reshapeLike(summed, operand, node) : summed;
+    return lead > 0 ? this.reshapeLike(summed, operand) : summed;
   }
 
   zerosLike(tensor: string): string {

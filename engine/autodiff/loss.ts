@@ -24,7 +24,7 @@ export function emitLoss(e: Emitter, logits: string, loss: LossSpec, labels: str
     throw new BackdoorLensError('unsupported-model', `${e.model.source}: the logits '${logits}' must have shape [N, K] with a static class count, got [${dims?.join(', ') ?? 'unknown'}]`, { file: e.model.source });
   }
   const column = e.op('Unsqueeze', [labels, e.ints([1])], {}, 'labels_column');
-  const classIds = e.builder.initializer(e.fresh('class_ids'), { dtype: 'int64', dims: [1, classes], data: BigInt64Array.from({ length: classes }, (_, i) => BigInt(i)) });
+  const classIds = e.builder.initializer('class_ids', { dtype: 'int64', dims: [1, classes], data: BigInt64Array.from({ length: classes }, (_, i) => BigInt(i)) });
   const isLabel = e.op('Equal', [column, classIds], {}, 'is_label');
   const onehot = e.op('Cast', [isLabel], { to: 1 }, 'onehot');
   // Per-sample coefficient: w_i as a column, or 1/N.

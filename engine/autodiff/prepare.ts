@@ -22,7 +22,8 @@ export interface PreparedForward {
   opset: number;
 }
 
-export function prepareForward(model: OnnxModel, wrt: readonly string[]): PreparedForward {
+export function prepareForward(original: OnnxModel, wrt: readonly string[]): PreparedForward {
+  const model = materializeAliases(original);
   const inputs = new Set(model.inputs().map((i) => i.name));
   for (const name of wrt) {
     if (!inputs.has(name) && !model.hasInitializer(name)) {
@@ -49,6 +50,25 @@ export function prepareForward(model: OnnxModel, wrt: readonly string[]): Prepar
   });
   copy.invalidate();
   return { model: copy, shapes: inferShapes(copy).shapes, promoted: promotedModel.values, opset };
+}
+
+/**
+ * torch's exporter stores equal parameters once and reaches the duplicates through Identity
+ * nodes (untrained BN weights, for one); each alias becomes its own initializer so it can be
+ * promoted and differentiated on its own.
+ */
+function materializeAliases(model: OnnxModel): OnnxModel {
+  const aliases = model.nodes.filter((n) => n.op_type === 'Identity' && model.hasInitializer(n.input[0]) && !model.graph.output.some((o) => o.name === n.output[0]));
+  if (aliases.length === 0) return model;
+  const copy = model.clone();
+  const dropped = new Set(aliases.map((n) => n.output[0]));
+  for (const name of dropped) {
+    const node = copy.producerOf(name)!;
+    copy.setInitializer(name, copy.initializer(node.input[0])!);
+  }
+  copy.graph.node = copy.nodes.filter((n) => !(n.op_type === 'Identity' && dropped.has(n.output[0])));
+  copy.invalidate();
+  return copy;
 }
 
 /** Constant nodes become initializers, so rules read pads, axes and bounds one way. */

@@ -1,6 +1,7 @@
 /**
- * Runs a gradient graph many times: the session is compiled once, promoted initializers are
- * wrapped once, and the int64 labels buffer is reused between calls of the same batch size.
+ * Runs a gradient graph many times: the session is compiled once and promoted initializers
+ * are wrapped once; a call only wraps the caller's buffers (labels given as int32 are widened
+ * into a fresh int64 array, so overlapping calls never share a buffer).
  */
 import * as ort from 'onnxruntime-node';
 import { BackdoorLensError } from '../errors';
@@ -26,7 +27,6 @@ export interface GradientResult {
 
 export class GradientSession {
   private runs = 0;
-  private labelBuffer = new BigInt64Array(0);
   private readonly fetchNames: string[];
 
   private constructor(
@@ -54,7 +54,7 @@ export class GradientSession {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [name, value] of this.defaults) ortFeeds[name] = value;
     for (const [name, t] of Object.entries(feeds.inputs)) ortFeeds[name] = toOrtTensor(t);
-    ortFeeds[this.graph.labelsInput] = new ort.Tensor('int64', this.labels(feeds.labels), [n]);
+    ortFeeds[this.graph.labelsInput] = new ort.Tensor('int64', feeds.labels instanceof BigInt64Array ? feeds.labels : BigInt64Array.from(feeds.labels, BigInt), [n]);
     if (this.graph.weightsInput) {
       if (!feeds.weights) throw new BackdoorLensError('usage', 'this gradient graph is weighted: pass per-sample weights');
       if (feeds.weights.length !== n) throw new BackdoorLensError('usage', `got ${feeds.weights.length} weights for ${n} labels`);
@@ -69,12 +69,5 @@ export class GradientSession {
     const fetched: Record<string, Tensor> = {};
     for (const [tensor, name] of this.graph.fetchOutputs) fetched[tensor] = out[name];
     return { loss: (out[this.graph.lossOutput].data as Float32Array)[0], grads, fetched };
-  }
-
-  private labels(labels: Int32Array | BigInt64Array): BigInt64Array {
-    if (labels instanceof BigInt64Array) return labels;
-    if (this.labelBuffer.length !== labels.length) this.labelBuffer = new BigInt64Array(labels.length);
-    for (let i = 0; i < labels.length; i++) this.labelBuffer[i] = BigInt(labels[i]);
-    return this.labelBuffer;
   }
 }

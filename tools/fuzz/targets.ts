@@ -12,6 +12,14 @@ import { readNpz } from '../../engine/data/npz';
 import { readIdx } from '../../engine/data/idx';
 import { decodeImage } from '../../engine/data/image-folder';
 import { onnxReader } from '../../engine/formats/onnx';
+import { pytorchReader } from '../../engine/formats/pytorch';
+import { safetensorsReader } from '../../engine/formats/safetensors';
+import { encodeSafetensors, readSafetensors } from '../../engine/formats/safetensors-file';
+import { readTorchObject } from '../../engine/formats/torch/checkpoint';
+import { baseAllowlist } from '../../engine/formats/pickle/globals';
+import { PickleError, PickleMachine } from '../../engine/formats/pickle/machine';
+import { BackdoorLensError } from '../../engine/errors';
+import { isZip } from '../../engine/io/zip';
 import { GraphBuilder } from '../../engine/graph/builder';
 import { readNpyImages } from '../../engine/data';
 import { floatTensor } from '../../engine/tensor';
@@ -55,12 +63,61 @@ const config = JSON.stringify({ data: 'clean.npz', preprocess: { mean: [0.5], st
 /** The pixel limit a data set loader would be configured with for small classifier inputs. */
 const imageMaxPixels = 2048 * 2048;
 
+/** Pickles: a long run of opcodes that open marks, lists or tuples, inserted at a random place. */
+const pickleNesting: Mutator = (input, r) => {
+  const at = Math.floor(r() * input.length);
+  const unit = ['(', ']', '(]', ')\x85', '}'][Math.floor(r() * 5)];
+  const run = Buffer.from(unit.repeat(1000 + Math.floor(r() * 50_000)), 'latin1');
+  return new Uint8Array(Buffer.concat([input.subarray(0, at), run, input.subarray(at)]));
+};
+
+/** A plain pickle through the interpreter with the base allowlist, as the torch reader runs one. */
+function plainPickle(bytes: Uint8Array): unknown {
+  const machine = new PickleMachine(bytes, { allowlist: baseAllowlist() });
+  try {
+    const value = machine.run();
+    if (machine.uses.length) throw new BackdoorLensError('bad-file', `${machine.uses.length} globals outside the allowlist`);
+    return value;
+  } catch (e) {
+    if (e instanceof PickleError) throw new BackdoorLensError('bad-file', e.message);
+    throw e;
+  }
+}
+
+/** The tiny CNN's weights as safetensors (sorted keys, as the reference writer orders them). */
+function tinySafetensors(): Uint8Array {
+  const bytes = file('fixtures/pickles/tiny-cnn.pt');
+  const root = readTorchObject(bytes, { path: 'tiny-cnn.pt', sha256: '', maxTensorElements: 1e6 }) as import('../../engine/formats/pickle/values').PyDict;
+  const entries = [...root.entries].map(([k, v]) => [k as string, (v as import('../../engine/formats/pickle/values').PyTensor).tensor] as const);
+  return encodeSafetensors(entries.sort((a, b) => a[0].localeCompare(b[0])).map(([k, t]) => [k, t]));
+}
+
 export const targets: FuzzTarget[] = [
   {
     format: 'onnx',
     seeds: () => [tinyOnnx(), file('fixtures/fmnist/badnets/model.onnx')],
     mutators: genericMutators,
     load: (bytes) => onnxReader.read('fuzz.onnx', bytes, {}),
+  },
+  {
+    // torch.save checkpoints through the whole load path: zip, safe pickle, tensors, template, graph.
+    format: 'pytorch',
+    seeds: () => [file('fixtures/pickles/tiny-cnn.pt')],
+    mutators: [...genericMutators, duplicateZipEntry],
+    load: (bytes) => pytorchReader.read('fuzz.pt', bytes, {}),
+  },
+  {
+    // The pickle interpreter: torch checkpoints of every dtype (protocols 2 and 4), plain data in protocols 0–5.
+    format: 'pickle',
+    seeds: () => [file('fixtures/pickles/dtypes.pt'), file('fixtures/pickles/dtypes-p4.pt'), ...[0, 1, 2, 3, 4, 5].map((p) => file(`fixtures/pickles/plain-p${p}.pkl`))],
+    mutators: [...genericMutators, pickleNesting, duplicateZipEntry],
+    load: (bytes) => (isZip(bytes) ? readTorchObject(bytes, { path: 'fuzz.pt', sha256: '', maxTensorElements: 2 ** 28 }) : plainPickle(bytes)),
+  },
+  {
+    format: 'safetensors',
+    seeds: () => [tinySafetensors()],
+    mutators: [...genericMutators, deepNesting],
+    load: (bytes) => (readSafetensors('fuzz.safetensors', bytes, 2 ** 28), safetensorsReader.read('fuzz.safetensors', bytes, {})),
   },
   {
     format: 'npz',

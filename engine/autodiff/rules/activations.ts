@@ -7,10 +7,10 @@
 import { attrFloat, attrInt } from '../../graph/attributes';
 import { outputGrad, type GradientRule } from './types';
 
+/** g·[y > 0] as Greater→Cast→Mul, which ONNX Runtime runs faster than Where or Sign. */
 const relu: GradientRule = (ctx) => {
   const { e, node } = ctx;
-  const g = outputGrad(ctx);
-  return [e.op('Where', [e.op('Greater', [node.output[0], e.scalar(0)]), g, e.scalar(0)])];
+  return [e.mul(outputGrad(ctx), e.op('Cast', [e.op('Greater', [node.output[0], e.scalar(0)])], { to: 1 }))];
 };
 
 const leakyRelu: GradientRule = (ctx) => {

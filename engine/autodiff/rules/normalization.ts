@@ -18,7 +18,10 @@ const batchNormalization: GradientRule = (ctx) => {
   const invStd = e.op('Reciprocal', [e.op('Sqrt', [e.op('Add', [variance, e.scalar(attrFloat(node, 'epsilon', 1e-5))])])]);
   const gain = e.mul(scale, invStd);
   const out: (string | undefined)[] = [undefined, undefined, undefined, undefined, undefined];
-  if (ctx.needs(0)) out[0] = e.mul(g, perChannel(gain));
+  if (ctx.needs(0)) {
+    out[0] = e.mul(g, perChannel(gain));
+    e.channelScaled.set(out[0], { base: g, scale: gain });
+  }
   let sumG: string | undefined;
   const sumOfG = () => (sumG ??= e.reduceSum(g, reduceAxes, false));
   let sumGXhat: string | undefined;

@@ -41,8 +41,8 @@ function geometry(ctx: RuleContext): PoolGeometry {
 
 const maxPool: GradientRule = (ctx) => {
   const { e, node } = ctx;
-  const g = outputGrad(ctx);
   const geo = geometry(ctx);
+  const g = reluMaskedOnPooled(ctx);
   if (!node.output[1]) {
     node.output[1] = e.fresh(`${node.output[0]}_indices`);
     node.attribute = node.attribute.filter((a) => a.name !== 'storage_order');
@@ -59,10 +59,24 @@ const maxPool: GradientRule = (ctx) => {
     return [e.op('MaxUnpool', [g, indices, e.shapeOf(x)], { kernel_shape: unit, strides: unit })];
   }
   const flat = e.ints([1, -1]);
-  const zeros = e.zerosLike(e.op('Reshape', [x, flat]));
+  const zeros = e.op('Reshape', [e.zerosLike(x), flat]);
   const scattered = e.op('ScatterElements', [zeros, e.op('Reshape', [indices, flat]), e.op('Reshape', [g, flat])], { axis: 1, reduction: 'add' });
-  return [e.reshapeLike(scattered, x, node)];
+  return [e.reshapeLike(scattered, x)];
 };
+
+/**
+ * Relu → MaxPool: the routed gradient lands on the window's maximum, whose Relu output is the
+ * pooled value, so relu'(x) there is [pooled > 0] and the mask can be applied to the pooled
+ * gradient (a quarter of the size for 2×2 pools) instead of the Relu's own.
+ */
+function reluMaskedOnPooled(ctx: RuleContext): string {
+  const { e, node } = ctx;
+  const g = outputGrad(ctx);
+  const relu = ctx.producer(node.input[0]);
+  if (!relu || relu.op_type !== 'Relu' || !ctx.usedOnlyHere(node.input[0]) || !ctx.needs(0)) return g;
+  ctx.absorb(relu);
+  return e.mul(g, e.op('Cast', [e.op('Greater', [node.output[0], e.scalar(0)])], { to: 1 }));
+}
 
 /** Per-dimension window sizes counted by the divisor, multiplied over dimensions. */
 function divisorMap(geo: PoolGeometry, includePad: boolean): Float32Array {

@@ -15,7 +15,7 @@ function staticSize(ctx: RuleContext, tensor: string, axis: number): number {
 const reshapeBack: GradientRule = (ctx) => {
   const { e, node } = ctx;
   if (node.input.slice(1).some((_, i) => ctx.needs(i + 1))) ctx.fail('the shape / axes input cannot be differentiated');
-  return [e.reshapeLike(outputGrad(ctx), node.input[0], node)];
+  return [e.reshapeLike(outputGrad(ctx), node.input[0])];
 };
 
 const transpose: GradientRule = (ctx) => {

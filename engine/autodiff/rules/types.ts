@@ -15,6 +15,15 @@ export interface RuleContext {
   dims(tensor: string): Dim[];
   /** Refuses the node with a reason (BackdoorLensError 'unsupported-model'). */
   fail(why: string): never;
+  /** The forward node producing a tensor (undefined for inputs and initializers). */
+  producer(tensor: string): NodeProto | undefined;
+  /** Whether the tensor's only use is as an input of this node (not a seed, not used twice). */
+  usedOnlyHere(tensor: string): boolean;
+  /**
+   * Marks an upstream single-input node whose derivative this rule has already applied:
+   * its rule is skipped and the gradient passes through it unchanged.
+   */
+  absorb(node: NodeProto): void;
 }
 
 /** Returns the gradient of each input (undefined where not needed or identically zero). */
