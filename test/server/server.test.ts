@@ -213,6 +213,36 @@ describe('language server over stdio', { timeout: 600_000 }, () => {
     assert.equal(again.status, 'done');
   });
 
+  test('a checkpoint that would run code when unpickled is refused with its finding, not loaded', async () => {
+    const evil = join(ws.dir, 'exec.pt');
+    copyFileSync(join(root, 'fixtures/pickles/exec.pt'), evil);
+    const summary = await client.connection.sendRequest(ScanRequest, { uri: fileUri(evil) });
+    assert.equal(summary.status, 'done');
+    assert.ok(summary.codes.includes('BL030'), summary.codes.join());
+    const d = await client.waitForDiagnostics(fileUri(evil), (x) => x.length > 0);
+    assert.equal(d[0].code, 'BL030');
+    assert.equal(d[0].severity, DiagnosticSeverity.Error);
+    assert.equal((await client.connection.sendRequest(ReportRequest, { uri: fileUri(evil) })).fixes.length, 0);
+  });
+
+  test('a state_dict checkpoint: a fix writes the purified .onnx and the weights under their original keys', async () => {
+    const pt = join(ws.dir, 'badnets', 'state.pt');
+    copyFileSync(join(fmnist.badnets, 'model.pt'), pt);
+    const scanned = await client.connection.sendRequest(ScanRequest, { uri: fileUri(pt) });
+    assert.equal(scanned.status, 'done');
+    const view = await client.connection.sendRequest(ReportRequest, { uri: fileUri(pt) });
+    assert.equal(view.report?.model.format, 'pytorch');
+    // A pruning fix changes weights only, so the state_dict can carry it.
+    const method = view.fixes.find((f) => f.id !== 'bna' && !f.notApplicable)!.id;
+    const fix = await client.connection.sendRequest(FixRequest, { uri: fileUri(pt), method });
+    assert.deepEqual(fix.outputs, [fileUri(join(ws.dir, 'badnets', 'state.purified.onnx')), fileUri(join(ws.dir, 'badnets', 'state.purified.safetensors'))]);
+    const st = readFileSync(join(ws.dir, 'badnets', 'state.purified.safetensors'));
+    const header = JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString('utf8'));
+    assert.ok('conv1.weight' in header && 'fc.bias' in header, Object.keys(header).join());
+    const rescan = await client.connection.sendRequest(ScanRequest, { uri: fix.outputs[1] });
+    assert.equal(rescan.status, 'done', rescan.message);
+  });
+
   test('a changed checkpoint loses its results; a deleted one too', async () => {
     const copy = join(ws.dir, 'badnets', 'copy.onnx');
     copyFileSync(ws.model, copy);

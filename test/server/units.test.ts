@@ -16,7 +16,6 @@ import { JobFailure } from '../../server/src/jobs/worker-host';
 import { resolveSettings, settingsKey } from '../../server/src/settings';
 import { checkpointPathOfOutline, fileUri, outlineUri, pathOf } from '../../server/src/uris';
 import { describeModel } from '../../server/src/worker/describe';
-import { safetensorsFromModel } from '../../server/src/worker/safetensors';
 import { fmnist, root, tempDir } from '../helpers';
 
 const badnets = join(fmnist.badnets, 'model.onnx');
@@ -255,21 +254,5 @@ describe('uris', () => {
     assert.equal(checkpointPathOfOutline(u), p);
     assert.equal(checkpointPathOfOutline('backdoor-lens-outline:///tmp/my%20models/model.onnx.outline'), p);
     assert.equal(pathOf(fileUri(p)), p);
-  });
-});
-
-describe('safetensors writer', () => {
-  test('writes the purified weights under their original keys, readable back', async () => {
-    const model = (await loadModel(badnets)).onnx;
-    const keys = new Map([['conv1.weight', 'features.0.weight'], ['bn1.running_var', 'features.1.running_var']]);
-    const bytes = safetensorsFromModel(model, keys);
-    const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
-    assert.equal((8 + n) % 8, 0);
-    const header = JSON.parse(Buffer.from(bytes.subarray(8, 8 + n)).toString('utf8'));
-    const w = header['features.0.weight'];
-    assert.deepEqual([w.dtype, w.shape], ['F32', [16, 1, 3, 3]]);
-    const data = new Float32Array(bytes.slice(8 + n + w.data_offsets[0], 8 + n + w.data_offsets[1]).buffer);
-    assert.deepEqual([...data], [...(model.initializer('conv1.weight')!.data as Float32Array)]);
-    assert.deepEqual(header['features.1.running_var'].shape, [16]);
   });
 });

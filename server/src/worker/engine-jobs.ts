@@ -12,8 +12,11 @@ import {
   fixes,
   loadDataset,
   loadModel,
+  purifiedWeights,
+  refusedScanReport,
   Runtime,
   scan,
+  UnsafeCheckpointError,
   writeFileAtomic,
   type Dataset,
   type LoadedModel,
@@ -28,7 +31,6 @@ import type { Measurement } from '../../../protocol/lsp';
 import type { DescribeJobResult, FixJobResult, JobRequest, JobResult, ScanJobResult } from '../jobs/messages';
 import { settingsKey, type ScanSettings } from '../settings';
 import { describeModel } from './describe';
-import { safetensorsFromModel } from './safetensors';
 
 export interface JobContext {
   signal: AbortSignal;
@@ -76,13 +78,17 @@ export class EngineJobs {
     return r;
   }
 
-  private load(path: string, s: ScanSettings): Promise<LoadedModel> {
+  private loadOptions(s: ScanSettings) {
     const limits = s.limits ?? {};
-    return loadModel(path, {
+    return {
       arch: s.arch,
       numClasses: s.numClasses,
       limits: { ...(limits.maxModelBytes ? { maxModelBytes: limits.maxModelBytes } : {}), ...(limits.maxTensorElements ? { maxTensorElements: limits.maxTensorElements } : {}) },
-    });
+    };
+  }
+
+  private load(path: string, s: ScanSettings): Promise<LoadedModel> {
+    return loadModel(path, this.loadOptions(s));
   }
 
   private data(model: LoadedModel, s: ScanSettings, path = s.data): Dataset | undefined {
@@ -110,7 +116,14 @@ export class EngineJobs {
 
   private async scan(path: string, s: ScanSettings, ctx: JobContext): Promise<ScanJobResult> {
     ctx.progress(0, 'loading model');
-    const model = await this.load(path, s);
+    let model: LoadedModel;
+    try {
+      model = await this.load(path, s);
+    } catch (e) {
+      // A checkpoint refused as unsafe is a result in itself: its findings say why (BL030–BL032).
+      if (e instanceof UnsafeCheckpointError) return refusedResult(path, e, s);
+      throw e;
+    }
     ctx.signal.throwIfAborted();
     const { report, images, outputs } = await this.scanLoaded(model, s, ctx);
     return { kind: 'scan', report, images: images.map((i) => ({ ...i })), outline: describeModel(model), fixes: this.availableFixes(model, s) };
@@ -189,11 +202,12 @@ export class EngineJobs {
     written.push(out.onnx);
     const notes = [...result.notes];
     if (out.safetensors && model.sourceKeys) {
-      // A state_dict can only carry changed weights; a fix that changes the graph lives in the ONNX file alone.
-      if (result.model.nodes.length === model.onnx.nodes.length) {
-        writeFileAtomic(out.safetensors, safetensorsFromModel(result.model, model.sourceKeys));
+      // The state_dict the user started from, with the tensors the fix changed; a graph change has no place in it.
+      const weights = purifiedWeights(model, result.model, this.loadOptions(s));
+      if ('bytes' in weights) {
+        writeFileAtomic(out.safetensors, weights.bytes);
         written.push(out.safetensors);
-      } else notes.push(`${method} changes the graph, which a state_dict cannot hold: only ${basename(out.onnx)} carries the fix`);
+      } else notes.push(`no ${basename(out.safetensors)}: ${weights.reason}`);
     }
     return {
       kind: 'fix',
@@ -231,6 +245,17 @@ export class EngineJobs {
     }
     return undefined;
   }
+}
+
+function refusedResult(path: string, e: UnsafeCheckpointError, s: ScanSettings): ScanJobResult {
+  const report = refusedScanReport(e, s.seed);
+  return {
+    kind: 'scan',
+    report,
+    images: [],
+    outline: { path, format: e.format, sha256: e.sha256, numClasses: null, bn: 'unknown', inputs: [], outputs: [], layers: [] },
+    fixes: [],
+  };
 }
 
 /** The strongest reversed trigger a detector left in its in-memory state, if any. */
