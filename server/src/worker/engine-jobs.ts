@@ -4,6 +4,7 @@
  * scan of the same content reuses them.
  */
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { basename } from 'node:path';
 import {
   applyFix,
@@ -69,10 +70,12 @@ export class EngineJobs {
   }
 
   private runtime(s: ScanSettings): Runtime {
-    const key = `${s.executionProvider ?? 'cpu'}:${s.threads ?? 0}`;
+    // Unless configured, leave one core to the language server's own thread so it keeps answering.
+    const threads = s.threads || Math.max(1, availableParallelism() - 1);
+    const key = `${s.executionProvider ?? 'cpu'}:${threads}`;
     let r = this.runtimes.get(key);
     if (!r) {
-      r = new Runtime({ executionProvider: s.executionProvider, threads: s.threads });
+      r = new Runtime({ executionProvider: s.executionProvider, threads });
       this.runtimes.set(key, r);
     }
     return r;
