@@ -142,7 +142,8 @@ describe('language server over stdio', { timeout: 600_000 }, () => {
     const outlineUri = outlineOf(ws.model);
     const bn = (await client.connection.sendRequest(OutlineRequest, { uri })).split('\n').findIndex((l) => l.startsWith('bn3'));
     let scanDone = false;
-    const scan = client.connection.sendRequest(ScanRequest, { uri, force: true, workDoneToken: 'scan-busy' }).finally(() => (scanDone = true));
+    const cts = new CancellationTokenSource();
+    const scan = client.connection.sendRequest(ScanRequest, { uri, force: true, workDoneToken: 'scan-busy' }, cts.token).finally(() => (scanDone = true));
     // Wait until the worker is inside an analysis, not merely loading.
     await inAnalysis(client, 'scan-busy');
     const latencies: number[] = [];
@@ -154,7 +155,9 @@ describe('language server over stdio', { timeout: 600_000 }, () => {
     }
     assert.equal(scanDone, false, 'the scan was still running while every hover was answered');
     t.diagnostic(`hover latency during a scan: ${latencies.map((x) => x.toFixed(1)).join(', ')} ms`);
-    await scan;
+    // No need to sit through the rest of it.
+    cts.cancel();
+    await assert.rejects(scan, (e: unknown) => e instanceof ResponseError && e.code === LSPErrorCodes.RequestCancelled);
   });
 
   test('a fix writes <name>.purified.onnx beside the input, never over it; its rescan shows no backdoor', async () => {
@@ -226,17 +229,20 @@ describe('language server over stdio', { timeout: 600_000 }, () => {
   });
 
   test('a state_dict checkpoint: a fix writes the purified .onnx and the weights under their original keys', async () => {
-    const pt = join(ws.dir, 'badnets', 'state.pt');
+    // Its own folder, whose backdoor-lens.json (overriding the editor settings) asks for BNP only: quick.
+    mkdirSync(join(ws.dir, 'statedict'));
+    writeFileSync(join(ws.dir, 'statedict', 'backdoor-lens.json'), JSON.stringify({ data: '../data/clean.npz', methods: ['bnp'] }));
+    const pt = join(ws.dir, 'statedict', 'state.pt');
     copyFileSync(join(fmnist.badnets, 'model.pt'), pt);
     const scanned = await client.connection.sendRequest(ScanRequest, { uri: fileUri(pt) });
     assert.equal(scanned.status, 'done');
     const view = await client.connection.sendRequest(ReportRequest, { uri: fileUri(pt) });
     assert.equal(view.report?.model.format, 'pytorch');
-    // A pruning fix changes weights only, so the state_dict can carry it.
-    const method = view.fixes.find((f) => f.id !== 'bna' && !f.notApplicable)!.id;
-    const fix = await client.connection.sendRequest(FixRequest, { uri: fileUri(pt), method });
-    assert.deepEqual(fix.outputs, [fileUri(join(ws.dir, 'badnets', 'state.purified.onnx')), fileUri(join(ws.dir, 'badnets', 'state.purified.safetensors'))]);
-    const st = readFileSync(join(ws.dir, 'badnets', 'state.purified.safetensors'));
+    assert.deepEqual(view.report?.methods.map((m) => m.method), ['bnp']);
+    // Pruning changes weights only, so the state_dict can carry it.
+    const fix = await client.connection.sendRequest(FixRequest, { uri: fileUri(pt), method: 'bnp' });
+    assert.deepEqual(fix.outputs, [fileUri(join(ws.dir, 'statedict', 'state.purified.onnx')), fileUri(join(ws.dir, 'statedict', 'state.purified.safetensors'))]);
+    const st = readFileSync(join(ws.dir, 'statedict', 'state.purified.safetensors'));
     const header = JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString('utf8'));
     assert.ok('conv1.weight' in header && 'fc.bias' in header, Object.keys(header).join());
     const rescan = await client.connection.sendRequest(ScanRequest, { uri: fix.outputs[1] });
