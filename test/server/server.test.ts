@@ -5,7 +5,7 @@
  * is survived.
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -258,7 +258,18 @@ describe('language server over stdio', { timeout: 600_000 }, () => {
     await client.connection.sendNotification(DidChangeWatchedFilesNotification.type, { changes: [{ uri: fileUri(copy), type: FileChangeType.Changed }] });
     await client.waitForDiagnostics(fileUri(copy), (d) => d.length === 0);
     assert.equal((await client.connection.sendRequest(ReportRequest, { uri: fileUri(copy) })).status, 'stale');
-    assert.deepEqual(client.diagnostics.get(outlineOf(copy)), []);
+    assert.deepEqual(client.diagnostics.get(outlineOf(copy)) ?? [], []);
+
+    // Back to the scanned content (a revert): the cached results apply again without a scan.
+    copyFileSync(ws.model, copy);
+    await client.connection.sendNotification(DidChangeWatchedFilesNotification.type, { changes: [{ uri: fileUri(copy), type: FileChangeType.Changed }] });
+    await client.waitForDiagnostics(fileUri(copy), (d) => d.length === 1);
+    assert.equal((await client.connection.sendRequest(ReportRequest, { uri: fileUri(copy) })).status, 'done');
+
+    rmSync(copy);
+    await client.connection.sendNotification(DidChangeWatchedFilesNotification.type, { changes: [{ uri: fileUri(copy), type: FileChangeType.Deleted }] });
+    await client.waitForDiagnostics(fileUri(copy), (d) => d.length === 0);
+    assert.equal((await client.connection.sendRequest(ReportRequest, { uri: fileUri(copy) })).status, 'not-scanned');
   });
 });
 
