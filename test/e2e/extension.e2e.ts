@@ -37,6 +37,8 @@ describe('Backdoor Lens in VS Code', { timeout: 300_000 }, () => {
     copyFileSync(join(root, 'fixtures/fmnist/badnets/model.onnx'), join(ws, 'badnets/model.onnx'));
     copyFileSync(join(root, 'fixtures/fmnist/data/clean.npz'), join(ws, 'data/clean.npz'));
     copyFileSync(join(root, 'fixtures/fmnist/data/triggered.npz'), join(ws, 'data/triggered.npz'));
+    // The project's settings file: trigger reversal and BNP on 20 images per class keep the scan short.
+    writeFileSync(join(ws, 'backdoor-lens.json'), JSON.stringify({ methods: ['pairs', 'bnp'], methodOptions: { pairs: { imagesPerClass: 20, maxSteps: 60 } } }, null, 2));
     writeFileSync(join(ws, '.vscode/settings.json'), JSON.stringify({ 'backdoorLens.data': 'data/clean.npz', 'backdoorLens.triggeredData': 'data/triggered.npz' }, null, 2));
     const profile = makeProfile(join(base, 'profile'));
     installExtension(bin, profile, vsix);

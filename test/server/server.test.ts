@@ -40,12 +40,16 @@ async function inAnalysis(client: TestClient, token: string, timeoutMs = 60_000)
   }
 }
 
+export const quickScan = { methods: ['pairs', 'bnp'], methodOptions: { pairs: { imagesPerClass: 20, maxSteps: 60 } } };
+
 function workspace(): { dir: string; model: string } {
   const dir = tempDir('bl-server-');
   mkdirSync(join(dir, 'badnets'));
   mkdirSync(join(dir, 'data'));
   copyFileSync(join(fmnist.badnets, 'model.onnx'), join(dir, 'badnets', 'model.onnx'));
   for (const f of ['clean.npz', 'triggered.npz']) copyFileSync(join(fmnist.data, f), join(dir, 'data', f));
+  // Trigger reversal and BNP on 20 images per class: what the acceptance needs, in seconds rather than minutes.
+  writeFileSync(join(dir, 'backdoor-lens.json'), JSON.stringify(quickScan, null, 2));
   return { dir, model: join(dir, 'badnets', 'model.onnx') };
 }
 
