@@ -96,7 +96,12 @@ describe('Backdoor Lens in VS Code', { timeout: 300_000 }, () => {
     assert.ok(existsSync(join(ws, 'badnets', 'model.purified.onnx')));
     const frame = reportFrame(page);
     await frame.locator('#fix').waitFor({ timeout: 60_000 });
+    // No backdoor finding on the purified model: clean, or inconclusive where the detector cannot follow
+    // the repaired graph (BNA's inference rule adds a Where the trigger reversal has no gradient for).
     await frame.locator('#verdict', { hasText: /No backdoor found|Inconclusive/ }).waitFor({ timeout: 180_000 });
+    const fixText = await frame.locator('#fix').innerText();
+    const asr = /attack success rate ([\d.]+)% → ([\d.]+)%/.exec(fixText);
+    assert.ok(asr && Number(asr[2]) < Number(asr[1]), `${chosen}: the attack success rate must drop: ${fixText}`);
     await hidePanel(page);
     await wb!.shot('purified-report');
     const problems2 = await openProblems(page);
