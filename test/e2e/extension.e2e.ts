@@ -89,6 +89,7 @@ describe('Backdoor Lens in VS Code', { timeout: 300_000 }, () => {
     await finding.locator('.markers-panel-action-quickfix').click();
     const item = page.locator('.context-view .action-label, .action-widget .monaco-list-row', { hasText: /Apply BNA correction|Prune with BNP/ }).first();
     await item.waitFor({ timeout: 10_000 });
+    await page.waitForTimeout(300); // the menu fades in
     await wb!.shot('lightbulb');
     const chosen = (await item.innerText()).trim();
     await pickMenuItem(page, item);
