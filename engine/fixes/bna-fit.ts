@@ -128,9 +128,30 @@ export interface FitOptions {
   iterations: number;
   /** Initial clip bound ω (authors' code: 3); υ starts at −ω. */
   clip: number;
+  /** Where Adam starts: BN's own normalisation (the authors') or moment matching. */
+  init: 'identity' | 'moments';
 }
 
-export const defaultFitOptions: FitOptions = { binWidth: 0.1, tau: 150, lr: 0.01, iterations: 10, clip: 3 };
+export const defaultFitOptions: FitOptions = { binWidth: 0.1, tau: 150, lr: 0.01, iterations: 10, clip: 3, init: 'moments' };
+
+/**
+ * A starting transform that matches the first two moments: (stamped − a)/b has the clean mean and
+ * standard deviation (both standard deviations floored at 0.01, so near-constant units stay finite).
+ * The soft-histogram TV has no gradient for mass beyond the clean range (the sigmoids saturate),
+ * so starting from the identity leaves far-shifted units where they are; see docs/findings/BL001.md.
+ */
+export function momentTransform(clean: ArrayLike<number>, stamped: ArrayLike<number>, clip: number): ChannelTransform {
+  const stats = (v: ArrayLike<number>) => {
+    let s = 0, s2 = 0;
+    for (let i = 0; i < v.length; i++) s += v[i];
+    const mean = s / v.length;
+    for (let i = 0; i < v.length; i++) s2 += (v[i] - mean) ** 2;
+    return { mean, sd: Math.max(Math.sqrt(s2 / Math.max(1, v.length - 1)), 0.01) };
+  };
+  const c = stats(clean), t = stats(stamped);
+  const scale = t.sd / c.sd;
+  return { shift: t.mean - scale * c.mean, scale, lower: -clip, upper: clip };
+}
 
 export interface ChannelFit {
   transform: ChannelTransform;
@@ -165,12 +186,12 @@ export function tvObjective(t: ChannelTransform, stamped: ArrayLike<number>, p: 
  * Fits one channel: `clean` are the clean images' normalised activations under f, `stamped` the
  * trigger-stamped images' normalised activations under the network corrected so far.
  */
-export function fitChannel(clean: ArrayLike<number>, stamped: ArrayLike<number>, options: FitOptions = defaultFitOptions): ChannelFit {
+export function fitChannel(clean: ArrayLike<number>, stamped: ArrayLike<number>, options: FitOptions = defaultFitOptions, start?: ChannelTransform): ChannelFit {
   const bins = binsFor(clean, options.binWidth);
   const p = hardHistogram(clean, bins);
   const tvBefore = tvObjective(identityTransform(), stamped, p, bins, options.tau).tv;
   const keys = ['shift', 'scale', 'lower', 'upper'] as const;
-  const t: ChannelTransform = identityTransform(options.clip);
+  const t: ChannelTransform = { ...(start ?? identityTransform(options.clip)) };
   const m = { shift: 0, scale: 0, lower: 0, upper: 0 }, v = { ...m };
   const [beta1, beta2, eps] = [0.9, 0.999, 1e-8];
   let best = { transform: { ...t }, tv: tvObjective(t, stamped, p, bins, options.tau).tv };

@@ -18,6 +18,11 @@ import type { ChannelTransform } from './bna-fit';
 export interface LayerCorrection {
   /** The BN node's name in f (ModelProto node name). */
   bn: string;
+  /**
+   * One transform per channel (`spatial` empty), or one per unit of the feature map (channel and
+   * position, `spatial` = [H, W], transforms in C·H·W order).
+   */
+  spatial: number[];
   transforms: ChannelTransform[];
 }
 
@@ -47,25 +52,29 @@ export function correctedNetwork(model: OnnxModel, layers: readonly LayerCorrect
     const bn = byName.get(layer.bn);
     if (!bn) throw new Error(`${model.source}: no BatchNormalization node named '${layer.bn}'`);
     const C = bn.channels;
-    if (layer.transforms.length !== C) throw new Error(`${layer.bn}: ${layer.transforms.length} transforms for ${C} channels`);
+    const units = layer.spatial.reduce((a, b) => a * b, 1);
+    if (layer.transforms.length !== C * units) throw new Error(`${layer.bn}: ${layer.transforms.length} transforms for ${C} channels × ${units} positions`);
     const rank = shapes.get(bn.input)?.length ?? 4;
-    const dims = [1, C, ...new Array<number>(Math.max(0, rank - 2)).fill(1)];
+    const channelDims = [1, C, ...new Array<number>(Math.max(0, rank - 2)).fill(1)];
+    const dims = layer.spatial.length ? [1, C, ...layer.spatial] : channelDims;
     const rm = copy.initializer(bn.mean)!.data as Float32Array, rv = copy.initializer(bn.variance)!.data as Float32Array;
     const gamma = copy.initializer(bn.scale)!.data as Float32Array, beta = copy.initializer(bn.bias)!.data as Float32Array;
-    const mu = new Float32Array(C), inv = new Float32Array(C), lo = new Float32Array(C), hi = new Float32Array(C);
-    for (let c = 0; c < C; c++) {
-      const sd = Math.sqrt(rv[c] + bn.epsilon), t = layer.transforms[c];
-      mu[c] = rm[c] + t.shift * sd;
-      inv[c] = 1 / (t.scale * sd);
-      lo[c] = t.lower;
-      hi[c] = t.upper;
+    const n = C * units;
+    const mu = new Float32Array(n), inv = new Float32Array(n), lo = new Float32Array(n), hi = new Float32Array(n);
+    for (let j = 0; j < n; j++) {
+      const c = Math.floor(j / units);
+      const sd = Math.sqrt(rv[c] + bn.epsilon), t = layer.transforms[j];
+      mu[j] = rm[c] + t.shift * sd;
+      inv[j] = 1 / (t.scale * sd);
+      lo[j] = t.lower;
+      hi[j] = t.upper;
     }
     const p = `${layer.bn}/bna`;
     const names = { mu: `${p}/mu`, inv: `${p}/inv_sigma`, lo: `${p}/lower`, hi: `${p}/upper`, g: `${p}/gamma`, b: `${p}/beta` };
     copy.graph.initializer.push(
       tensorToProto(names.mu, f32(dims, mu)), tensorToProto(names.inv, f32(dims, inv)),
       tensorToProto(names.lo, f32(dims, lo)), tensorToProto(names.hi, f32(dims, hi)),
-      tensorToProto(names.g, f32(dims, gamma)), tensorToProto(names.b, f32(dims, beta)),
+      tensorToProto(names.g, f32(channelDims, gamma)), tensorToProto(names.b, f32(channelDims, beta)),
     );
     const t = (s: string) => `${p}/${s}`;
     const replacement = [
@@ -79,6 +88,12 @@ export function correctedNetwork(model: OnnxModel, layers: readonly LayerCorrect
     copy.nodes.splice(copy.nodes.indexOf(bn.node), 1, ...replacement);
     copy.invalidate();
   }
+  // BN's own statistics may now be unused (onnxruntime warns about unused initializers).
+  const used = new Set(copy.nodes.flatMap((n) => n.input));
+  const unused = new Set(copy.graph.initializer.map((t) => t.name ?? '').filter((name) => !used.has(name)));
+  copy.graph.initializer = copy.graph.initializer.filter((t) => !unused.has(t.name ?? ''));
+  copy.graph.input = copy.graph.input.filter((i) => !unused.has(i.name));
+  copy.invalidate();
   return copy;
 }
 

@@ -18,7 +18,7 @@ async function setup() {
 }
 
 const layersWith = (f: (bn: { name: string; channels: number }) => ChannelTransform[], model: Awaited<ReturnType<typeof setup>>['model']): LayerCorrection[] =>
-  bnLayers(model.onnx).map((l) => ({ bn: l.node.name!, transforms: f({ name: l.name, channels: l.channels }) }));
+  bnLayers(model.onnx).map((l) => ({ bn: l.node.name!, spatial: [], transforms: f({ name: l.name, channels: l.channels }) }));
 
 async function runBna(model: Awaited<ReturnType<typeof setup>>['model'], data: Awaited<ReturnType<typeof setup>>['data'], layers: LayerCorrection[], target: number) {
   const combined = bnaModel(model.onnx, [{ target, layers }]);
