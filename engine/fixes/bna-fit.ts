@@ -49,10 +49,10 @@ const sigmoid = (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / 
 
 /**
  * Boundaries further than this many widths from a value contribute exactly 0 or 1 in float64
- * terms for τ·Δb ≥ 15 (sigmoid(±60) is 1 within 1e-26); nearer ones are evaluated.
+ * terms (σ(±30) is 1 or 0 within 1e-13); nearer ones are evaluated.
  */
 function reachOf(tau: number, width: number): number {
-  return Math.max(1, Math.ceil(60 / (tau * width)));
+  return Math.max(1, Math.ceil(30 / (tau * width)));
 }
 
 /**
@@ -126,13 +126,13 @@ export interface FitOptions {
   lr: number;
   /** Adam iterations (authors' code: at most 10 per channel). */
   iterations: number;
-  /** Initial clip bound ω (authors' code: 3); υ starts at −ω. */
+  /** Initial clip bound ω (authors' code: 3; here 0.5, see docs/bna.md); υ starts at −ω. */
   clip: number;
   /** Where Adam starts: BN's own normalisation (the authors') or moment matching. */
   init: 'identity' | 'moments';
 }
 
-export const defaultFitOptions: FitOptions = { binWidth: 0.1, tau: 150, lr: 0.01, iterations: 10, clip: 3, init: 'moments' };
+export const defaultFitOptions: FitOptions = { binWidth: 0.1, tau: 150, lr: 0.01, iterations: 10, clip: 0.5, init: 'moments' };
 
 /**
  * A starting transform that matches the first two moments: (stamped − a)/b has the clean mean and
@@ -140,7 +140,7 @@ export const defaultFitOptions: FitOptions = { binWidth: 0.1, tau: 150, lr: 0.01
  * The soft-histogram TV has no gradient for mass beyond the clean range (the sigmoids saturate),
  * so starting from the identity leaves far-shifted units where they are; see docs/findings/BL001.md.
  */
-export function momentTransform(clean: ArrayLike<number>, stamped: ArrayLike<number>, clip: number): ChannelTransform {
+export function momentTransform(clean: ArrayLike<number>, stamped: ArrayLike<number>, clip: number, minScale = 0): ChannelTransform {
   const stats = (v: ArrayLike<number>) => {
     let s = 0, s2 = 0;
     for (let i = 0; i < v.length; i++) s += v[i];
@@ -149,7 +149,7 @@ export function momentTransform(clean: ArrayLike<number>, stamped: ArrayLike<num
     return { mean, sd: Math.max(Math.sqrt(s2 / Math.max(1, v.length - 1)), 0.01) };
   };
   const c = stats(clean), t = stats(stamped);
-  const scale = t.sd / c.sd;
+  const scale = Math.max(t.sd / c.sd, minScale);
   return { shift: t.mean - scale * c.mean, scale, lower: -clip, upper: clip };
 }
 

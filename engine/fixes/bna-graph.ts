@@ -13,6 +13,9 @@ import { toAttribute, valueInfo, type AttrValue } from '../graph/builder';
 import { tensorToProto } from '../graph/tensor-proto';
 import type { Tensor } from '../tensor';
 import type { ChannelTransform } from './bna-fit';
+import type { Dataset } from '../data/types';
+import { imageInputOf } from '../evaluate';
+import type { Runtime } from '../runtime/session';
 
 /** The fitted transforms of one BN layer, in normalised units (see bna-fit.ts). */
 export interface LayerCorrection {
@@ -166,4 +169,15 @@ export function bnaModel(f: OnnxModel, corrections: readonly TargetCorrection[])
   out.graph.output.push(valueInfo(TRIGGER_OUTPUT, 'bool', [logits.dims[0] ?? 'N']));
   out.invalidate();
   return out;
+}
+
+/** The trigger_detected flags of a BNA model on a data set; undefined for a model without that output. */
+export async function triggerFlags(model: OnnxModel, data: Dataset, runtime: Runtime, batchSize = 128): Promise<Uint8Array | undefined> {
+  if (!model.outputs().some((o) => o.name === TRIGGER_OUTPUT)) return undefined;
+  const session = await runtime.session(model);
+  const flags = new Uint8Array(data.n);
+  await session.runBatched({ name: imageInputOf(model).name, data: data.x, dims: data.dims }, batchSize, (out, start) => {
+    flags.set(out[TRIGGER_OUTPUT].data as Uint8Array, start);
+  }, { fetches: [TRIGGER_OUTPUT] });
+  return flags;
 }

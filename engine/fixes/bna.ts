@@ -37,6 +37,10 @@ export interface BnaOptions {
   imagesPerClass: number;
   /** Values per channel kept for the 'channel' granularity (evenly strided). */
   maxValues: number;
+  /** A unit whose stamped activations stay within this of the clean ones (BN-normalised units) is left as it is. */
+  minChange: number;
+  /** Floor of the moment-matched scale b in (n − a)/b: 1 never sharpens a unit, only shifts or widens it. */
+  minScale: number;
 }
 
 const positive = (v: unknown, fallback: number, name: string) => {
@@ -63,6 +67,8 @@ export function bnaOptions(o: Record<string, unknown>): BnaOptions {
     granularity,
     imagesPerClass: Math.floor(positive(o.imagesPerClass, 100, 'imagesPerClass')),
     maxValues: Math.floor(positive(o.maxValues, 50_000, 'maxValues')),
+    minChange: positive(o.minChange, 0.05, 'minChange'),
+    minScale: o.minScale === undefined ? 1 : Number(o.minScale),
   };
 }
 
@@ -126,9 +132,9 @@ export async function fitTarget(f: OnnxModel, clean: Dataset, stamped: Dataset, 
     const transforms = Array.from({ length: units }, (_, j) => {
       const ref = unitValues(reference.values, clean.n, C, hw, o.granularity, j, o.maxValues);
       const trg = unitValues(shifted.values, stamped.n, C, hw, o.granularity, j, o.maxValues);
-      if (ref.every((v, i) => Math.abs(v - trg[i]) <= 1e-4)) return identityTransform();
+      if (ref.every((v, i) => Math.abs(v - trg[i]) <= o.minChange)) return identityTransform();
       changed++;
-      const start = o.fit.init === 'moments' ? momentTransform(ref, trg, o.fit.clip) : identityTransform(o.fit.clip);
+      const start = o.fit.init === 'moments' ? momentTransform(ref, trg, o.fit.clip, o.minScale) : identityTransform(o.fit.clip);
       const fit = fitChannel(ref, trg, o.fit, start);
       tvBefore += fit.tvBefore;
       tvAfter += fit.tvAfter;
@@ -203,3 +209,4 @@ export const bnaFix: Fix = {
     return { method: 'bna', model: bnaModel(ctx.model.onnx, corrections), pruned: [], notes, details: { targets: reports } };
   },
 };
+

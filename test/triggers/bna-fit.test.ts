@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { applyTransform, binsFor, fitChannel, hardHistogram, softHistogram, totalVariation, tvObjective, type ChannelTransform } from '../../engine/fixes/bna-fit';
+import { applyTransform, binsFor, defaultFitOptions, momentTransform, fitChannel, hardHistogram, softHistogram, totalVariation, tvObjective, type ChannelTransform } from '../../engine/fixes/bna-fit';
 
 /** Deterministic standard normals (Box–Muller on a small LCG). */
 function normals(n: number, seed: number, mean = 0, sd = 1): Float64Array {
@@ -75,7 +75,7 @@ describe('fitChannel', () => {
   });
 
   test("with the authors' budget (Adam lr 0.01, 10 iterations) each parameter moves at most about 0.1", () => {
-    const fit = fitChannel(normals(2000, 9), normals(2000, 10, 2, 1.5));
+    const fit = fitChannel(normals(2000, 9), normals(2000, 10, 2, 1.5), { ...defaultFitOptions, clip: 3 });
     const t = fit.transform;
     assert.ok(Math.abs(t.shift) <= 0.11 && Math.abs(t.scale - 1) <= 0.11 && Math.abs(t.upper - 3) <= 0.11 && Math.abs(t.lower + 3) <= 0.11, JSON.stringify(t));
     assert.ok(fit.tvAfter < fit.tvBefore);
@@ -90,4 +90,14 @@ describe('fitChannel', () => {
     assert.ok(a.transform.shift > 0.1, `shift ${a.transform.shift}`);
     assert.ok(a.tvAfter < a.tvBefore);
   });
+});
+
+test('moment matching maps the stamped mean and spread onto the clean ones, never sharpening below minScale', () => {
+  const clean = normals(4000, 11), stamped = normals(4000, 12, 5, 3);
+  const t = momentTransform(clean, stamped, 0.5);
+  assert.ok(Math.abs(t.shift - 5) < 0.2 && Math.abs(t.scale - 3) < 0.2, JSON.stringify(t));
+  assert.deepEqual([t.lower, t.upper], [-0.5, 0.5]);
+  const spike = momentTransform(clean, Array(100).fill(7), 3, 1);
+  assert.equal(spike.scale, 1, 'a constant stamped unit is shifted, not blown up');
+  assert.ok(Math.abs(spike.shift - 7) < 0.1);
 });
