@@ -118,4 +118,14 @@ describe('BadNets all-to-one fixture (target 0)', () => {
     assert.ok(json.triggerDetected.shareNonTarget >= 0.8);
     assert.ok(json.asr <= 0.05);
   });
+
+  test("eval --strip reports STRIP's flagged share beside BNA's", async () => {
+    const json = JSON.parse((await cli('eval', fixedPath, '--data', join(fmnist.data, 'triggered.npz'), '--target', '0', '--strip', cleanSet, '--json')).stdout);
+    assert.ok(json.strip.shareNonTarget >= 0.8, `STRIP flagged ${json.strip.shareNonTarget}`);
+    assert.ok(json.strip.threshold > 0);
+    assert.equal(json.strip.calibration.n, 1000);
+    const text = await cli('eval', join(fmnist.badnets, 'model.onnx'), '--data', join(fmnist.data, 'test.npz'), '--strip', cleanSet);
+    assert.match(text.stdout, /flagged by STRIP \(entropy < [\d.]+, 1% of .*clean\.npz below\): [\d.]+% of all images/);
+    assert.doesNotMatch(text.stdout, /trigger_detected/, 'an unfixed model has no BNA flag');
+  });
 });
