@@ -13,7 +13,8 @@ import { defaultSchedulerOptions, type SchedulerOptions } from './karm';
 import { madOutliers } from './mad';
 import { SeededRandom } from './random';
 import { inputGradient } from './reversal-gradient';
-import type { ObjectiveKind } from './reversal-objectives';
+import type { ObjectiveKind, SampleGeometry } from './reversal-objectives';
+import type { BatchGradient } from './reversal-batch';
 import { geometryOf, makeTask, runTasks } from './reversal-run';
 import { patchSchedule, perturbationSchedule, type ReversalTask, type ScheduleOptions } from './reversal-task';
 import { triggerArtifacts } from './trigger-artifacts';
@@ -33,8 +34,8 @@ export interface PairsOptions {
   /** Samples per gradient call. */
   maxBatch: number;
   /**
-   * How much a detected pair's trigger must raise the share of a class's clean images sent to its
-   * target for that class to join the target's sources (see `transferredSources`).
+   * How much the outliers' trigger must raise the share of a class's clean images sent to one class
+   * (which must also receive most of them) for that pair to join the detected pairs (see `transferredPairs`).
    */
   transfer: number;
   scheduler: SchedulerOptions;
@@ -108,33 +109,57 @@ function triggerOf(p: PairRun): ReversedTrigger {
 }
 
 /**
- * For each target of an outlier pair, stamps the strongest outlier's trigger into the clean images
- * of every other class; a class joins the target's sources when the trigger raises the share of its
- * images sent to the target by at least `lift` (over the share the model sends there unstamped).
- * An all-to-one backdoor answers to one trigger whatever the class, so a clearly outlying pair
- * names the others without relying on weaker pair statistics; under an all-to-all backdoor the
- * same trigger sends other classes elsewhere, so nothing joins. The donor pair runs to its own
- * stop rule in either schedule, so the result does not depend on the schedule.
+ * Trigger transfer. One trigger is reversed for all the outlier pairs of an objective at once
+ * (each pair's source images sent to its own target, in one optimisation), then stamped into the
+ * clean images of every class; when it sends most of a class's images to some class d, at least
+ * `transfer` more of them than the model sends there unstamped, the pair (class, d) carries the
+ * same backdoor and joins the detected pairs. An all-to-one backdoor answers to its trigger
+ * whatever the class (every class goes to the target), an all-to-all one sends each class to its
+ * own target, and a trigger shared by several pairs is the attacker's rather than one pair's
+ * shortcut; so the outliers find the other backdoor pairs without relying on the weaker pair
+ * statistics near the threshold.
  */
-async function transferredSources(ctx: AnalysisContext, data: Dataset, images: number[][], runs: PairRun[], lift: number): Promise<string[]> {
+async function transferredPairs(ctx: AnalysisContext, data: Dataset, images: number[][], runs: PairRun[], o: PairsOptions, gradient: BatchGradient, geometry: SampleGeometry): Promise<{ notes: string[]; sampleGradients: number }> {
   const notes: string[] = [];
-  const strongest = new Map<number, PairRun>();
-  for (const r of runs) if (r.via === 'outlier' && (!strongest.get(r.target) || r.statistic > strongest.get(r.target)!.statistic)) strongest.set(r.target, r);
-  const share = async (d: Dataset, target: number) => (await predict(ctx.model.onnx, d, ctx.runtime, { signal: ctx.signal })).labels.reduce((n, c) => n + (c === target ? 1 : 0), 0) / d.n;
-  for (const [target, donor] of strongest) {
-    const trigger = donor.task.objective.toTrigger(target, [donor.source], donor.task.bestParams);
-    const rates: string[] = [];
-    for (const r of runs) {
-      if (r.target !== target || r.kind !== donor.kind || r === donor || images[r.source].length === 0) continue;
-      const stamped = await share(stampTrigger(trigger, data, images[r.source]), target);
-      const base = await share(subset(data, images[r.source]), target);
-      r.rate = stamped;
-      rates.push(`${r.source}: ${(100 * base).toFixed(0)}→${(100 * stamped).toFixed(0)}%`);
-      if (!r.via && stamped - base >= lift) Object.assign(r, { via: 'transfer', from: donor });
+  let sampleGradients = 0;
+  const K = images.length;
+  const sent = async (d: Dataset) => {
+    const labels = (await predict(ctx.model.onnx, d, ctx.runtime, { signal: ctx.signal })).labels;
+    const share = new Float64Array(K);
+    for (const c of labels) share[c] += 1 / d.n;
+    return share;
+  };
+  const unstamped = new Map<number, Float64Array>();
+  for (const [oi, kind] of o.objectives.entries()) {
+    const outliers = runs.filter((r) => r.kind === kind && r.via === 'outlier');
+    if (outliers.length === 0) continue;
+    const targets = new Map<number, number>();
+    for (const r of outliers) for (const i of images[r.source]) targets.set(i, r.target);
+    const schedule: ScheduleOptions = { ...(kind === 'patch' ? patchSchedule : perturbationSchedule), batchSize: 16, maxSteps: o.maxSteps };
+    const shared = makeTask(30_000 + oi, kind, outliers[0].target, [...targets.keys()].sort((a, b) => a - b), geometry, schedule, ctx.seed, targets);
+    const stats = await runTasks([shared], { ...defaultSchedulerOptions, mode: 'plain' }, data, gradient, { maxBatch: o.maxBatch, signal: ctx.signal });
+    sampleGradients += stats.sampleGradients;
+    if (!shared.succeeded) {
+      notes.push(`${kind}: no single trigger moved all ${outliers.length} outlier pairs at once; no pairs added by transfer`);
+      continue;
     }
-    notes.push(`the ${donor.source} → ${target} trigger sends to class ${target} (unstamped → stamped): ${rates.join(', ')}`);
+    const trigger = shared.objective.toTrigger(outliers[0].target, [], shared.bestParams);
+    const joined: string[] = [];
+    for (let c = 0; c < K; c++) {
+      if (images[c].length === 0) continue;
+      if (!unstamped.has(c)) unstamped.set(c, await sent(subset(data, images[c])));
+      const base = unstamped.get(c)!, stamped = await sent(stampTrigger(trigger, data, images[c]));
+      let d = -1;
+      for (let k = 0; k < K; k++) if (k !== c && stamped[k] >= 0.5 && stamped[k] - base[k] >= o.transfer) d = k;
+      if (d < 0) continue;
+      const r = runs.find((x) => x.source === c && x.target === d && x.kind === kind)!;
+      joined.push(`${c} → ${d} (${(100 * base[d]).toFixed(0)}→${(100 * stamped[d]).toFixed(0)}%)`);
+      r.rate = stamped[d];
+      if (!r.via) Object.assign(r, { via: 'transfer', from: outliers.reduce((a, b) => (b.anomalyIndex > a.anomalyIndex ? b : a)) });
+    }
+    notes.push(`${kind}: one trigger reversed for the outlier pair${outliers.length > 1 ? 's' : ''} ${outliers.map((r) => `${r.source} → ${r.target}`).join(', ')} (size ${shared.size.toFixed(2)}) moves ${joined.join(', ') || 'no class'} (share sent, unstamped → stamped)`);
   }
-  return notes;
+  return { notes, sampleGradients };
 }
 
 export const pairsAnalysis: Analysis = {
@@ -186,7 +211,9 @@ export const pairsAnalysis: Analysis = {
         if (r.flagged[i] && p.task.succeeded) p.via = 'outlier';
       });
     }
-    notes.push(...(await transferredSources(ctx, data, images, runs, o.transfer)));
+    const transfer = await transferredPairs(ctx, data, images, runs, o, gradient, geometry);
+    notes.push(...transfer.notes);
+    sampleGradients += transfer.sampleGradients;
     const flaggedRuns = runs.filter((p) => p.via);
     const pairs: PairResult[] = runs.map((p) => ({ source: p.source, target: p.target, statistic: p.statistic, anomalyIndex: p.anomalyIndex, flagged: !!p.via, method: `pairs:${p.kind}` }));
     const detected = dedupe(flaggedRuns.map((p) => ({ source: p.source, target: p.target })));
@@ -199,14 +226,14 @@ export const pairsAnalysis: Analysis = {
       message:
         p.via === 'outlier'
           ? `Class pair ${p.source} → ${p.target} is an outlier under trigger reversal: a ${p.kind} of ${sizeText(p.kind, p.task.size)} moves ≥${Math.round(100 * p.task.options.successThreshold)}% of class-${p.source} images to class ${p.target} (statistic ${p.statistic.toFixed(4)}, anomaly index ${p.anomalyIndex.toFixed(1)} > ${o.threshold}). Target class ${p.target}.`
-          : `Class pair ${p.source} → ${p.target} carries the same backdoor: the trigger reversed for ${p.from!.source} → ${p.target} sends ${(100 * p.rate!).toFixed(0)}% of class-${p.source} images to class ${p.target} (the pair's own statistic ${p.statistic.toFixed(4)}, anomaly index ${p.anomalyIndex.toFixed(1)}). Target class ${p.target}.`,
+          : `Class pair ${p.source} → ${p.target} carries the same backdoor: the trigger reversed for the outlier pairs sends ${(100 * p.rate!).toFixed(0)}% of class-${p.source} images to class ${p.target} (the pair's own statistic ${p.statistic.toFixed(4)}, anomaly index ${p.anomalyIndex.toFixed(1)}). Target class ${p.target}.`,
       location: { pair: { source: p.source, target: p.target } },
     }));
     const triggers: ReversedTrigger[] = flaggedRuns.map(triggerOf);
     const artifacts: ArtifactImage[] = flaggedRuns.flatMap((p, i) =>
       triggerArtifacts(triggers[i], data, images[p.source][0], { stem: `pair-${p.source}-${p.target}${o.objectives.length > 1 ? `-${p.kind}` : ''}`, pair: { source: p.source, target: p.target } }),
     );
-    if (targets.length) notes.push(`detected ${detected.length} pair${detected.length === 1 ? '' : 's'} with target${targets.length === 1 ? '' : 's'} ${targets.join(', ')} (${attackType}): ${flaggedRuns.filter((p) => p.via === 'outlier').length} MAD outlier(s), the rest by trigger transfer (the trigger sends ≥${Math.round(100 * o.transfer)} points more of a class to the target)`);
+    if (targets.length) notes.push(`detected ${detected.length} pair${detected.length === 1 ? '' : 's'} with target${targets.length === 1 ? '' : 's'} ${targets.join(', ')} (${attackType}): ${flaggedRuns.filter((p) => p.via === 'outlier').length} MAD outlier(s), the rest by trigger transfer (the outliers' trigger sends most of a class, ≥${Math.round(100 * o.transfer)} points more than unstamped, to one class)`);
     return { findings, pairs, targets, attackType, backdoored: detected.length > 0, artifacts, gradientEvaluations: sampleGradients, notes, state: { triggers } };
   },
 };

@@ -47,7 +47,7 @@ export async function advanceTasks(tasks: readonly ReversalTask[], data: Dataset
     group.forEach((task, k) => {
       for (const i of batches[k]) {
         task.objective.compose(data.x, i * per, x, row * per);
-        labels[row] = task.target;
+        labels[row] = task.targetOf(i);
         weights[row] = 1 / batches[k].length;
         row++;
       }
@@ -62,7 +62,7 @@ export async function advanceTasks(tasks: readonly ReversalTask[], data: Dataset
         task.objective.backward(data.x, i * per, dx, row * per, grad);
         let best = 0;
         for (let j = 1; j < K; j++) if (logits[row * K + j] > logits[row * K + best]) best = j;
-        if (best === task.target) hits++;
+        if (best === task.targetOf(i)) hits++;
         row++;
       }
       task.update(grad, hits / batches[k].length);

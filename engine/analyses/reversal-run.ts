@@ -17,10 +17,10 @@ export function geometryOf(data: Dataset): SampleGeometry {
 /** Masks start uniform in [0, 0.1): small, so optimisation grows them where needed instead of first shrinking a half-covered image. */
 export const MASK_INIT_SCALE = 0.1;
 
-export function makeTask(id: number, kind: ObjectiveKind, target: number, images: number[], geometry: SampleGeometry, schedule: ScheduleOptions, seed: number): ReversalTask {
+export function makeTask(id: number, kind: ObjectiveKind, target: number, images: number[], geometry: SampleGeometry, schedule: ScheduleOptions, seed: number, targets?: ReadonlyMap<number, number>): ReversalTask {
   const rng = new SeededRandom(SeededRandom.derive(seed, id, 1));
   const objective = kind === 'patch' ? new PatchObjective(geometry, () => rng.next(), MASK_INIT_SCALE) : new PerturbationObjective(geometry);
-  return new ReversalTask(id, target, images, objective, schedule, SeededRandom.derive(seed, id, 2));
+  return new ReversalTask(id, target, images, objective, schedule, SeededRandom.derive(seed, id, 2), targets);
 }
 
 export interface RunStats {

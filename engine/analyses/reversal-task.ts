@@ -87,12 +87,19 @@ export class ReversalTask {
     readonly objective: Objective,
     readonly options: ScheduleOptions,
     seed: number,
+    /** Per-image targets, for one trigger shared by several pairs; default: `target` for every image. */
+    private readonly targets?: ReadonlyMap<number, number>,
   ) {
     if (images.length === 0) throw new Error(`reversal task ${id} has no images`);
     this.m = new Float64Array(objective.params.length);
     this.v = new Float64Array(objective.params.length);
     this.order = new SeededRandom(seed).shuffle(images);
     this.lastNorm = objective.norm();
+  }
+
+  /** The class the trigger must send image `i` to. */
+  targetOf(i: number): number {
+    return this.targets?.get(i) ?? this.target;
   }
 
   get running(): boolean {
