@@ -29,7 +29,7 @@ async function once(fixture: string, schedule: 'plain' | 'bandit'): Promise<Row 
 
 export async function run(): Promise<Row[]> {
   const rows: Row[] = [];
-  for (const fixture of ['badnets', 'clean', 'all2all-small']) {
+  for (const fixture of ['badnets', 'clean', 'all2all']) {
     const plain = await once(fixture, 'plain');
     const bandit = await once(fixture, 'bandit');
     const evals = (r: Row) => Number(r['gradient evaluations']);

@@ -28,7 +28,7 @@ test('the clean twin is clean: no pair is an outlier', async () => {
 });
 
 test('the all-to-all fixture is backdoored and classified all-to-all', async () => {
-  const { report } = await pairsScan(join(fixtures, 'fmnist/all2all-small/model.onnx'));
+  const { report } = await pairsScan(join(fixtures, 'fmnist/all2all/model.onnx'));
   assert.equal(report.verdict, 'backdoored');
   assert.equal(report.attackType, 'all-to-all');
   const flagged = report.pairs.filter((p) => p.flagged);
