@@ -61,6 +61,7 @@ export function missingData(a: Analysis, data: Dataset | undefined, kind: DataKi
   if (!data) return `needs ${dataNeedText[a.needs]}`;
   if (a.needs === 'labelled' && !data.labels) return `needs labels, and ${data.source} has none`;
   if (a.needs === 'mixed' && kind !== 'mixed') return `needs ${dataNeedText.mixed}; the data given is declared clean`;
+  if ((a.needs === 'clean' || a.needs === 'labelled') && kind === 'mixed') return `needs ${dataNeedText[a.needs]}; the data given is declared mixed (it may hold poisoned samples)`;
   return undefined;
 }
 
@@ -112,14 +113,28 @@ export async function scan(model: LoadedModel, request: ScanRequest): Promise<Sc
   }
 
   async function runScan(): Promise<ScanResult> {
-    const runnable = selected.map((a) => ({ a, why: missingData(a, request.data, dataKind) ?? a.notApplicable?.(model) }));
+    const bn = bnStatus(model.onnx);
+    const runnable = selected.map((a) => {
+      const missing = missingData(a, request.data, dataKind);
+      const notApplicable = missing ? undefined : a.notApplicable?.(model);
+      return { a, why: missing ?? notApplicable, foldedBn: !!notApplicable && bn.state === 'folded' };
+    });
+    const needBn = runnable.filter((r) => r.foldedBn).map((r) => r.a.id);
+    if (needBn.length) {
+      findings.push({
+        severity: codeInfo('BL020').severity,
+        code: 'BL020',
+        method: needBn[0],
+        message: `${needBn.join(', ')} skipped: ${bn.evidence}, so the BN running statistics are gone. Re-export with BN kept — torch.onnx.export(model, x, path, training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False) — or scan the PyTorch state_dict (.pt) instead`,
+      });
+    }
     const toRun = runnable.filter((r) => !r.why).length;
     let done = 0;
-    for (const { a, why } of runnable) {
+    for (const { a, why, foldedBn } of runnable) {
       if (why) {
         methods.push({ method: a.id, status: 'skipped', reason: why, ms: 0 });
-        // Unrequested methods are skipped quietly in the methods list; requested ones get a finding too.
-        if (explicit || a.needs === 'none') {
+        // Unrequested methods are skipped quietly in the methods list; requested ones get a finding too (BL020 already explains folded BN).
+        if ((explicit || a.needs === 'none') && !foldedBn) {
           findings.push({ severity: 'information', code: 'BL021', message: `${a.title} skipped: ${why}`, method: a.id });
         }
         continue;

@@ -3,12 +3,15 @@
  * and the peak memory of a ResNet-18 gradient run (measured in a child process so that earlier
  * cases do not count). Forward and gradient runs alternate, both on one intra-op thread (a
  * shared machine makes onnxruntime's spinning thread pool meaningless to time); medians are
- * reported, and the ratio of the fastest runs too, which other load disturbs least.
+ * reported, the ratio of the fastest runs, and the ratio of median CPU times (this process's
+ * user + system time per run, which time spent waiting for a core does not inflate), with the
+ * 1-minute load average over the measurement.
  * Target: gradient ≤ 2.5× forward, ResNet-18 peak RSS ≤ 1.5 GB.
  */
 import * as ort from 'onnxruntime-node';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { GradientSession, type GradientSpec } from '../../engine/autodiff';
 import { GraphBuilder } from '../../engine/graph/builder';
 import { OnnxModel } from '../../engine/graph/model';
@@ -37,6 +40,14 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
   return performance.now() - t0;
 }
 
+/** Wall-clock and CPU milliseconds of one call. */
+async function timedBoth(fn: () => Promise<unknown>): Promise<{ wall: number; cpu: number }> {
+  const c0 = process.cpuUsage();
+  const wall = await timed(fn);
+  const c = process.cpuUsage(c0);
+  return { wall, cpu: (c.user + c.system) / 1000 };
+}
+
 async function compare(label: string, path: string, reps: number, extra: { what: string; spec: (m: OnnxModel) => GradientSpec }[] = []): Promise<Row[]> {
   const model = OnnxModel.fromBytes(readFileSync(path), path);
   const { name: input, tensor, labels } = inputsFor(model);
@@ -50,10 +61,15 @@ async function compare(label: string, path: string, reps: number, extra: { what:
     const runGradient = () => session.run({ inputs: { [input]: tensor }, labels });
     await runForward();
     await runGradient();
-    const f: number[] = [], g: number[] = [];
+    const f: number[] = [], g: number[] = [], fCpu: number[] = [], gCpu: number[] = [];
+    const loadBefore = loadavg()[0];
     for (let i = 0; i < reps; i++) {
-      f.push(await timed(runForward));
-      g.push(await timed(runGradient));
+      const a = await timedBoth(runForward);
+      const b = await timedBoth(runGradient);
+      f.push(a.wall);
+      fCpu.push(a.cpu);
+      g.push(b.wall);
+      gCpu.push(b.cpu);
     }
     rows.push({
       model: label,
@@ -62,6 +78,8 @@ async function compare(label: string, path: string, reps: number, extra: { what:
       'gradient ms': median(g),
       'ratio (median)': `${(median(g) / median(f)).toFixed(2)}×`,
       'ratio (fastest)': `${(Math.min(...g) / Math.min(...f)).toFixed(2)}×`,
+      'ratio (CPU time)': `${(median(gCpu) / median(fCpu)).toFixed(2)}×`,
+      load: `${loadBefore.toFixed(1)}–${loadavg()[0].toFixed(1)}`,
     });
   }
   await runtime.dispose();
@@ -121,7 +139,7 @@ async function peakRssChild(path: string): Promise<void> {
 }
 
 export async function run(): Promise<Row[]> {
-  const rows = await compare('fixture CNN (1×28×28)', fixtureModel, 40);
+  const rows = await compare('fixture CNN (1×28×28)', fixtureModel, 60);
   rows.push(await overhead(300));
   const resnet = resnet18Onnx();
   if (!resnet) {

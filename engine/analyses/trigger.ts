@@ -3,6 +3,7 @@
  * (adaptive pruning, BNA). Values live in model-input space (after preprocessing).
  */
 import { sampleSize, type Dataset } from '../data/types';
+import type { AnalysisOutput } from './types';
 
 export interface ReversedTrigger {
   /** 'patch': x' = (1−m)·x + m·pattern; 'perturbation': x' = clamp(x + v). */
@@ -47,4 +48,21 @@ export function stampTrigger(trigger: ReversedTrigger, data: Dataset, indices?: 
     return out;
   };
   return { ...data, source: `${data.source} (trigger for class ${trigger.target} stamped)`, n: ids.length, x, dims: [ids.length, ...data.dims.slice(1)], labels: pick(data.labels, (n) => new Int32Array(n)), poisoned: undefined };
+}
+
+/** What a trigger-reversal analysis leaves in AnalysisOutput.state. */
+export interface TriggerState {
+  triggers: ReversedTrigger[];
+}
+
+/** The analyses whose reversed triggers fixes use, in order of preference. */
+export const TRIGGER_SOURCES = ['pairs', 'nc'] as const;
+
+/** The reversed triggers an earlier scan handed over: those of 'pairs', else those of 'nc', else none. */
+export function triggersFrom(previous: ReadonlyMap<string, AnalysisOutput>): ReversedTrigger[] {
+  for (const id of TRIGGER_SOURCES) {
+    const state = previous.get(id)?.state as Partial<TriggerState> | undefined;
+    if (state && Array.isArray(state.triggers) && state.triggers.length > 0) return state.triggers;
+  }
+  return [];
 }

@@ -3,6 +3,7 @@
  * both depend on a wrt tensor and reach a seeded tensor get gradients; contributions to a
  * tensor used several times (residual connections) are summed before its producer's rule runs.
  */
+import { attrInt } from '../graph/attributes';
 import type { NodeProto } from '../graph/proto';
 import type { Emitter } from './emitter';
 import { unsupportedNode } from './errors';
@@ -10,15 +11,44 @@ import type { PreparedForward } from './prepare';
 import { gradientRules } from './rules';
 import type { RuleContext } from './rules/types';
 
-/** Ops whose outputs are integers, booleans or piecewise constant: no gradient flows through them. */
+/**
+ * Ops whose outputs are integers, booleans or piecewise constant: no gradient flows through
+ * them, but they may appear anywhere in the forward graph (a decision rule such as BNA's
+ * argmax test feeding a Where, for one).
+ */
 const nonDifferentiable = new Set([
   'Shape', 'Size', 'ArgMax', 'ArgMin', 'Equal', 'Less', 'LessOrEqual', 'Greater', 'GreaterOrEqual', 'Not', 'And', 'Or', 'Xor',
-  'NonZero', 'ConstantOfShape', 'Range', 'Floor', 'Ceil', 'Round', 'Sign', 'Constant',
+  'IsNaN', 'IsInf', 'NonZero', 'ConstantOfShape', 'Range', 'Floor', 'Ceil', 'Round', 'Sign', 'Constant',
 ]);
 
-/** Outputs that are indices, not values. */
-function isDiscreteOutput(node: NodeProto, index: number): boolean {
-  return index > 0 && (node.op_type === 'MaxPool' || node.op_type === 'TopK');
+/** ONNX element types that carry gradients (float, float16, double, bfloat16). */
+const floatTypes = new Set([1, 10, 11, 16]);
+
+/**
+ * Outputs that carry no gradient even though an input does: indices (MaxPool's second output,
+ * TopK's) and casts to integer or boolean types.
+ */
+function isDiscreteOutput(node: NodeProto, index: number, discrete: ReadonlySet<string>): boolean {
+  if (index > 0 && (node.op_type === 'MaxPool' || node.op_type === 'TopK')) return true;
+  if (node.op_type === 'Cast') return !floatTypes.has(attrInt(node, 'to', 1));
+  if (node.op_type === 'CastLike') return discrete.has(node.input[1]);
+  return false;
+}
+
+/** Tensors known to hold integers or booleans: non-float graph inputs and initializers, and what discrete ops make of them. */
+function discreteTensors(model: PreparedForward['model']): Set<string> {
+  const discrete = new Set<string>();
+  for (const v of model.graph.input) {
+    const type = v.type?.tensor_type?.elem_type;
+    if (type !== undefined && !floatTypes.has(Number(type))) discrete.add(v.name);
+  }
+  for (const t of model.graph.initializer) if (!floatTypes.has(Number(t.data_type ?? 1))) discrete.add(t.name ?? '');
+  for (const node of model.nodes) {
+    node.output.forEach((o, k) => {
+      if (o && (nonDifferentiable.has(node.op_type) || isDiscreteOutput(node, k, discrete))) discrete.add(o);
+    });
+  }
+  return discrete;
 }
 
 /**
@@ -29,10 +59,11 @@ export function emitBackward(prepared: PreparedForward, e: Emitter, seeds: Reado
   const { model } = prepared;
   const nodes = model.nodes;
   const varying = new Set(wrt);
+  const discrete = discreteTensors(model);
   for (const node of nodes) {
     if (nonDifferentiable.has(node.op_type) || !node.input.some((i) => i && varying.has(i))) continue;
     node.output.forEach((o, k) => {
-      if (o && !isDiscreteOutput(node, k)) varying.add(o);
+      if (o && !isDiscreteOutput(node, k, discrete)) varying.add(o);
     });
   }
   const relevant = new Set([...seeds.keys()].filter((s) => varying.has(s)));

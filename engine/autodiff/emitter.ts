@@ -61,6 +61,17 @@ export class Emitter {
     return this.floats([value]);
   }
 
+  /** A scalar int64 constant, shared between uses. */
+  ints0(value: number): string {
+    const key = `i0:${value}`;
+    let name = this.constants.get(key);
+    if (!name) {
+      name = this.builder.initializer('grad_int', { dtype: 'int64', dims: [], data: BigInt64Array.of(BigInt(value)) });
+      this.constants.set(key, name);
+    }
+    return name;
+  }
+
   /** A 1-D int64 constant, shared between uses. */
   ints(values: readonly number[]): string {
     const key = `i:${values.join(',')}`;

@@ -87,11 +87,14 @@ class OutputList {
     return name;
   }
 
-  /** A forward tensor under its own name (float32, as every differentiable tensor here). */
-  addForward(tensor: string, dims: readonly (number | string)[] | undefined): string {
+  /** A forward tensor under its own name, with its declared element type (float32 when none is declared). */
+  addForward(tensor: string, dims: readonly (number | string)[] | undefined, declared?: ValueInfoProto): string {
     if (this.names.has(tensor)) return tensor;
     this.names.add(tensor);
-    this.values.push(valueInfo(tensor, 'float32', dims));
+    const info = valueInfo(tensor, 'float32', dims);
+    const elemType = declared?.type?.tensor_type?.elem_type;
+    if (elemType !== undefined) info.type!.tensor_type!.elem_type = elemType;
+    this.values.push(info);
     return tensor;
   }
 }
@@ -113,7 +116,8 @@ function fetchedOutputs(prepared: PreparedForward, e: Emitter, out: OutputList, 
     requireTensor(prepared, f, 'a fetched tensor');
     const isInput = prepared.model.graph.input.some((i) => i.name === f);
     const dims = prepared.shapes.get(f);
-    const name = isInput ? out.add(f, e.fresh(`${f}_fetched`), dims) : out.addForward(f, dims);
+    const declared = [...prepared.model.graph.output, ...prepared.model.graph.value_info].find((v) => v.name === f);
+    const name = isInput ? out.add(f, e.fresh(`${f}_fetched`), dims) : out.addForward(f, dims, declared);
     result.set(f, name);
   }
   return result;

@@ -22,7 +22,9 @@ const carriedUnchanged = new Set([
   'Relu', 'LeakyRelu', 'PRelu', 'Sigmoid', 'Tanh', 'HardSigmoid', 'HardSwish', 'Clip', 'Elu', 'Selu', 'Softplus', 'Softsign', 'Celu',
   'MaxPool', 'AveragePool', 'GlobalAveragePool', 'GlobalMaxPool', 'LpPool', 'MaxUnpool',
   'Gemm', 'MatMul', 'Add', 'Sub', 'Mul', 'Div', 'Pow', 'Neg', 'Exp', 'Log', 'Sqrt', 'Abs', 'Reciprocal', 'Erf', 'Sign',
-  'Floor', 'Ceil', 'Round', 'Min', 'Max', 'Sum', 'Mean', 'Mod',
+  'Floor', 'Ceil', 'Round', 'Min', 'Max', 'Sum', 'Mean', 'Mod', 'IsNaN', 'IsInf',
+  // Mish (opset 18) and Gelu (opset 20) only occur in models whose own opset is kept.
+  'Mish', 'Gelu',
   'Flatten', 'Reshape', 'Transpose', 'Concat', 'Slice', 'Pad', 'Identity', 'Expand', 'Tile', 'Resize',
   'Shape', 'Size', 'Gather', 'GatherElements', 'Constant', 'ConstantOfShape', 'Cast', 'CastLike', 'Range',
   'Equal', 'Less', 'LessOrEqual', 'Greater', 'GreaterOrEqual', 'Where', 'Not', 'And', 'Or', 'Xor',

@@ -25,8 +25,11 @@ const sameShapeOps = new Set([
   'BatchNormalization', 'Relu', 'LeakyRelu', 'PRelu', 'Sigmoid', 'Tanh', 'HardSigmoid', 'HardSwish', 'Clip', 'Dropout',
   'Identity', 'Softmax', 'LogSoftmax', 'Elu', 'Selu', 'Gelu', 'Erf', 'Neg', 'Exp', 'Log', 'Sqrt', 'Abs', 'Cast',
   'Softplus', 'Mish', 'Reciprocal', 'Floor', 'Ceil', 'Round', 'Sign', 'Not', 'InstanceNormalization', 'LRN', 'CastLike',
+  'Softsign', 'Celu', 'IsNaN', 'IsInf', 'Trilu',
 ]);
-const broadcastOps = new Set(['Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 'Sum', 'Mean', 'Equal', 'Less', 'Greater', 'Where', 'And', 'Or', 'Mod']);
+const broadcastOps = new Set([
+  'Add', 'Sub', 'Mul', 'Div', 'Pow', 'Max', 'Min', 'Sum', 'Mean', 'Equal', 'Less', 'LessOrEqual', 'Greater', 'GreaterOrEqual', 'Where', 'And', 'Or', 'Xor', 'Mod',
+]);
 
 export function broadcastShapes(shapes: Dim[][]): Dim[] {
   const rank = Math.max(...shapes.map((s) => s.length));

@@ -1,11 +1,14 @@
 /**
- * Pooling. MaxPool routes each output's gradient to the input element its window picked,
- * read from the Indices output the forward MaxPool is asked to produce (first maximum on ties,
- * as PyTorch): windows that cannot overlap scatter with MaxUnpool, overlapping ones add with
- * ScatterElements (reduction 'add'). AveragePool spreads g/divisor over each window with a depthwise
- * ConvTranspose of ones (or an Expand when windows tile the input exactly); the divisor map
- * follows ONNX Runtime's forward rule (padding counted up to the padded extent when
- * count_include_pad, real elements only otherwise; ceil_mode windows clipped).
+ * Pooling. MaxPool routes each output's gradient to the input element its window picked (the
+ * first maximum in scan order on ties, as PyTorch): for 2×2 / stride-2 pools that position is
+ * worked out from three small MaxPools (see routeTiled2x2); otherwise it is read from the
+ * Indices output the forward MaxPool is asked to produce. Windows that cannot overlap scatter
+ * with MaxUnpool, overlapping ones add with ScatterElements (reduction 'add'). GlobalMaxPool
+ * routes to each plane's first maximum. AveragePool spreads g/divisor over each window with a
+ * depthwise ConvTranspose of ones (or an Expand when windows tile the input exactly); the
+ * divisor map follows ONNX Runtime's forward rule (padding counted up to the padded extent
+ * when count_include_pad, real elements only otherwise; ceil_mode windows clipped);
+ * GlobalAveragePool spreads g evenly.
  */
 import { attrInt, attrInts } from '../../graph/attributes';
 import type { Dim } from '../../graph/model';
@@ -43,6 +46,7 @@ const maxPool: GradientRule = (ctx) => {
   const { e, node } = ctx;
   const geo = geometry(ctx);
   const g = reluMaskedOnPooled(ctx);
+  if (!node.output[1] && tiles2x2(geo)) return [routeTiled2x2(ctx, g, geo)];
   if (!node.output[1]) {
     node.output[1] = e.fresh(`${node.output[0]}_indices`);
     node.attribute = node.attribute.filter((a) => a.name !== 'storage_order');
@@ -63,6 +67,58 @@ const maxPool: GradientRule = (ctx) => {
   const scattered = e.op('ScatterElements', [zeros, e.op('Reshape', [indices, flat]), e.op('Reshape', [g, flat])], { axis: 1, reduction: 'add' });
   return [e.reshapeLike(scattered, x)];
 };
+
+/**
+ * 2×2 windows at stride 2 without padding or dilation that tile the input exactly (the usual
+ * CNN pool), on a plane small enough for exact float offsets.
+ */
+function tiles2x2(geo: PoolGeometry): boolean {
+  return (
+    geo.spatial.length === 2 &&
+    geo.kernel.every((k) => k === 2) &&
+    geo.strides.every((s) => s === 2) &&
+    geo.dilations.every((d) => d === 1) &&
+    geo.pads.every((p) => p === 0) &&
+    geo.outSpatial.every((o, i) => o * 2 === geo.spatial[i]) &&
+    geo.spatial[0] * geo.spatial[1] < 2 ** 24
+  );
+}
+
+/**
+ * Routes g to each 2×2 window's first maximum without MaxPool's Indices output, which ONNX
+ * Runtime computes in a slow generic loop outside its blocked (NCHWc) layout. In PyTorch's scan
+ * order the window holds a = x[2i,2j], b = x[2i,2j+1], c = x[2i+1,2j], d = x[2i+1,2j+1]; with
+ * y its maximum, the first maximum's position k counts the scan prefixes that stay below y,
+ *   k = [a < y] + [max(a,b) < y] + [max(a,b,c) < y],
+ * where a, max(a,b) and max(a,c) are MaxPools with 1×1, 1×2 and 2×1 windows at stride 2 (fast,
+ * blocked) and max(a,b,c) = max(max(a,b), max(a,c)). Position k lies [k≥1] + (W−1)·[k≥2] + [k≥3]
+ * after the window's top-left element; MaxUnpool scatters g to those flat indices.
+ */
+function routeTiled2x2(ctx: RuleContext, g: string, geo: PoolGeometry): string {
+  const { e, node } = ctx;
+  const x = node.input[0];
+  const y = node.output[0];
+  const [height, width] = geo.spatial;
+  const [rows, cols] = geo.outSpatial;
+  const channels = ctx.dims(x)[1];
+  if (typeof channels !== 'number') return ctx.fail('the channel count must be static');
+  const window = (kernel: number[]) => e.op('MaxPool', [x], { kernel_shape: kernel, strides: [2, 2] }, `${y}_window`);
+  const a = window([1, 1]), ab = window([1, 2]), ac = window([2, 1]);
+  const below = (t: string) => e.op('Less', [t, y]);
+  const corner = e.floats(Array.from({ length: rows * cols }, (_, q) => 2 * Math.floor(q / cols) * width + 2 * (q % cols)), [rows, cols]);
+  const inPlane = e.op('Sum', [
+    e.op('Cast', [below(a)], { to: 1 }),
+    e.op('Where', [below(ab), e.scalar(width - 1), e.scalar(0)]),
+    e.op('Cast', [below(e.op('Max', [ab, ac]))], { to: 1 }),
+    corner,
+  ]);
+  // Channel planes start at multiples of H·W.
+  const planeSize = height * width;
+  const planeStarts = e.op('Range', [e.ints0(0), e.op('ReduceProd', [e.shapeOf(x)], { keepdims: 0 }), e.ints0(planeSize)]);
+  const index = e.op('Add', [e.op('Cast', [inPlane], { to: 7 }), e.op('Reshape', [planeStarts, e.ints([-1, channels, 1, 1])])]);
+  const unit = [1, 1];
+  return e.op('MaxUnpool', [g, index, e.shapeOf(x)], { kernel_shape: unit, strides: unit });
+}
 
 /**
  * Relu → MaxPool: the routed gradient lands on the window's maximum, whose Relu output is the
@@ -151,4 +207,22 @@ const globalAveragePool: GradientRule = (ctx) => {
   return [e.op('Expand', [e.mul(outputGrad(ctx), e.scalar(1 / count)), e.shapeOf(x)])];
 };
 
-export const poolRules: Record<string, GradientRule> = { MaxPool: maxPool, AveragePool: averagePool, GlobalAveragePool: globalAveragePool };
+/**
+ * GlobalMaxPool routes g to the first maximum of each channel plane in scan order, as
+ * PyTorch's adaptive_max_pool2d (output size 1) does; ArgMax picks the first maximum too.
+ */
+const globalMaxPool: GradientRule = (ctx) => {
+  const { e, node } = ctx;
+  const x = node.input[0];
+  const spatial = ctx.dims(x).slice(2);
+  if (spatial.some((d) => typeof d !== 'number')) ctx.fail('spatial sizes must be static');
+  const planeSize = sizeOf(spatial as number[]);
+  const planes = e.op('Reshape', [x, e.ints([0, 0, -1])]);
+  const first = e.op('ArgMax', [planes], { axis: 2, keepdims: 1, select_last_index: 0 });
+  const positions = e.builder.initializer('plane_positions', { dtype: 'int64', dims: [planeSize], data: BigInt64Array.from({ length: planeSize }, (_, i) => BigInt(i)) });
+  const picked = e.op('Cast', [e.op('Equal', [first, positions])], { to: 1 });
+  const routed = e.mul(picked, e.op('Reshape', [outputGrad(ctx), e.ints([0, 0, 1])]));
+  return [e.reshapeLike(routed, x)];
+};
+
+export const poolRules: Record<string, GradientRule> = { MaxPool: maxPool, AveragePool: averagePool, GlobalAveragePool: globalAveragePool, GlobalMaxPool: globalMaxPool };

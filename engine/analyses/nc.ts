@@ -1,0 +1,77 @@
+/**
+ * Neural Cleanse (Wang et al. 2019) per target label: the smallest mask + pattern that moves clean
+ * images of every other class to the label; MAD over the mask norms flags labels whose trigger is
+ * anomalously small (below the median, anomaly index > 2).
+ */
+import type { Finding, LabelResult } from '../report/types';
+import { defaultSchedulerOptions } from './karm';
+import { madOutliers } from './mad';
+import { classCount, imagesByClass } from './pairs';
+import { inputGradient } from './reversal-gradient';
+import { geometryOf, makeTask, runTasks } from './reversal-run';
+import { patchSchedule } from './reversal-task';
+import { triggerArtifacts } from './trigger-artifacts';
+import type { ReversedTrigger } from './trigger';
+import type { Analysis, AnalysisOutput } from './types';
+import { usageError } from '../errors';
+
+const positive = (v: unknown, fallback: number, name: string) => {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw usageError(`option nc.${name} must be a positive number, got '${String(v)}'`);
+  return n;
+};
+
+export const ncAnalysis: Analysis = {
+  id: 'nc',
+  title: 'Neural Cleanse',
+  needs: 'labelled',
+  detector: true,
+  runsByDefault: false,
+  async run(ctx): Promise<AnalysisOutput> {
+    const data = ctx.data!;
+    const threshold = positive(ctx.options.threshold, 2, 'threshold');
+    const schedule = { ...patchSchedule, batchSize: Math.floor(positive(ctx.options.batchSize, 32, 'batchSize')), maxSteps: Math.floor(positive(ctx.options.maxSteps, 300, 'maxSteps')) };
+    const K = await classCount(ctx, data);
+    const perClass = Math.floor(positive(ctx.options.imagesPerClass, 100, 'imagesPerClass'));
+    const byClass = imagesByClass(data, K, perClass, ctx.seed);
+    const geometry = geometryOf(data);
+    const gradient = await inputGradient(ctx.runtime, ctx.model.onnx);
+    const tasks = Array.from({ length: K }, (_, t) => {
+      const sources = byClass.flatMap((list, c) => (c === t ? [] : list));
+      return makeTask(10_000 + t, 'patch', t, sources, geometry, schedule, ctx.seed);
+    });
+    const stats = await runTasks(tasks, { ...defaultSchedulerOptions, mode: 'plain', armsPerRound: K }, data, gradient, {
+      maxBatch: Math.floor(positive(ctx.options.maxBatch, 512, 'maxBatch')),
+      signal: ctx.signal,
+      onRound: (done, total) => ctx.progress(done / total, `${done}/${total} labels finished`),
+    });
+    const r = madOutliers(tasks.map((t) => t.size), threshold, 'below');
+    const labels: LabelResult[] = tasks.map((t, i) => ({ label: i, l1: t.size, anomalyIndex: r.anomalyIndex[i], flagged: r.flagged[i] && t.succeeded, method: 'nc' }));
+    const flagged = labels.filter((l) => l.flagged);
+    const findings: Finding[] = flagged.map((l) => ({
+      severity: 'error',
+      code: 'BL002',
+      method: 'nc',
+      message: `Label ${l.label} has an anomalously small reversed trigger: a patch of |m|₁ = ${l.l1.toFixed(1)} moves ≥99% of clean images of the other classes to it (median ${r.median.toFixed(1)}, anomaly index ${l.anomalyIndex.toFixed(1)} > ${threshold}). Target class ${l.label}.`,
+      location: { label: l.label },
+    }));
+    const triggers: ReversedTrigger[] = flagged.map((l) => tasks[l.label].objective.toTrigger(l.label, byClass.flatMap((_, c) => (c === l.label ? [] : [c])), tasks[l.label].bestParams));
+    const artifacts = flagged.flatMap((l, i) => {
+      const example = byClass.find((list, c) => c !== l.label && list.length > 0)![0];
+      return triggerArtifacts(triggers[i], data, example, { stem: `label-${l.label}`, label: l.label });
+    });
+    const steps = tasks.reduce((s, t) => s + t.step, 0);
+    return {
+      findings,
+      labels,
+      targets: flagged.map((l) => l.label),
+      attackType: flagged.length ? (flagged.length === 1 ? 'all-to-one' : 'other') : null,
+      backdoored: flagged.length > 0,
+      artifacts,
+      gradientEvaluations: stats.sampleGradients,
+      notes: [`${K} labels, ${steps} steps of ${schedule.batchSize} images (${stats.sampleGradients} image gradients in ${stats.calls} batched calls)`],
+      state: { triggers },
+    };
+  },
+};

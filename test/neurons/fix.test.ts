@@ -1,0 +1,162 @@
+/** The pruning fixes: fixed and adaptive modes, the trigger hand-off, what they write and report. */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { applyFix, evaluate, loadDataset, loadModel, Runtime, scan } from '../../engine';
+import { triggersFrom } from '../../engine/analyses/trigger';
+import { subset, type Dataset } from '../../engine/data/types';
+import { imageInputOf } from '../../engine/evaluate';
+import type { LoadedModel } from '../../engine/formats/types';
+import { cli, fmnist, tempDir } from '../helpers';
+import { badnetsTrigger, previousWithTrigger } from './badnets-trigger';
+
+const runtime = new Runtime();
+after(() => runtime.dispose());
+
+async function open(name: 'badnets' | 'clean', file = 'model.onnx') {
+  const model = await loadModel(join(fmnist[name], file));
+  const set = (s: string) => loadDataset({ path: join(fmnist.data, `${s}.npz`) }, imageInputOf(model.onnx));
+  return { model, set };
+}
+
+const unlabelled = (d: Dataset): Dataset => ({ ...d, labels: undefined });
+const sha = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+
+function zeroed(model: LoadedModel['onnx'], name: string): number[] {
+  const d = model.initializer(name)!.data as Float32Array;
+  return Array.from(d.keys()).filter((i) => d[i] === 0);
+}
+
+describe('trigger hand-off', () => {
+  test("triggersFrom reads 'pairs' first, then 'nc', and ignores outputs without triggers", () => {
+    const t = badnetsTrigger();
+    const other = { ...t, target: 3 };
+    assert.deepEqual(triggersFrom(new Map()), []);
+    assert.deepEqual(triggersFrom(new Map([['nc', { state: { triggers: [other] } }]])), [other]);
+    assert.deepEqual(triggersFrom(new Map([['nc', { state: { triggers: [other] } }], ['pairs', { state: { triggers: [t] } }]])), [t]);
+    assert.deepEqual(triggersFrom(new Map([['pairs', { state: { triggers: [] } }], ['nc', { state: { triggers: [other] } }]])), [other]);
+    assert.deepEqual(triggersFrom(new Map([['pairs', { state: { kind: 'neurons' } }]])), []);
+  });
+});
+
+describe('pruning fixes', () => {
+  test('fixed mode prunes exactly the flagged neurons: zero γ and β in a new model', async () => {
+    const { model, set } = await open('badnets');
+    const before = sha(model.onnx.toBytes());
+    const r = await applyFix(model, { method: 'bnp', runtime, data: set('clean'), mode: 'fixed' });
+    assert.deepEqual(r.pruned.map((p) => `${p.layer}[${p.channel}]`).sort(), ['bn1[4]', 'bn2[0]', 'bn3[16]', 'bn3[61]']);
+    assert.deepEqual(zeroed(r.model, 'bn3.weight'), [16, 61]);
+    assert.deepEqual(zeroed(r.model, 'bn3.bias'), [16, 61]);
+    assert.deepEqual(zeroed(r.model, 'bn1.weight'), [4]);
+    assert.equal(sha(model.onnx.toBytes()), before, 'the input model is not modified');
+    assert.notEqual(r.model, model.onnx);
+    assert.match(r.notes.join('\n'), /fixed threshold: pruned the 4 neuron\(s\) flagged by KL > mean \+ 3·std per layer/);
+    assert.equal(r.details!.mode, 'fixed');
+  });
+
+  test('on a BN-folded export the conv filter and bias are zeroed', async () => {
+    const { model } = await open('badnets', 'model.folded.onnx');
+    const r = await applyFix(model, { method: 'clp', runtime, mode: 'fixed', u: 2 });
+    assert.deepEqual(r.pruned.map((p) => `${p.layer}[${p.channel}]`).sort(), ['conv2[31]', 'conv3[24]', 'conv3[55]']);
+    const conv3 = model.onnx.nodes.filter((n) => n.op_type === 'Conv')[2];
+    const w = r.model.initializer(conv3.input[1])!;
+    const per = w.dims.slice(1).reduce((a, b) => a * b, 1);
+    const data = w.data as Float32Array;
+    assert.ok(data.subarray(24 * per, 25 * per).every((v) => v === 0) && data.subarray(55 * per, 56 * per).every((v) => v === 0));
+    assert.deepEqual(zeroed(r.model, conv3.input[2]), [24, 55]);
+  });
+
+  test("a scan's output for the same method is reused instead of recomputed", async () => {
+    const { model } = await open('badnets');
+    const scanned = await scan(model, { runtime, methods: ['clp'], methodOptions: { clp: { u: 2 } } });
+    const r = await applyFix(model, { method: 'clp', runtime, mode: 'fixed', previous: scanned.outputs });
+    assert.deepEqual(r.pruned.map((p) => `${p.layer}[${p.channel}]`).sort(), ['bn2[31]', 'bn3[24]', 'bn3[55]']);
+    assert.match(r.notes.join('\n'), /reused the scores of the scan's clp run/);
+  });
+
+  test('adaptive mode without a reversed trigger falls back to fixed u and says so', async () => {
+    const { model, set } = await open('badnets');
+    const r = await applyFix(model, { method: 'bnp', runtime, data: unlabelled(set('clean')), mode: 'adaptive' });
+    assert.equal(r.details!.mode, 'fixed');
+    assert.equal(r.pruned.length, 4);
+    assert.match(r.notes.join('\n'), /no reversed trigger available .* fell back to the fixed threshold/);
+  });
+
+  test('adaptive mode with the reversed trigger: prunes by rank within the budget and reports the trigger before and after', async () => {
+    const { model, set } = await open('badnets');
+    const r = await applyFix(model, { method: 'clp', runtime, data: set('clean'), mode: 'adaptive', previous: previousWithTrigger() });
+    const d = r.details as Record<string, number | boolean | string>;
+    assert.equal(d.mode, 'adaptive');
+    assert.ok((d.budgetUsed as number) <= 0.01 + 1e-9, `budget used ${d.budgetUsed}`);
+    assert.equal(d.triggerSuccessBefore, 1);
+    assert.ok((d.triggerSuccessAfter as number) <= (d.triggerSuccessBefore as number));
+    assert.equal(typeof d.reachedGoal, 'boolean');
+    const notes = r.notes.join('\n');
+    assert.match(notes, /using 1 reversed trigger\(s\) handed over by the scan \(target 0\)/);
+    assert.match(notes, /adaptive: pruned \d+ neuron\(s\) in CLP ranking order/);
+    assert.match(notes, /reversed trigger success 100\.00% → [\d.]+% \(goal < 5\.00%\); clean accuracy [\d.]+% → [\d.]+%, budget used [\d.]+ of 1\.00 points/);
+    assert.match(notes, /the fixed threshold .* would prune 0/);
+    // Pruned in ranking order: the CLP ranking's head.
+    const scan = await applyFix(model, { method: 'clp', runtime, mode: 'fixed', u: 0 });
+    const ranked = scan.pruned.map((p) => `${p.layer}[${p.channel}]`);
+    assert.ok(r.pruned.every((p) => ranked.includes(`${p.layer}[${p.channel}]`)));
+  });
+
+  test('a larger budget lets adaptive mode prune further', async () => {
+    const { model, set } = await open('badnets');
+    const data = subset(set('clean'), Array.from({ length: 400 }, (_, i) => i));
+    const small = await applyFix(model, { method: 'bnp', runtime, data, mode: 'adaptive', previous: previousWithTrigger() });
+    const large = await applyFix(model, { method: 'bnp', runtime, data, mode: 'adaptive', previous: previousWithTrigger(), options: { budget: 5 } });
+    assert.ok(large.pruned.length > small.pruned.length, `${large.pruned.length} > ${small.pruned.length}`);
+    assert.ok((large.details!.budgetUsed as number) <= 0.05 + 1e-9);
+  });
+
+  test('EP adaptive on a possibly poisoned set leaves the target-class samples out of the measures', async () => {
+    const { model, set } = await open('badnets');
+    const r = await applyFix(model, { method: 'ep', runtime, data: set('poisoned-sample'), dataKind: 'mixed', mode: 'adaptive', previous: previousWithTrigger() });
+    assert.match(r.notes.join('\n'), /target-class samples left out: the set may be poisoned/);
+    assert.ok((r.details!.budgetUsed as number) <= 0.01 + 1e-9);
+  });
+
+  test('on the clean twin the reversed trigger already fails: adaptive mode prunes nothing', async () => {
+    const { model, set } = await open('clean');
+    const r = await applyFix(model, { method: 'bnp', runtime, data: set('clean'), mode: 'adaptive', previous: previousWithTrigger() });
+    assert.equal(r.pruned.length, 0);
+    assert.match(r.notes.join('\n'), /already fails on the unpruned model/);
+  });
+
+  test('Fine-Pruning records the threshold it chose and why', async () => {
+    const { model, set } = await open('badnets');
+    const r = await applyFix(model, { method: 'fp', runtime, data: set('clean'), mode: 'fixed', options: { margin: 0.02 } });
+    const notes = r.notes.join('\n');
+    assert.match(notes, /threshold: pruned the (\d+) most dormant of 64 channels of bn3 \(mean activation ≤ [\d.]+, accuracy [\d.]+% → [\d.]+%\): pruning \d+ would lower clean accuracy .* more than the margin of 2\.0 points/);
+    const count = Number(/pruned the (\d+) most dormant/.exec(notes)![1]);
+    assert.equal(r.pruned.length, count);
+    assert.ok(r.pruned.every((p) => p.layer === 'bn3'));
+    const acc = (await evaluate(r.model, set('clean'), runtime)).accuracy!;
+    const base = (await evaluate(model.onnx, set('clean'), runtime)).accuracy!;
+    assert.ok(base - acc <= 0.02 + 1e-9, `${base} → ${acc}`);
+  });
+});
+
+describe('backdoor-lens fix with the neuron methods', () => {
+  test('writes the purified model and prints accuracy and ASR before and after', async () => {
+    const dir = tempDir();
+    const out = join(dir, 'purified.onnx');
+    const r = await cli('fix', join(fmnist.badnets, 'model.onnx'), '--method', 'bnp', '--mode', 'fixed', '--data', join(fmnist.data, 'clean.npz'), '--triggered', join(fmnist.data, 'triggered.npz'), '--target', '0', '--out', out, '--json');
+    assert.equal(r.exitCode, 0, r.stderr);
+    const json = JSON.parse(r.stdout);
+    assert.equal(json.pruned.length, 4);
+    assert.ok(json.before.accuracy > 0.9 && json.after.accuracy > 0.85);
+    assert.ok(json.before.asr > 0.99 && typeof json.after.asr === 'number');
+    const written = await loadModel(out);
+    assert.deepEqual(zeroed(written.onnx, 'bn3.weight'), [16, 61]);
+    const text = await cli('fix', join(fmnist.badnets, 'model.onnx'), '--method', 'clp', '--mode', 'fixed', '--u', '2', '--out', join(dir, 'clp.onnx'));
+    assert.equal(text.exitCode, 0, text.stderr);
+    const listed = /pruned 3 neurons: (.*)/.exec(text.stdout)![1].split(', ').sort();
+    assert.deepEqual(listed, ['bn2[31]', 'bn3[24]', 'bn3[55]']);
+    assert.ok(readFileSync(join(dir, 'clp.onnx')).length > 0);
+  });
+});

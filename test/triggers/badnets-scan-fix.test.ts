@@ -1,0 +1,131 @@
+/**
+ * The real class-pair scan of the BadNets fixture, then BNA on its detection: one scan shared by
+ * the detection checks, the fix and the CLI checks (a scan takes tens of seconds).
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { applyFix, evaluate, loadDataset, loadModel, Runtime, scan, writeFileAtomic, type ScanResult } from '../../engine';
+import { imageInputOf } from '../../engine/evaluate';
+import { decodePng } from '../../engine/image/png';
+import type { ReversedTrigger } from '../../engine/analyses/trigger';
+import { triggerFlags } from '../../engine/fixes/bna-graph';
+import type { FixResult } from '../../engine/fixes/types';
+import { cli, fmnist, tempDir } from '../helpers';
+
+const runtime = new Runtime();
+after(() => runtime.dispose());
+const modelPath = join(fmnist.badnets, 'model.onnx');
+const cleanSet = join(fmnist.data, 'clean.npz');
+
+describe('BadNets all-to-one fixture (target 0)', () => {
+  let result: ScanResult;
+  let fix: FixResult;
+  const dir = tempDir();
+  const fixedPath = join(dir, 'bna.onnx');
+
+  before(async () => {
+    const model = await loadModel(modelPath);
+    const data = loadDataset({ path: cleanSet }, imageInputOf(model.onnx));
+    result = await scan(model, { runtime, data, methods: ['pairs'], seed: 0 });
+    fix = await applyFix(model, { method: 'bna', runtime, data, previous: result.outputs });
+    writeFileAtomic(fixedPath, fix.model.toBytes());
+  });
+
+  test('backdoored, target 0, all-to-one, every detected pair goes to 0 from two or more sources', () => {
+    const { report } = result;
+    assert.equal(report.verdict, 'backdoored');
+    assert.deepEqual(report.targets, [0]);
+    assert.equal(report.attackType, 'all-to-one');
+    const flagged = report.pairs.filter((p) => p.flagged);
+    assert.ok(flagged.every((p) => p.target === 0), JSON.stringify(flagged));
+    assert.ok(new Set(flagged.map((p) => p.source)).size >= 2, `sources ${flagged.map((p) => p.source)}`);
+    assert.equal(report.pairs.length, 90);
+  });
+
+  test('BL001 findings name the pair, statistic, anomaly index and target; artifacts for every detected pair', () => {
+    const { report, images } = result;
+    const flagged = report.pairs.filter((p) => p.flagged);
+    const bl001 = report.findings.filter((f) => f.code === 'BL001');
+    assert.equal(bl001.length, flagged.length);
+    for (const f of bl001) {
+      assert.equal(f.severity, 'error');
+      assert.match(f.message, /Class pair \d → 0 .*anomaly index [\d.]+.*Target class 0\./);
+      assert.ok(f.location?.pair);
+    }
+    assert.match(bl001.map((f) => f.message).join('\n'), /statistic [\d.]+/);
+    for (const p of flagged) {
+      for (const kind of ['mask', 'pattern', 'stamped']) {
+        const img = images.find((i) => i.kind === kind && i.pair?.source === p.source && i.pair?.target === p.target);
+        assert.ok(img, `${kind} image of ${p.source}→${p.target}`);
+        const png = decodePng(img.png);
+        assert.equal(png.width, 112);
+      }
+    }
+  });
+
+  test('the reversed triggers are handed over as state.triggers, and the strongest sits on the real patch', () => {
+    const triggers = (result.outputs.get('pairs')!.state as { triggers: ReversedTrigger[] }).triggers;
+    assert.ok(triggers.length >= 2);
+    for (const t of triggers) assert.equal(t.target, 0);
+    const mask = triggers[0].mask!;
+    let inside = 0, total = 0;
+    mask.forEach((m, i) => {
+      total += m;
+      if (Math.floor(i / 28) >= 23 && Math.floor(i / 28) <= 27 && i % 28 >= 23 && i % 28 <= 27) inside += m;
+    });
+    assert.ok(inside / total > 0.5, `mask mass on the trigger corner: ${(inside / total).toFixed(2)}`);
+  });
+
+  test('the scan reports its gradient evaluations', () => {
+    const run = result.report.methods.find((m) => m.method === 'pairs')!;
+    assert.equal(run.status, 'ran');
+    assert.ok((run.gradientEvaluations ?? 0) > 1000);
+  });
+
+  test('BNA: ASR ≤ 5%, clean accuracy loss ≤ 1 point, ≥ 80% of triggered inputs flagged, ≤ 5% of clean target-class inputs flagged', async () => {
+    const model = await loadModel(modelPath);
+    const spec = imageInputOf(model.onnx);
+    const test_ = loadDataset({ path: join(fmnist.data, 'test.npz') }, spec);
+    const triggered = loadDataset({ path: join(fmnist.data, 'triggered.npz') }, spec);
+    const before = await evaluate(model.onnx, test_, runtime);
+    const after_ = await evaluate(fix.model, test_, runtime);
+    const attack = await evaluate(fix.model, triggered, runtime, { target: 0 });
+    assert.ok(attack.asr! <= 0.05, `ASR ${attack.asr}`);
+    assert.ok(after_.accuracy! >= before.accuracy! - 0.01, `accuracy ${before.accuracy} → ${after_.accuracy}`);
+    const flags = (await triggerFlags(fix.model, triggered, runtime))!;
+    const nonTarget = Array.from(flags).filter((_, i) => triggered.labels![i] !== 0);
+    assert.ok(nonTarget.reduce((a, b) => a + b, 0) / nonTarget.length >= 0.8, 'triggered inputs flagged');
+    const cleanFlags = (await triggerFlags(fix.model, test_, runtime))!;
+    const cleanTarget = Array.from(cleanFlags).filter((_, i) => test_.labels![i] === 0);
+    assert.ok(cleanTarget.reduce((a, b) => a + b, 0) / cleanTarget.length <= 0.05, 'clean target-class inputs flagged');
+  });
+
+  test('BNA keeps every weight of f and adds trigger_detected', async () => {
+    const model = await loadModel(modelPath);
+    for (const name of model.onnx.initializerNames()) assert.deepEqual(fix.model.initializer(name)!.data, model.onnx.initializer(name)!.data, name);
+    assert.deepEqual(fix.model.outputs().map((o) => o.name), ['logits', 'trigger_detected']);
+    assert.equal(fix.method, 'bna');
+    assert.ok(fix.notes.some((n) => /re-estimated on classes/.test(n)));
+  });
+
+  test('eval on the BNA model prints the flagged share and the source-class accuracy on triggered inputs', async () => {
+    const r = await cli('eval', fixedPath, '--data', join(fmnist.data, 'triggered.npz'), '--target', '0');
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.match(r.stdout, /source-class accuracy on triggered images: \d+\.\d+%/);
+    assert.match(r.stdout, /flagged as triggered \(BNA trigger_detected\): [\d.]+% of all images, [\d.]+% of non-target images/);
+    const json = JSON.parse((await cli('eval', fixedPath, '--data', join(fmnist.data, 'triggered.npz'), '--target', '0', '--json')).stdout);
+    assert.ok(json.triggerDetected.shareNonTarget >= 0.8);
+    assert.ok(json.asr <= 0.05);
+  });
+
+  test("eval --strip reports STRIP's flagged share beside BNA's", async () => {
+    const json = JSON.parse((await cli('eval', fixedPath, '--data', join(fmnist.data, 'triggered.npz'), '--target', '0', '--strip', cleanSet, '--json')).stdout);
+    assert.ok(json.strip.shareNonTarget >= 0.8, `STRIP flagged ${json.strip.shareNonTarget}`);
+    assert.ok(json.strip.threshold > 0);
+    assert.equal(json.strip.calibration.n, 1000);
+    const text = await cli('eval', join(fmnist.badnets, 'model.onnx'), '--data', join(fmnist.data, 'test.npz'), '--strip', cleanSet);
+    assert.match(text.stdout, /flagged by STRIP \(entropy < [\d.]+, 1% of .*clean\.npz below\): [\d.]+% of all images/);
+    assert.doesNotMatch(text.stdout, /trigger_detected/, 'an unfixed model has no BNA flag');
+  });
+});
