@@ -120,10 +120,15 @@ describe('BadNets all-to-one fixture (target 0)', () => {
   });
 
   test("eval --strip reports STRIP's flagged share beside BNA's", async () => {
-    const json = JSON.parse((await cli('eval', fixedPath, '--data', join(fmnist.data, 'triggered.npz'), '--target', '0', '--strip', cleanSet, '--json')).stdout);
+    // STRIP looks for inputs the model is sure of whatever is blended in: the backdoored f on triggered images.
+    const json = JSON.parse((await cli('eval', join(fmnist.badnets, 'model.onnx'), '--data', join(fmnist.data, 'triggered.npz'), '--target', '0', '--strip', cleanSet, '--json')).stdout);
     assert.ok(json.strip.shareNonTarget >= 0.8, `STRIP flagged ${json.strip.shareNonTarget}`);
     assert.ok(json.strip.threshold > 0);
     assert.equal(json.strip.calibration.n, 1000);
+    // On the BNA model both flags are reported side by side.
+    const both = JSON.parse((await cli('eval', fixedPath, '--data', join(fmnist.data, 'triggered.npz'), '--target', '0', '--strip', cleanSet, '--json')).stdout);
+    assert.ok(both.triggerDetected.shareNonTarget >= 0.8);
+    assert.equal(typeof both.strip.shareNonTarget, 'number');
     const text = await cli('eval', join(fmnist.badnets, 'model.onnx'), '--data', join(fmnist.data, 'test.npz'), '--strip', cleanSet);
     assert.match(text.stdout, /flagged by STRIP \(entropy < [\d.]+, 1% of .*clean\.npz below\): [\d.]+% of all images/);
     assert.doesNotMatch(text.stdout, /trigger_detected/, 'an unfixed model has no BNA flag');
