@@ -70,6 +70,7 @@ export function pairsOptions(o: Record<string, unknown>): PairsOptions {
       threshold,
       decideAt: Math.floor(num(o.decideAt, defaultSchedulerOptions.decideAt, 'decideAt')),
       warmup: Math.floor(num(o.warmup, defaultSchedulerOptions.warmup, 'warmup')),
+      confirm: num(o.confirm, defaultSchedulerOptions.confirm, 'confirm'),
     },
   };
 }
@@ -199,7 +200,7 @@ export const pairsAnalysis: Analysis = {
       sampleGradients += stats.sampleGradients;
       mine.forEach((r, i) => (r.statistic = stats.statistics[i]));
       const steps = mine.reduce((s, r) => s + r.task.step, 0);
-      notes.push(`${kind}: ${mine.length} pairs, ${o.schedule} schedule, ${steps} steps of ${schedule.batchSize} images (${stats.sampleGradients} image gradients in ${stats.calls} batched calls)${o.schedule === 'bandit' ? `; after ${o.scheduler.warmup} lockstep warm-up steps ${stats.dropped} pairs stopped early as unable to become outliers, the outlier test ran at step ${o.scheduler.decideAt} on all pairs at that common step, and ${stats.outliers} outlier pair(s) ran on to their own stop` : ''}`);
+      notes.push(`${kind}: ${mine.length} pairs, ${o.schedule} schedule, ${steps} steps of ${schedule.batchSize} images (${stats.sampleGradients} image gradients in ${stats.calls} batched calls)${o.schedule === 'bandit' ? `; after ${o.scheduler.warmup} lockstep warm-up steps ${stats.dropped} pairs stopped early as unable to become outliers, the outlier test ran at step ${o.scheduler.decideAt} on all pairs at that common step, and ${stats.outliers} outlier pair(s) and ${stats.confirmed} undecided pair(s) with an anomaly index above ${o.scheduler.confirm * o.scheduler.threshold} ran on to their own stop for the final test` : ''}`);
       runs.push(...mine);
     }
 

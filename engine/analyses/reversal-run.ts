@@ -32,6 +32,8 @@ export interface RunStats {
   statistics: number[];
   /** Tasks the bandit found to be outliers at its decision step. */
   outliers: number;
+  /** Undecided tasks the bandit ran on to their own stop before the final test. */
+  confirmed: number;
 }
 
 export async function runTasks(
@@ -42,7 +44,7 @@ export async function runTasks(
   options: { maxBatch: number; signal?: AbortSignal; onRound?(done: number, total: number): void },
 ): Promise<RunStats> {
   const s = new TriggerScheduler(tasks, scheduler);
-  const stats: RunStats = { sampleGradients: 0, calls: 0, rounds: 0, dropped: 0, statistics: [], outliers: 0 };
+  const stats: RunStats = { sampleGradients: 0, calls: 0, rounds: 0, dropped: 0, statistics: [], outliers: 0, confirmed: 0 };
   for (;;) {
     options.signal?.throwIfAborted();
     const next = s.next();
@@ -55,6 +57,7 @@ export async function runTasks(
   }
   stats.dropped = s.dropped.size;
   stats.outliers = s.outliers.size;
+  stats.confirmed = s.confirming.size;
   stats.statistics = s.statistics();
   return stats;
 }

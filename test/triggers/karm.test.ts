@@ -86,3 +86,22 @@ test('the shrink rate is the per-step log decrease over the window', () => {
   assert.ok(Math.abs(shrinkRate(arm, 10) - 0.05) < 1e-9);
   assert.equal(shrinkRate(arm, 30), 0);
 });
+
+test('a pair that separates only late is confirmed: it runs on to its own stop and is flagged as in the plain schedule', () => {
+  // Slow shrinking to a small floor: ordinary-looking at the decision step, an outlier at its own stop.
+  const withLateArm = () => {
+    const arms = population([], 3);
+    arms[10] = new SyntheticArm(10, 300, 8, 18, 180, new SeededRandom(99));
+    return arms;
+  };
+  const plain = run(withLateArm(), { ...defaultSchedulerOptions, mode: 'plain' });
+  const bandit = run(withLateArm(), defaultSchedulerOptions);
+  const unconfirmed = run(withLateArm(), { ...defaultSchedulerOptions, confirm: Infinity });
+  assert.deepEqual(plain.flagged, [10]);
+  assert.ok(bandit.scheduler.confirming.has(10) && !bandit.scheduler.outliers.has(10), 'undecided at the decision step');
+  assert.equal(bandit.scheduler.confirming.size, 3, 'two ordinary arms join it as the yardstick of growth');
+  assert.equal(bandit.scheduler.arms[10].status, 'converged');
+  assert.deepEqual(bandit.flagged, plain.flagged);
+  assert.deepEqual(unconfirmed.flagged, [], 'without confirmation the bandit misses it');
+  assert.ok(plain.steps >= 3 * bandit.steps, `plain ${plain.steps} steps, bandit ${bandit.steps}`);
+});
