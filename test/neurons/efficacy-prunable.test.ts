@@ -21,7 +21,8 @@ after(() => runtime.dispose());
 
 const ACCEPTANCE_BUDGET = 2;
 
-async function measure(dir: string, runs: { method: string; mode: 'fixed' | 'adaptive' }[]) {
+/** `reverse`: hand over no trigger, so the fix reverses its own with the 'pairs' detector. */
+async function measure(dir: string, runs: { method: string; mode: 'fixed' | 'adaptive' }[], reverse = false) {
   const model = await loadModel(join(dir, 'model.onnx'));
   const set = (s: string) => loadDataset({ path: join(fmnist.data, `${s}.npz`) }, imageInputOf(model.onnx));
   const test = set('test'), triggered = set('triggered');
@@ -33,7 +34,7 @@ async function measure(dir: string, runs: { method: string; mode: 'fixed' | 'ada
     const ep = method === 'ep';
     const r = await applyFix(model, {
       method, runtime, data: set(ep ? 'poisoned-sample' : 'clean'), dataKind: ep ? 'mixed' : 'clean', mode,
-      previous: previousWithTrigger(), batchSize: 500, options: { budget: ACCEPTANCE_BUDGET },
+      previous: reverse ? new Map() : previousWithTrigger(), batchSize: 500, options: { budget: ACCEPTANCE_BUDGET },
     });
     rows.push({ method, mode, loss: base.accuracy - (await accuracy(r.model)), asr: await asr(r.model), pruned: r.pruned.length });
   }
@@ -48,6 +49,14 @@ describe('efficacy on the prunable BadNets fixture (issue 8 acceptance)', () => 
     const { base, rows } = await measure(fmnist.badnetsPrunable, [{ method: 'bnp', mode: 'adaptive' }]);
     assert.ok(base.asr > 0.99, `unpruned ASR ${base.asr}`);
     const [bnp] = rows;
+    assert.ok(bnp.asr <= 0.05, show(bnp));
+    assert.ok(bnp.loss <= 0.02, show(bnp));
+  });
+
+  test('BadNets, end to end: BNP adaptive, reversing the trigger itself (pairs), also reaches ≤ 5% ASR within 2 points', async () => {
+    // pairs also reverses triggers toward classes 6 and 5 (natural look-alike pairs) that pruning does
+    // not defeat, so the search runs to the budget; the real backdoor is gone well before it.
+    const [bnp] = (await measure(fmnist.badnetsPrunable, [{ method: 'bnp', mode: 'adaptive' }], true)).rows;
     assert.ok(bnp.asr <= 0.05, show(bnp));
     assert.ok(bnp.loss <= 0.02, show(bnp));
   });
