@@ -11,6 +11,8 @@ export const fmnist = {
   badnets: join(fixtures, 'fmnist/badnets'),
   clean: join(fixtures, 'fmnist/clean'),
   all2all: join(fixtures, 'fmnist/all2all'),
+  badnetsPrunable: join(fixtures, 'fmnist/badnets-prunable'),
+  badnetsPrunableClean: join(fixtures, 'fmnist/badnets-prunable-clean'),
   data: join(fixtures, 'fmnist/data'),
 };
 
