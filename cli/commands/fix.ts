@@ -69,7 +69,7 @@ export async function fixCommand(args: string[]): Promise<CommandResult> {
   try {
     const result = await applyFix(model, { method, runtime, data, dataKind: s.dataKind, mode, u: numberOption(values, 'u') ?? s.config?.config.threshold, seed: s.seed, batchSize: s.batchSize, options });
     writeFileAtomic(out, result.model.toBytes());
-    const weights = model.sourceKeys ? purifiedWeights(model, result.model, { limits: s.config?.config.limits }) : undefined;
+    const weights = model.sourceKeys ? purifiedWeights(model, result.model, { limits: s.limits }) : undefined;
     if (weights && 'bytes' in weights) writeFileAtomic(weightsOut, weights.bytes);
     const weightsLine = !weights ? undefined : 'bytes' in weights ? `purified weights → ${weightsOut} (${weights.tensors} tensors under their original keys, ${weights.changed.length} changed)` : `no purified weights file: ${weights.reason}`;
     const measure = async (m: typeof model.onnx) => ({
