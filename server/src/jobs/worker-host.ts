@@ -1,7 +1,7 @@
 /**
  * Owns the engine worker thread. Jobs go in one at a time; a cancelled job gets a grace period to
- * stop at the engine's next abort check, after which the thread is terminated and a fresh one is
- * started for the next job, so a cancellation always ends cleanly.
+ * stop at the engine's next abort check, after which the thread is terminated (the job settles when
+ * it has exited) and a fresh one is started for the next job, so a cancellation always ends cleanly.
  */
 import { Worker } from 'node:worker_threads';
 import type { ErrorCode } from '../../../engine/errors';
@@ -82,11 +82,12 @@ export class WorkerHost {
         worker.postMessage({ type: 'cancel', id } satisfies ToWorker);
         timer = setTimeout(() => {
           if (!this.pending.has(id)) return;
-          // The engine did not reach an abort check in time: stop the thread.
+          // The engine did not reach an abort check in time: stop the thread. The job ends only once
+          // the thread has, so nothing it was writing can land after the next job has started.
           this.pending.delete(id);
           if (this.worker === worker) this.worker = undefined;
-          void worker.terminate();
-          reject(cancelled());
+          const end = () => reject(cancelled());
+          worker.terminate().then(end, end);
         }, this.options.graceMs ?? 2000);
       };
       const settle = <T>(f: (v: T) => void) => (v: T) => {

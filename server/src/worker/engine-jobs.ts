@@ -3,12 +3,10 @@
  * of recent scans (reversed triggers and the like live only in memory) so a fix that follows a
  * scan of the same content reuses them.
  */
-import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename } from 'node:path';
 import {
   applyFix,
-  BackdoorLensError,
   evaluate,
   fixes,
   loadDataset,
@@ -18,7 +16,7 @@ import {
   Runtime,
   scan,
   UnsafeCheckpointError,
-  writeFileAtomic,
+  writeFilesAtomic,
   type Dataset,
   type LoadedModel,
   type ScanReport,
@@ -196,22 +194,18 @@ export class EngineJobs {
     const after = await measure(result.model);
     ctx.signal.throwIfAborted();
 
-    // Written last, after everything that can fail or be cancelled; never over an existing file.
-    const written: string[] = [];
-    for (const target of [out.onnx, out.safetensors].filter((p): p is string => !!p)) {
-      if (existsSync(target)) throw new BackdoorLensError('usage', `${basename(target)} appeared while the fix ran; not overwriting it`, { file: target });
-    }
-    writeFileAtomic(out.onnx, result.model.toBytes());
-    written.push(out.onnx);
+    // Written last, after everything that can fail or be cancelled: all files or none, never over an existing one.
+    const files = [{ path: out.onnx, data: result.model.toBytes() }];
     const notes = [...result.notes];
     if (out.safetensors && model.sourceKeys) {
       // The state_dict the user started from, with the tensors the fix changed; a graph change has no place in it.
       const weights = purifiedWeights(model, result.model, this.loadOptions(s));
-      if ('bytes' in weights) {
-        writeFileAtomic(out.safetensors, weights.bytes);
-        written.push(out.safetensors);
-      } else notes.push(`no ${basename(out.safetensors)}: ${weights.reason}`);
+      if ('bytes' in weights) files.push({ path: out.safetensors, data: weights.bytes });
+      else notes.push(`no ${basename(out.safetensors)}: ${weights.reason}`);
     }
+    ctx.signal.throwIfAborted();
+    writeFilesAtomic(files, { signal: ctx.signal, exclusive: true });
+    const written = files.map((f) => f.path);
     return {
       kind: 'fix',
       written,
