@@ -2,7 +2,8 @@
  * Limits and fixes through the language server over stdio: a scan stopped by its time limit or a
  * model over the size limit gives one BL040 warning saying which limit and where, and the server
  * goes on answering; two fixes of one file at once both succeed with distinct, whole outputs and
- * the input unchanged; a fix cancelled midway leaves the folder as it was.
+ * the input unchanged; a fix cancelled midway leaves the folder as it was; the debug memory request
+ * answers.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -13,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { CancellationTokenSource } from 'vscode-jsonrpc';
 import { DiagnosticSeverity, ExecuteCommandRequest, LSPErrorCodes, ResponseError, type Diagnostic } from 'vscode-languageserver-protocol';
 import { loadModel } from '../../engine';
-import { FixRequest, OutlineRequest, ReportRequest, ScanRequest, ServerCommands, type FixSummary } from '../../protocol/lsp';
+import { DebugMemoryRequest, FixRequest, OutlineRequest, ReportRequest, ScanRequest, ServerCommands, type FixSummary } from '../../protocol/lsp';
 import { fmnist, tempDir } from '../helpers';
 import { fileUri, startClient, type TestClient } from '../server/lsp-client';
 
@@ -105,6 +106,15 @@ describe('limits and fixes through the language server', { timeout: 600_000 }, (
     for (const out of outputs) assert.ok((await loadModel(out)).onnx.graph.initializer.length > 0, `${out} is a whole model`);
     assert.equal(sha(ws.quick), input);
     assert.deepEqual(readdirSync(folder).sort(), ['backdoor-lens.json', 'model.onnx', 'model.purified-2.onnx', 'model.purified.onnx']);
+  });
+
+  test('the debug memory request reports the process and its worker thread', async () => {
+    const m = await client.connection.sendRequest(DebugMemoryRequest);
+    assert.ok(m.rss > m.heapUsed && m.heapUsed > 0, JSON.stringify(m));
+    // Started without --expose-gc, it cannot collect first, and says so.
+    assert.equal(m.collected, false);
+    assert.ok(m.worker && m.worker.heapUsed > 0, 'the engine worker answered');
+    assert.equal(m.workerStarts, 1, 'no job so far needed its thread terminated');
   });
 
   test('a fix cancelled midway leaves nothing in the folder: no output, no temporary file', async () => {

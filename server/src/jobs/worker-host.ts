@@ -5,7 +5,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { ErrorCode } from '../../../engine/errors';
-import type { FromWorker, JobError, JobRequest, JobResult, ToWorker } from './messages';
+import type { FromWorker, JobError, JobRequest, JobResult, ToWorker, WorkerMemory } from './messages';
 
 export class JobFailure extends Error {
   constructor(
@@ -39,7 +39,10 @@ interface Pending {
 export class WorkerHost {
   private worker?: Worker;
   private readonly pending = new Map<number, Pending>();
+  private readonly probes = new Map<number, (m: WorkerMemory | undefined) => void>();
   private nextId = 1;
+  /** Worker threads started so far: one, plus one per thread terminated or crashed. */
+  started = 0;
 
   constructor(
     private readonly workerPath: string,
@@ -49,6 +52,10 @@ export class WorkerHost {
   private start(): Worker {
     const w = new Worker(this.workerPath, { resourceLimits: this.options.resourceLimits });
     w.on('message', (m: FromWorker) => {
+      if (m.type === 'memory') {
+        this.probes.get(m.id)?.(m.memory);
+        return;
+      }
       const p = this.pending.get(m.id);
       if (!p) return;
       if (m.type === 'progress') p.onProgress?.(m.fraction, m.stage);
@@ -69,6 +76,7 @@ export class WorkerHost {
     w.on('error', (e) => fail(e.message));
     w.on('exit', (code) => fail(`exit code ${code}`));
     this.worker = w;
+    this.started++;
     return w;
   }
 
@@ -98,6 +106,26 @@ export class WorkerHost {
       this.pending.set(id, { worker, resolve: settle(resolve), reject: settle(reject), onProgress: options.onProgress });
       options.signal?.addEventListener('abort', onAbort, { once: true });
       worker.postMessage({ type: 'run', id, job } satisfies ToWorker);
+    });
+  }
+
+  /**
+   * The worker's heap after it collected garbage; undefined when no worker is running or it does
+   * not answer within `timeoutMs` (a job holding its thread).
+   */
+  memory(timeoutMs = 5000): Promise<WorkerMemory | undefined> {
+    const worker = this.worker;
+    if (!worker) return Promise.resolve(undefined);
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => answer(undefined), timeoutMs);
+      const answer = (m: WorkerMemory | undefined) => {
+        clearTimeout(timer);
+        this.probes.delete(id);
+        resolve(m);
+      };
+      this.probes.set(id, answer);
+      worker.postMessage({ type: 'memory', id } satisfies ToWorker);
     });
   }
 

@@ -52,14 +52,25 @@ export class EngineJobs {
   private readonly scans = new Map<string, RememberedScan>();
 
   async run(job: JobRequest, ctx: JobContext): Promise<JobResult> {
-    switch (job.kind) {
-      case 'scan':
-        return this.scan(job.path, job.settings, ctx);
-      case 'describe':
-        return this.describe(job.path, job.settings);
-      case 'fix':
-        return this.fix(job.path, job.method, job.settings, job.outputs, ctx);
+    try {
+      switch (job.kind) {
+        case 'scan':
+          return await this.scan(job.path, job.settings, ctx);
+        case 'describe':
+          return await this.describe(job.path, job.settings);
+        case 'fix':
+          return await this.fix(job.path, job.method, job.settings, job.outputs, ctx);
+      }
+    } finally {
+      // Every graph a job ran (the model, its gradient and gated variants) holds a compiled session
+      // and its memory arena; kept across jobs they would pile up with each model the editor scans.
+      await this.dispose();
     }
+  }
+
+  /** Compiled sessions held between jobs: none, since each job releases its own. */
+  get cachedSessions(): number {
+    return [...this.runtimes.values()].reduce((n, r) => n + r.cachedSessions, 0);
   }
 
   async dispose(): Promise<void> {
