@@ -4,14 +4,14 @@ import { imageInputOf } from '../engine/evaluate';
 import type { Settings } from './options';
 
 export async function openModel(path: string, s: Settings): Promise<LoadedModel> {
-  const limits = s.config?.config.limits;
+  const { maxModelBytes, maxTensorElements } = s.limits;
   const { height, width } = s.preprocess;
   return loadModel(path, {
     arch: s.arch,
     numClasses: s.numClasses,
     // Only graphs built from weights take it; an ONNX model keeps the input size it declares.
     ...(height && width ? { inputSize: { height, width } } : {}),
-    limits: { ...(limits?.maxModelBytes ? { maxModelBytes: limits.maxModelBytes } : {}), ...(limits?.maxTensorElements ? { maxTensorElements: limits.maxTensorElements } : {}) },
+    limits: { ...(maxModelBytes ? { maxModelBytes } : {}), ...(maxTensorElements ? { maxTensorElements } : {}) },
   });
 }
 

@@ -22,6 +22,8 @@ export const commonOptions = {
   resize: { type: 'boolean' },
   'batch-size': { type: 'string' },
   seed: { type: 'string' },
+  'max-model-mb': { type: 'string' },
+  'max-tensor-elements': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
@@ -47,6 +49,13 @@ export function intOption(values: OptionValues, name: string, min = 0): number |
   if (v === undefined) return undefined;
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer ≥ ${min}, got '${v}'`);
+  return n;
+}
+
+/** A number > 0 (sizes, limits). */
+export function positiveOption(values: OptionValues, name: string): number | undefined {
+  const n = numberOption(values, name);
+  if (n !== undefined && n <= 0) throw new UsageError(`--${name} must be positive, got '${values[name]}'`);
   return n;
 }
 
@@ -78,6 +87,8 @@ export interface Settings {
   preprocess: PreprocessSpec;
   batchSize?: number;
   seed: number;
+  /** Load limits: the flags over `limits` in backdoor-lens.json; unset ones keep the engine's defaults. */
+  limits: { maxModelBytes?: number; maxTensorElements?: number };
 }
 
 /** Flags win over the config file; the config is the one next to the model or in the working folder. */
@@ -105,6 +116,11 @@ export function settingsFor(modelPath: string | undefined, values: OptionValues)
   preprocess.mean = numberList(values, 'mean') ?? preprocess.mean;
   preprocess.std = numberList(values, 'std') ?? preprocess.std;
   if (values.resize) preprocess.resize = true;
+  const maxModelMB = positiveOption(values, 'max-model-mb');
+  const limits = {
+    maxModelBytes: maxModelMB !== undefined ? Math.ceil(maxModelMB * 2 ** 20) : c.limits?.maxModelBytes,
+    maxTensorElements: intOption(values, 'max-tensor-elements', 1) ?? c.limits?.maxTensorElements,
+  };
   return {
     config: loaded,
     provider: provider as ExecutionProvider,
@@ -117,6 +133,7 @@ export function settingsFor(modelPath: string | undefined, values: OptionValues)
     preprocess,
     batchSize: intOption(values, 'batch-size', 1) ?? c.batchSize,
     seed: intOption(values, 'seed') ?? c.seed ?? 0,
+    limits,
   };
 }
 
@@ -138,5 +155,7 @@ export const commonHelp = `Model and data options:
   --threads N            onnxruntime intra-op threads (default: one per core)
   --batch-size N         inference batch size
   --seed N               random seed (default 0)
+  --max-model-mb MB      refuse model files larger than MB MiB (default 2048; limits.maxModelBytes)
+  --max-tensor-elements N  refuse tensors of more than N elements (default 2^28; limits.maxTensorElements)
   --config FILE          backdoor-lens.json to use (default: next to the model, else ./backdoor-lens.json)
   --json                 print JSON instead of text`;

@@ -18,7 +18,7 @@ export interface ScanProgress {
   method: string;
   /** Overall fraction in [0, 1]. */
   fraction: number;
-  /** e.g. "pairs: pair 37/90" */
+  /** The analysis and what it is doing, e.g. "pairs: patch pair reversal 37/90". */
   stage: string;
 }
 
@@ -95,17 +95,18 @@ export async function scan(model: LoadedModel, request: ScanRequest): Promise<Sc
   const ran: { analysis: Analysis; output: AnalysisOutput }[] = [];
   const images: ArtifactImage[] = [];
 
-  let stage = 'start';
+  /** Where the scan is, as a phrase that follows "during": the analysis's own stage text, else the analysis. */
+  let during = 'preparing the scan';
   const timeout = request.timeLimitMs ? AbortSignal.timeout(request.timeLimitMs) : undefined;
   const memory = memoryGuard(request.maxMemoryMB);
   const signals = [request.signal, timeout, memory?.signal].filter((s): s is AbortSignal => !!s);
   const signal = signals.length ? AbortSignal.any(signals) : new AbortController().signal;
   const stopped = (): BackdoorLensError =>
     timeout?.aborted
-      ? new BackdoorLensError('limit', `scan stopped: time limit ${Math.round(request.timeLimitMs! / 1000)} s reached during ${stage}`)
+      ? new BackdoorLensError('limit', `scan stopped: time limit ${Number((request.timeLimitMs! / 1000).toFixed(3))} s reached during ${during}; raise timeLimitSeconds (--time-limit on the command line) to let it finish`)
       : memory?.signal.aborted
-        ? new BackdoorLensError('limit', `scan stopped: memory limit ${request.maxMemoryMB} MB reached during ${stage} (raise limits.maxMemoryMB, or scan with less data)`)
-        : new BackdoorLensError('cancelled', `scan cancelled during ${stage}`);
+        ? new BackdoorLensError('limit', `scan stopped: memory limit ${request.maxMemoryMB} MB reached during ${during} (the process used ${memory.usedMB} MB); raise limits.maxMemoryMB (--max-memory on the command line), or scan with less data`)
+        : new BackdoorLensError('cancelled', `scan cancelled during ${during}`);
   try {
     return await runScan();
   } finally {
@@ -153,12 +154,12 @@ export async function scan(model: LoadedModel, request: ScanRequest): Promise<Sc
         signal,
         previous: outputs,
         progress: (fraction, text) => {
-          stage = `${a.id}: ${text}`;
-          request.onProgress?.({ method: a.id, fraction: (done + Math.min(Math.max(fraction, 0), 1)) / toRun, stage });
+          during = text;
+          request.onProgress?.({ method: a.id, fraction: (done + Math.min(Math.max(fraction, 0), 1)) / toRun, stage: `${a.id}: ${text}` });
         },
       };
-      stage = a.id;
-      request.onProgress?.({ method: a.id, fraction: done / toRun, stage });
+      during = `the ${a.title} analysis`;
+      request.onProgress?.({ method: a.id, fraction: done / toRun, stage: a.id });
       try {
         signal.throwIfAborted();
         const output = await a.run(ctx);
@@ -223,17 +224,22 @@ export async function scan(model: LoadedModel, request: ScanRequest): Promise<Sc
   }
 }
 
-/** Polls resident memory; aborts when it passes the limit. */
-function memoryGuard(maxMemoryMB: number | undefined): { signal: AbortSignal; stop(): void } | undefined {
+/** Polls resident memory; aborts when it passes the limit, keeping what it saw. */
+function memoryGuard(maxMemoryMB: number | undefined): { signal: AbortSignal; usedMB: number; stop(): void } | undefined {
   if (!maxMemoryMB) return undefined;
   const controller = new AbortController();
+  const guard = { signal: controller.signal, usedMB: 0, stop: () => clearInterval(timer) };
   const check = () => {
-    if (process.memoryUsage.rss() > maxMemoryMB * 2 ** 20) controller.abort();
+    const rss = process.memoryUsage.rss();
+    if (rss > maxMemoryMB * 2 ** 20 && !controller.signal.aborted) {
+      guard.usedMB = Math.round(rss / 2 ** 20);
+      controller.abort();
+    }
   };
   const timer = setInterval(check, 100);
   timer.unref();
   check();
-  return { signal: controller.signal, stop: () => clearInterval(timer) };
+  return guard;
 }
 
 const severityRank = { error: 0, warning: 1, information: 2 } as const;

@@ -2,7 +2,7 @@
  * Custom requests and notifications between the Backdoor Lens language server and its clients
  * (the VS Code client here; any LSP client can send them). Declared once, typed, used by both sides.
  */
-import { NotificationType, RequestType } from 'vscode-jsonrpc';
+import { NotificationType, RequestType, RequestType0 } from 'vscode-jsonrpc';
 import type { ReportView } from './report-view';
 
 /** Work-done progress a client may attach to long requests (LSP `workDoneToken`). */
@@ -76,6 +76,30 @@ export const OutlineRequest = new RequestType<UriParams, string, void>('backdoor
 
 /** The state of a checkpoint changed (scan started, finished, invalidated): report views refresh. */
 export const ReportChangedNotification = new NotificationType<UriParams>('backdoorLens/reportChanged');
+
+/** Memory of the server process, in bytes, as `process.memoryUsage()` reports it. */
+export interface MemoryUsage {
+  rss: number;
+  heapUsed: number;
+  heapTotal: number;
+  external: number;
+  arrayBuffers: number;
+}
+
+export interface DebugMemoryReport extends MemoryUsage {
+  /** Whether garbage was collected first (the server runs with --expose-gc). */
+  collected: boolean;
+  /** Engine worker threads started so far (a cancelled job deaf to its cancel costs a thread). */
+  workerStarts: number;
+  /** The engine worker thread's own heap, when one is running and answered. */
+  worker?: { heapUsed: number; heapTotal: number; external: number; arrayBuffers: number };
+}
+
+/**
+ * For soak tests and bug reports: collects garbage where it can (server and worker thread), then
+ * reports the process's memory. Not used by the editor client.
+ */
+export const DebugMemoryRequest = new RequestType0<DebugMemoryReport, void>('backdoorLens/debug/memory');
 
 /** Options the client passes in `initializationOptions`. */
 export interface InitializationOptions {

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { applyFix, assertNotInput, evaluate, purifiedWeights, writeFileAtomic, type EvalResult } from '../../engine';
+import { applyFix, assertNotInput, evaluate, purifiedWeights, writeFilesAtomic, type EvalResult } from '../../engine';
 import { commonHelp, intOption, numberOption, parse, settingsFor, UsageError } from '../options';
 import { openData, openModel, openRuntime } from '../load';
 import type { CommandResult } from '../main';
@@ -68,9 +68,9 @@ export async function fixCommand(args: string[]): Promise<CommandResult> {
   const runtime = openRuntime(s);
   try {
     const result = await applyFix(model, { method, runtime, data, dataKind: s.dataKind, mode, u: numberOption(values, 'u') ?? s.config?.config.threshold, seed: s.seed, batchSize: s.batchSize, options });
-    writeFileAtomic(out, result.model.toBytes());
-    const weights = model.sourceKeys ? purifiedWeights(model, result.model, { limits: s.config?.config.limits }) : undefined;
-    if (weights && 'bytes' in weights) writeFileAtomic(weightsOut, weights.bytes);
+    const weights = model.sourceKeys ? purifiedWeights(model, result.model, { limits: s.limits }) : undefined;
+    // Both files or neither; without --force, a file that appeared meanwhile (another fix) is never replaced.
+    writeFilesAtomic([{ path: out, data: result.model.toBytes() }, ...(weights && 'bytes' in weights ? [{ path: weightsOut, data: weights.bytes }] : [])], { exclusive: !values.force });
     const weightsLine = !weights ? undefined : 'bytes' in weights ? `purified weights → ${weightsOut} (${weights.tensors} tensors under their original keys, ${weights.changed.length} changed)` : `no purified weights file: ${weights.reason}`;
     const measure = async (m: typeof model.onnx) => ({
       clean: data?.labels ? await evaluate(m, data, runtime, { batchSize: s.batchSize }) : undefined,

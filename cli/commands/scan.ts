@@ -7,8 +7,8 @@ import type { CommandResult } from '../main';
 
 export const scanHelp = `Usage: backdoor-lens scan <model> [--data <set>] [--methods a,b,...] [--json | --sarif] [--out FILE]
 Runs the registered analyses that fit the data given and reports findings.
-Exit code: 0 no backdoor found, 1 backdoor (or an error-level finding) found, 2 bad file or data,
-3 no supported model, 4 usage error.
+Exit code: 0 no backdoor found, 1 backdoor (or an error-level finding) found, 2 bad file or data
+or a limit reached, 3 no supported model, 4 usage error.
 
 Scan options:
   --methods a,b          analyses to run (default: all that fit the data)

@@ -197,7 +197,7 @@ export async function optimiseMasks(model: OnnxModel, layers: NeuronLayer[], dat
         m[c] = clamp(m[c] - s.lr * v[c], 0, 1);
       }
     }
-    if (it % 10 === 9 || it === s.iterations - 1) ctx.progress((0.9 * (it + 1)) / s.iterations, `iteration ${it + 1}/${s.iterations}`);
+    if (it % 10 === 9 || it === s.iterations - 1) ctx.progress((0.9 * (it + 1)) / s.iterations, `neuron perturbation, iteration ${it + 1}/${s.iterations}`);
   }
   return { masks: mask, gated: problem.gated, gradientEvaluations: problem.evaluations };
 }
@@ -259,7 +259,7 @@ export const anp: Analysis = {
     const s = anpSettings(ctx.options);
     const data = firstSamples(ctx.data!, s.samples);
     const { masks, gated, gradientEvaluations } = await optimiseMasks(model, layers, data, s, ctx);
-    ctx.progress(0.9, 'choosing the threshold on clean data');
+    ctx.progress(0.9, 'choosing the pruning threshold on clean data');
     const choice = await chooseThreshold(ctx.runtime, gated, masks, data, s.budget, { batchSize: ctx.batchSize, signal: ctx.signal });
     const thresholdChoice = choice.threshold < 0
       ? `no threshold of the sweep 0, 0.05, …, 0.9 keeps clean accuracy within ${(100 * s.budget).toFixed(1)} points (mask ≤ 0 already gives ${pct(choice.next?.accuracy ?? choice.accuracyBefore)} from ${pct(choice.accuracyBefore)}): nothing pruned`

@@ -56,7 +56,7 @@ export const clp: Analysis = {
       ctx.signal.throwIfAborted();
       const scores = clpScores(model, layer);
       scored.push({ layer: layer.name, scores, threshold: layerThreshold(scores, ctx.u, 'above') });
-      ctx.progress((i + 1) / layers.length, `layer ${i + 1}/${layers.length}`);
+      ctx.progress((i + 1) / layers.length, `Lipschitz bounds of layer ${i + 1}/${layers.length}`);
     });
     const unpaired = layers.filter((l) => !l.bn).map((l) => l.name);
     const notes = unpaired.length && layers.some((l) => l.bn)

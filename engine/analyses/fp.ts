@@ -72,7 +72,7 @@ export const fp: Analysis = {
       (_, b) => {
         for (let s = 0; s < b.count; s++) for (let c = 0; c < b.channels; c++) moments.add(c, b.data, (s * b.channels + c) * b.spatial, b.spatial);
       },
-      { batchSize: ctx.batchSize, signal: ctx.signal, progress: (f) => ctx.progress(0.3 * f, 'mean activations') },
+      { batchSize: ctx.batchSize, signal: ctx.signal, progress: (f) => ctx.progress(0.3 * f, 'mean activations on clean data') },
     );
     const activation = Float64Array.from(moments.mean);
     const order = Array.from(activation.keys()).sort((a, b) => activation[a] - activation[b] || a - b);
@@ -84,7 +84,7 @@ export const fp: Analysis = {
       const pruned = order.slice(0, k).map((channel) => ({ layer: layer.name, channel }));
       const acc = accuracy(await gatedPredictions(ctx.runtime, gated, data, pruningGates(gated.gates, pruned), opts), data.labels!);
       accAt.set(k, acc);
-      ctx.progress(0.3 + 0.7 * Math.min(1, accAt.size / (2 * Math.log2(order.length + 1) + 1)), `accuracy with ${k} channels pruned`);
+      ctx.progress(0.3 + 0.7 * Math.min(1, accAt.size / (2 * Math.log2(order.length + 1) + 1)), `measuring accuracy with ${k} channels pruned`);
       return base - acc <= margin + 1e-12;
     });
     const k = search.count;

@@ -44,7 +44,7 @@ export const ncAnalysis: Analysis = {
     const stats = await runTasks(tasks, { ...defaultSchedulerOptions, mode: 'plain', armsPerRound: K }, data, gradient, {
       maxBatch: Math.floor(positive(ctx.options.maxBatch, 512, 'maxBatch')),
       signal: ctx.signal,
-      onRound: (done, total) => ctx.progress(done / total, `${done}/${total} labels finished`),
+      onRound: (done, total) => ctx.progress(done / total, `label reversal ${done}/${total}`),
     });
     const r = madOutliers(tasks.map((t) => t.size), threshold, 'below');
     const labels: LabelResult[] = tasks.map((t, i) => ({ label: i, l1: t.size, anomalyIndex: r.anomalyIndex[i], flagged: r.flagged[i] && t.succeeded, method: 'nc' }));

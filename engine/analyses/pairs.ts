@@ -195,7 +195,7 @@ export const pairsAnalysis: Analysis = {
       const stats = await runTasks(mine.map((r) => r.task), o.scheduler, data, gradient, {
         maxBatch: o.maxBatch,
         signal: ctx.signal,
-        onRound: (done, total) => ctx.progress((oi + done / total) / o.objectives.length, `${kind}: ${done}/${total} pairs finished`),
+        onRound: (done, total) => ctx.progress((oi + done / total) / o.objectives.length, `${kind} pair reversal ${done}/${total}`),
       });
       sampleGradients += stats.sampleGradients;
       mine.forEach((r, i) => (r.statistic = stats.statistics[i]));

@@ -45,6 +45,7 @@ export async function runTasks(
 ): Promise<RunStats> {
   const s = new TriggerScheduler(tasks, scheduler);
   const stats: RunStats = { sampleGradients: 0, calls: 0, rounds: 0, dropped: 0, statistics: [], outliers: 0, confirmed: 0 };
+  options.onRound?.(0, tasks.length);
   for (;;) {
     options.signal?.throwIfAborted();
     const next = s.next();

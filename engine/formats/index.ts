@@ -1,10 +1,11 @@
 /** Picks the reader for a checkpoint and loads it into the common graph. */
 import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { BackdoorLensError } from '../errors';
+import { modelSizeLimitError } from './limits';
 import { onnxReader } from './onnx';
 import { pytorchReader } from './pytorch';
 import { safetensorsReader } from './safetensors';
-import { defaultLoadLimits, type LoadedModel, type LoadOptions, type ModelReader } from './types';
+import { loadLimitsOf, type LoadedModel, type LoadOptions, type ModelReader } from './types';
 
 export * from './types';
 export { classCountOf, looksLikeText } from './onnx';
@@ -32,7 +33,7 @@ function head(path: string, n = 64): Uint8Array {
 }
 
 export async function loadModel(path: string, options: LoadOptions = {}): Promise<LoadedModel> {
-  const limits = { ...defaultLoadLimits, ...options.limits };
+  const limits = loadLimitsOf(options);
   let size: number;
   try {
     const st = statSync(path);
@@ -43,7 +44,7 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
     throw new BackdoorLensError('bad-file', 'no such file', { file: path, cause: e });
   }
   if (size > limits.maxModelBytes) {
-    throw new BackdoorLensError('limit', `is ${size} bytes, over the model size limit of ${limits.maxModelBytes} bytes (raise limits.maxModelBytes to scan it)`, { file: path });
+    throw modelSizeLimitError(path, size, limits.maxModelBytes);
   }
   const first = head(path);
   const reader = modelReaders.find((r) => r.canRead(path, first));

@@ -3,7 +3,8 @@ import { BackdoorLensError, badFile } from '../errors';
 import { OnnxModel } from '../graph/model';
 import { checkTensorProto } from '../graph/tensor-proto';
 import { sizeOf } from '../tensor';
-import { defaultLoadLimits, type LoadedModel, type LoadOptions, type ModelReader } from './types';
+import { tensorLimitError } from './limits';
+import { loadLimitsOf, type LoadedModel, type LoadOptions, type ModelReader } from './types';
 
 /** Whether the bytes look like text rather than a binary protobuf (a renamed .txt, a JSON, an HTML error page). */
 export function looksLikeText(bytes: Uint8Array): boolean {
@@ -25,7 +26,7 @@ export function classCountOf(model: OnnxModel): number | null {
 }
 
 export function decodeOnnx(path: string, bytes: Uint8Array, options: LoadOptions = {}): OnnxModel {
-  const limits = { ...defaultLoadLimits, ...options.limits };
+  const limits = loadLimitsOf(options);
   if (bytes.length === 0) throw new BackdoorLensError('unsupported-model', 'the file is empty, not an ONNX model', { file: path });
   if (looksLikeText(bytes)) throw new BackdoorLensError('unsupported-model', 'is a text file, not an ONNX model (ONNX files are binary protobuf)', { file: path });
   let model: OnnxModel;
@@ -42,7 +43,7 @@ export function decodeOnnx(path: string, bytes: Uint8Array, options: LoadOptions
   for (const t of g.initializer) {
     const n = sizeOf((t.dims ?? []).map(Number));
     if (n > limits.maxTensorElements) {
-      throw new BackdoorLensError('limit', `initializer '${t.name}' has ${n} elements, over the limit of ${limits.maxTensorElements} (raise limits.maxTensorElements to load it)`, { file: path });
+      throw tensorLimitError(path, `initializer '${t.name}' of shape [${(t.dims ?? []).join(', ')}]`, n, limits.maxTensorElements);
     }
     try {
       checkTensorProto(t);

@@ -7,7 +7,7 @@ import { isZip } from '../io/zip';
 import { backdoorBenchModel, isBackdoorBenchRecord } from './backdoorbench';
 import { readTorchObject } from './torch/checkpoint';
 import { stateDictIn } from './torch/state-dict';
-import { defaultLoadLimits, type LoadedModel, type ModelReader } from './types';
+import { loadLimitsOf, type LoadedModel, type ModelReader } from './types';
 import { modelFromWeights, sha256Of } from './weights';
 
 const PICKLE_EXTENSIONS = /\.(pt|pth|pkl|pickle|ckpt|bin|tar|pth\.tar)$/i;
@@ -18,7 +18,7 @@ export const pytorchReader: ModelReader = {
   // Protocol 0/1 pickles start with any opcode: trust the extension then, unless the bytes look like ONNX's protobuf.
   canRead: (path, head) => !OTHER_FORMATS.test(path) && (isZip(head) || head[0] === 0x80 || (PICKLE_EXTENSIONS.test(path) && head[0] !== 0x08)),
   async read(path, bytes, options): Promise<LoadedModel> {
-    const limits = { ...defaultLoadLimits, ...options.limits };
+    const limits = loadLimitsOf(options);
     const sha256 = sha256Of(bytes);
     const root = readTorchObject(bytes, { path, sha256, maxTensorElements: limits.maxTensorElements });
     if (isBackdoorBenchRecord(root)) {

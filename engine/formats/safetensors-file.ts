@@ -3,7 +3,8 @@
  * tensor's dtype, shape and byte range, then the bytes. Reading checks every range against the
  * file before making views; writing lays tensors out back to back.
  */
-import { BackdoorLensError, badFile } from '../errors';
+import { badFile } from '../errors';
+import { tensorLimitError } from './limits';
 import { bytesPerElement, type DType, type Tensor } from '../tensor';
 import { typedView } from './torch/tensors';
 
@@ -57,11 +58,8 @@ export function readSafetensors(path: string, bytes: Uint8Array, maxTensorElemen
     const offsets = entry.data_offsets;
     if (!Array.isArray(offsets) || offsets.length !== 2 || offsets.some((o) => !Number.isSafeInteger(o) || o < 0)) throw badFile(path, `${where} has invalid data_offsets ${JSON.stringify(offsets)}`);
     const [begin, end] = offsets as number[];
-    let numel = 1;
-    for (const d of shape as number[]) {
-      numel *= d;
-      if (numel > maxTensorElements) throw new BackdoorLensError('limit', `${where} of shape [${shape.join(', ')}] has more than ${maxTensorElements} elements, over the limit (raise limits.maxTensorElements to load it)`, { file: path });
-    }
+    const numel = (shape as number[]).reduce((a, d) => a * d, 1);
+    if (numel > maxTensorElements) throw tensorLimitError(path, `${where} of shape [${shape.join(', ')}]`, numel, maxTensorElements);
     if (end < begin || end > data.length) throw badFile(path, `${where} spans bytes ${begin}..${end} of a ${data.length}-byte data section: the file is truncated or corrupt`);
     const need = numel * bytesPerElement[dtype];
     if (end - begin !== need) throw badFile(path, `${where} of shape [${shape.join(', ')}] and dtype ${entry.dtype} needs ${need} bytes but spans ${end - begin}`);

@@ -13,6 +13,14 @@ export const defaultLoadLimits: LoadLimits = {
   maxTensorElements: 2 ** 28,
 };
 
+/** The limits that apply: each one given (and not undefined), else its default. */
+export function loadLimitsOf(options: { limits?: Partial<LoadLimits> }): LoadLimits {
+  return {
+    maxModelBytes: options.limits?.maxModelBytes ?? defaultLoadLimits.maxModelBytes,
+    maxTensorElements: options.limits?.maxTensorElements ?? defaultLoadLimits.maxTensorElements,
+  };
+}
+
 export interface LoadOptions {
   limits?: Partial<LoadLimits>;
   /** Architecture template to build a state_dict with, overriding detection. */

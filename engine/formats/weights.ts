@@ -12,7 +12,7 @@ import { readSafetensors } from './safetensors-file';
 import { ArchitectureError, architectureNames, buildFromStateDict, isArchitectureName, type InputSize } from './templates';
 import { readTorchObject } from './torch/checkpoint';
 import { stateDictIn } from './torch/state-dict';
-import { defaultLoadLimits, type LoadedModel, type LoadOptions } from './types';
+import { loadLimitsOf, type LoadedModel, type LoadOptions } from './types';
 
 export function sha256Of(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
@@ -54,7 +54,7 @@ export function modelFromWeights(src: WeightsSource, options: LoadOptions): Load
 /** The weights of a state_dict, safetensors or BackdoorBench file, under the keys the file uses. */
 export function readWeights(path: string, format: ModelFormat, options: LoadOptions = {}): Map<string, Tensor> {
   const bytes = readFileSync(path);
-  const limits = { ...defaultLoadLimits, ...options.limits };
+  const limits = loadLimitsOf(options);
   if (format === 'safetensors') return readSafetensors(path, bytes, limits.maxTensorElements).tensors;
   const root = readTorchObject(bytes, { path, sha256: sha256Of(bytes), maxTensorElements: limits.maxTensorElements, format });
   if (isBackdoorBenchRecord(root)) return backdoorBenchWeights(root);

@@ -1,34 +1,118 @@
 /**
  * Writes files so that nothing is lost: data goes to a temporary file beside the target and is
- * renamed into place, so readers see the old file or the new one, never half of one.
+ * renamed into place, so readers see the old file or the new one, never half of one. A write that
+ * fails or is cancelled removes its temporary file; one that must not replace an existing file
+ * publishes with a hard link, which fails rather than overwrite.
  */
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, linkSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { threadId } from 'node:worker_threads';
 import { BackdoorLensError } from '../errors';
 
-export function writeFileAtomic(path: string, data: Uint8Array | string, options: { signal?: AbortSignal } = {}): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now().toString(36)}.tmp`);
+export interface AtomicWriteOptions {
+  /** Checked between chunks and before the file is put in place. */
+  signal?: AbortSignal;
+  /** Never replace an existing file: fail with a usage error naming it instead. */
+  exclusive?: boolean;
+}
+
+let serial = 0;
+
+/** Temporary files for a target start with this: hidden, beside it, named for it and this process. */
+export function tempPrefix(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${process.pid}.`);
+}
+
+/** Unique across this process's threads and calls, so writers of the same target never share one. */
+function tempPath(path: string): string {
+  return `${tempPrefix(path)}${threadId}-${(serial++).toString(36)}-${randomBytes(4).toString('hex')}.tmp`;
+}
+
+function writeTemp(tmp: string, data: Uint8Array | string, signal: AbortSignal | undefined): void {
   const fd = openSync(tmp, 'wx');
   try {
     const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     let off = 0;
     while (off < bytes.length) {
-      options.signal?.throwIfAborted();
+      signal?.throwIfAborted();
       off += writeSync(fd, bytes, off, Math.min(bytes.length - off, 1 << 24));
     }
     fsyncSync(fd);
+  } finally {
     closeSync(fd);
-    options.signal?.throwIfAborted();
+  }
+}
+
+function appeared(path: string): BackdoorLensError {
+  return new BackdoorLensError('usage', `${basename(path)} appeared while it was being written; not overwriting it`, { file: path });
+}
+
+/** Puts the temporary file in place; with `exclusive`, only where nothing is. */
+function publish(tmp: string, path: string, exclusive: boolean): void {
+  if (!exclusive) {
     renameSync(tmp, path);
+    return;
+  }
+  try {
+    linkSync(tmp, path);
   } catch (e) {
-    try {
-      closeSync(fd);
-    } catch {
-      // already closed
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw appeared(path);
+    // A file system without hard links: a check, then the rename.
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EXDEV') throw e;
+    if (readdirSync(dirname(path)).includes(basename(path))) throw appeared(path);
+    renameSync(tmp, path);
+    return;
+  }
+  rmSync(tmp, { force: true });
+}
+
+export function writeFileAtomic(path: string, data: Uint8Array | string, options: AtomicWriteOptions = {}): void {
+  writeFilesAtomic([{ path, data }], options);
+}
+
+/**
+ * Writes every file to its temporary first and only then puts them all in place, so a failure or
+ * a cancellation while writing leaves none of them, and no temporary file either.
+ */
+export function writeFilesAtomic(files: { path: string; data: Uint8Array | string }[], options: AtomicWriteOptions = {}): void {
+  const temps: string[] = [];
+  const published: string[] = [];
+  try {
+    for (const f of files) {
+      const tmp = tempPath(f.path);
+      temps.push(tmp);
+      writeTemp(tmp, f.data, options.signal);
     }
-    rmSync(tmp, { force: true });
+    options.signal?.throwIfAborted();
+    files.forEach((f, i) => {
+      publish(temps[i], f.path, !!options.exclusive);
+      published.push(f.path);
+    });
+  } catch (e) {
+    for (const t of temps) rmSync(t, { force: true });
+    // Files an exclusive write created are its own: take them back so the set is all or nothing.
+    if (options.exclusive) for (const p of published) rmSync(p, { force: true });
     throw e;
   }
+}
+
+/**
+ * Removes the temporary files this process left for a target: what a writer stopped midway (a
+ * terminated worker thread) could not clean up itself. Returns the paths removed.
+ */
+export function removeTempFiles(path: string): string[] {
+  const prefix = basename(tempPrefix(path));
+  let names: string[];
+  try {
+    names = readdirSync(dirname(path));
+  } catch {
+    return [];
+  }
+  const removed = names.filter((n) => n.startsWith(prefix) && n.endsWith('.tmp')).map((n) => join(dirname(path), n));
+  for (const p of removed) rmSync(p, { force: true });
+  return removed;
 }
 
 /** Refuses to write over the input a fix read from. */

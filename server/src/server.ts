@@ -19,6 +19,7 @@ import {
   type InitializeResult,
 } from 'vscode-languageserver';
 import {
+  DebugMemoryRequest,
   FixRequest,
   OutlineRequest,
   ReportChangedNotification,
@@ -26,6 +27,7 @@ import {
   ScanRequest,
   ServerCommands,
   type ApplyFixArgs,
+  type DebugMemoryReport,
   type InitializationOptions,
 } from '../../protocol/lsp';
 import type { ReportView } from '../../protocol/report-view';
@@ -235,6 +237,19 @@ export function startServer(connection: Connection, options: ServerOptions): voi
       return summary;
     }
     throw new ResponseError(ErrorCodes.MethodNotFound, `unknown command ${command}`);
+  });
+
+  connection.onRequest(DebugMemoryRequest, async (): Promise<DebugMemoryReport> => {
+    const worker = await host.memory();
+    const gc = (globalThis as { gc?: () => void }).gc;
+    gc?.();
+    const { rss, heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage();
+    return {
+      rss, heapUsed, heapTotal, external, arrayBuffers,
+      collected: !!gc && (worker?.collected ?? true),
+      workerStarts: host.started,
+      ...(worker ? { worker: { heapUsed: worker.heapUsed, heapTotal: worker.heapTotal, external: worker.external, arrayBuffers: worker.arrayBuffers } } : {}),
+    };
   });
 
   connection.onShutdown(async () => {

@@ -5,9 +5,10 @@
  */
 import { existsSync } from 'node:fs';
 import { asBackdoorLensError } from '../../engine/errors';
+import { removeTempFiles } from '../../engine/io/atomic';
 import type { FixSummary, ScanSummary } from '../../protocol/lsp';
 import { CheckpointStore, sha256File, type CheckpointState } from './checkpoints';
-import { purifiedOutputs } from './fix-output';
+import { purifiedOutputs, type FixOutputs } from './fix-output';
 import type { FixJobResult, ScanJobResult, DescribeJobResult } from './jobs/messages';
 import type { JobQueue } from './jobs/queue';
 import { cancelled, JobFailure } from './jobs/worker-host';
@@ -36,6 +37,8 @@ function failureOf(e: unknown): JobFailure {
 export class CheckpointService {
   readonly store = new CheckpointStore();
   private readonly inflight = new Map<string, Promise<ScanSummary>>();
+  /** Output paths of the fixes under way. */
+  private readonly claimed = new Set<string>();
 
   constructor(
     private readonly queue: JobQueue,
@@ -156,13 +159,31 @@ export class CheckpointService {
     return state;
   }
 
-  /** Applies a fix and writes the purified model beside the input; rejects with the engine's error. */
+  /**
+   * Applies a fix and writes the purified model beside the input; rejects with the engine's error.
+   * Each fix claims its output paths until it ends, so fixes requested together (of one file or
+   * of files whose outputs would collide) write distinct files; one that fails, is cancelled or
+   * has its worker terminated midway leaves no temporary file behind.
+   */
   async fix(uri: string, method: string, options: JobOptions = {}): Promise<FixSummary> {
     const path = pathOf(uri);
     const state = this.store.ensure(path, fileUri(path));
     const settings = await this.host.settingsFor(path);
     const format = state.outcome?.outline.format ?? state.outline?.format ?? (/\.onnx$/i.test(path) ? 'onnx' : 'pytorch');
-    const outputs = purifiedOutputs(path, format !== 'onnx');
+    const outputs = purifiedOutputs(path, format !== 'onnx', (p) => this.claimed.has(p) || existsSync(p));
+    const targets = [outputs.onnx, ...(outputs.safetensors ? [outputs.safetensors] : [])];
+    for (const t of targets) this.claimed.add(t);
+    try {
+      return await this.runFix(path, state, method, settings, outputs, options);
+    } catch (e) {
+      for (const t of targets) removeTempFiles(t);
+      throw e;
+    } finally {
+      for (const t of targets) this.claimed.delete(t);
+    }
+  }
+
+  private async runFix(path: string, state: CheckpointState, method: string, settings: ScanSettings, outputs: FixOutputs, options: JobOptions): Promise<FixSummary> {
     const abort = new AbortController();
     options.signal?.addEventListener('abort', () => abort.abort(), { once: true });
     const progress = await (options.progress ?? ((a) => this.host.progress(`Backdoor Lens: ${method} fix`, a)))(abort);

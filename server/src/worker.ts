@@ -27,9 +27,17 @@ function throttled(id: number) {
   };
 }
 
+const gc = (globalThis as { gc?: () => void }).gc;
+
 port.on('message', (m: ToWorker) => {
   if (m.type === 'cancel') {
     running.get(m.id)?.abort();
+    return;
+  }
+  if (m.type === 'memory') {
+    gc?.();
+    const { heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage();
+    send({ type: 'memory', id: m.id, memory: { heapUsed, heapTotal, external, arrayBuffers, collected: !!gc } });
     return;
   }
   const controller = new AbortController();

@@ -155,11 +155,11 @@ describe('broken checkpoints: one clear error each, naming the file (CLI exit 2)
   });
 
   test('a model size limit applies before reading', async () => {
-    await assert.rejects(loadModel(join(templatesDir, 'resnet50-cifar.pt'), { limits: { maxModelBytes: 1000 } }), /over the model size limit of 1000 bytes/);
+    await assert.rejects(loadModel(join(templatesDir, 'resnet50-cifar.pt'), { limits: { maxModelBytes: 1000 } }), /over the model size limit of 1000 bytes;/);
   });
 
   test('a tensor element limit applies to every storage', async () => {
-    await assert.rejects(loadModel(join(templatesDir, 'resnet50-cifar.pt'), { limits: { maxTensorElements: 100 } }), (e: unknown) => e instanceof BackdoorLensError && e.code === 'limit' && /over the limit of 100/.test(e.message));
+    await assert.rejects(loadModel(join(templatesDir, 'resnet50-cifar.pt'), { limits: { maxTensorElements: 100 } }), (e: unknown) => e instanceof BackdoorLensError && e.code === 'limit' && /over the tensor size limit of 100;/.test(e.message));
   });
 });
 

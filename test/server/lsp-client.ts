@@ -1,6 +1,7 @@
 /**
  * A real JSON-RPC client for the language server under test: spawns the built dist/server.js over
  * stdio, answers the server's requests the way an editor does, and records what it publishes.
+ * `connectClient` speaks to a server process started elsewhere (the soak test starts the CLI's).
  */
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
@@ -21,7 +22,8 @@ import {
   type WorkDoneProgressEnd,
 } from 'vscode-languageserver-protocol';
 import type { InitializationOptions } from '../../protocol/lsp';
-import { root } from '../helpers';
+
+const root = join(__dirname, '..', '..');
 
 let built = false;
 /** Builds the server bundle once per test process (esbuild; about a second). */
@@ -60,9 +62,21 @@ export interface TestClient {
 
 export const fileUri = (p: string) => pathToFileURL(p).href;
 
-export async function startClient(options: { workspace: string; init?: InitializationOptions; settings?: Record<string, unknown>; args?: string[] }): Promise<TestClient> {
+export interface ClientOptions {
+  workspace: string;
+  init?: InitializationOptions;
+  settings?: Record<string, unknown>;
+}
+
+/** Builds the server, starts it (or the command in `args`) over stdio and initializes it. */
+export async function startClient(options: ClientOptions & { args?: string[] }): Promise<TestClient> {
   const server = buildServer();
   const child = spawn(process.execPath, options.args ?? [server, '--stdio'], { cwd: options.workspace, stdio: ['pipe', 'pipe', 'pipe'] });
+  return connectClient(child, options);
+}
+
+/** Speaks LSP to a server process already started with piped stdio, and initializes it. */
+export async function connectClient(child: ChildProcessWithoutNullStreams, options: ClientOptions): Promise<TestClient> {
   let stderr = '';
   child.stderr.on('data', (d) => (stderr += d));
   const connection = createMessageConnection(new StreamMessageReader(child.stdout), new StreamMessageWriter(child.stdin));

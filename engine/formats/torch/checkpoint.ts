@@ -12,6 +12,7 @@ import { baseAllowlist, GlobalArgumentError, type SafeGlobal } from '../pickle/g
 import { PickleError, PickleMachine, type GlobalUse } from '../pickle/machine';
 import { PyDict, PyGlobal, PyObject, PyStorage, PyTensor, PyTuple, describe, type PyValue } from '../pickle/values';
 import { archiveFindings, pickleFindings, UnsafeCheckpointError } from '../unsafe';
+import { tensorLimitError } from '../limits';
 import { rebuildTensor, storageDtypes, torchDtypes, unreadableStorages } from './tensors';
 import type { ModelFormat } from '../../report/types';
 
@@ -86,7 +87,7 @@ function storageLoader(zip: ZipArchive, prefix: string, ctx: CheckpointContext) 
       throw new BackdoorLensError('bad-file', `storage '${key}' has type ${className}, a dtype Backdoor Lens does not read (it reads float32, float16, bfloat16, float64 and integer storages)`, { file: ctx.path });
     }
     if (numel > ctx.maxTensorElements) {
-      throw new BackdoorLensError('limit', `storage '${key}' declares ${numel} elements, over the limit of ${ctx.maxTensorElements} (raise limits.maxTensorElements to load it)`, { file: ctx.path });
+      throw tensorLimitError(ctx.path, `storage '${key}'`, numel, ctx.maxTensorElements);
     }
     const name = `${prefix}/data/${key}`;
     if (!zip.has(name)) throw badFile(ctx.path, `the checkpoint refers to storage '${key}' but has no record ${name}: the file is truncated or corrupt`);

@@ -73,9 +73,19 @@ export interface JobError {
   file?: string;
 }
 
-export type ToWorker = { type: 'run'; id: number; job: JobRequest } | { type: 'cancel'; id: number };
+/** The worker's heap after collecting garbage (when it can), for the debug memory request. */
+export interface WorkerMemory {
+  heapUsed: number;
+  heapTotal: number;
+  external: number;
+  arrayBuffers: number;
+  collected: boolean;
+}
+
+export type ToWorker = { type: 'run'; id: number; job: JobRequest } | { type: 'cancel'; id: number } | { type: 'memory'; id: number };
 
 export type FromWorker =
   | { type: 'progress'; id: number; fraction: number; stage: string }
   | { type: 'done'; id: number; result: JobResult }
-  | { type: 'failed'; id: number; error: JobError };
+  | { type: 'failed'; id: number; error: JobError }
+  | { type: 'memory'; id: number; memory: WorkerMemory };

@@ -1,11 +1,11 @@
 /**
  * Owns the engine worker thread. Jobs go in one at a time; a cancelled job gets a grace period to
- * stop at the engine's next abort check, after which the thread is terminated and a fresh one is
- * started for the next job, so a cancellation always ends cleanly.
+ * stop at the engine's next abort check, after which the thread is terminated (the job settles when
+ * it has exited) and a fresh one is started for the next job, so a cancellation always ends cleanly.
  */
 import { Worker } from 'node:worker_threads';
 import type { ErrorCode } from '../../../engine/errors';
-import type { FromWorker, JobError, JobRequest, JobResult, ToWorker } from './messages';
+import type { FromWorker, JobError, JobRequest, JobResult, ToWorker, WorkerMemory } from './messages';
 
 export class JobFailure extends Error {
   constructor(
@@ -39,7 +39,10 @@ interface Pending {
 export class WorkerHost {
   private worker?: Worker;
   private readonly pending = new Map<number, Pending>();
+  private readonly probes = new Map<number, (m: WorkerMemory | undefined) => void>();
   private nextId = 1;
+  /** Worker threads started so far: one, plus one per thread terminated or crashed. */
+  started = 0;
 
   constructor(
     private readonly workerPath: string,
@@ -49,6 +52,10 @@ export class WorkerHost {
   private start(): Worker {
     const w = new Worker(this.workerPath, { resourceLimits: this.options.resourceLimits });
     w.on('message', (m: FromWorker) => {
+      if (m.type === 'memory') {
+        this.probes.get(m.id)?.(m.memory);
+        return;
+      }
       const p = this.pending.get(m.id);
       if (!p) return;
       if (m.type === 'progress') p.onProgress?.(m.fraction, m.stage);
@@ -69,6 +76,7 @@ export class WorkerHost {
     w.on('error', (e) => fail(e.message));
     w.on('exit', (code) => fail(`exit code ${code}`));
     this.worker = w;
+    this.started++;
     return w;
   }
 
@@ -82,11 +90,12 @@ export class WorkerHost {
         worker.postMessage({ type: 'cancel', id } satisfies ToWorker);
         timer = setTimeout(() => {
           if (!this.pending.has(id)) return;
-          // The engine did not reach an abort check in time: stop the thread.
+          // The engine did not reach an abort check in time: stop the thread. The job ends only once
+          // the thread has, so nothing it was writing can land after the next job has started.
           this.pending.delete(id);
           if (this.worker === worker) this.worker = undefined;
-          void worker.terminate();
-          reject(cancelled());
+          const end = () => reject(cancelled());
+          worker.terminate().then(end, end);
         }, this.options.graceMs ?? 2000);
       };
       const settle = <T>(f: (v: T) => void) => (v: T) => {
@@ -97,6 +106,26 @@ export class WorkerHost {
       this.pending.set(id, { worker, resolve: settle(resolve), reject: settle(reject), onProgress: options.onProgress });
       options.signal?.addEventListener('abort', onAbort, { once: true });
       worker.postMessage({ type: 'run', id, job } satisfies ToWorker);
+    });
+  }
+
+  /**
+   * The worker's heap after it collected garbage; undefined when no worker is running or it does
+   * not answer within `timeoutMs` (a job holding its thread).
+   */
+  memory(timeoutMs = 5000): Promise<WorkerMemory | undefined> {
+    const worker = this.worker;
+    if (!worker) return Promise.resolve(undefined);
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => answer(undefined), timeoutMs);
+      const answer = (m: WorkerMemory | undefined) => {
+        clearTimeout(timer);
+        this.probes.delete(id);
+        resolve(m);
+      };
+      this.probes.set(id, answer);
+      worker.postMessage({ type: 'memory', id } satisfies ToWorker);
     });
   }
 

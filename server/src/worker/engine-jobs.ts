@@ -3,12 +3,10 @@
  * of recent scans (reversed triggers and the like live only in memory) so a fix that follows a
  * scan of the same content reuses them.
  */
-import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename } from 'node:path';
 import {
   applyFix,
-  BackdoorLensError,
   evaluate,
   fixes,
   loadDataset,
@@ -18,7 +16,7 @@ import {
   Runtime,
   scan,
   UnsafeCheckpointError,
-  writeFileAtomic,
+  writeFilesAtomic,
   type Dataset,
   type LoadedModel,
   type ScanReport,
@@ -54,14 +52,25 @@ export class EngineJobs {
   private readonly scans = new Map<string, RememberedScan>();
 
   async run(job: JobRequest, ctx: JobContext): Promise<JobResult> {
-    switch (job.kind) {
-      case 'scan':
-        return this.scan(job.path, job.settings, ctx);
-      case 'describe':
-        return this.describe(job.path, job.settings);
-      case 'fix':
-        return this.fix(job.path, job.method, job.settings, job.outputs, ctx);
+    try {
+      switch (job.kind) {
+        case 'scan':
+          return await this.scan(job.path, job.settings, ctx);
+        case 'describe':
+          return await this.describe(job.path, job.settings);
+        case 'fix':
+          return await this.fix(job.path, job.method, job.settings, job.outputs, ctx);
+      }
+    } finally {
+      // Every graph a job ran (the model, its gradient and gated variants) holds a compiled session
+      // and its memory arena; kept across jobs they would pile up with each model the editor scans.
+      await this.dispose();
     }
+  }
+
+  /** Compiled sessions held between jobs: none, since each job releases its own. */
+  get cachedSessions(): number {
+    return [...this.runtimes.values()].reduce((n, r) => n + r.cachedSessions, 0);
   }
 
   async dispose(): Promise<void> {
@@ -196,22 +205,18 @@ export class EngineJobs {
     const after = await measure(result.model);
     ctx.signal.throwIfAborted();
 
-    // Written last, after everything that can fail or be cancelled; never over an existing file.
-    const written: string[] = [];
-    for (const target of [out.onnx, out.safetensors].filter((p): p is string => !!p)) {
-      if (existsSync(target)) throw new BackdoorLensError('usage', `${basename(target)} appeared while the fix ran; not overwriting it`, { file: target });
-    }
-    writeFileAtomic(out.onnx, result.model.toBytes());
-    written.push(out.onnx);
+    // Written last, after everything that can fail or be cancelled: all files or none, never over an existing one.
+    const files = [{ path: out.onnx, data: result.model.toBytes() }];
     const notes = [...result.notes];
     if (out.safetensors && model.sourceKeys) {
       // The state_dict the user started from, with the tensors the fix changed; a graph change has no place in it.
       const weights = purifiedWeights(model, result.model, this.loadOptions(s));
-      if ('bytes' in weights) {
-        writeFileAtomic(out.safetensors, weights.bytes);
-        written.push(out.safetensors);
-      } else notes.push(`no ${basename(out.safetensors)}: ${weights.reason}`);
+      if ('bytes' in weights) files.push({ path: out.safetensors, data: weights.bytes });
+      else notes.push(`no ${basename(out.safetensors)}: ${weights.reason}`);
     }
+    ctx.signal.throwIfAborted();
+    writeFilesAtomic(files, { signal: ctx.signal, exclusive: true });
+    const written = files.map((f) => f.path);
     return {
       kind: 'fix',
       written,
