@@ -55,20 +55,26 @@ export function pairsOptions(o: Record<string, unknown>): PairsOptions {
   const schedule = String(o.schedule ?? 'bandit');
   if (schedule !== 'bandit' && schedule !== 'plain') throw usageError(`option pairs.schedule must be bandit or plain, got '${schedule}'`);
   const threshold = num(o.threshold, 7, 'threshold');
+  const maxSteps = Math.floor(num(o.maxSteps, patchSchedule.maxSteps, 'maxSteps'));
+  let decideAt = Math.floor(num(o.decideAt, defaultSchedulerOptions.decideAt, 'decideAt'));
+  // Running on past the decision only helps when steps are left to separate in; with a step cap
+  // close behind it (quick scans), the decision waits for the cap, where every pair that has not
+  // stopped sits at the same step, as in the plain schedule.
+  if (maxSteps - decideAt < 2 * defaultSchedulerOptions.trendWindow) decideAt = maxSteps;
   return {
     objectives,
     schedule,
     threshold,
     imagesPerClass: Math.floor(num(o.imagesPerClass, 100, 'imagesPerClass')),
     batchSize: Math.floor(num(o.batchSize, patchSchedule.batchSize, 'batchSize')),
-    maxSteps: Math.floor(num(o.maxSteps, patchSchedule.maxSteps, 'maxSteps')),
+    maxSteps,
     maxBatch: Math.floor(num(o.maxBatch, 512, 'maxBatch')),
     transfer: num(o.transfer, 0.2, 'transfer'),
     scheduler: {
       ...defaultSchedulerOptions,
       mode: schedule,
       threshold,
-      decideAt: Math.floor(num(o.decideAt, defaultSchedulerOptions.decideAt, 'decideAt')),
+      decideAt,
       warmup: Math.floor(num(o.warmup, defaultSchedulerOptions.warmup, 'warmup')),
       confirm: num(o.confirm, defaultSchedulerOptions.confirm, 'confirm'),
     },
