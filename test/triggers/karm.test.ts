@@ -105,3 +105,10 @@ test('a pair that separates only late is confirmed: it runs on to its own stop a
   assert.deepEqual(unconfirmed.flagged, [], 'without confirmation the bandit misses it');
   assert.ok(plain.steps >= 3 * bandit.steps, `plain ${plain.steps} steps, bandit ${bandit.steps}`);
 });
+
+test('pairs options: the decision waits for a step cap close behind it', async () => {
+  const { pairsOptions } = await import('../../engine/analyses/pairs');
+  assert.equal(pairsOptions({}).scheduler.decideAt, defaultSchedulerOptions.decideAt);
+  assert.equal(pairsOptions({ maxSteps: 60 }).scheduler.decideAt, 60);
+  assert.equal(pairsOptions({ maxSteps: 100 }).scheduler.decideAt, defaultSchedulerOptions.decideAt);
+});
