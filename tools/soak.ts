@@ -55,7 +55,7 @@ function random(s: number): () => number {
  * Four checkpoints, each in a folder whose backdoor-lens.json keeps its scan to seconds: trigger
  * reversal on few images per class, the neuron methods, and a state_dict built into a graph.
  */
-function workspace(): { dir: string; models: string[] } {
+function workspace(): { dir: string; models: string[]; warmUp: string } {
   const dir = mkdtempSync(join(tmpdir(), 'bl-soak-'));
   mkdirSync(join(dir, 'data'));
   copyFileSync(join(fixtures, 'data', 'clean.npz'), join(dir, 'data', 'clean.npz'));
@@ -66,14 +66,17 @@ function workspace(): { dir: string; models: string[] } {
     ['all2all', join(fixtures, 'all2all', 'model.onnx'), { methods: ['pairs'], methodOptions: { pairs: quickPairs } }],
     ['statedict', join(fixtures, 'badnets', 'model.pt'), { methods: ['bnp', 'clp'] }],
   ];
-  const models = cases.map(([name, from, config]) => {
+  const folder = ([name, from, config]: [string, string, object]) => {
     mkdirSync(join(dir, name));
     const model = join(dir, name, from.endsWith('.pt') ? 'model.pt' : 'model.onnx');
     copyFileSync(from, model);
     writeFileSync(join(dir, name, 'backdoor-lens.json'), JSON.stringify({ data: '../data/clean.npz', ...config }, null, 2));
     return model;
-  });
-  return { dir, models };
+  };
+  // The warm-up scan goes through every path the soak takes once (a state_dict built into a graph,
+  // its gradient, each analysis), so the baseline holds their one-time costs and not only one model's.
+  const warmUp = folder(['warm-up', join(fixtures, 'badnets', 'model.pt'), { methods: ['pairs', 'bnp', 'clp'], methodOptions: { pairs: quickPairs } }]);
+  return { dir, models: cases.map(folder), warmUp };
 }
 
 /** Resident memory of a process in bytes (Linux). */
@@ -155,7 +158,7 @@ async function main(): Promise<number> {
   /** Settled RSS every tenth of the run: a leak climbs, allocator noise does not. */
   const trend: string[] = [];
   try {
-    const warm = await scanOnce(client, ws.models[0], 'warm-up', undefined);
+    const warm = await scanOnce(client, ws.warmUp, 'warm-up', undefined);
     if (warm.outcome !== 'completed') throw new Error(`the warm-up scan did not complete: ${warm.detail ?? warm.outcome}`);
     baseline = await settledRss(client);
     peak = baseline.rss;
@@ -164,11 +167,11 @@ async function main(): Promise<number> {
     const order = Array.from({ length: scans }, (_, i) => ({ i, key: rand() })).sort((a, b) => a.key - b.key);
     const toCancel = new Set(order.slice(0, Math.round(cancelRate * scans)).map((x) => x.i));
     // How long each model's scan last took, so a cancellation lands anywhere from queued to nearly done.
-    const lasted = new Map<string, number>([[ws.models[0], warm.ms]]);
+    const lasted = new Map<string, number>();
     for (let i = 0; i < scans; i++) {
       const model = ws.models[Math.floor(rand() * ws.models.length)];
       const cancel = toCancel.has(i);
-      const delay = cancel ? Math.round(rand() * (lasted.get(model) ?? 3000)) : undefined;
+      const delay = cancel ? Math.round(rand() * (lasted.get(model) ?? warm.ms)) : undefined;
       const r = await scanOnce(client, model, `soak-${i}`, delay);
       if (r.outcome === 'completed') lasted.set(model, r.ms);
       counts.run++;
