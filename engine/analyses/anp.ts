@@ -23,22 +23,11 @@ import { checkDataFits, checkLabelRange, noNeuronLayers, preActivationLayers, ow
 import { firstSamples, numberOption } from './neuron-options';
 import { neuronOutput, type LayerScores } from './neuron-report';
 import { largestHolding } from './neuron-search';
+import { mulberry32 } from './random';
 import type { Analysis, AnalysisContext, AnalysisOutput } from './types';
 
 export const ANP_DEFAULTS = { eps: 0.4, steps: 1, alpha: 0.2, batchSize: 128, iterations: 2000, lr: 0.2, momentum: 0.9, budget: 1, samples: 0 };
 export const ANP_THRESHOLDS = Array.from({ length: 19 }, (_, i) => Math.round(i * 5) / 100);
-
-/** A small seeded generator (mulberry32), so a scan with the same seed gives the same masks. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface AnpSettings {
   eps: number;
@@ -164,7 +153,8 @@ export async function optimiseMasks(model: OnnxModel, layers: NeuronLayer[], dat
   const problem = await AnpProblem.create(ctx.runtime, model, layers);
   const perLayer = (fill: number): ChannelValues => new Map(layers.map((l) => [l.name, new Float32Array(l.channels).fill(fill)]));
   const mask = perLayer(1), velocity = perLayer(0), delta = perLayer(0), xi = perLayer(0);
-  const random = seededRandom(ctx.seed ^ 0x414e50);
+  // Seeded, so a scan with the same seed gives the same masks.
+  const random = mulberry32(ctx.seed ^ 0x414e50);
   const nextBatch = batches(data, s.batchSize, random);
   for (let it = 0; it < s.iterations; it++) {
     ctx.signal.throwIfAborted();

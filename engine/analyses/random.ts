@@ -1,17 +1,26 @@
-/** A small seeded generator (mulberry32): the same seed gives the same stream on every platform. */
+/** mulberry32 from the raw 32-bit state `seed`: small, fast, the same stream on every platform. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A seeded generator (mulberry32 from a scrambled seed) with the helpers the analyses need. */
 export class SeededRandom {
-  private state: number;
+  private readonly draw: () => number;
 
   constructor(seed: number) {
-    this.state = (seed >>> 0) ^ 0x9e3779b9;
+    this.draw = mulberry32((seed >>> 0) ^ 0x9e3779b9);
   }
 
   /** Uniform in [0, 1). */
   next(): number {
-    let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    return this.draw();
   }
 
   /** Integer in [0, n). */

@@ -3,17 +3,8 @@
  * failure found in a long campaign is reproduced by its index alone.
  */
 
-/** mulberry32: small, fast, good enough to pick mutations. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The engine's mulberry32 picks the mutations. */
+export { mulberry32 as rng } from '../../engine/analyses/random';
 
 export type Mutator = (input: Uint8Array, r: () => number) => Uint8Array;
 
