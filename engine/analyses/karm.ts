@@ -164,7 +164,7 @@ export class TriggerScheduler<A extends Arm> {
     const d = this.decided;
     if (this.options.mode === 'plain' || !d) return this.arms.map((a) => 1 / a.size);
     if (this.confirming.size === 0) return d.stats;
-    const growth = median(this.arms.filter((a) => this.confirming.has(a.id)).map((a) => a.sizeAt(d.step) / a.size));
+    const growth = median(this.arms.filter((a) => this.confirming.has(a.id)).map((a) => a.sizeAt(Math.min(d.step, a.step)) / a.size));
     return this.arms.map((a, i) => (this.outliers.has(a.id) || this.confirming.has(a.id) ? 1 / a.size : d.stats[i] * growth));
   }
 }

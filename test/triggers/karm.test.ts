@@ -17,6 +17,8 @@ class SyntheticArm implements Arm {
     return this.sizeAt(this.step);
   }
   sizeAt(step: number) {
+    // The contract ReversalTask enforces: only steps the arm has taken.
+    if (step < 1 || step > this.step) throw new Error(`arm ${this.id} has ${this.step} steps, not ${step}`);
     return this.history.slice(0, step).reduce((m, h) => Math.min(m, h.norm), this.start);
   }
   advance() {
@@ -111,4 +113,13 @@ test('pairs options: the decision waits for a step cap close behind it', async (
   assert.equal(pairsOptions({}).scheduler.decideAt, defaultSchedulerOptions.decideAt);
   assert.equal(pairsOptions({ maxSteps: 60 }).scheduler.decideAt, 60);
   assert.equal(pairsOptions({ maxSteps: 100 }).scheduler.decideAt, defaultSchedulerOptions.decideAt);
+});
+
+test('an arm that stopped on its own before the decision can still be a yardstick of growth', () => {
+  const arms = population([], 5);
+  arms[20] = new SyntheticArm(20, 300, 25, 10, 40, new SeededRandom(7)); // converges at step 40, near the top
+  const { scheduler } = run(arms, defaultSchedulerOptions);
+  assert.ok(scheduler.confirming.has(20), 'the early finisher is among the arms the final test reads growth from');
+  assert.equal(arms[20].step, 40);
+  assert.ok(scheduler.statistics().every((v) => Number.isFinite(v) && v > 0));
 });
