@@ -6,6 +6,7 @@
 import type { Finding, LabelResult } from '../report/types';
 import { defaultSchedulerOptions } from './karm';
 import { madOutliers } from './mad';
+import { positiveOption } from './positive-option';
 import { classCount, imagesByClass } from './pairs';
 import { inputGradient } from './reversal-gradient';
 import { geometryOf, makeTask, runTasks } from './reversal-run';
@@ -13,14 +14,6 @@ import { patchSchedule } from './reversal-task';
 import { triggerArtifacts } from './trigger-artifacts';
 import type { ReversedTrigger } from './trigger';
 import type { Analysis, AnalysisOutput } from './types';
-import { usageError } from '../errors';
-
-const positive = (v: unknown, fallback: number, name: string) => {
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw usageError(`option nc.${name} must be a positive number, got '${String(v)}'`);
-  return n;
-};
 
 export const ncAnalysis: Analysis = {
   id: 'nc',
@@ -30,10 +23,10 @@ export const ncAnalysis: Analysis = {
   runsByDefault: false,
   async run(ctx): Promise<AnalysisOutput> {
     const data = ctx.data!;
-    const threshold = positive(ctx.options.threshold, 2, 'threshold');
-    const schedule = { ...patchSchedule, batchSize: Math.floor(positive(ctx.options.batchSize, 32, 'batchSize')), maxSteps: Math.floor(positive(ctx.options.maxSteps, 300, 'maxSteps')) };
+    const threshold = positiveOption(ctx.options, 'nc', 'threshold', 2);
+    const schedule = { ...patchSchedule, batchSize: Math.floor(positiveOption(ctx.options, 'nc', 'batchSize', 32)), maxSteps: Math.floor(positiveOption(ctx.options, 'nc', 'maxSteps', 300)) };
     const K = await classCount(ctx, data);
-    const perClass = Math.floor(positive(ctx.options.imagesPerClass, 100, 'imagesPerClass'));
+    const perClass = Math.floor(positiveOption(ctx.options, 'nc', 'imagesPerClass', 100));
     const byClass = imagesByClass(data, K, perClass, ctx.seed);
     const geometry = geometryOf(data);
     const gradient = await inputGradient(ctx.runtime, ctx.model.onnx);
@@ -42,7 +35,7 @@ export const ncAnalysis: Analysis = {
       return makeTask(10_000 + t, 'patch', t, sources, geometry, schedule, ctx.seed);
     });
     const stats = await runTasks(tasks, { ...defaultSchedulerOptions, mode: 'plain', armsPerRound: K }, data, gradient, {
-      maxBatch: Math.floor(positive(ctx.options.maxBatch, 512, 'maxBatch')),
+      maxBatch: Math.floor(positiveOption(ctx.options, 'nc', 'maxBatch', 512)),
       signal: ctx.signal,
       onRound: (done, total) => ctx.progress(done / total, `label reversal ${done}/${total}`),
     });

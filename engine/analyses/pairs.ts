@@ -11,6 +11,7 @@ import type { Finding, PairResult } from '../report/types';
 import { classifyAttack } from './attack-type';
 import { defaultSchedulerOptions, type SchedulerOptions } from './karm';
 import { madOutliers } from './mad';
+import { positiveOption } from './positive-option';
 import { SeededRandom } from './random';
 import { inputGradient } from './reversal-gradient';
 import type { ObjectiveKind, SampleGeometry } from './reversal-objectives';
@@ -41,22 +42,15 @@ export interface PairsOptions {
   scheduler: SchedulerOptions;
 }
 
-const num = (v: unknown, fallback: number, name: string): number => {
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw usageError(`option pairs.${name} must be a positive number, got '${String(v)}'`);
-  return n;
-};
-
 export function pairsOptions(o: Record<string, unknown>): PairsOptions {
   const objective = String(o.objective ?? 'patch');
   const objectives: ObjectiveKind[] | undefined = objective === 'both' ? ['patch', 'perturbation'] : objective === 'patch' || objective === 'perturbation' ? [objective] : undefined;
   if (!objectives) throw usageError(`option pairs.objective must be patch, perturbation or both, got '${objective}'`);
   const schedule = String(o.schedule ?? 'bandit');
   if (schedule !== 'bandit' && schedule !== 'plain') throw usageError(`option pairs.schedule must be bandit or plain, got '${schedule}'`);
-  const threshold = num(o.threshold, 7, 'threshold');
-  const maxSteps = Math.floor(num(o.maxSteps, patchSchedule.maxSteps, 'maxSteps'));
-  let decideAt = Math.floor(num(o.decideAt, defaultSchedulerOptions.decideAt, 'decideAt'));
+  const threshold = positiveOption(o, 'pairs', 'threshold', 7);
+  const maxSteps = Math.floor(positiveOption(o, 'pairs', 'maxSteps', patchSchedule.maxSteps));
+  let decideAt = Math.floor(positiveOption(o, 'pairs', 'decideAt', defaultSchedulerOptions.decideAt));
   // Running on past the decision only helps when steps are left to separate in; with a step cap
   // close behind it (quick scans), the decision waits for the cap, where every pair that has not
   // stopped sits at the same step, as in the plain schedule.
@@ -65,18 +59,18 @@ export function pairsOptions(o: Record<string, unknown>): PairsOptions {
     objectives,
     schedule,
     threshold,
-    imagesPerClass: Math.floor(num(o.imagesPerClass, 100, 'imagesPerClass')),
-    batchSize: Math.floor(num(o.batchSize, patchSchedule.batchSize, 'batchSize')),
+    imagesPerClass: Math.floor(positiveOption(o, 'pairs', 'imagesPerClass', 100)),
+    batchSize: Math.floor(positiveOption(o, 'pairs', 'batchSize', patchSchedule.batchSize)),
     maxSteps,
-    maxBatch: Math.floor(num(o.maxBatch, 512, 'maxBatch')),
-    transfer: num(o.transfer, 0.2, 'transfer'),
+    maxBatch: Math.floor(positiveOption(o, 'pairs', 'maxBatch', 512)),
+    transfer: positiveOption(o, 'pairs', 'transfer', 0.2),
     scheduler: {
       ...defaultSchedulerOptions,
       mode: schedule,
       threshold,
       decideAt,
-      warmup: Math.floor(num(o.warmup, defaultSchedulerOptions.warmup, 'warmup')),
-      confirm: num(o.confirm, defaultSchedulerOptions.confirm, 'confirm'),
+      warmup: Math.floor(positiveOption(o, 'pairs', 'warmup', defaultSchedulerOptions.warmup)),
+      confirm: positiveOption(o, 'pairs', 'confirm', defaultSchedulerOptions.confirm),
     },
   };
 }

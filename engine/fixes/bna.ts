@@ -5,8 +5,8 @@
  * one (per channel, a fitted clamp((z − μ)/σ, υ, ω) in place of BN's normalisation). The result
  * is one ONNX model holding f, every g_t and the inference rule; no weight of f changes.
  */
-import { pairsAnalysis } from '../analyses/pairs';
-import { imagesByClass } from '../analyses/pairs';
+import { imagesByClass, pairsAnalysis } from '../analyses/pairs';
+import { positiveOption } from '../analyses/positive-option';
 import { inputGradient } from '../analyses/reversal-gradient';
 import { geometryOf, makeTask, runTasks } from '../analyses/reversal-run';
 import { patchSchedule, perturbationSchedule } from '../analyses/reversal-task';
@@ -43,13 +43,6 @@ export interface BnaOptions {
   minScale: number;
 }
 
-const positive = (v: unknown, fallback: number, name: string) => {
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw usageError(`option bna.${name} must be a positive number, got '${String(v)}'`);
-  return n;
-};
-
 export function bnaOptions(o: Record<string, unknown>): BnaOptions {
   const granularity = String(o.granularity ?? 'unit');
   if (granularity !== 'unit' && granularity !== 'channel') throw usageError(`option bna.granularity must be unit or channel, got '${granularity}'`);
@@ -57,17 +50,17 @@ export function bnaOptions(o: Record<string, unknown>): BnaOptions {
   if (init !== 'identity' && init !== 'moments') throw usageError(`option bna.init must be identity or moments, got '${init}'`);
   return {
     fit: {
-      binWidth: positive(o.binWidth, defaultFitOptions.binWidth, 'binWidth'),
-      tau: positive(o.tau, defaultFitOptions.tau, 'tau'),
-      lr: positive(o.lr, defaultFitOptions.lr, 'lr'),
-      iterations: Math.floor(positive(o.iterations, defaultFitOptions.iterations, 'iterations')),
-      clip: positive(o.clip, defaultFitOptions.clip, 'clip'),
+      binWidth: positiveOption(o, 'bna', 'binWidth', defaultFitOptions.binWidth),
+      tau: positiveOption(o, 'bna', 'tau', defaultFitOptions.tau),
+      lr: positiveOption(o, 'bna', 'lr', defaultFitOptions.lr),
+      iterations: Math.floor(positiveOption(o, 'bna', 'iterations', defaultFitOptions.iterations)),
+      clip: positiveOption(o, 'bna', 'clip', defaultFitOptions.clip),
       init,
     },
     granularity,
-    imagesPerClass: Math.floor(positive(o.imagesPerClass, 100, 'imagesPerClass')),
-    maxValues: Math.floor(positive(o.maxValues, 50_000, 'maxValues')),
-    minChange: positive(o.minChange, 0.05, 'minChange'),
+    imagesPerClass: Math.floor(positiveOption(o, 'bna', 'imagesPerClass', 100)),
+    maxValues: Math.floor(positiveOption(o, 'bna', 'maxValues', 50_000)),
+    minChange: positiveOption(o, 'bna', 'minChange', 0.05),
     minScale: o.minScale === undefined ? 1 : Number(o.minScale),
   };
 }
