@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CancellationTokenSource } from 'vscode-jsonrpc';
 import { LSPErrorCodes, ResponseError } from 'vscode-languageserver-protocol';
+import { mulberry32 } from '../engine/analyses/random';
 import { DebugMemoryRequest, OutlineRequest, ReportRequest, ScanRequest } from '../protocol/lsp';
 import { serverEnvironment } from '../server/src/environment';
 import { connectClient, fileUri, type TestClient } from '../test/server/lsp-client';
@@ -39,18 +40,6 @@ const seed = Number(values.seed);
 const cancelRate = Number(values.cancel);
 const maxGrowth = Number(values['max-growth']);
 const settleMs = Number(values['settle-ms']);
-
-/** Seeded, so a failing run can be repeated exactly (mulberry32). */
-function random(s: number): () => number {
-  let a = s >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 /**
  * Four checkpoints, each in a folder whose backdoor-lens.json keeps its scan to seconds: trigger
@@ -137,7 +126,8 @@ async function main(): Promise<number> {
     }
   }
   const ws = workspace();
-  const rand = random(seed);
+  // Seeded, so a failing run can be repeated exactly.
+  const rand = mulberry32(seed);
   const started = Date.now();
   // The bin script runs dist/cli.js's main(); --expose-gc lets the debug memory request collect garbage.
   // The environment is the one the VS Code client starts the server with.
