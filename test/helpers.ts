@@ -1,5 +1,6 @@
 /** Paths and small utilities shared by the tests. */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after } from 'node:test';
@@ -25,6 +26,9 @@ export interface Reference {
   predictionsTriggered: number[];
   logitsFirst8: number[][];
 }
+
+/** The SHA-256 of a file's bytes (to show an input was left untouched). */
+export const fileSha256 = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex');
 
 /** A temporary folder removed when the test file ends. */
 export function tempDir(prefix = 'bl-test-'): string {

@@ -4,16 +4,14 @@
  * fix never changes its input and never lets a second fix overwrite the first.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { BackdoorLensError, loadModel } from '../../engine';
 import { removeTempFiles, tempPrefix, writeFileAtomic, writeFilesAtomic } from '../../engine/io/atomic';
 import { exitCodes } from '../../cli/main';
-import { cli, fmnist, tempDir } from '../helpers';
+import { cli, fileSha256, fmnist, tempDir } from '../helpers';
 
-const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
 const temps = (dir: string) => readdirSync(dir).filter((n) => n.endsWith('.tmp'));
 
 /** A signal that reads as aborted from its nth check on: a cancellation arriving midway through a write. */
@@ -96,11 +94,11 @@ describe('CLI fix: the input is never changed, a second fix never overwrites the
     const dir = tempDir();
     const input = join(dir, 'model.onnx');
     copyFileSync(join(fmnist.badnets, 'model.onnx'), input);
-    const before = sha(input);
+    const before = fileSha256(input);
     const out = join(dir, 'fixed.onnx');
     const r = await cli('fix', input, '--method', 'bnp', '--mode', 'fixed', '--data', data, '--out', out);
     assert.equal(r.exitCode, 0, r.stderr);
-    assert.equal(sha(input), before);
+    assert.equal(fileSha256(input), before);
     assert.ok((await loadModel(out)).onnx.graph.node.length > 0);
     assert.deepEqual(readdirSync(dir).sort(), ['fixed.onnx', 'model.onnx']);
   });
@@ -109,7 +107,7 @@ describe('CLI fix: the input is never changed, a second fix never overwrites the
     const dir = tempDir();
     const input = join(dir, 'model.onnx');
     copyFileSync(join(fmnist.badnets, 'model.onnx'), input);
-    const before = sha(input);
+    const before = fileSha256(input);
     const out = join(dir, 'fixed.onnx');
     // Both pass the "exists?" check at their start; the second finds the file only when it publishes.
     const results = await Promise.all(['bnp', 'clp'].map((m) => cli('fix', input, '--method', m, '--mode', 'fixed', '--data', data, '--out', out)));
@@ -119,7 +117,7 @@ describe('CLI fix: the input is never changed, a second fix never overwrites the
     assert.equal(refused[0].exitCode, exitCodes.usage);
     assert.match(refused[0].stderr, /fixed\.onnx appeared while it was being written; not overwriting it/);
     assert.ok((await loadModel(out)).onnx.graph.initializer.length > 0, 'the output decodes as a whole model');
-    assert.equal(sha(input), before);
+    assert.equal(fileSha256(input), before);
     assert.deepEqual(readdirSync(dir).sort(), ['fixed.onnx', 'model.onnx']);
   });
 });

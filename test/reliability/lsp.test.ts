@@ -6,8 +6,7 @@
  * answers.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -15,14 +14,13 @@ import { CancellationTokenSource } from 'vscode-jsonrpc';
 import { DiagnosticSeverity, ExecuteCommandRequest, LSPErrorCodes, ResponseError, type Diagnostic } from 'vscode-languageserver-protocol';
 import { loadModel } from '../../engine';
 import { DebugMemoryRequest, FixRequest, OutlineRequest, ReportRequest, ScanRequest, ServerCommands, type FixSummary } from '../../protocol/lsp';
-import { fmnist, tempDir } from '../helpers';
+import { fileSha256, fmnist, tempDir } from '../helpers';
 import { fileUri, startClient, type TestClient } from '../server/lsp-client';
 
 /** As in the server tests: trigger reversal and BNP on 20 images per class, seconds rather than minutes. */
 const quickScan = { methods: ['pairs', 'bnp'], methodOptions: { pairs: { imagesPerClass: 20, maxSteps: 60 } } };
 
 const text = (d: Diagnostic) => (typeof d.message === 'string' ? d.message : d.message.value);
-const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
 
 /** One folder per case, each with its own backdoor-lens.json. */
 function workspace() {
@@ -97,14 +95,14 @@ describe('limits and fixes through the language server', { timeout: 600_000 }, (
   });
 
   test('two applyFix commands for one model at once: both succeed, with distinct whole outputs, and the input is unchanged', async () => {
-    const input = sha(ws.quick);
+    const input = fileSha256(ws.quick);
     const folder = join(ws.dir, 'quick');
     const fix = () => client.connection.sendRequest(ExecuteCommandRequest.type, { command: ServerCommands.applyFix, arguments: [{ uri: fileUri(ws.quick), method: 'bnp' }] }) as Promise<FixSummary>;
     const [a, b] = await Promise.all([fix(), fix()]);
     const outputs = [...a.outputs, ...b.outputs].map((u) => fileURLToPath(u)).sort();
     assert.deepEqual(outputs, [join(folder, 'model.purified-2.onnx'), join(folder, 'model.purified.onnx')]);
     for (const out of outputs) assert.ok((await loadModel(out)).onnx.graph.initializer.length > 0, `${out} is a whole model`);
-    assert.equal(sha(ws.quick), input);
+    assert.equal(fileSha256(ws.quick), input);
     assert.deepEqual(readdirSync(folder).sort(), ['backdoor-lens.json', 'model.onnx', 'model.purified-2.onnx', 'model.purified.onnx']);
   });
 

@@ -6,7 +6,6 @@
  */
 import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CancellationTokenSource } from 'vscode-jsonrpc';
@@ -23,12 +22,11 @@ import {
   type Diagnostic,
 } from 'vscode-languageserver-protocol';
 import { FixRequest, OutlineRequest, ReportRequest, ScanRequest, ServerCommands } from '../../protocol/lsp';
-import { fmnist, root, tempDir } from '../helpers';
+import { fileSha256, fmnist, root, tempDir } from '../helpers';
 import { fileUri, startClient, type TestClient } from './lsp-client';
 
 const text = (d: Diagnostic) => (typeof d.message === 'string' ? d.message : d.message.value);
 const outlineOf = (path: string) => `backdoor-lens-outline:${new URL(fileUri(path)).pathname}.outline`;
-const sha = (p: string) => createHash('sha256').update(readFileSync(p)).digest('hex');
 
 /** Resolves once the scan on this progress token reports a stage inside an analysis ("pairs: pair 3/90"), not loading. */
 async function inAnalysis(client: TestClient, token: string, timeoutMs = 60_000): Promise<void> {
@@ -165,14 +163,14 @@ describe('language server over stdio', { timeout: 600_000 }, () => {
   });
 
   test('a fix writes <name>.purified.onnx beside the input, never over it; its rescan shows no backdoor', async () => {
-    const before = sha(ws.model);
+    const before = fileSha256(ws.model);
     const view = await client.connection.sendRequest(ReportRequest, { uri });
     const method = view.fixes.find((f) => f.id === 'bna' && !f.notApplicable)?.id ?? view.fixes.find((f) => !f.notApplicable)!.id;
     const fix = await client.connection.sendRequest(FixRequest, { uri, method, workDoneToken: 'fix-1' });
     const out = join(ws.dir, 'badnets', 'model.purified.onnx');
     assert.deepEqual(fix.outputs, [fileUri(out)]);
     assert.ok(existsSync(out));
-    assert.equal(sha(ws.model), before, 'the input is untouched');
+    assert.equal(fileSha256(ws.model), before, 'the input is untouched');
     assert.ok(fix.before.asr !== null && fix.after.asr !== null && fix.after.asr < fix.before.asr, `ASR ${fix.before.asr} → ${fix.after.asr}`);
     assert.ok((client.progress.get('fix-1') ?? []).some((p) => p.kind === 'report'));
 
