@@ -83,7 +83,10 @@ export function emitBackward(prepared: PreparedForward, e: Emitter, seeds: Reado
     const parts = contributions.get(tensor);
     if (!parts) return undefined;
     if (parts.length > 1) contributions.set(tensor, [e.sum(parts)]);
-    return contributions.get(tensor)![0];
+    const g = contributions.get(tensor)![0];
+    const dims = e.shapes.get(tensor);
+    if (dims && !dims.includes('?')) e.gradientShapes.set(g, dims);
+    return g;
   };
   for (const [tensor, grad] of seeds) if (relevant.has(tensor)) contribute(tensor, grad);
   const absorbed = new Set<NodeProto>();

@@ -18,6 +18,13 @@ export class Emitter {
    * folds the factor into its small backward kernel instead of reading the scaled tensor.
    */
   readonly channelScaled = new Map<string, { base: string; scale: string }>();
+  /**
+   * Shapes of gradient tensors (each has its forward tensor's shape), declared in the graph:
+   * ONNX Runtime's shape inference cannot see through a computed output shape (MaxUnpool's),
+   * and its blocked-layout pass multiplies or adds two tensors in that layout only when it can
+   * prove their shapes equal.
+   */
+  readonly gradientShapes = new Map<string, Dim[]>();
 
   constructor(
     readonly model: OnnxModel,

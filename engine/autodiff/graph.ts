@@ -130,7 +130,10 @@ function assemble(prepared: PreparedForward, e: Emitter, outputs: ValueInfoProto
   graph.initializer = [...graph.initializer, ...e.builder.graph.initializer];
   graph.input = [...graph.input, ...e.builder.graph.input];
   graph.output = outputs;
-  graph.value_info = [];
+  // Only tensors that backward nodes still produce under that name (outputs may have been renamed).
+  const produced = new Set(e.nodes.flatMap((n) => n.output));
+  const listed = new Set(outputs.map((o) => o.name));
+  graph.value_info = [...e.gradientShapes].filter(([name]) => produced.has(name) && !listed.has(name)).map(([name, dims]) => valueInfo(name, 'float32', dims));
   const combined = new OnnxModel(forward.proto, source);
   removeDeadNodes(combined);
   return combined;
