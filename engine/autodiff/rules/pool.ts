@@ -14,6 +14,7 @@ import { attrInt, attrInts } from '../../graph/attributes';
 import type { Dim } from '../../graph/model';
 import { resolvePads } from '../../graph/shapes';
 import { sizeOf } from '../../tensor';
+import { affine, isBelowOnGrid, isPositive } from './indicator';
 import { outputGrad, type GradientRule, type RuleContext } from './types';
 
 interface PoolGeometry {
@@ -45,8 +46,9 @@ function geometry(ctx: RuleContext): PoolGeometry {
 const maxPool: GradientRule = (ctx) => {
   const { e, node } = ctx;
   const geo = geometry(ctx);
-  const g = reluMaskedOnPooled(ctx);
-  if (!node.output[1] && tiles2x2(geo)) return [routeTiled2x2(ctx, g, geo)];
+  const channels = ctx.dims(node.input[0])[1];
+  if (!node.output[1] && typeof channels === 'number' && tiles2x2(geo, channels)) return [routeTiled2x2(ctx, reluMaskedOnPooled(ctx, channels), geo, channels)];
+  const g = reluMaskedOnPooled(ctx, channels);
   if (!node.output[1]) {
     node.output[1] = e.fresh(`${node.output[0]}_indices`);
     node.attribute = node.attribute.filter((a) => a.name !== 'storage_order');
@@ -70,9 +72,9 @@ const maxPool: GradientRule = (ctx) => {
 
 /**
  * 2×2 windows at stride 2 without padding or dilation that tile the input exactly (the usual
- * CNN pool), on a plane small enough for exact float offsets.
+ * CNN pool), on feature maps small enough (C·H·W ≤ 2^24) for exact float offsets.
  */
-function tiles2x2(geo: PoolGeometry): boolean {
+function tiles2x2(geo: PoolGeometry, channels: number): boolean {
   return (
     geo.spatial.length === 2 &&
     geo.kernel.every((k) => k === 2) &&
@@ -80,7 +82,7 @@ function tiles2x2(geo: PoolGeometry): boolean {
     geo.dilations.every((d) => d === 1) &&
     geo.pads.every((p) => p === 0) &&
     geo.outSpatial.every((o, i) => o * 2 === geo.spatial[i]) &&
-    geo.spatial[0] * geo.spatial[1] < 2 ** 24
+    channels * geo.spatial[0] * geo.spatial[1] <= 2 ** 24
   );
 }
 
@@ -88,34 +90,31 @@ function tiles2x2(geo: PoolGeometry): boolean {
  * Routes g to each 2×2 window's first maximum without MaxPool's Indices output, which ONNX
  * Runtime computes in a slow generic loop outside its blocked (NCHWc) layout. In PyTorch's scan
  * order the window holds a = x[2i,2j], b = x[2i,2j+1], c = x[2i+1,2j], d = x[2i+1,2j+1]; with
- * y its maximum, the first maximum's position k counts the scan prefixes that stay below y,
- *   k = [a < y] + [max(a,b) < y] + [max(a,b,c) < y],
- * where a, max(a,b) and max(a,c) are MaxPools with 1×1, 1×2 and 2×1 windows at stride 2 (fast,
- * blocked) and max(a,b,c) = max(max(a,b), max(a,c)). Position k lies [k≥1] + (W−1)·[k≥2] + [k≥3]
- * after the window's top-left element; MaxUnpool scatters g to those flat indices.
+ * y its maximum and n_t = [t < y], the first maximum lies
+ *   n_a·(1 + n_b·(W − 1 + n_c))
+ * after the window's top-left element (0 at a, 1 at b, W at c, W + 1 at d). The tests n_t are
+ * exact masks (indicator.ts) on y minus the element, read with depthwise Convs that pick one
+ * element per window, so everything stays in the blocked layout; the offset, plus the channel
+ * plane's start, is reordered to NCHW once, the batch's and the window's starts are added as
+ * int64, and MaxUnpool scatters g to those flat indices.
  */
-function routeTiled2x2(ctx: RuleContext, g: string, geo: PoolGeometry): string {
+function routeTiled2x2(ctx: RuleContext, g: string, geo: PoolGeometry, channels: number): string {
   const { e, node } = ctx;
   const x = node.input[0];
   const y = node.output[0];
   const [height, width] = geo.spatial;
   const [rows, cols] = geo.outSpatial;
-  const channels = ctx.dims(x)[1];
-  if (typeof channels !== 'number') return ctx.fail('the channel count must be static');
-  const window = (kernel: number[]) => e.op('MaxPool', [x], { kernel_shape: kernel, strides: [2, 2] }, `${y}_window`);
-  const a = window([1, 1]), ab = window([1, 2]), ac = window([2, 1]);
-  const below = (t: string) => e.op('Less', [t, y]);
-  const corner = e.floats(Array.from({ length: rows * cols }, (_, q) => 2 * Math.floor(q / cols) * width + 2 * (q % cols)), [rows, cols]);
-  const inPlane = e.op('Sum', [
-    e.op('Cast', [below(a)], { to: 1 }),
-    e.op('Where', [below(ab), e.scalar(width - 1), e.scalar(0)]),
-    e.op('Cast', [below(e.op('Max', [ab, ac]))], { to: 1 }),
-    corner,
-  ]);
-  // Channel planes start at multiples of H·W.
+  const [na, nb, nc] = [[0, 0], [0, 1], [1, 0]].map(([row, col]) => isBelowOnGrid(e, x, y, channels, 2, row, col));
+  const beyondA = e.mul(na, e.mul(nb, affine(e, nc, channels, 1, width - 1)));
   const planeSize = height * width;
-  const planeStarts = e.op('Range', [e.ints0(0), e.op('ReduceProd', [e.shapeOf(x)], { keepdims: 0 }), e.ints0(planeSize)]);
-  const index = e.op('Add', [e.op('Cast', [inPlane], { to: 7 }), e.op('Reshape', [planeStarts, e.ints([-1, channels, 1, 1])])]);
+  // The affine map and the Add run as one pass.
+  const offset = e.op('Add', [affine(e, na, channels, 1, Array.from({ length: channels }, (_, c) => c * planeSize)), beyondA]);
+  // Batch and window starts: [N, 1, rows, cols], small next to the [N, C, rows, cols] offsets.
+  const featureSize = channels * planeSize;
+  const batchStarts = e.op('Range', [e.ints0(0), e.op('ReduceProd', [e.shapeOf(x)], { keepdims: 0 }), e.ints0(featureSize)]);
+  const corners = e.builder.initializer('window_corners', { dtype: 'int64', dims: [rows, cols], data: BigInt64Array.from({ length: rows * cols }, (_, k) => BigInt(2 * Math.floor(k / cols) * width + 2 * (k % cols))) });
+  const starts = e.op('Add', [e.op('Reshape', [batchStarts, e.ints([-1, 1, 1, 1])]), corners]);
+  const index = e.op('Add', [e.op('Cast', [offset], { to: 7 }), starts]);
   const unit = [1, 1];
   return e.op('MaxUnpool', [g, index, e.shapeOf(x)], { kernel_shape: unit, strides: unit });
 }
@@ -125,13 +124,15 @@ function routeTiled2x2(ctx: RuleContext, g: string, geo: PoolGeometry): string {
  * pooled value, so relu'(x) there is [pooled > 0] and the mask can be applied to the pooled
  * gradient (a quarter of the size for 2×2 pools) instead of the Relu's own.
  */
-function reluMaskedOnPooled(ctx: RuleContext): string {
+function reluMaskedOnPooled(ctx: RuleContext, channels: Dim): string {
   const { e, node } = ctx;
   const g = outputGrad(ctx);
   const relu = ctx.producer(node.input[0]);
   if (!relu || relu.op_type !== 'Relu' || !ctx.usedOnlyHere(node.input[0]) || !ctx.needs(0)) return g;
   ctx.absorb(relu);
-  return e.mul(g, e.op('Cast', [e.op('Greater', [node.output[0], e.scalar(0)])], { to: 1 }));
+  const pooled = node.output[0];
+  if (typeof channels !== 'number') return e.mul(g, e.op('Cast', [e.op('Greater', [pooled, e.scalar(0)])], { to: 1 }));
+  return e.mul(g, isPositive(e, pooled, channels));
 }
 
 /** Per-dimension window sizes counted by the divisor, multiplied over dimensions. */
