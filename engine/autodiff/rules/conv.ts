@@ -154,11 +154,17 @@ function inputGradient(ctx: RuleContext, scaledG: string, geo: ConvGeometry): st
   const scaled = e.channelScaled.get(scaledG);
   const g = scaled ? scaled.base : scaledG;
   const w = scaled ? e.mul(node.input[1], e.op('Reshape', [scaled.scale, e.ints([-1, ...geo.kernel.map(() => 1), 1])])) : node.input[1];
-  // Few input channels (the image layer): ONNX Runtime's blocked Conv pads the gradient's
+  const reachable = geo.kernel.every((k, i) => geo.pads[i] <= (k - 1) * geo.dilations[i] && geo.pads[i + n] <= (k - 1) * geo.dilations[i]);
+  const stride1 = geo.strides.every((s) => s === 1) && reachable;
+  // One input channel (a grey-scale image layer): each output channel's flipped kernel as a
+  // depthwise Conv, which stays in ONNX Runtime's blocked layout, then the sum over channels.
+  if (geo.group === 1 && geo.channelsIn === 1 && geo.channelsOut % 16 === 0 && stride1) {
+    return e.reduceSum(inputGradientStride1(ctx, g, { ...geo, group: geo.channelsOut, channelsIn: geo.channelsOut, channelsOut: geo.channelsOut }, w), [1], true);
+  }
+  // Few input channels (an image layer): ONNX Runtime's blocked Conv pads the gradient's
   // channels to its block size, ConvTranspose does not and is then several times faster.
   if (geo.group === 1 && geo.channelsIn < 8) return inputGradientByConvTranspose(ctx, g, geo, w);
-  const reachable = geo.kernel.every((k, i) => geo.pads[i] <= (k - 1) * geo.dilations[i] && geo.pads[i + n] <= (k - 1) * geo.dilations[i]);
-  if (geo.strides.every((s) => s === 1) && reachable) return inputGradientStride1(ctx, g, geo, w);
+  if (stride1) return inputGradientStride1(ctx, g, geo, w);
   if (n === 2 && geo.strides[0] === geo.strides[1] && geo.dilations.every((d) => d === 1)) return inputGradientPolyphase(ctx, g, geo, w);
   return inputGradientByConvTranspose(ctx, g, geo, w);
 }
