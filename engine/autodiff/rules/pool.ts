@@ -96,7 +96,7 @@ function tiles2x2(geo: PoolGeometry, channels: number): boolean {
  * exact masks (indicator.ts) on y minus the element, read with depthwise Convs that pick one
  * element per window, so everything stays in the blocked layout; the offset, plus the channel
  * plane's start, is reordered to NCHW once, the batch's and the window's starts are added as
- * int64, and MaxUnpool scatters g to those flat indices.
+ * integers, and MaxUnpool scatters g to those flat indices.
  */
 function routeTiled2x2(ctx: RuleContext, g: string, geo: PoolGeometry, channels: number): string {
   const { e, node } = ctx;
@@ -110,11 +110,13 @@ function routeTiled2x2(ctx: RuleContext, g: string, geo: PoolGeometry, channels:
   // The affine map and the Add run as one pass.
   const offset = e.op('Add', [affine(e, na, channels, 1, Array.from({ length: channels }, (_, c) => c * planeSize)), beyondA]);
   // Batch and window starts: [N, 1, rows, cols], small next to the [N, C, rows, cols] offsets.
+  // The sum is taken in int32 (onnxruntime casts float → int32 → int64 in about half the time of
+  // float → int64); flat indices fit while the feature map holds fewer than 2^31 elements (8 GiB).
   const featureSize = channels * planeSize;
   const batchStarts = e.op('Range', [e.ints0(0), e.op('ReduceProd', [e.shapeOf(x)], { keepdims: 0 }), e.ints0(featureSize)]);
   const corners = e.builder.initializer('window_corners', { dtype: 'int64', dims: [rows, cols], data: BigInt64Array.from({ length: rows * cols }, (_, k) => BigInt(2 * Math.floor(k / cols) * width + 2 * (k % cols))) });
-  const starts = e.op('Add', [e.op('Reshape', [batchStarts, e.ints([-1, 1, 1, 1])]), corners]);
-  const index = e.op('Add', [e.op('Cast', [offset], { to: 7 }), starts]);
+  const starts = e.op('Cast', [e.op('Add', [e.op('Reshape', [batchStarts, e.ints([-1, 1, 1, 1])]), corners])], { to: 6 });
+  const index = e.op('Cast', [e.op('Add', [e.op('Cast', [offset], { to: 6 }), starts])], { to: 7 });
   const unit = [1, 1];
   return e.op('MaxUnpool', [g, index, e.shapeOf(x)], { kernel_shape: unit, strides: unit });
 }
