@@ -1,14 +1,14 @@
 /**
  * Pooling. MaxPool routes each output's gradient to the input element its window picked (the
  * first maximum in scan order on ties, as PyTorch): for 2×2 / stride-2 pools that position is
- * worked out from three small MaxPools (see routeTiled2x2); otherwise it is read from the
- * Indices output the forward MaxPool is asked to produce. Windows that cannot overlap scatter
- * with MaxUnpool, overlapping ones add with ScatterElements (reduction 'add'). GlobalMaxPool
- * routes to each plane's first maximum. AveragePool spreads g/divisor over each window with a
- * depthwise ConvTranspose of ones (or an Expand when windows tile the input exactly); the
- * divisor map follows ONNX Runtime's forward rule (padding counted up to the padded extent
- * when count_include_pad, real elements only otherwise; ceil_mode windows clipped);
- * GlobalAveragePool spreads g evenly.
+ * worked out from three window elements read with depthwise Convs (see routeTiled2x2);
+ * otherwise it is read from the Indices output the forward MaxPool is asked to produce.
+ * Windows that cannot overlap scatter with MaxUnpool, overlapping ones add with ScatterElements
+ * (reduction 'add'). GlobalMaxPool routes to each plane's first maximum. AveragePool spreads
+ * g/divisor over each window with a depthwise ConvTranspose of ones (or an Expand when windows
+ * tile the input exactly); the divisor map follows ONNX Runtime's forward rule (padding counted
+ * up to the padded extent when count_include_pad, real elements only otherwise; ceil_mode
+ * windows clipped); GlobalAveragePool spreads g evenly.
  */
 import { attrInt, attrInts } from '../../graph/attributes';
 import type { Dim } from '../../graph/model';
