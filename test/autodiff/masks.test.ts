@@ -117,6 +117,27 @@ describe('exact masks in the blocked layout', () => {
     });
   }
 
+  test('a Relu absorbed into a one-dimensional MaxPool keeps a mask of the right rank', async () => {
+    const b = new GraphBuilder('relu-pool-1d', 13);
+    const x = b.input('x', 'float32', ['N', CHANNELS, 8]);
+    b.node('MaxPool', [b.op('Relu', [x])], { kernel_shape: [2], strides: [2] }, { outputs: ['pooled'] });
+    b.output('pooled', 'float32', ['N', CHANNELS, 4]);
+    const graph = buildVjpGraph(b.build('relu-pool-1d.onnx'), { wrt: ['x'], outputs: ['pooled'] });
+    const values = [0, -0, tiny, 1, 1, -2, 0.5, 0.25];
+    const data = Float32Array.from({ length: 2 * CHANNELS * 8 }, (_, i) => values[(i * 3 + Math.floor(i / 8)) % values.length]);
+    const feeds: Record<string, Tensor> = { x: floatTensor([2, CHANNELS, 8], data) };
+    for (const [name, value] of graph.defaults) feeds[name] = value;
+    feeds[graph.seedInputs.get('pooled')!] = floatTensor([2, CHANNELS, 4], new Float32Array(2 * CHANNELS * 4).fill(5));
+    const dx = floats((await (await runtime.session(graph.model)).run(feeds))[graph.gradOutputs.get('x')!], 'dx');
+    for (let w = 0; w < data.length / 2; w++) {
+      const [p, q] = [Math.max(0, data[2 * w]), Math.max(0, data[2 * w + 1])];
+      const first = q > p ? 1 : 0;
+      const want = [0, 0];
+      if (Math.max(p, q) > 0) want[first] = 5;
+      assert.deepEqual([dx[2 * w], dx[2 * w + 1]], want, `window ${w}: ${data[2 * w]}, ${data[2 * w + 1]}`);
+    }
+  });
+
   test('a Relu mask is [y > 0] for zeros of both signs, subnormals and the largest floats', async () => {
     const b = new GraphBuilder('relu-mask', 13);
     const x = b.input('x', 'float32', ['N', CHANNELS, SIDE, SIDE]);

@@ -5,20 +5,17 @@
  * output stays alive for the next layer anyway.
  */
 import { attrFloat, attrInt } from '../../graph/attributes';
-import { isPositive } from './indicator';
+import { positiveMask } from './indicator';
 import { outputGrad, type GradientRule } from './types';
 
 /**
- * g·[y > 0]. On feature maps the mask is built from affine maps (see indicator.ts) so that mask
- * and product stay in ONNX Runtime's blocked layout next to the convolutions; elsewhere as
- * Greater→Cast→Mul, which ONNX Runtime runs faster than Where or Sign.
+ * g·[y > 0]. On feature maps the mask stays in ONNX Runtime's blocked layout next to the
+ * convolutions (see indicator.ts); elsewhere it is Greater→Cast, which ONNX Runtime runs faster
+ * than Where or Sign.
  */
 const relu: GradientRule = (ctx) => {
-  const { e, node } = ctx;
-  const y = node.output[0];
-  const dims = ctx.dims(y);
-  const mask = dims.length === 4 && typeof dims[1] === 'number' ? isPositive(e, y, dims[1]) : e.op('Cast', [e.op('Greater', [y, e.scalar(0)])], { to: 1 });
-  return [e.mul(outputGrad(ctx), mask)];
+  const y = ctx.node.output[0];
+  return [ctx.e.mul(outputGrad(ctx), positiveMask(ctx.e, y, ctx.dims(y)))];
 };
 
 const leakyRelu: GradientRule = (ctx) => {

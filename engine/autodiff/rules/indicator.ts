@@ -14,13 +14,13 @@
  * when y = t (gradual underflow), so [t < y] for t ≤ y is [y − t > 0] with y − t taken in the
  * same pass as t.
  */
+import type { Dim } from '../../graph/model';
 import type { Emitter } from '../emitter';
 
-/** relu?(x·scale + bias) per channel (bias one number or one per channel), as a BatchNormalization over axis 1. */
-export function affine(e: Emitter, x: string, channels: number, scale: number, bias: number | number[], relu = false): string {
+/** x·scale + bias per channel (bias one number or one per channel), as a BatchNormalization over axis 1. */
+export function affine(e: Emitter, x: string, channels: number, scale: number, bias: number | number[]): string {
   const perChannel = (v: number | number[]) => e.floats(Array.isArray(v) ? v : new Array<number>(channels).fill(v), [channels]);
-  const y = e.op('BatchNormalization', [x, perChannel(scale), perChannel(bias), perChannel(0), perChannel(1)], { epsilon: 0 });
-  return relu ? e.op('Relu', [y]) : y;
+  return e.op('BatchNormalization', [x, perChannel(scale), perChannel(bias), perChannel(0), perChannel(1)], { epsilon: 0 });
 }
 
 /**
@@ -31,6 +31,16 @@ export function affine(e: Emitter, x: string, channels: number, scale: number, b
 export function isPositive(e: Emitter, v: string, channels: number): string {
   const scaled = e.op('Conv', [v, e.floats(new Array<number>(channels).fill(2 ** 23), [channels, 1, 1, 1])], { group: channels, kernel_shape: [1, 1] });
   return e.op('HardSigmoid', [scaled], { alpha: 2 ** 127, beta: 0 });
+}
+
+/**
+ * [v > 0] for v ≥ 0 of shape `dims`: in one blocked-layout pass on [N, C, H, W] feature maps
+ * (isPositive's 1×1 Conv is two-dimensional), as Greater → Cast elsewhere.
+ */
+export function positiveMask(e: Emitter, v: string, dims: readonly Dim[]): string {
+  const channels = dims[1];
+  if (dims.length === 4 && typeof channels === 'number') return isPositive(e, v, channels);
+  return e.op('Cast', [e.op('Greater', [v, e.scalar(0)])], { to: 1 });
 }
 
 /**

@@ -14,7 +14,7 @@ import { attrInt, attrInts } from '../../graph/attributes';
 import type { Dim } from '../../graph/model';
 import { resolvePads } from '../../graph/shapes';
 import { sizeOf } from '../../tensor';
-import { affine, isBelowOnGrid, isPositive } from './indicator';
+import { affine, isBelowOnGrid, positiveMask } from './indicator';
 import { outputGrad, type GradientRule, type RuleContext } from './types';
 
 interface PoolGeometry {
@@ -47,8 +47,8 @@ const maxPool: GradientRule = (ctx) => {
   const { e, node } = ctx;
   const geo = geometry(ctx);
   const channels = ctx.dims(node.input[0])[1];
-  if (!node.output[1] && typeof channels === 'number' && tiles2x2(geo, channels)) return [routeTiled2x2(ctx, reluMaskedOnPooled(ctx, channels), geo, channels)];
-  const g = reluMaskedOnPooled(ctx, channels);
+  if (!node.output[1] && typeof channels === 'number' && tiles2x2(geo, channels)) return [routeTiled2x2(ctx, reluMaskedOnPooled(ctx), geo, channels)];
+  const g = reluMaskedOnPooled(ctx);
   if (!node.output[1]) {
     node.output[1] = e.fresh(`${node.output[0]}_indices`);
     node.attribute = node.attribute.filter((a) => a.name !== 'storage_order');
@@ -126,15 +126,14 @@ function routeTiled2x2(ctx: RuleContext, g: string, geo: PoolGeometry, channels:
  * pooled value, so relu'(x) there is [pooled > 0] and the mask can be applied to the pooled
  * gradient (a quarter of the size for 2×2 pools) instead of the Relu's own.
  */
-function reluMaskedOnPooled(ctx: RuleContext, channels: Dim): string {
+function reluMaskedOnPooled(ctx: RuleContext): string {
   const { e, node } = ctx;
   const g = outputGrad(ctx);
   const relu = ctx.producer(node.input[0]);
   if (!relu || relu.op_type !== 'Relu' || !ctx.usedOnlyHere(node.input[0]) || !ctx.needs(0)) return g;
   ctx.absorb(relu);
   const pooled = node.output[0];
-  if (typeof channels !== 'number') return e.mul(g, e.op('Cast', [e.op('Greater', [pooled, e.scalar(0)])], { to: 1 }));
-  return e.mul(g, isPositive(e, pooled, channels));
+  return e.mul(g, positiveMask(e, pooled, ctx.dims(pooled)));
 }
 
 /** Per-dimension window sizes counted by the divisor, multiplied over dimensions. */
