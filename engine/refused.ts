@@ -15,6 +15,7 @@ export function refusedScanReport(error: UnsafeCheckpointError, seed = 0): ScanR
     model: { path: error.file ?? '', sha256: error.sha256, format: error.format, input: { name: '', dims: [] }, numClasses: null, bn: 'unknown' },
     data: null,
     verdict: 'inconclusive',
+    evidence: [],
     attackType: null,
     targets: [],
     pairs: [],

@@ -174,6 +174,7 @@ export async function scan(model: LoadedModel, request: ScanRequest): Promise<Sc
           ms,
           ...(output.direction ? { direction: output.direction, u: ctx.u } : {}),
           ...(output.gradientEvaluations !== undefined ? { gradientEvaluations: output.gradientEvaluations } : {}),
+          ...(output.threshold !== undefined ? { threshold: output.threshold } : {}),
           ...(output.notes?.length ? { notes: output.notes } : {}),
         });
         findings.push(...(output.findings ?? []));
@@ -209,6 +210,7 @@ export async function scan(model: LoadedModel, request: ScanRequest): Promise<Sc
       },
       data: request.data ? { path: request.data.source, n: request.data.n, labelled: !!request.data.labels, kind: dataKind } : null,
       verdict,
+      evidence: ran.flatMap((r) => r.output.evidence ?? []).sort((a, b) => Number(b.flagged) - Number(a.flagged)),
       attackType,
       targets,
       pairs: ran.flatMap((r) => r.output.pairs ?? []),

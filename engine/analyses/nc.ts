@@ -3,7 +3,7 @@
  * images of every other class to the label; MAD over the mask norms flags labels whose trigger is
  * anomalously small (below the median, anomaly index > 2).
  */
-import type { Finding, LabelResult } from '../report/types';
+import type { Finding, LabelResult, VerdictEvidence } from '../report/types';
 import { defaultSchedulerOptions } from './karm';
 import { madOutliers } from './mad';
 import { positiveOption } from './positive-option';
@@ -55,7 +55,23 @@ export const ncAnalysis: Analysis = {
       return triggerArtifacts(triggers[i], data, example, { stem: `label-${l.label}`, label: l.label });
     });
     const steps = tasks.reduce((s, t) => s + t.step, 0);
+    const below = labels.filter((l) => l.l1 < r.median);
+    const top = below.reduce<LabelResult | undefined>((a, b) => (!a || b.anomalyIndex > a.anomalyIndex ? b : a), undefined);
+    const evidence: VerdictEvidence = {
+      method: 'nc',
+      statistic: 'anomaly index of |m|₁ over the target labels (smaller than the median)',
+      value: top?.anomalyIndex ?? 0,
+      threshold,
+      direction: 'above',
+      thresholdSource: `Neural Cleanse's default (${threshold}); --option nc.threshold`,
+      flagged: flagged.length > 0,
+      targets: flagged.map((l) => l.label),
+      attackType: flagged.length ? (flagged.length === 1 ? 'all-to-one' : 'other') : null,
+      summary: top ? `nc: label ${top.label} |m|₁ ${top.l1.toFixed(1)} (median ${r.median.toFixed(1)}), anomaly index ${top.anomalyIndex.toFixed(1)} ${flagged.length ? '>' : '≤'} ${threshold}` : 'nc: no label below the median',
+    };
     return {
+      evidence: [evidence],
+      threshold,
       findings,
       labels,
       targets: flagged.map((l) => l.label),

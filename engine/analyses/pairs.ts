@@ -7,7 +7,7 @@
 import { indicesOfClass, subset, type Dataset } from '../data/types';
 import { usageError } from '../errors';
 import { predict } from '../evaluate';
-import type { Finding, PairResult } from '../report/types';
+import type { Finding, PairResult, VerdictEvidence } from '../report/types';
 import { classifyAttack } from './attack-type';
 import { defaultSchedulerOptions, type SchedulerOptions } from './karm';
 import { madOutliers } from './mad';
@@ -234,8 +234,26 @@ export const pairsAnalysis: Analysis = {
     const artifacts: ArtifactImage[] = flaggedRuns.flatMap((p, i) =>
       triggerArtifacts(triggers[i], data, images[p.source][0], { stem: `pair-${p.source}-${p.target}${o.objectives.length > 1 ? `-${p.kind}` : ''}`, pair: { source: p.source, target: p.target } }),
     );
+    const evidence: VerdictEvidence[] = o.objectives.map((kind) => {
+      const mine = runs.filter((p) => p.kind === kind);
+      const top = mine.reduce((a, b) => (b.anomalyIndex > a.anomalyIndex && b.statistic > 0 ? b : a), mine[0]);
+      const hit = dedupe(mine.filter((p) => p.via));
+      const kindTargets = [...new Set(hit.map((p) => p.target))].sort((a, b) => a - b);
+      return {
+        method: `pairs:${kind}`,
+        statistic: `anomaly index of ${kind === 'patch' ? '1/|m|₁' : '1/‖v‖₂'} over the ${mine.length} class pairs`,
+        value: top?.anomalyIndex ?? 0,
+        threshold: o.threshold,
+        direction: 'above',
+        thresholdSource: `BNA's default (${o.threshold}); --option pairs.threshold`,
+        flagged: hit.length > 0,
+        targets: kindTargets,
+        attackType: classifyAttack(hit),
+        summary: top ? `pairs:${kind}: ${top.source} → ${top.target} anomaly index ${top.anomalyIndex.toFixed(1)} ${top.anomalyIndex > o.threshold ? '>' : '≤'} ${o.threshold}${hit.length ? `; ${hit.length} pair(s) detected, target(s) ${kindTargets.join(', ')}` : ''}` : `pairs:${kind}: no pairs`,
+      };
+    });
     if (targets.length) notes.push(`detected ${detected.length} pair${detected.length === 1 ? '' : 's'} with target${targets.length === 1 ? '' : 's'} ${targets.join(', ')} (${attackType}): ${flaggedRuns.filter((p) => p.via === 'outlier').length} MAD outlier(s), the rest by trigger transfer (the outliers' trigger sends most of a class, ≥${Math.round(100 * o.transfer)} points more than unstamped, to one class)`);
-    return { findings, pairs, targets, attackType, backdoored: detected.length > 0, artifacts, gradientEvaluations: sampleGradients, notes, state: { triggers } };
+    return { findings, pairs, targets, attackType, backdoored: detected.length > 0, evidence, threshold: o.threshold, artifacts, gradientEvaluations: sampleGradients, notes, state: { triggers } };
   },
 };
 

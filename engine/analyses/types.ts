@@ -5,7 +5,7 @@
 import type { Dataset } from '../data/types';
 import type { LoadedModel } from '../formats/types';
 import type { Runtime } from '../runtime/session';
-import type { AttackType, Finding, LabelResult, NeuronScore, PairResult } from '../report/types';
+import type { AttackType, Finding, LabelResult, NeuronScore, PairResult, VerdictEvidence } from '../report/types';
 
 /** What data a method needs: none (data-free), clean images (labels optional), clean labelled images, or a possibly poisoned set. */
 export type DataNeed = 'none' | 'clean' | 'labelled' | 'mixed';
@@ -50,6 +50,10 @@ export interface AnalysisOutput {
   attackType?: AttackType | null;
   /** Detectors only: whether they found a backdoor. Neuron flags never set this. */
   backdoored?: boolean;
+  /** Detectors only: the tests that decided `backdoored`, with their statistics and thresholds. */
+  evidence?: VerdictEvidence[];
+  /** Detectors only: the decision threshold on the method's main statistic (the report's methods[].threshold). */
+  threshold?: number;
   artifacts?: ArtifactImage[];
   gradientEvaluations?: number;
   direction?: 'above' | 'below';

@@ -63,6 +63,30 @@ export interface NeuronScore {
 
 export type MethodStatus = 'ran' | 'skipped' | 'failed';
 
+/**
+ * One detector test and what it decided: the statistic it measured, the threshold it compared it
+ * with and where that threshold comes from. The verdict is backdoored when any entry is flagged.
+ */
+export interface VerdictEvidence {
+  /** Detector and variant, e.g. 'pairs:patch', 'pairs:perturbation', 'mmbd'. */
+  method: string;
+  /** What was measured, e.g. 'anomaly index of 1/|m|₁ over the class pairs'. */
+  statistic: string;
+  /** The most extreme value the test saw (the one compared with the threshold). */
+  value: number;
+  threshold: number;
+  /** 'above': flagged when value > threshold; 'below': flagged when value < threshold (p-values). */
+  direction: 'above' | 'below';
+  /** Where the threshold comes from, e.g. 'calibrated on 6 clean zoo controls (highest 3.9) + margin'. */
+  thresholdSource: string;
+  flagged: boolean;
+  /** Target classes this test points at (empty when not flagged). */
+  targets: number[];
+  attackType: AttackType | null;
+  /** One line a person can read, e.g. "pairs:patch: 7 → 0 anomaly index 14.2 > 4.5". */
+  summary: string;
+}
+
 export interface MethodRun {
   method: string;
   status: MethodStatus;
@@ -75,6 +99,8 @@ export interface MethodRun {
   u?: number;
   /** Gradient evaluations, for optimisation-based methods. */
   gradientEvaluations?: number;
+  /** A detector's decision threshold (on its own statistic, see the report's evidence). */
+  threshold?: number;
   /** Deviations from the reference algorithm, and other notes a reader should know. */
   notes?: string[];
 }
@@ -106,6 +132,8 @@ export interface ScanReport {
   model: ModelInfoSummary;
   data: { path: string; n: number; labelled: boolean; kind: 'clean' | 'mixed' } | null;
   verdict: Verdict;
+  /** The detector tests behind the verdict, flagged ones first. */
+  evidence: VerdictEvidence[];
   attackType: AttackType | null;
   /** Detected target classes. */
   targets: number[];

@@ -31,6 +31,7 @@ function report(over: Partial<ScanReport>): ScanReport {
     model: { path: badnets, sha256: 'a'.repeat(64), format: 'onnx', input: { name: 'input', dims: ['N', 1, 28, 28] }, numClasses: 10, bn: 'kept' },
     data: null,
     verdict: 'clean',
+    evidence: [],
     attackType: null,
     targets: [],
     pairs: [],
