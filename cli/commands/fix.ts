@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { applyFix, assertNotInput, evaluate, purifiedWeights, writeFilesAtomic, type EvalResult } from '../../engine';
+import { applyFix, assertNotInput, checkOutputPath, evaluate, purifiedWeights, writeFilesAtomic, type EvalResult } from '../../engine';
 import { commonHelp, intOption, numberOption, parse, settingsFor, UsageError } from '../options';
 import { openData, openModel, openRuntime } from '../load';
 import type { CommandResult } from '../main';
@@ -44,6 +44,7 @@ export async function fixCommand(args: string[]): Promise<CommandResult> {
   if (!method) throw new UsageError('fix needs --method M');
   if (!out) throw new UsageError('fix needs --out FILE (it never overwrites its input)');
   assertNotInput(out, [positionals[0]]);
+  checkOutputPath(out);
   if (existsSync(out) && !values.force) throw new UsageError(`${out} exists; pass --force to replace it`);
   const weightsOut = `${out.replace(/\.onnx$/i, '')}.safetensors`;
   const mode = (values.mode as string | undefined) ?? 'adaptive';
