@@ -7,6 +7,7 @@ import * as ort from 'onnxruntime-node';
 import { createHash } from 'node:crypto';
 import { BackdoorLensError } from '../errors';
 import type { OnnxModel } from '../graph/model';
+import { hasExternalData } from '../graph/model-tensors';
 import { sizeOf, type DType, type Tensor, type TensorData } from '../tensor';
 
 export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu';
@@ -118,6 +119,11 @@ export class Runtime {
 
   /** A session for the model, compiled once per distinct graph. */
   session(model: OnnxModel | Uint8Array, label?: string): Promise<ModelSession> {
+    if (!(model instanceof Uint8Array)) {
+      // onnxruntime would resolve an external location against the working directory: never hand it one.
+      const external = hasExternalData(model.proto);
+      if (external) return Promise.reject(new BackdoorLensError('bad-file', `tensor '${external.tensor.name ?? ''}' (${external.where}) still refers to external data; load the model with loadModel, which reads it from the model's folder`, { file: model.source }));
+    }
     const bytes = model instanceof Uint8Array ? model : model.toBytes();
     const key = createHash('sha256').update(bytes).digest('hex');
     let session = this.sessions.get(key);
