@@ -63,22 +63,22 @@ function inlineOne(modelPath: string, folder: string, p: PlacedTensor, options: 
   const t = p.tensor;
   const location = entry(t, 'location');
   const refuse = (why: string): never => {
-    throw new BackdoorLensError('bad-file', `${label(p)} keeps its data in external file '${(location ?? '').slice(0, 200)}', ${why}; refusing to read it`, { file: modelPath });
+    throw new BackdoorLensError('bad-file', `${label(p)}: external data '${(location ?? '').slice(0, 200)}' ${why}; not read`, { file: modelPath });
   };
-  if (!location) refuse('but names no location');
-  if (location!.includes('\0')) refuse('a path with a NUL byte');
-  if (isAbsolute(location!)) refuse(`an absolute path; ONNX external data must sit in the model's folder (${folder})`);
+  if (!location) refuse('names no file');
+  if (location!.includes('\0')) refuse('has a NUL byte');
+  if (isAbsolute(location!)) refuse(`is an absolute path; it must be inside the model's folder ${folder}`);
   let target: string;
   try {
     target = realpathSync(resolve(folder, location!));
   } catch {
-    return refuse(`which does not exist in the model's folder (${folder})`);
+    return refuse(`does not exist in the model's folder ${folder}`);
   }
   const inside = (path: string) => path.startsWith(folder.endsWith(sep) ? folder : folder + sep);
-  if (!inside(target)) refuse(`which resolves to ${target}, outside the model's folder (${folder})`);
+  if (!inside(target)) refuse(`is outside the model's folder ${folder} (it resolves to ${target})`);
 
   const dtype = dtypeFromDataType(t.data_type);
-  if (!dtype) refuse(`with data type ${dtypeName(t.data_type)}, which Backdoor Lens does not read`);
+  if (!dtype) refuse(`holds ${dtypeName(t.data_type)}, a type Backdoor Lens does not read`);
   const dims = (t.dims ?? []).map(Number);
   if (dims.some((d) => !Number.isSafeInteger(d) || d < 0)) throw badFile(modelPath, `${label(p)} has invalid dims [${dims.join(', ')}]`);
   const n = sizeOf(dims);
@@ -97,7 +97,7 @@ function inlineOne(modelPath: string, folder: string, p: PlacedTensor, options: 
     } catch {
       // no /proc: the realpath check above stands
     }
-    if (!inside(real)) refuse(`which resolves to ${real}, outside the model's folder (${folder})`);
+    if (!inside(real)) refuse(`is outside the model's folder ${folder} (it resolves to ${real})`);
     if (offset + need > opened.size) {
       throw badFile(modelPath, `${label(p)} needs ${need} bytes at offset ${offset} of external file '${location}', which holds ${opened.size} bytes: the data is truncated`);
     }
