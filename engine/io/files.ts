@@ -43,6 +43,7 @@ export function fsErrorMessage(e: unknown, action = 'read'): string {
     case 'EROFS': return `cannot ${action} it: the file system is read-only`;
     case 'EXDEV': return `cannot ${action} it across file systems`;
     case 'EIO': return `cannot ${action} it: input/output error`;
+    case 'ENXIO': return 'is a socket (or a device with nothing behind it), not a regular file; Backdoor Lens reads regular files only';
     default: return `cannot ${action} it${code ? ` (${code})` : ''}`;
   }
 }
