@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { BackdoorLensError, badFile } from '../errors';
 import { OnnxModel } from '../graph/model';
 import { checkTensorProto } from '../graph/tensor-proto';
+import { checkNodeBounds } from '../graph/bounds';
 import { sizeOf } from '../tensor';
 import { tensorLimitError } from './limits';
 import { looksLikeText } from './text';
@@ -46,6 +47,8 @@ export function decodeOnnx(path: string, bytes: Uint8Array, options: LoadOptions
       throw badFile(path, (e as Error).message, e);
     }
   }
+  // Before any session exists: no node may make more than the tensor limit, nor loop past it.
+  checkNodeBounds(model, limits.maxTensorElements, options.signal);
   return model;
 }
 

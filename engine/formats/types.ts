@@ -32,6 +32,8 @@ export interface LoadOptions {
    * overriding the template's default (--size, or preprocess.height/width in backdoor-lens.json).
    */
   inputSize?: { height: number; width: number };
+  /** The job's limits and cancellation, checked while a big graph is prepared (shape inference, bounds). */
+  signal?: AbortSignal;
 }
 
 export interface LoadedModel {

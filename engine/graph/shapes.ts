@@ -106,7 +106,7 @@ function windowShape(node: NodeProto, x: Dim[], kernel: number[], channels: Dim,
   return [x[0], channels, ...out];
 }
 
-export function inferShapes(model: OnnxModel, inputShapes: Record<string, Dim[]> = {}): ShapeInference {
+export function inferShapes(model: OnnxModel, inputShapes: Record<string, Dim[]> = {}, signal?: AbortSignal): ShapeInference {
   const shapes = new Map<string, Dim[]>();
   const ints = new Map<string, SymbolicInts>();
   const unknown: ShapeInference['unknown'] = [];
@@ -129,7 +129,10 @@ export function inferShapes(model: OnnxModel, inputShapes: Record<string, Dim[]>
     return numeric(v.values, what);
   };
 
+  let visited = 0;
   for (const node of model.nodes) {
+    // A graph of a million nodes takes seconds: the job's limits are checked on the way.
+    if (signal && ++visited % 1024 === 0) signal.throwIfAborted();
     const name = model.nodeName(node);
     try {
       const ins = node.input.map((i) => (i ? shapes.get(i) : undefined));
