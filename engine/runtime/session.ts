@@ -42,6 +42,17 @@ export function fromOrtTensor(t: ort.Tensor): Tensor {
   return { dtype, dims: [...t.dims], data: t.data as TensorData };
 }
 
+/**
+ * onnxruntime's error text on one line, without its C++ source locations and failed-check
+ * expressions ("/onnxruntime_src/…/reshape_helper.h:84 onnxruntime::ReshapeHelper::…(…) size != 0 … was false.").
+ */
+export function ortMessage(e: unknown): string {
+  const text = (e instanceof Error ? e.message : String(e)).replace(/\s+/g, ' ').trim();
+  return text
+    .replace(/\/onnxruntime_src\/\S+:\d+ (?:\S+\([^)]*\)(?: const)? )?(?:[^.]*? was false\. )?/g, '')
+    .slice(0, 400);
+}
+
 function availability(ep: ExecutionProvider): string | undefined {
   if (ep === 'cpu') return undefined;
   const backend = ort.listSupportedBackends().find((b) => b.name === ep);
@@ -74,7 +85,7 @@ export class ModelSession {
     try {
       result = fetches ? await this.inner.run(ortFeeds, fetches as string[]) : await this.inner.run(ortFeeds);
     } catch (e) {
-      throw new BackdoorLensError('bad-data', `running ${this.label} failed: ${(e as Error).message}`, { cause: e });
+      throw new BackdoorLensError('bad-data', `running ${this.label} failed: ${ortMessage(e)}`, { cause: e });
     }
     const out: Record<string, Tensor> = {};
     for (const [k, v] of Object.entries(result)) out[k] = fromOrtTensor(v as ort.Tensor);
@@ -112,6 +123,7 @@ export class Runtime {
   readonly options: Required<RuntimeOptions>;
 
   constructor(options: RuntimeOptions = {}) {
+    ort.env.logLevel = 'fatal';
     this.options = { executionProvider: options.executionProvider ?? 'cpu', threads: options.threads ?? 0 };
     const missing = availability(this.options.executionProvider);
     if (missing) throw new BackdoorLensError('usage', `cannot use execution provider '${this.options.executionProvider}': ${missing}`);
@@ -139,6 +151,9 @@ export class Runtime {
   private async create(bytes: Uint8Array, label: string): Promise<ModelSession> {
     const { executionProvider, threads } = this.options;
     const options: ort.InferenceSession.SessionOptions = {
+      // Errors come back as exceptions and become one line of ours: onnxruntime's own log lines
+      // (printed natively to stderr before the exception) would only precede it.
+      logSeverityLevel: 4,
       executionProviders: executionProvider === 'cpu' ? ['cpu'] : [executionProvider, 'cpu'],
       graphOptimizationLevel: 'all',
       ...(threads > 0 ? { intraOpNumThreads: threads, interOpNumThreads: 1 } : {}),
@@ -146,7 +161,7 @@ export class Runtime {
     try {
       return new ModelSession(await ort.InferenceSession.create(bytes, options), label);
     } catch (e) {
-      const message = (e as Error).message.replace(/\s+/g, ' ').trim();
+      const message = ortMessage(e);
       if (executionProvider !== 'cpu' && /provider|cuda|webgpu|dawn|adapter/i.test(message)) {
         throw new BackdoorLensError('usage', `cannot start execution provider '${executionProvider}': ${message}. Use --provider cpu, or see the README section "Using a GPU"`, { cause: e });
       }
