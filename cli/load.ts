@@ -41,7 +41,7 @@ export async function openModel(path: string, s: Settings, guard?: JobGuard): Pr
     // Only graphs built from weights take it; an ONNX model keeps the input size it declares.
     ...(height && width ? { inputSize: { height, width } } : {}),
     limits: { ...(maxModelBytes ? { maxModelBytes } : {}), ...(maxTensorElements ? { maxTensorElements } : {}) },
-    signal: guard?.signal,
+    interrupt: guard?.interrupt,
   });
 }
 

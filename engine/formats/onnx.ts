@@ -33,6 +33,7 @@ export function decodeOnnx(path: string, bytes: Uint8Array, options: LoadOptions
   if (g.node.length === 0 || g.output.length === 0 || model.proto.opset_import.length === 0) {
     throw new BackdoorLensError('unsupported-model', `is not a usable ONNX model: it decodes to ${g.node.length} nodes, ${g.output.length} outputs and ${model.proto.opset_import.length} opset imports`, { file: path });
   }
+  options.interrupt?.throwIfAborted();
   // Before anything reads a tensor: external data comes from the model's folder or not at all.
   inlineExternalData(path, model.proto, { maxTensorElements: limits.maxTensorElements });
   model.invalidate();
@@ -48,7 +49,7 @@ export function decodeOnnx(path: string, bytes: Uint8Array, options: LoadOptions
     }
   }
   // Before any session exists: no node may make more than the tensor limit, nor loop past it.
-  checkNodeBounds(model, limits.maxTensorElements, options.signal);
+  checkNodeBounds(model, limits.maxTensorElements, options.interrupt);
   return model;
 }
 

@@ -32,8 +32,11 @@ export interface LoadOptions {
    * overriding the template's default (--size, or preprocess.height/width in backdoor-lens.json).
    */
   inputSize?: { height: number; width: number };
-  /** The job's limits and cancellation, checked while a big graph is prepared (shape inference, bounds). */
-  signal?: AbortSignal;
+  /**
+   * The job's limits, checked while a big graph is prepared (shape inference, bounds): a JobGuard's
+   * interrupt, which reads the clock (an AbortSignal's timeout cannot fire inside synchronous work).
+   */
+  interrupt?: { throwIfAborted(): void };
 }
 
 export interface LoadedModel {

@@ -28,12 +28,12 @@ function overLimit(model: OnnxModel, what: string, elementCount: number, limit: 
 }
 
 /** Throws a limit error naming the first node that would produce more than `maxElements` elements. */
-export function checkNodeBounds(model: OnnxModel, maxElements: number, signal?: AbortSignal): void {
+export function checkNodeBounds(model: OnnxModel, maxElements: number, interrupt?: { throwIfAborted(): void }): void {
   const batchOne = Object.fromEntries(model.inputs().map((i) => [i.name, i.dims.map((d) => (typeof d === 'number' ? d : 1))]));
-  const { shapes, ints } = inferShapes(model, batchOne, signal);
+  const { shapes, ints } = inferShapes(model, batchOne, interrupt);
   let visited = 0;
   for (const node of model.nodes) {
-    if (signal && ++visited % 1024 === 0) signal.throwIfAborted();
+    if (interrupt && ++visited % 1024 === 0) interrupt.throwIfAborted();
     const name = `${node.op_type} node '${model.nodeName(node)}'`;
     for (const out of node.output) {
       const dims = out ? shapes.get(out) : undefined;

@@ -106,7 +106,7 @@ function windowShape(node: NodeProto, x: Dim[], kernel: number[], channels: Dim,
   return [x[0], channels, ...out];
 }
 
-export function inferShapes(model: OnnxModel, inputShapes: Record<string, Dim[]> = {}, signal?: AbortSignal): ShapeInference {
+export function inferShapes(model: OnnxModel, inputShapes: Record<string, Dim[]> = {}, interrupt?: { throwIfAborted(): void }): ShapeInference {
   const shapes = new Map<string, Dim[]>();
   const ints = new Map<string, SymbolicInts>();
   const unknown: ShapeInference['unknown'] = [];
@@ -132,7 +132,7 @@ export function inferShapes(model: OnnxModel, inputShapes: Record<string, Dim[]>
   let visited = 0;
   for (const node of model.nodes) {
     // A graph of a million nodes takes seconds: the job's limits are checked on the way.
-    if (signal && ++visited % 1024 === 0) signal.throwIfAborted();
+    if (interrupt && ++visited % 1024 === 0) interrupt.throwIfAborted();
     const name = model.nodeName(node);
     try {
       const ins = node.input.map((i) => (i ? shapes.get(i) : undefined));

@@ -33,8 +33,20 @@ export interface JobGuardOptions extends JobLimits {
   onStage?(stage: string): void;
 }
 
+/**
+ * A check a long synchronous stage calls now and then (shape inference over a million nodes): it
+ * throws when the job must stop. An AbortSignal has this method, but its time limit only fires when
+ * the event loop turns, which a synchronous stage never lets happen; a JobGuard's reads the clock.
+ */
+export interface Interrupt {
+  throwIfAborted(): void;
+}
+
 export class JobGuard {
   readonly signal: AbortSignal;
+  /** For synchronous stages: checks the clock and memory on each call. */
+  readonly interrupt: Interrupt = { throwIfAborted: () => this.check() };
+  private readonly expired = new AbortController();
   private current = 'start-up';
   private readonly timeout?: AbortSignal;
   private readonly memory = new AbortController();
@@ -48,7 +60,7 @@ export class JobGuard {
       this.timer = setInterval(() => this.sample(), options.sampleMs ?? 100);
       this.timer.unref();
     }
-    const signals = [options.signal, this.timeout, this.memory.signal].filter((s): s is AbortSignal => !!s);
+    const signals = [options.signal, this.timeout, this.expired.signal, this.memory.signal].filter((s): s is AbortSignal => !!s);
     this.signal = AbortSignal.any(signals);
     this.sample();
   }
@@ -64,9 +76,11 @@ export class JobGuard {
     this.options.onStage?.(text);
   }
 
-  /** Checks memory now (also called on a timer) and throws if the job must stop. */
+  /** Checks the clock and memory now (memory also on a timer) and throws if the job must stop. */
   check(stage?: string): void {
     if (stage) this.stage = stage;
+    const limit = this.options.timeLimitMs;
+    if (limit && !this.expired.signal.aborted && Date.now() - this.startedAt >= limit) this.expired.abort();
     this.sample();
     if (this.signal.aborted) throw this.stopped();
   }
@@ -83,7 +97,7 @@ export class JobGuard {
 
   /** Which limit stopped the job, if one did. */
   get limitReached(): 'time' | 'memory' | undefined {
-    return this.timeout?.aborted ? 'time' : this.memory.signal.aborted ? 'memory' : undefined;
+    return this.timeout?.aborted || this.expired.signal.aborted ? 'time' : this.memory.signal.aborted ? 'memory' : undefined;
   }
 
   /** The error for the stop: a limit (naming it and the stage) or a cancellation. */
