@@ -66,6 +66,8 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   // The channel to the supervisor must not keep a finished job alive.
   if (process.env.BACKDOOR_LENS_SUPERVISED === '1') process.channel?.unref();
   const { stdout, stderr, exitCode } = await runCli(argv);
+  // The job is over (whatever stopped it): the supervisor's watchdog has nothing left to end.
+  process.send?.({ type: 'done' });
   if (stdout) process.stdout.write(stdout.endsWith('\n') ? stdout : stdout + '\n');
   if (stderr) process.stderr.write(stderr + '\n');
   process.exitCode = exitCode;

@@ -9,7 +9,7 @@
  * ends it and prints the one-line reason with the stage the child last reported.
  */
 import { spawn } from 'node:child_process';
-import { memoryLimitError, ProcessWatchdog, timeLimitError, type JobLimits } from '../engine/runtime/limits';
+import { memoryLimitError, ProcessWatchdog, timeLimitError, watchdogGraceMs, type JobLimits } from '../engine/runtime/limits';
 import { exitCodes } from './exit-codes';
 
 /** Commands that run a job worth supervising. */
@@ -21,7 +21,7 @@ export function shouldSupervise(argv: readonly string[]): boolean {
   return !argv.includes('--help') && !argv.includes('-h');
 }
 
-type ChildMessage = ({ type: 'limits'; command: string } & JobLimits) | { type: 'stage'; stage: string };
+type ChildMessage = ({ type: 'limits'; command: string } & JobLimits) | { type: 'stage'; stage: string } | { type: 'done' };
 
 /** Runs the command line in a watched child; resolves to the exit code. */
 export function supervise(argv: readonly string[], entry = process.argv[1]): Promise<number> {
@@ -39,6 +39,7 @@ export function supervise(argv: readonly string[], entry = process.argv[1]): Pro
     let ended: string | undefined;
     child.on('message', (m: ChildMessage) => {
       if (m.type === 'stage') stage = m.stage;
+      else if (m.type === 'done') watchdog?.stop();
       else if (m.type === 'limits' && !watchdog && child.pid) {
         command = m.command;
         limits = { timeLimitMs: m.timeLimitMs, maxMemoryMB: m.maxMemoryMB };
@@ -48,7 +49,7 @@ export function supervise(argv: readonly string[], entry = process.argv[1]): Pro
               ? memoryLimitError(command, limits.maxMemoryMB!, stage, breach.usedMB ?? 0).message
               : timeLimitError(command, limits.timeLimitMs!, stage, ' (the job did not stop at its own checks, e.g. inside onnxruntime, so it was ended)').message;
           child.kill('SIGKILL');
-        }, { startedAt });
+        }, { startedAt, graceMs: watchdogGraceMs(limits.timeLimitMs ?? 0) });
       }
     });
     const forward = (signal: NodeJS.Signals) => () => child.kill(signal);

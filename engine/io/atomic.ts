@@ -21,7 +21,16 @@ let serial = 0;
 
 /** Temporary files for a target start with this: hidden, beside it, named for it and this process. */
 export function tempPrefix(path: string): string {
-  return join(dirname(path), `.${basename(path)}.${process.pid}.`);
+  return join(dirname(path), `.${basename(path)}.${ownerPid()}.`);
+}
+
+/**
+ * The process a write belongs to: this one, or the language server whose engine worker process this
+ * is (it sets BACKDOOR_LENS_OWNER_PID), so the server can remove what a killed worker left.
+ */
+function ownerPid(): number {
+  const owner = Number(process.env.BACKDOOR_LENS_OWNER_PID);
+  return Number.isSafeInteger(owner) && owner > 0 ? owner : process.pid;
 }
 
 /** Unique across this process's threads and calls, so writers of the same target never share one. */

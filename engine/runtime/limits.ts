@@ -172,7 +172,7 @@ export class ProcessWatchdog {
   }
 }
 
-/** How long after the time limit the watchdog waits for the job to stop itself: 5% of it, 0.25 s at least. */
+/** How long after the time limit the watchdog waits for the job to stop itself: 8% of it, 0.25 s at least. */
 export function watchdogGraceMs(timeLimitMs: number): number {
-  return Math.max(250, Math.round(0.05 * timeLimitMs));
+  return Math.max(250, Math.round(0.08 * timeLimitMs));
 }

@@ -76,11 +76,11 @@ describe('every command has time and memory limits, and they hold inside onnxrun
     }
   });
 
-  test('a Loop that never ends: eval ends within 10% of --time-limit 10, naming the stage, exit 2', () => {
-    const r = bin(['eval', join(hostile, 'loop-forever.onnx'), '--data', tiny, '--time-limit', '10']);
+  test('a Loop that never ends: eval ends within 10% of --time-limit 15, naming the stage, exit 2', () => {
+    const r = bin(['eval', join(hostile, 'loop-forever.onnx'), '--data', tiny, '--time-limit', '15']);
     assert.equal(r.exitCode, exitCodes.limit, r.stderr);
-    assert.match(oneLine(r.stderr), /^backdoor-lens: eval stopped: time limit 10 s reached during evaluating .*tiny\.npz \(the job did not stop at its own checks, e\.g\. inside onnxruntime, so it was ended\)/);
-    assert.ok(r.wallMs <= 11_000, `${r.wallMs} ms`);
+    assert.match(oneLine(r.stderr), /^backdoor-lens: eval stopped: time limit 15 s reached during evaluating .*tiny\.npz \(the job did not stop at its own checks, e\.g\. inside onnxruntime, so it was ended\)/);
+    assert.ok(r.wallMs <= 16_500, `${r.wallMs} ms`);
   });
 
   test('ConstantOfShape sized by the input at run time: --max-memory 600 ends it there, exit 2', () => {
@@ -93,11 +93,11 @@ describe('every command has time and memory limits, and they hold inside onnxrun
 });
 
 describe('a scan stops within its time limit with what it finished', () => {
-  test('--time-limit 20 on the small BadNets model: exit 2 within 10%, clp done, pairs stopped at its stage, BL040', () => {
-    const r = bin(['scan', join(fmnist.badnets, 'model.onnx'), '--data', join(fmnist.data, 'clean.npz'), '--methods', 'clp,pairs', '--option', 'pairs.imagesPerClass=100', '--time-limit', '20', '--json']);
+  test('--time-limit 30 on the small BadNets model: exit 2 within 10%, clp done, pairs stopped at its stage, BL040', () => {
+    const r = bin(['scan', join(fmnist.badnets, 'model.onnx'), '--data', join(fmnist.data, 'clean.npz'), '--methods', 'clp,pairs', '--option', 'pairs.imagesPerClass=100', '--time-limit', '30', '--json']);
     assert.equal(r.exitCode, exitCodes.limit, r.stderr);
-    assert.match(oneLine(r.stderr), /^backdoor-lens: scan stopped: time limit 20 s reached during patch pair reversal \d+\/90; raise timeLimitSeconds/);
-    assert.ok(r.wallMs <= 22_000, `${r.wallMs} ms`);
+    assert.match(oneLine(r.stderr), /^backdoor-lens: scan stopped: time limit 30 s reached during patch pair reversal \d+\/90; raise timeLimitSeconds/);
+    assert.ok(r.wallMs <= 33_000, `${r.wallMs} ms`);
     const report = JSON.parse(r.stdout) as ScanReport;
     const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true });
     addFormats(ajv);
@@ -106,7 +106,7 @@ describe('a scan stops within its time limit with what it finished', () => {
     assert.deepEqual(report.methods.map((m) => [m.method, m.status]), [['clp', 'ran'], ['pairs', 'stopped']]);
     assert.ok(report.neurons.length > 0, 'the finished method\'s results are kept');
     const bl040 = report.findings.find((f) => f.code === 'BL040')!;
-    assert.match(bl040.message, /time limit 20 s reached during patch pair reversal/);
+    assert.match(bl040.message, /time limit 30 s reached during patch pair reversal/);
     assert.equal(report.verdict, 'inconclusive');
   });
 

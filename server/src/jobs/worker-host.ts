@@ -1,9 +1,14 @@
 /**
- * Owns the engine worker thread. Jobs go in one at a time; a cancelled job gets a grace period to
- * stop at the engine's next abort check, after which the thread is terminated (the job settles when
- * it has exited) and a fresh one is started for the next job, so a cancellation always ends cleanly.
+ * Owns the engine worker: a child process, so that a job can always be ended. Jobs go in one at a
+ * time; a cancelled job gets a grace period to stop at the engine's next abort check, after which the
+ * process is killed (the job settles when it has exited) and a fresh one is started for the next job.
+ * A thread could not be ended this way: onnxruntime runs a session in one native call that a thread's
+ * termination waits for (a Loop that never ends would hold it forever); a process is killed at once.
+ * The host also watches the job's time and memory limits from outside (ProcessWatchdog), for the
+ * same reason, and ends the job there with the stage it last reported.
  */
-import { Worker } from 'node:worker_threads';
+import { fork, type ChildProcess } from 'node:child_process';
+import { memoryLimitError, ProcessWatchdog, timeLimitError, type JobLimits } from '../../../engine/runtime/limits';
 import type { ErrorCode } from '../../../engine/errors';
 import type { FromWorker, JobError, JobRequest, JobResult, ToWorker, WorkerMemory } from './messages';
 
@@ -30,14 +35,14 @@ export interface RunOptions {
 }
 
 interface Pending {
-  worker: Worker;
+  worker: ChildProcess;
   resolve(r: JobResult): void;
   reject(e: unknown): void;
   onProgress?(fraction: number, stage: string): void;
 }
 
 export class WorkerHost {
-  private worker?: Worker;
+  private worker?: ChildProcess;
   private readonly pending = new Map<number, Pending>();
   private readonly probes = new Map<number, (m: WorkerMemory | undefined) => void>();
   private nextId = 1;
@@ -49,8 +54,16 @@ export class WorkerHost {
     private readonly options: { graceMs?: number; resourceLimits?: { maxOldGenerationSizeMb?: number } } = {},
   ) {}
 
-  private start(): Worker {
-    const w = new Worker(this.workerPath, { resourceLimits: this.options.resourceLimits });
+  private start(): ChildProcess {
+    const maxOld = this.options.resourceLimits?.maxOldGenerationSizeMb;
+    const w = fork(this.workerPath, [], {
+      serialization: 'advanced',
+      // stdout is the LSP channel of `lsp --stdio`: the worker must never write there.
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      // Its temporary files are named for the server, which removes those a killed job left.
+      env: { ...process.env, BACKDOOR_LENS_OWNER_PID: String(process.pid) },
+      execArgv: [...process.execArgv, ...(maxOld ? [`--max-old-space-size=${maxOld}`] : [])],
+    });
     w.on('message', (m: FromWorker) => {
       if (m.type === 'memory') {
         this.probes.get(m.id)?.(m.memory);
@@ -74,10 +87,20 @@ export class WorkerHost {
       }
     };
     w.on('error', (e) => fail(e.message));
-    w.on('exit', (code) => fail(`exit code ${code}`));
+    w.on('exit', (code, signal) => fail(signal ? `signal ${signal}` : `exit code ${code}`));
     this.worker = w;
     this.started++;
     return w;
+  }
+
+  /** Kills a worker process; resolves once it has exited, so nothing it was writing lands later. */
+  private kill(w: ChildProcess): Promise<void> {
+    if (this.worker === w) this.worker = undefined;
+    if (w.exitCode !== null || w.signalCode !== null) return Promise.resolve();
+    return new Promise((resolve) => {
+      w.once('exit', () => resolve());
+      w.kill('SIGKILL');
+    });
   }
 
   run(job: JobRequest, options: RunOptions = {}): Promise<JobResult> {
@@ -86,26 +109,40 @@ export class WorkerHost {
     const id = this.nextId++;
     return new Promise<JobResult>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
+      let watchdog: ProcessWatchdog | undefined;
+      let stage = 'start-up';
+      /** Ends the job from outside: the process is killed, and the job fails with `failure` once it has exited. */
+      const end = (failure: JobFailure) => {
+        if (!this.pending.has(id)) return;
+        this.pending.delete(id);
+        void this.kill(worker).then(() => settle(reject)(failure));
+      };
       const onAbort = () => {
-        worker.postMessage({ type: 'cancel', id } satisfies ToWorker);
-        timer = setTimeout(() => {
-          if (!this.pending.has(id)) return;
-          // The engine did not reach an abort check in time: stop the thread. The job ends only once
-          // the thread has, so nothing it was writing can land after the next job has started.
-          this.pending.delete(id);
-          if (this.worker === worker) this.worker = undefined;
-          const end = () => reject(cancelled());
-          worker.terminate().then(end, end);
-        }, this.options.graceMs ?? 2000);
+        send(worker, { type: 'cancel', id });
+        // The engine did not reach an abort check in time (onnxruntime holds it): kill the process.
+        timer = setTimeout(() => end(cancelled()), this.options.graceMs ?? 2000);
       };
       const settle = <T>(f: (v: T) => void) => (v: T) => {
         options.signal?.removeEventListener('abort', onAbort);
         if (timer) clearTimeout(timer);
+        watchdog?.stop();
         f(v);
       };
+      const limits = jobLimits(job);
+      // Started at the job's first progress, when the engine's own clock is running: a fresh worker's start-up does not count.
+      const watch = () => {
+        if (watchdog || !(limits.timeLimitMs || limits.maxMemoryMB) || !worker.pid) return;
+        watchdog = new ProcessWatchdog(worker.pid, limits, (breach) => {
+          const command = job.kind === 'fix' ? 'fix' : job.kind === 'scan' ? 'scan' : 'describe';
+          const e = breach.kind === 'memory' ? memoryLimitError(command, limits.maxMemoryMB!, stage, breach.usedMB ?? 0) : timeLimitError(command, limits.timeLimitMs!, stage, ' (the job did not stop at its own checks, e.g. inside onnxruntime, so it was ended)');
+          end(new JobFailure('limit', e.message, job.path));
+        }, { graceMs: Math.max(2000, 0.1 * (limits.timeLimitMs ?? 0)) });
+      };
+      const onProgress = options.onProgress;
+      options = { ...options, onProgress: (fraction, text) => (watch(), (stage = text), onProgress?.(fraction, text)) };
       this.pending.set(id, { worker, resolve: settle(resolve), reject: settle(reject), onProgress: options.onProgress });
       options.signal?.addEventListener('abort', onAbort, { once: true });
-      worker.postMessage({ type: 'run', id, job } satisfies ToWorker);
+      send(worker, { type: 'run', id, job });
     });
   }
 
@@ -125,13 +162,22 @@ export class WorkerHost {
         resolve(m);
       };
       this.probes.set(id, answer);
-      worker.postMessage({ type: 'memory', id } satisfies ToWorker);
+      send(worker, { type: 'memory', id });
     });
   }
 
   async dispose(): Promise<void> {
     const w = this.worker;
-    this.worker = undefined;
-    if (w) await w.terminate();
+    if (w) await this.kill(w);
   }
+}
+
+function send(w: ChildProcess, m: ToWorker): void {
+  if (w.connected) w.send(m);
+}
+
+/** The limits a job's settings give it (the engine enforces them too; this is the outside backstop). */
+function jobLimits(job: JobRequest): JobLimits {
+  const s = job.settings as { timeLimitSeconds?: number; limits?: { maxMemoryMB?: number } };
+  return { timeLimitMs: s.timeLimitSeconds ? s.timeLimitSeconds * 1000 : undefined, maxMemoryMB: s.limits?.maxMemoryMB };
 }
