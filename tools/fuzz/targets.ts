@@ -3,7 +3,8 @@
  * loader entry point that takes bytes. A target passes an input when the loader returns a result
  * or throws a BackdoorLensError (a clear error); anything else is a crash.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
@@ -27,6 +28,14 @@ import { deepNesting, duplicateZipEntry, genericMutators, type Mutator } from '.
 
 const root = join(__dirname, '../..');
 const file = (p: string) => new Uint8Array(readFileSync(join(root, p)));
+/** Issue 15's hostile corpus (tools/fixtures/hostile.py): every shape of it seeds the campaign. */
+const hostile = (...names: string[]) => names.map((n) => file(`fixtures/hostile/${n}`));
+/**
+ * Where fuzzed ONNX models claim to live: an empty folder, so that external-data references a
+ * mutation makes resolve to nothing (and the refusal path is what gets exercised), never to files
+ * of the working directory.
+ */
+const fuzzModelPath = join(mkdtempSync(join(tmpdir(), 'bl-fuzz-')), 'fuzz.onnx');
 
 export interface FuzzTarget {
   format: string;
@@ -95,14 +104,21 @@ function tinySafetensors(): Uint8Array {
 export const targets: FuzzTarget[] = [
   {
     format: 'onnx',
-    seeds: () => [tinyOnnx(), file('fixtures/fmnist/badnets/model.onnx')],
+    seeds: () => [
+      tinyOnnx(),
+      file('fixtures/fmnist/badnets/model.onnx'),
+      ...hostile('ext-constant.onnx', 'ext-initializer-parent.onnx', 'ext-subgraph.onnx', 'ext-sparse.onnx', 'ext-inside.onnx', 'constant-of-shape-bomb.onnx', 'constant-of-shape-dynamic.onnx', 'loop-bomb.onnx', 'loop-forever.onnx', 'loop-classifier.onnx'),
+    ],
     mutators: genericMutators,
-    load: (bytes) => onnxReader.read('fuzz.onnx', bytes, {}),
+    load: (bytes) => onnxReader.read(fuzzModelPath, bytes, {}),
   },
   {
     // torch.save checkpoints through the whole load path: zip, safe pickle, tensors, template, graph.
     format: 'pytorch',
-    seeds: () => [file('fixtures/pickles/tiny-cnn.pt')],
+    seeds: () => [
+      file('fixtures/pickles/tiny-cnn.pt'),
+      ...hostile('osx-support.pt', 'pathlib-write-text.pt', 'gcd-attrgetter.pt', 'lone-upper-data-pkl.pt', 'upper-case-duplicate.pt', 'torchscript-members.pt', 'trailing-pickle.pt', 'legacy-tar.pt', 'legacy-tar-clean.pt', 'second-pickle.pkl', 'text.pt'),
+    ],
     mutators: [...genericMutators, duplicateZipEntry],
     load: (bytes) => pytorchReader.read('fuzz.pt', bytes, {}),
   },
