@@ -136,8 +136,9 @@ export class WorkerHost {
           const command = job.kind === 'fix' ? 'fix' : job.kind === 'scan' ? 'scan' : 'describe';
           const e = breach.kind === 'memory' ? memoryLimitError(command, limits.maxMemoryMB!, stage, breach.usedMB ?? 0) : timeLimitError(command, limits.timeLimitMs!, stage, ' (the job did not stop at its own checks, e.g. inside onnxruntime, so it was ended)');
           end(new JobFailure('limit', e.message, job.path));
-          // A backstop for a job held inside onnxruntime: the engine stops itself at its limit when it can.
-        }, { graceMs: Math.max(5000, 0.1 * (limits.timeLimitMs ?? 0)) });
+          // A backstop for a job held inside onnxruntime or a long synchronous stage: the engine stops
+          // itself at its limit, with its stage, as soon as it reaches a check; only a job that does not is ended here.
+        }, { graceMs: Math.max(30_000, 0.25 * (limits.timeLimitMs ?? 0)) });
       };
       const onProgress = options.onProgress;
       options = { ...options, onProgress: (fraction, text) => (watch(), (stage = text), onProgress?.(fraction, text)) };
