@@ -106,7 +106,12 @@ function windowShape(node: NodeProto, x: Dim[], kernel: number[], channels: Dim,
   return [x[0], channels, ...out];
 }
 
-export function inferShapes(model: OnnxModel, inputShapes: Record<string, Dim[]> = {}): ShapeInference {
+/**
+ * Shapes of every tensor, batch symbolic. `observed` holds shapes measured by running the model
+ * (see engine/autodiff/observe.ts); they stand in for the outputs of nodes whose shape no rule
+ * here can derive, so that one such node does not leave everything after it unknown.
+ */
+export function inferShapes(model: OnnxModel, inputShapes: Record<string, Dim[]> = {}, observed?: ReadonlyMap<string, Dim[]>): ShapeInference {
   const shapes = new Map<string, Dim[]>();
   const ints = new Map<string, SymbolicInts>();
   const unknown: ShapeInference['unknown'] = [];
@@ -131,6 +136,7 @@ export function inferShapes(model: OnnxModel, inputShapes: Record<string, Dim[]>
 
   for (const node of model.nodes) {
     const name = model.nodeName(node);
+    let failure: string | undefined;
     try {
       const ins = node.input.map((i) => (i ? shapes.get(i) : undefined));
       const need = (i: number): Dim[] => {
@@ -340,8 +346,13 @@ export function inferShapes(model: OnnxModel, inputShapes: Record<string, Dim[]>
         throw new Error(`no shape rule for ${op}`);
       }
     } catch (e) {
-      unknown.push({ node: name, op: node.op_type, reason: e instanceof Error ? e.message : String(e) });
+      failure = e instanceof Error ? e.message : String(e);
     }
+    for (const o of node.output) {
+      const measured = o ? observed?.get(o) : undefined;
+      if (measured && (!shapes.has(o) || shapes.get(o)!.includes('?'))) shapes.set(o, measured);
+    }
+    if (failure !== undefined && !node.output.every((o) => !o || observed?.has(o))) unknown.push({ node: name, op: node.op_type, reason: failure });
   }
   return { shapes, ints, unknown };
 }
