@@ -30,7 +30,7 @@ function overLimit(model: OnnxModel, what: string, elementCount: number, limit: 
 /** Throws a limit error naming the first node that would produce more than `maxElements` elements. */
 export function checkNodeBounds(model: OnnxModel, maxElements: number, interrupt?: { throwIfAborted(): void }): void {
   const batchOne = Object.fromEntries(model.inputs().map((i) => [i.name, i.dims.map((d) => (typeof d === 'number' ? d : 1))]));
-  const { shapes, ints } = inferShapes(model, batchOne, interrupt);
+  const { shapes, ints } = inferShapes(model, batchOne, { interrupt });
   let visited = 0;
   for (const node of model.nodes) {
     if (interrupt && ++visited % 1024 === 0) interrupt.throwIfAborted();
