@@ -5,12 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { tempDir } from '../helpers';
 import { cliBin } from './traced';
 
 function server(): { child: ChildProcessWithoutNullStreams; exited: Promise<{ code: number | null; at: number }>; stderr: () => string; stdout: () => string } {
   const child = spawn(process.execPath, [cliBin, 'lsp', '--stdio'], { cwd: tempDir('bl-lsp-raw-'), env: { ...process.env, NODE_OPTIONS: '' } });
+  // A failed test leaves no server behind to hold the test file open.
+  after(() => void (child.exitCode === null && child.kill()));
   let err = '';
   let out = '';
   child.stderr.on('data', (d) => (err += d));
