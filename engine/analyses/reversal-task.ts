@@ -89,6 +89,12 @@ export class ReversalTask {
     seed: number,
     /** Per-image targets, for one trigger shared by several pairs; default: `target` for every image. */
     private readonly targets?: ReadonlyMap<number, number>,
+    /**
+     * Untargeted: the trigger must move each image away from its true class, to any other (the
+     * shape of an all-to-all backdoor); `target` is then only an id, and success counts the images
+     * that left their class.
+     */
+    readonly away = false,
   ) {
     if (images.length === 0) throw new Error(`reversal task ${id} has no images`);
     this.m = new Float64Array(objective.params.length);

@@ -8,7 +8,9 @@ export type LossSpec =
   /** Same math; the labels input holds each sample's target class. */
   | { kind: 'target-cross-entropy' }
   /** ℓ_i = z[t_i] − max_{j≠t_i} z[j]. */
-  | { kind: 'margin' };
+  | { kind: 'margin' }
+  /** ℓ_i = −log(1 − p[y_i]): small once the sample leaves its class y_i (untargeted attacks). */
+  | { kind: 'away-cross-entropy' };
 
 export interface GradientSpec {
   loss: LossSpec;

@@ -43,6 +43,36 @@ describe('GradientSession', () => {
     assert.ok(maxRelativeError(b.grads.input, a.grads.input) < 1e-5);
   });
 
+  test('the away loss is −log(1 − p_y) of the logits, and its input gradient matches finite differences', async () => {
+    const session = await GradientSession.create(runtime, model, { loss: { kind: 'away-cross-entropy' }, weighted: true, wrt: ['input'], fetch: ['logits'] });
+    const count = 4, per = (x.data as Float32Array).length / n;
+    const xs = (x.data as Float32Array).slice(0, count * per);
+    const ys = labels.slice(0, count);
+    const weights = Float32Array.of(0.1, 0.2, 0.3, 0.4);
+    const run = (data: Float32Array) => session.run({ inputs: { input: { dtype: 'float32', dims: [count, 1, 28, 28], data } }, labels: ys, weights });
+    const r = await run(xs);
+    const z = r.fetched.logits.data as Float32Array;
+    let expected = 0;
+    for (let i = 0; i < count; i++) {
+      const row = Array.from(z.subarray(10 * i, 10 * i + 10));
+      const m = Math.max(...row);
+      const total = row.reduce((s, v) => s + Math.exp(v - m), 0);
+      const py = Math.exp(row[Number(ys[i])] - m) / total;
+      expected += weights[i] * -Math.log(1 - py);
+    }
+    assert.ok(Math.abs(r.loss - expected) < 1e-4 * Math.max(1, expected), `${r.loss} vs ${expected}`);
+    // Central differences on the pixels with the largest gradients.
+    const g = r.grads.input;
+    const order = Array.from(g.keys()).sort((a, b) => Math.abs(g[b]) - Math.abs(g[a])).slice(0, 6);
+    for (const j of order) {
+      const h = 1e-3, up = Float32Array.from(xs), down = Float32Array.from(xs);
+      up[j] += h;
+      down[j] -= h;
+      const fd = ((await run(up)).loss - (await run(down)).loss) / (2 * h);
+      assert.ok(Math.abs(fd - g[j]) < 0.05 * Math.abs(g[j]) + 1e-5, `pixel ${j}: ${g[j]} vs ${fd}`);
+    }
+  });
+
   test('weights are required exactly when the graph is weighted', async () => {
     const weighted = await GradientSession.create(runtime, model, { loss: { kind: 'cross-entropy' }, weighted: true, wrt: ['input'] });
     await assert.rejects(weighted.run({ inputs: { input: x }, labels }), (e: unknown) => e instanceof BackdoorLensError && e.code === 'usage');
