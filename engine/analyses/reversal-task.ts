@@ -44,6 +44,13 @@ export const patchSchedule: ScheduleOptions = {
 
 export const perturbationSchedule: ScheduleOptions = { ...patchSchedule, lr: 0.01, successThreshold: 0.9, initCost: 1e-2 };
 
+/** The warp field moves in pixels: a step of 0.02 px lets it reach a 1-pixel displacement in 50 steps. */
+export const warpSchedule: ScheduleOptions = { ...perturbationSchedule, lr: 0.02 };
+
+export function scheduleFor(kind: 'patch' | 'perturbation' | 'warp'): ScheduleOptions {
+  return kind === 'patch' ? patchSchedule : kind === 'warp' ? warpSchedule : perturbationSchedule;
+}
+
 export type TaskStatus = 'running' | 'converged' | 'step-limit' | 'abandoned';
 
 export interface TaskSnapshot {

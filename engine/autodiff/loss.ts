@@ -1,8 +1,8 @@
 /**
  * The loss on the logits and its gradient with respect to them, written out analytically:
  * cross-entropy gives (softmax − onehot)·c, the margin z_t − max_{j≠t} z_j gives
- * (onehot(t) − onehot(argmax_{j≠t}))·c, and the away loss −log(1 − p_y) = LSE(z) − LSE(z without y)
- * gives (softmax(z) − softmax(z without y))·c, with c = 1/N for the mean or w_i when weighted.
+ * (onehot(t) − onehot(argmax_{j≠t}))·c, and the away loss −mean_{j≠y} log p_j gives
+ * (softmax(z) − u)·c with u uniform over the classes j ≠ y; c = 1/N for the mean or w_i when weighted.
  * The runner-up is the first maximal logit, as torch.max picks it.
  */
 import { BackdoorLensError } from '../errors';
@@ -45,12 +45,10 @@ export function emitLoss(e: Emitter, logits: string, loss: LossSpec, labels: str
     perSample = e.op('Sub', [target, runnerUp], {}, 'margin');
     direction = e.op('Sub', [onehot, e.op('Cast', [e.op('Equal', [runnerUpClass, classIds])], { to: 1 })]);
   } else if (loss.kind === 'away-cross-entropy') {
-    // The label's logit set to the lowest float drops out of the second softmax (its exp is 0).
-    const others = e.op('Where', [isLabel, e.scalar(lowestFloat), logits], {}, 'other_logits');
-    const all = e.op('ReduceLogSumExp', [logits, e.ints([1])], { keepdims: 1 }, 'log_sum_exp');
-    const rest = e.op('ReduceLogSumExp', [others, e.ints([1])], { keepdims: 1 }, 'log_sum_exp_others');
-    perSample = e.op('Sub', [all, rest], {}, 'away_nll');
-    direction = e.op('Sub', [e.op('Softmax', [logits], { axis: 1 }), e.op('Softmax', [others], { axis: 1 })]);
+    const logProbs = e.op('LogSoftmax', [logits], { axis: 1 }, 'log_probs');
+    const uniform = e.op('Div', [e.op('Sub', [e.scalar(1), onehot]), e.scalar(classes - 1)], {}, 'uniform_others');
+    perSample = e.op('Neg', [e.op('ReduceSum', [e.mul(logProbs, uniform), e.ints([1])], { keepdims: 1 })], {}, 'away_nll');
+    direction = e.op('Sub', [e.op('Exp', [logProbs]), uniform]);
   } else {
     throw new BackdoorLensError('usage', `unknown loss kind '${(loss as { kind: string }).kind}'`);
   }

@@ -9,7 +9,10 @@ export type LossSpec =
   | { kind: 'target-cross-entropy' }
   /** ℓ_i = z[t_i] − max_{j≠t_i} z[j]. */
   | { kind: 'margin' }
-  /** ℓ_i = −log(1 − p[y_i]): small once the sample leaves its class y_i (untargeted attacks). */
+  /**
+   * ℓ_i = −(1/(K−1))·Σ_{j≠y_i} log p[j]: cross-entropy toward the uniform distribution over the
+   * other classes, so every class a sample could leave y_i for pulls equally (untargeted attacks).
+   */
   | { kind: 'away-cross-entropy' };
 
 export interface GradientSpec {

@@ -5,7 +5,8 @@
  * one (per channel, a fitted clamp((z − μ)/σ, υ, ω) in place of BN's normalisation). The result
  * is one ONNX model holding f, every g_t and the inference rule; no weight of f changes.
  */
-import { imagesByClass, pairsAnalysis } from '../analyses/pairs';
+import { imagesByClass } from '../analyses/class-images';
+import { pairsAnalysis } from '../analyses/pairs';
 import { positiveOption } from '../analyses/positive-option';
 import { inputGradient } from '../analyses/reversal-gradient';
 import { geometryOf, makeTask, runTasks } from '../analyses/reversal-run';
