@@ -5,6 +5,8 @@
  * are the highest clean value × the margin, see engine/analyses/calibration.ts).
  *
  *   npm run bench -- calibrate          BENCH_CALIBRATE_WRITE=0 to print without writing
+ *   BENCH_ZOO=rn32-clean npm run bench -- calibrate   measure these clean models only and keep
+ *                                                     the recorded values of the others
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,11 +20,16 @@ import { zooMissing, zooModels } from '../zoo';
 export const name = 'Threshold calibration on the clean controls of the development zoo (trigger-reversal screens)';
 
 const seeds = (process.env.BENCH_SEEDS ?? '0,1,2').split(',').map(Number);
+const only = (process.env.BENCH_ZOO ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 
 export async function run(): Promise<Row[]> {
-  const clean = zooModels((t) => !t.backdoored);
+  const clean = zooModels((t) => !t.backdoored && (only.length === 0 || only.some((f) => t.name.startsWith(f))));
   if (clean.length === 0) return [{ note: zooMissing }];
   const values = new Map<string, CleanValue[]>();
+  if (only.length) {
+    const measured = new Set(clean.map((m) => m.truth.name));
+    for (const [key, list] of Object.entries(calibration.screens)) values.set(key, list.filter((c) => !measured.has(c.model)));
+  }
   for (const m of clean) {
     for (const exp of ['onnx', 'folded'] as const) {
       const model = await loadModel(exp === 'onnx' ? m.onnx : m.folded);
@@ -44,7 +51,7 @@ export async function run(): Promise<Row[]> {
   }
   const record: CalibrationRecord = {
     margin: calibration.margin,
-    made: `npm run bench -- calibrate on ${new Date().toISOString().slice(0, 10)}: ${clean.length} clean zoo models × 2 exports × seeds ${seeds.join(', ')}`,
+    made: `npm run bench -- calibrate on ${new Date().toISOString().slice(0, 10)}: ${new Set([...values.values()].flat().map((c) => c.model)).size} clean zoo models × 2 exports × seeds ${seeds.join(', ')}`,
     screens: Object.fromEntries([...values].sort(([a], [b]) => a.localeCompare(b))),
   };
   if (process.env.BENCH_CALIBRATE_WRITE !== '0') writeFileSync(join(root, 'engine/analyses/calibration.json'), `${JSON.stringify(record, null, 1)}\n`);

@@ -160,8 +160,8 @@ export const pairsAnalysis: Analysis = {
       ...(o.shiftObjectives.length && K > 2 ? [{ family: 'shifts' as const, kinds: o.shiftObjectives }] : []),
     ];
     const screenShare = o.classPairs ? 0.5 : 0.9;
-    const { screens, sampleGradients: screenGradients } = await runScreens(requests, images, data, geometry, gradient, o, ctx.seed, ctx.signal, (f) =>
-      ctx.progress(screenShare * f, `reversing triggers for ${K} target classes${requests.length > 1 ? ` and ${K - 1} class shifts` : ''} (${requests.flatMap((r) => r.kinds).length} screens)`),
+    const { screens, sampleGradients: screenGradients } = await runScreens(requests, images, data, geometry, gradient, o, ctx.seed, ctx.signal, (f, spent, budget) =>
+      ctx.progress(screenShare * f, `trigger reversal step ${spent}/${budget} (${K} targets${requests.length > 1 ? `, ${K - 1} class shifts` : ''}, ${requests.flatMap((r) => r.kinds).length} screens)`),
     );
     let sampleGradients = screenGradients;
     notes.push(`${screens.length} screens (${screens.map((s) => `${s.family}:${s.kind}`).join(', ')}), ${screens.reduce((n, s) => n + s.tasks.length, 0)} triggers of ≤ ${o.maxSteps} steps × ${o.batchSize} images, ${images.reduce((n, l) => n + l.length, 0)} images reversed on and ${held.reduce((n, l) => n + l.length, 0)} held out (${sampleGradients} image gradients)`);

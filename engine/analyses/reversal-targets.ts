@@ -85,7 +85,7 @@ export async function runScreens(
   o: ScreenOptions,
   seed: number,
   signal: AbortSignal | undefined,
-  progress: (fraction: number) => void,
+  progress: (fraction: number, spent: number, budget: number) => void,
 ): Promise<{ screens: MappingScreen[]; sampleGradients: number }> {
   const K = images.length;
   const plans = requests.flatMap((r, ri) =>
@@ -109,7 +109,10 @@ export async function runScreens(
   const stats = await runTasks(tasks, { ...defaultSchedulerOptions, mode: 'plain', armsPerRound: tasks.length }, data, gradient, {
     maxBatch: o.maxBatch,
     signal,
-    onRound: () => progress(tasks.reduce((s, t) => s + (t.running ? t.step : o.maxSteps), 0) / budget),
+    onRound: () => {
+      const spent = tasks.reduce((s, t) => s + (t.running ? t.step : o.maxSteps), 0);
+      progress(spent / budget, spent, budget);
+    },
   });
   const screens = plans.map((p) => {
     const sizes = p.tasks.map((t) => t.size);
