@@ -116,6 +116,23 @@ describe('scans with no data', () => {
     assert.ok(!report.findings.some((f) => f.code === 'BL004'));
   });
 
+  test('the prunable BadNets fixture (target 0): backdoored, target 0, BL004 names the class and the p-value', async () => {
+    const model = await loadModel(join(fmnist.badnetsPrunable, 'model.onnx'));
+    const { report } = await scan(model, { runtime, methods: ['mmbd'] });
+    assert.equal(report.verdict, 'backdoored');
+    assert.deepEqual(report.targets, [0]);
+    const [e] = report.evidence;
+    assert.equal(e.flagged, true);
+    assert.ok(e.value < MMBD_THRESHOLD.value, `p ${e.value}`);
+    assert.deepEqual(e.targets, [0]);
+    const bl004 = report.findings.filter((f) => f.code === 'BL004');
+    assert.equal(bl004.length, 1);
+    assert.equal(bl004[0].severity, 'error');
+    assert.equal(bl004[0].location?.label, 0);
+    assert.match(bl004[0].message, /^Class 0 reaches an anomalously large logit margin without data: [\d.]+ against [\d.]+ for the next class \(p [\d.e-]+ < 0\.02, gamma null of the other 9\)\. Target class 0\.$/);
+    assert.deepEqual(report.labels.filter((l) => l.flagged).map((l) => l.label), [0]);
+  });
+
   test('a BN-folded export gives the same margins as the BN-kept one', async () => {
     const options = { methods: ['mmbd'], methodOptions: { mmbd: { steps: 15, starts: 3 } } };
     const kept = await scan(await loadModel(join(fmnist.badnets, 'model.onnx')), { runtime, ...options });
