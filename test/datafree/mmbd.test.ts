@@ -129,7 +129,7 @@ describe('scans with no data', () => {
     assert.equal(bl004.length, 1);
     assert.equal(bl004[0].severity, 'error');
     assert.equal(bl004[0].location?.label, 0);
-    assert.match(bl004[0].message, /^Class 0 reaches an anomalously large logit margin without data: [\d.]+ against [\d.]+ for the next class \(p [\d.e-]+ < 0\.02, gamma null of the other 9\)\. Target class 0\.$/);
+    assert.match(bl004[0].message, /^Class 0 reaches an anomalously large logit margin without data: [\d.]+ against [\d.]+ for the next class \(p [\d.e-]+ < [\d.]+, gamma null of the other 9\)\. Target class 0\.$/);
     assert.deepEqual(report.labels.filter((l) => l.flagged).map((l) => l.label), [0]);
   });
 
