@@ -10,7 +10,7 @@
  *
  * As the authors' code (univ_bd.py): starts uniform over the input range, plain gradient ascent
  * with step 0.01 on the sum of the starts' margins, stop when that sum changes by < 1e-5
- * (relative) or after the step limit. Deviations are in DEVIATIONS below and docs/findings/BL004.md.
+ * (relative) or after the step limit. Deviations are in DEVIATIONS below and docs/findings/BL006.md.
  */
 import { expectationFromInput, type PreprocessSpec } from '../data';
 import { BackdoorLensError, usageError } from '../errors';
@@ -258,7 +258,7 @@ export const mmbdAnalysis: Analysis = {
     const findings: Finding[] = flagged
       ? [{
           severity: 'error',
-          code: 'BL004',
+          code: 'BL006',
           method: 'mmbd',
           message: `Class ${t.target} reaches an anomalously large logit margin without data: ${t.max.toFixed(1)} against ${sorted[1].toFixed(1)} for the next class (p ${fmtP(t.pValue)} < ${o.threshold}, gamma null of the other ${K - 1}). Target class ${t.target}.`,
           location: { label: t.target },

@@ -16,7 +16,7 @@ export const findingCodes = {
   BL001: { code: 'BL001', name: 'backdoor-class-pair', title: 'Backdoor detected: a class pair is an outlier under trigger reversal', severity: 'error' },
   BL002: { code: 'BL002', name: 'backdoor-target-label', title: 'Backdoor detected: a target label has an anomalously small reversed trigger', severity: 'error' },
   BL003: { code: 'BL003', name: 'backdoor-summary', title: 'Model verdict', severity: 'error' },
-  BL004: { code: 'BL004', name: 'backdoor-max-margin', title: 'Backdoor detected without data: a class reaches an anomalously large logit margin (MM-BD)', severity: 'error' },
+  BL006: { code: 'BL006', name: 'backdoor-max-margin', title: 'Backdoor detected without data: a class reaches an anomalously large logit margin (MM-BD)', severity: 'error' },
   BL010: { code: 'BL010', name: 'clp-neurons', title: 'Channels with outlying Lipschitz upper bound (CLP)', severity: 'warning' },
   BL011: { code: 'BL011', name: 'bnp-neurons', title: 'Channels whose clean statistics diverge from BN running statistics (BNP)', severity: 'warning' },
   BL012: { code: 'BL012', name: 'ep-neurons', title: 'Channels with outlying low activation entropy (EP)', severity: 'warning' },

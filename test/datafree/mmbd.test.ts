@@ -113,10 +113,10 @@ describe('scans with no data', () => {
     const labels = report.labels.filter((l) => l.method === 'mmbd');
     assert.equal(labels.length, 10);
     assert.ok(labels.every((l) => Number.isFinite(l.statistic) && !l.flagged));
-    assert.ok(!report.findings.some((f) => f.code === 'BL004'));
+    assert.ok(!report.findings.some((f) => f.code === 'BL006'));
   });
 
-  test('the prunable BadNets fixture (target 0): backdoored, target 0, BL004 names the class and the p-value', async () => {
+  test('the prunable BadNets fixture (target 0): backdoored, target 0, BL006 names the class and the p-value', async () => {
     const model = await loadModel(join(fmnist.badnetsPrunable, 'model.onnx'));
     const { report } = await scan(model, { runtime, methods: ['mmbd'] });
     assert.equal(report.verdict, 'backdoored');
@@ -125,7 +125,7 @@ describe('scans with no data', () => {
     assert.equal(e.flagged, true);
     assert.ok(e.value < MMBD_THRESHOLD.value, `p ${e.value}`);
     assert.deepEqual(e.targets, [0]);
-    const bl004 = report.findings.filter((f) => f.code === 'BL004');
+    const bl004 = report.findings.filter((f) => f.code === 'BL006');
     assert.equal(bl004.length, 1);
     assert.equal(bl004[0].severity, 'error');
     assert.equal(bl004[0].location?.label, 0);
