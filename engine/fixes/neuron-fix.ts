@@ -28,7 +28,9 @@ async function triggersFor(ctx: FixContext, notes: string[]): Promise<ReversedTr
   const detector = findAnalysis('pairs');
   if (!detector || ctx.dataKind !== 'clean' || !ctx.data?.labels) return [];
   ctx.progress(0, 'reversing the trigger (pairs)');
-  const output = await detector.run({ ...ctx, options: {}, previous: new Map(), progress: (f, s) => ctx.progress(0.5 * f, `pairs: ${s}`) });
+  // The user's pairs.* options (e.g. pairs.threshold) apply here as they do in a scan.
+  const pairOptions = Object.fromEntries(Object.entries(ctx.options).filter(([k]) => k.startsWith('pairs.')).map(([k, v]) => [k.slice(6), v]));
+  const output = await detector.run({ ...ctx, options: pairOptions, previous: new Map(), progress: (f, s) => ctx.progress(0.5 * f, `pairs: ${s}`) });
   const found = triggersFrom(new Map([['pairs', output]]));
   notes.push(found.length ? `reversed ${found.length} trigger(s) with the 'pairs' detector (targets ${[...new Set(found.map((t) => t.target))].join(', ')})` : "the 'pairs' detector reversed no backdoor trigger");
   return found;
