@@ -63,7 +63,7 @@ export async function scanCommand(args: string[]): Promise<CommandResult> {
     const data = s.data ? await stage(guard, 'loading the data', () => openData(model, s.data!, s)) : undefined;
     const opts = { ...cfg?.methodOptions, ...methodOptions(values.option as string[] | undefined) };
     const { report, images, stopped } = await scan(model, {
-      runtime, data, dataKind: s.dataKind, methods, u, seed: s.seed, batchSize: s.batchSize,
+      runtime, data, preprocess: s.preprocess, dataKind: s.dataKind, methods, u, seed: s.seed, batchSize: s.batchSize,
       methodOptions: opts, guard, partialResults: true,
       onProgress: process.stderr.isTTY ? (p) => process.stderr.write(`\r${(100 * p.fraction).toFixed(0).padStart(3)}% ${p.stage}`.padEnd(72).slice(0, 100)) : undefined,
     });

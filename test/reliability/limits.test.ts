@@ -102,17 +102,17 @@ describe('a scan stopped by a limit says where it was', () => {
     return preparationS;
   }
 
-  test('time limit on the BadNets model: stopped inside the pair reversal, with how far it got', async () => {
+  test('time limit on the BadNets model: stopped inside the trigger reversal, with how far it got', async () => {
     const limit = 3 + (await preparation());
     const line = limitFailure(await cli('scan', model, '--data', data, '--methods', 'pairs', '--time-limit', String(limit)));
-    assert.match(line, new RegExp(`^backdoor-lens: scan stopped: time limit ${limit} s reached during patch pair reversal (\\d+)/90; raise timeLimitSeconds \\(--time-limit on the command line\\) to let it finish$`));
+    assert.match(line, new RegExp(`^backdoor-lens: scan stopped: time limit ${limit} s reached during trigger reversal step \\d+/\\d+ \\(10 targets, 9 class shifts, 5 screens\\); raise timeLimitSeconds \\(--time-limit on the command line\\) to let it finish$`));
   });
 
   test('timeLimitSeconds in backdoor-lens.json does the same; a fraction of a second reads as such', async () => {
     const limit = 2.5 + (await preparation());
     const path = folder(model, 'model.onnx', { data: data, methods: ['pairs'], timeLimitSeconds: limit });
     const line = limitFailure(await cli('scan', path));
-    assert.match(line, new RegExp(`scan stopped: time limit ${Math.floor(limit)}\\.5 s reached during patch pair reversal \\d+/90;`));
+    assert.match(line, new RegExp(`scan stopped: time limit ${Math.floor(limit)}\\.5 s reached during trigger reversal step \\d+/\\d+ `));
   });
 
   test('memory limit: stopped naming the limit, what the process used and the stage it was in (the limit holds from the start)', async () => {

@@ -31,14 +31,14 @@ export const cancelled = () => new JobFailure('cancelled', 'cancelled');
 
 export interface RunOptions {
   signal?: AbortSignal;
-  onProgress?(fraction: number, stage: string): void;
+  onProgress?(fraction: number, stage: string, step?: string): void;
 }
 
 interface Pending {
   worker: ChildProcess;
   resolve(r: JobResult): void;
   reject(e: unknown): void;
-  onProgress?(fraction: number, stage: string): void;
+  onProgress?(fraction: number, stage: string, step?: string): void;
 }
 
 export class WorkerHost {
