@@ -271,7 +271,7 @@ function findingOf(d: ScreenDecision, K: number, o: PairsOptions): Finding {
     severity: 'error',
     code: sc.family === 'targets' ? 'BL004' : 'BL005',
     method: 'pairs',
-    message: `${message}. Held out: ${d.pairs.map((p) => `${p.source}→${p.target} ${Math.round(100 * p.share)}%`).join(', ')} (≥ ${Math.round(100 * o.moved)}% counts).`,
+    message: `${message}.\nHeld out: ${d.pairs.map((p) => `${p.source}→${p.target} ${Math.round(100 * p.share)}%`).join(', ')} (≥ ${Math.round(100 * o.moved)}% counts).`,
     location: sc.family === 'targets' ? { label: sc.best } : { pair: { source: d.pairs[0].source, target: d.pairs[0].target } },
   };
 }

@@ -37,7 +37,7 @@ export function formatReport(report: ScanReport): string {
   if (report.findings.length === 0) lines.push('No findings.');
   else {
     lines.push(`Findings (${report.findings.length}):`);
-    for (const f of report.findings) lines.push(`  ${marks[f.severity].padEnd(7)} ${f.code} [${f.method}] ${f.message}`);
+    for (const f of report.findings) lines.push(`  ${marks[f.severity].padEnd(7)} ${f.code} [${f.method}] ${f.message.replace(/\n/g, `\n${' '.repeat(10)}`)}`);
   }
   lines.push('');
   lines.push('Methods:');
