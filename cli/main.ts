@@ -1,30 +1,22 @@
 /** backdoor-lens: scan | fix | eval | info. A thin front end over the engine. */
 import { BackdoorLensError, TOOL_VERSION, UnsafeCheckpointError } from '../engine';
-import { asBackdoorLensError, type ErrorCode } from '../engine/errors';
+import { asBackdoorLensError } from '../engine/errors';
+import { exitCodeHelp, exitCodes } from './exit-codes';
 import { evalCommand, evalHelp } from './commands/eval';
 import { fixCommand, fixHelp } from './commands/fix';
 import { infoCommand, infoHelp } from './commands/info';
 import { lspCommand, lspHelp } from './commands/lsp';
 import { scanCommand, scanHelp } from './commands/scan';
+import { shouldSupervise, supervise } from './supervise';
 
 export interface CommandResult {
   stdout: string;
+  /** One line for stderr beside a result (a scan stopped at its limit prints its partial report and this). */
+  stderr?: string;
   exitCode: number;
 }
 
-/**
- * Exit codes follow model scanners: 0 nothing found, 1 found, 2 bad file/data, 3 no supported model, 4 usage.
- * Every command exits 1 on a checkpoint it refuses for an error-level finding (unsafe pickle, hiding archive).
- */
-export const exitCodes: Record<ErrorCode, number> = {
-  'bad-file': 2,
-  'bad-data': 2,
-  limit: 2,
-  cancelled: 2,
-  internal: 2,
-  'unsupported-model': 3,
-  usage: 4,
-};
+export { exitCodes, exitCodeHelp, inconclusiveExitCode } from './exit-codes';
 
 const commands: Record<string, { run: (args: string[]) => Promise<CommandResult>; help: string; summary: string }> = {
   scan: { run: scanCommand, help: scanHelp, summary: 'scan a model for backdoors' },
@@ -41,7 +33,9 @@ Usage: backdoor-lens <command> [options]
 Commands:
 ${Object.entries(commands).map(([name, c]) => `  ${name.padEnd(6)} ${c.summary}`).join('\n')}
 
-Run 'backdoor-lens <command> --help' for a command's options.`;
+Run 'backdoor-lens <command> --help' for a command's options.
+
+${exitCodeHelp}`;
 
 /** Runs a command line; never throws. Errors become one line on stderr and an exit code. */
 export async function runCli(argv: string[]): Promise<{ stdout: string; stderr: string; exitCode: number }> {
@@ -52,7 +46,7 @@ export async function runCli(argv: string[]): Promise<{ stdout: string; stderr: 
   if (!command) return { stdout: '', stderr: `backdoor-lens: unknown command '${name}'; commands: ${Object.keys(commands).join(', ')}`, exitCode: 4 };
   try {
     const r = await command.run(args);
-    return { stdout: r.stdout, stderr: '', exitCode: r.exitCode };
+    return { stdout: r.stdout, stderr: r.stderr ?? '', exitCode: r.exitCode };
   } catch (e) {
     const err = e instanceof BackdoorLensError ? e : asBackdoorLensError(e);
     const hint = err.code === 'usage' ? ` (see 'backdoor-lens ${name} --help')` : '';
@@ -63,9 +57,17 @@ export async function runCli(argv: string[]): Promise<{ stdout: string; stderr: 
   }
 }
 
-/** The process entry point (bin/backdoor-lens.js). */
+/** The process entry point (bin/backdoor-lens.js): a job runs in a watched child process (supervise.ts). */
 export async function main(argv = process.argv.slice(2)): Promise<void> {
+  if (shouldSupervise(argv)) {
+    process.exitCode = await supervise(argv);
+    return;
+  }
+  // The channel to the supervisor must not keep a finished job alive.
+  if (process.env.BACKDOOR_LENS_SUPERVISED === '1') process.channel?.unref();
   const { stdout, stderr, exitCode } = await runCli(argv);
+  // The job is over (whatever stopped it): the supervisor's watchdog has nothing left to end.
+  process.send?.({ type: 'done' });
   if (stdout) process.stdout.write(stdout.endsWith('\n') ? stdout : stdout + '\n');
   if (stderr) process.stderr.write(stderr + '\n');
   process.exitCode = exitCode;

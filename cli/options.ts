@@ -2,6 +2,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { BackdoorLensError, findConfig, readConfig, type BackdoorLensConfig, type PreprocessSpec } from '../engine';
 import { executionProviders, type ExecutionProvider } from '../engine/runtime';
+import { defaultTimeLimitSeconds, type JobLimits } from '../engine/runtime/limits';
 
 export const commonOptions = {
   json: { type: 'boolean' },
@@ -24,6 +25,8 @@ export const commonOptions = {
   seed: { type: 'string' },
   'max-model-mb': { type: 'string' },
   'max-tensor-elements': { type: 'string' },
+  'time-limit': { type: 'string' },
+  'max-memory': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
@@ -89,6 +92,8 @@ export interface Settings {
   seed: number;
   /** Load limits: the flags over `limits` in backdoor-lens.json; unset ones keep the engine's defaults. */
   limits: { maxModelBytes?: number; maxTensorElements?: number };
+  /** The job's limits: --time-limit over timeLimitSeconds over the default (0: none); --max-memory over limits.maxMemoryMB. */
+  job: JobLimits;
 }
 
 /** Flags win over the config file; the config is the one next to the model or in the working folder. */
@@ -121,8 +126,12 @@ export function settingsFor(modelPath: string | undefined, values: OptionValues)
     maxModelBytes: maxModelMB !== undefined ? Math.ceil(maxModelMB * 2 ** 20) : c.limits?.maxModelBytes,
     maxTensorElements: intOption(values, 'max-tensor-elements', 1) ?? c.limits?.maxTensorElements,
   };
+  const timeLimit = numberOption(values, 'time-limit') ?? c.timeLimitSeconds ?? defaultTimeLimitSeconds;
+  if (timeLimit < 0) throw new UsageError(`--time-limit must be 0 (no limit) or more seconds, got '${values['time-limit']}'`);
+  const maxMemoryMB = positiveOption(values, 'max-memory') ?? c.limits?.maxMemoryMB;
   return {
     config: loaded,
+    job: { timeLimitMs: timeLimit > 0 ? timeLimit * 1000 : undefined, maxMemoryMB },
     provider: provider as ExecutionProvider,
     threads: intOption(values, 'threads') ?? c.threads,
     arch: (values.arch as string | undefined) ?? c.arch,
@@ -157,5 +166,7 @@ export const commonHelp = `Model and data options:
   --seed N               random seed (default 0)
   --max-model-mb MB      refuse model files larger than MB MiB (default 2048; limits.maxModelBytes)
   --max-tensor-elements N  refuse tensors of more than N elements (default 2^28; limits.maxTensorElements)
+  --time-limit S         stop after S seconds (default ${defaultTimeLimitSeconds}; 0: no limit; timeLimitSeconds)
+  --max-memory MB        stop when the process uses more than MB MiB (limits.maxMemoryMB)
   --config FILE          backdoor-lens.json to use (default: next to the model, else ./backdoor-lens.json)
   --json                 print JSON instead of text`;

@@ -3,7 +3,8 @@
  * JSON Schema (schemas/backdoor-lens.schema.json). Paths inside are relative to the file.
  */
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { readRegularFile } from './io/files';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import schema from '../schemas/backdoor-lens.schema.json';
 import { BackdoorLensError } from './errors';
@@ -65,7 +66,9 @@ export function parseConfig(path: string, text: string): BackdoorLensConfig {
 }
 
 export function readConfig(path: string): LoadedConfig {
-  return { path, config: parseConfig(path, readFileSync(path, 'utf8')) };
+  return { path, config: parseConfig(path, readRegularFile(path, { code: 'usage', what: 'configuration', checkSize: (size) => {
+    if (size > 1 << 20) throw new BackdoorLensError('usage', `is ${size} bytes; a backdoor-lens.json is at most 1 MiB`, { file: path });
+  } }).toString('utf8')) };
 }
 
 /** The config next to the model, else the one at the workspace root, else none. */

@@ -52,10 +52,42 @@ export function isBackdoorLensError(e: unknown): e is BackdoorLensError {
   return e instanceof BackdoorLensError;
 }
 
+/** A Node file-system error (ENOENT, EISDIR, …): it carries an errno code and the path it was about. */
+function isFsError(e: unknown): e is NodeJS.ErrnoException & { path?: string; syscall?: string } {
+  return e instanceof Error && typeof (e as NodeJS.ErrnoException).code === 'string' && typeof (e as NodeJS.ErrnoException).syscall === 'string';
+}
+
+/** Plain words for the errno codes a user can cause with a path. */
+const fsWords: Record<string, string> = {
+  ENOENT: 'no such file or folder',
+  ENOTDIR: 'a part of the path is not a folder',
+  EISDIR: 'is a folder, not a file',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  EEXIST: 'already exists',
+  ENOSPC: 'no space left on the device',
+  EROFS: 'the file system is read-only',
+  ELOOP: 'the path is a loop of symbolic links',
+  ENAMETOOLONG: 'the path is too long',
+  EMFILE: 'too many open files',
+  EXDEV: 'cannot move a file across file systems',
+  EBUSY: 'the file is busy',
+};
+
+/** One line for a failed file-system call, naming the path: "cannot write out/x.onnx: no such file or folder". */
+export function fsError(e: NodeJS.ErrnoException & { path?: string; syscall?: string }, file?: string): BackdoorLensError {
+  const path = e.path ?? file;
+  const verb = /^(open|read|stat|lstat|fstat|scandir|readlink|realpath)/.test(e.syscall ?? '') ? 'read' : 'write';
+  const words = fsWords[e.code ?? ''] ?? `${e.code}`;
+  const code: ErrorCode = e.code === 'ENOENT' || e.code === 'ENOTDIR' || e.code === 'EISDIR' || e.code === 'EACCES' || e.code === 'EPERM' || e.code === 'EEXIST' ? 'usage' : 'bad-file';
+  return new BackdoorLensError(code, `cannot ${verb} ${path ?? 'a file'}: ${words}`, { file: path, cause: e });
+}
+
 /** Wraps anything thrown into a BackdoorLensError, keeping ours as they are. */
 export function asBackdoorLensError(e: unknown, file?: string): BackdoorLensError {
   if (e instanceof BackdoorLensError) return e;
   if (e instanceof Error && e.name === 'AbortError') return new BackdoorLensError('cancelled', 'cancelled', { file });
-  const message = e instanceof Error ? e.message : String(e);
+  if (isFsError(e)) return fsError(e, file);
+  const message = (e instanceof Error ? e.message : String(e)).split('\n')[0].slice(0, 200);
   return new BackdoorLensError('internal', `internal error: ${message}`, { file, cause: e });
 }

@@ -19,7 +19,7 @@ export { toSarif } from './report/sarif';
 export { findingCodes, codeInfo, codeDocPath } from './report/codes';
 export { findConfig, readConfig, parseConfig, CONFIG_FILE, type BackdoorLensConfig } from './config';
 export { BackdoorLensError, type ErrorCode } from './errors';
-export { writeFileAtomic, writeFilesAtomic, removeTempFiles, assertNotInput } from './io/atomic';
+export { writeFileAtomic, writeFilesAtomic, removeTempFiles, assertNotInput, checkOutputPath } from './io/atomic';
 export type * from './report/types';
 export type { FixResult, PrunedNeuron } from './fixes/types';
 export { TOOL_VERSION } from './version';

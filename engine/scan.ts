@@ -11,6 +11,7 @@ import { bnStatus } from './graph/patterns';
 import { codeInfo } from './report/codes';
 import { REPORT_VERSION, type Finding, type MethodRun, type ScanReport, type Verdict } from './report/types';
 import type { Runtime } from './runtime/session';
+import { JobGuard } from './runtime/limits';
 import { imageInputOf } from './evaluate';
 import { TOOL_VERSION } from './version';
 
@@ -39,6 +40,16 @@ export interface ScanRequest {
   timeLimitMs?: number;
   /** Stops the scan when the process's resident memory passes this many MiB. */
   maxMemoryMB?: number;
+  /**
+   * The limits of the whole job when the caller started them earlier (the CLI, before loading the
+   * model); timeLimitMs, maxMemoryMB and signal are then ignored.
+   */
+  guard?: JobGuard;
+  /**
+   * On a time or memory limit, return the report so far (the methods that finished, the one that was
+   * stopped, a BL040 finding naming the stage) with `stopped` set, instead of throwing the limit error.
+   */
+  partialResults?: boolean;
   onProgress?(p: ScanProgress): void;
 }
 
@@ -48,6 +59,8 @@ export interface ScanResult {
   images: ArtifactImage[];
   /** In-memory outputs per method, for a fix that follows. */
   outputs: Map<string, AnalysisOutput>;
+  /** Set when a limit stopped the scan and partialResults was asked for: the report is partial. */
+  stopped?: BackdoorLensError;
 }
 
 const dataNeedText: Record<Analysis['needs'], string> = {
@@ -97,22 +110,14 @@ export async function scan(model: LoadedModel, request: ScanRequest): Promise<Sc
   const ran: { analysis: Analysis; output: AnalysisOutput }[] = [];
   const images: ArtifactImage[] = [];
 
-  /** Where the scan is, as a phrase that follows "during": the analysis's own stage text, else the analysis. */
-  let during = 'preparing the scan';
-  const timeout = request.timeLimitMs ? AbortSignal.timeout(request.timeLimitMs) : undefined;
-  const memory = memoryGuard(request.maxMemoryMB);
-  const signals = [request.signal, timeout, memory?.signal].filter((s): s is AbortSignal => !!s);
-  const signal = signals.length ? AbortSignal.any(signals) : new AbortController().signal;
-  const stopped = (): BackdoorLensError =>
-    timeout?.aborted
-      ? new BackdoorLensError('limit', `scan stopped: time limit ${Number((request.timeLimitMs! / 1000).toFixed(3))} s reached during ${during}; raise timeLimitSeconds (--time-limit on the command line) to let it finish`)
-      : memory?.signal.aborted
-        ? new BackdoorLensError('limit', `scan stopped: memory limit ${request.maxMemoryMB} MB reached during ${during} (the process used ${memory.usedMB} MB); raise limits.maxMemoryMB (--max-memory on the command line), or scan with less data`)
-        : new BackdoorLensError('cancelled', `scan cancelled during ${during}`);
+  const guard = request.guard ?? new JobGuard({ command: 'scan', timeLimitMs: request.timeLimitMs, maxMemoryMB: request.maxMemoryMB, signal: request.signal });
+  const signal = guard.signal;
+  guard.stage = 'preparing the scan';
+  let stopped: BackdoorLensError | undefined;
   try {
     return await runScan();
   } finally {
-    memory?.stop();
+    if (!request.guard) guard.dispose();
   }
 
   async function runScan(): Promise<ScanResult> {
@@ -157,11 +162,11 @@ export async function scan(model: LoadedModel, request: ScanRequest): Promise<Sc
         signal,
         previous: outputs,
         progress: (fraction, text) => {
-          during = text;
+          guard.stage = text;
           request.onProgress?.({ method: a.id, fraction: (done + Math.min(Math.max(fraction, 0), 1)) / toRun, stage: `${a.id}: ${text}` });
         },
       };
-      during = `the ${a.title} analysis`;
+      guard.stage = `the ${a.title} analysis`;
       request.onProgress?.({ method: a.id, fraction: done / toRun, stage: a.id });
       try {
         signal.throwIfAborted();
@@ -183,7 +188,17 @@ export async function scan(model: LoadedModel, request: ScanRequest): Promise<Sc
         findings.push(...(output.findings ?? []));
         images.push(...(output.artifacts ?? []));
       } catch (e) {
-        if (signal.aborted) throw stopped();
+        if (signal.aborted) {
+          const err = guard.stopped();
+          if (!request.partialResults || err.code !== 'limit') throw err;
+          // Keep what finished: this method is marked stopped, the rest skipped, and BL040 says where.
+          stopped = err;
+          const ms = Date.now() - t0;
+          timings[a.id] = ms;
+          methods.push({ method: a.id, status: 'stopped', reason: err.message, ms });
+          findings.push({ severity: codeInfo('BL040').severity, code: 'BL040', message: err.message, method: a.id });
+          break;
+        }
         const err = asBackdoorLensError(e);
         if (err.code === 'cancelled' || err.code === 'limit') throw err;
         const ms = Date.now() - t0;
@@ -198,6 +213,9 @@ export async function scan(model: LoadedModel, request: ScanRequest): Promise<Sc
         }
       }
       done++;
+    }
+    if (stopped) {
+      for (const { a } of runnable) if (!methods.some((m) => m.method === a.id)) methods.push({ method: a.id, status: 'skipped', reason: 'not run: the scan stopped at its limit before it', ms: 0 });
     }
 
     const verdict = verdictOf(ran);
@@ -232,26 +250,8 @@ export async function scan(model: LoadedModel, request: ScanRequest): Promise<Sc
       artifacts: [],
       seed: request.seed ?? 0,
     };
-    return { report, images, outputs };
+    return { report, images, outputs, ...(stopped ? { stopped } : {}) };
   }
-}
-
-/** Polls resident memory; aborts when it passes the limit, keeping what it saw. */
-function memoryGuard(maxMemoryMB: number | undefined): { signal: AbortSignal; usedMB: number; stop(): void } | undefined {
-  if (!maxMemoryMB) return undefined;
-  const controller = new AbortController();
-  const guard = { signal: controller.signal, usedMB: 0, stop: () => clearInterval(timer) };
-  const check = () => {
-    const rss = process.memoryUsage.rss();
-    if (rss > maxMemoryMB * 2 ** 20 && !controller.signal.aborted) {
-      guard.usedMB = Math.round(rss / 2 ** 20);
-      controller.abort();
-    }
-  };
-  const timer = setInterval(check, 100);
-  timer.unref();
-  check();
-  return guard;
 }
 
 const severityRank = { error: 0, warning: 1, information: 2 } as const;

@@ -91,8 +91,8 @@ export interface DebugMemoryReport extends MemoryUsage {
   collected: boolean;
   /** Engine worker threads started so far (a cancelled job deaf to its cancel costs a thread). */
   workerStarts: number;
-  /** The engine worker thread's own heap, when one is running and answered. */
-  worker?: { heapUsed: number; heapTotal: number; external: number; arrayBuffers: number };
+  /** The engine worker process's own memory, when one is running and answered (rss: its resident memory). */
+  worker?: { heapUsed: number; heapTotal: number; external: number; arrayBuffers: number; rss?: number };
 }
 
 /**

@@ -85,7 +85,8 @@ async function settledRss(client: TestClient): Promise<{ rss: number; collected:
   await sleep(settleMs);
   const second = await client.connection.sendRequest(DebugMemoryRequest);
   const heap = `heap used/committed: server ${mib(second.heapUsed)}/${mib(second.heapTotal)}, worker ${second.worker ? `${mib(second.worker.heapUsed)}/${mib(second.worker.heapTotal)}` : 'n/a'}`;
-  return { rss: rssOf(client.process.pid!), collected: first.collected && second.collected, heap, workerStarts: second.workerStarts };
+  // The engine runs in a worker process: the server's memory is both processes' resident memory.
+  return { rss: rssOf(client.process.pid!) + (second.worker?.rss ?? 0), collected: first.collected && second.collected, heap, workerStarts: second.workerStarts };
 }
 
 type Outcome = 'completed' | 'cancelled' | 'error';

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
-import { applyFix, assertNotInput, evaluate, purifiedWeights, writeFilesAtomic, type EvalResult } from '../../engine';
+import { applyFix, assertNotInput, checkOutputPath, evaluate, purifiedWeights, writeFilesAtomic, type EvalResult } from '../../engine';
 import { commonHelp, intOption, numberOption, parse, settingsFor, UsageError } from '../options';
-import { openData, openModel, openRuntime } from '../load';
+import { openData, openModel, openRuntime, stage, startJob } from '../load';
 import type { CommandResult } from '../main';
 
 export const fixHelp = `Usage: backdoor-lens fix <model> --method M [--data <set>] --out FILE
@@ -44,6 +44,7 @@ export async function fixCommand(args: string[]): Promise<CommandResult> {
   if (!method) throw new UsageError('fix needs --method M');
   if (!out) throw new UsageError('fix needs --out FILE (it never overwrites its input)');
   assertNotInput(out, [positionals[0]]);
+  checkOutputPath(out);
   if (existsSync(out) && !values.force) throw new UsageError(`${out} exists; pass --force to replace it`);
   const weightsOut = `${out.replace(/\.onnx$/i, '')}.safetensors`;
   const mode = (values.mode as string | undefined) ?? 'adaptive';
@@ -57,7 +58,8 @@ export async function fixCommand(args: string[]): Promise<CommandResult> {
     if (!m) throw new UsageError(`--option must look like key=value, got '${item}'`);
     options[m[1]] = Number.isFinite(Number(m[2])) && m[2] !== '' ? Number(m[2]) : m[2];
   }
-  const model = await openModel(positionals[0], s);
+  const guard = startJob('fix', s);
+  const model = await stage(guard, 'loading the model', () => openModel(positionals[0], s, guard));
   if (model.sourceKeys) {
     assertNotInput(weightsOut, [positionals[0]]);
     if (existsSync(weightsOut) && !values.force) throw new UsageError(`${weightsOut} exists; pass --force to replace it`);
@@ -67,7 +69,7 @@ export async function fixCommand(args: string[]): Promise<CommandResult> {
   if (triggered && target === undefined && !allToAll) throw new UsageError('--triggered needs --target T or --all-to-all');
   const runtime = openRuntime(s);
   try {
-    const result = await applyFix(model, { method, runtime, data, dataKind: s.dataKind, mode, u: numberOption(values, 'u') ?? s.config?.config.threshold, seed: s.seed, batchSize: s.batchSize, options });
+    const result = await stage(guard, `the ${method} fix`, () => applyFix(model, { method, runtime, data, dataKind: s.dataKind, mode, u: numberOption(values, 'u') ?? s.config?.config.threshold, seed: s.seed, batchSize: s.batchSize, options, signal: guard.signal }));
     const weights = model.sourceKeys ? purifiedWeights(model, result.model, { limits: s.limits }) : undefined;
     // Both files or neither; without --force, a file that appeared meanwhile (another fix) is never replaced.
     writeFilesAtomic([{ path: out, data: result.model.toBytes() }, ...(weights && 'bytes' in weights ? [{ path: weightsOut, data: weights.bytes }] : [])], { exclusive: !values.force });
@@ -76,8 +78,8 @@ export async function fixCommand(args: string[]): Promise<CommandResult> {
       clean: data?.labels ? await evaluate(m, data, runtime, { batchSize: s.batchSize }) : undefined,
       triggered: triggered ? await evaluate(m, triggered, runtime, { batchSize: s.batchSize, target, allToAll }) : undefined,
     });
-    const before = await measure(model.onnx);
-    const after = await measure(result.model);
+    const before = await stage(guard, 'measuring the input model', () => measure(model.onnx));
+    const after = await stage(guard, 'measuring the fixed model', () => measure(result.model));
     const summary = (r: { clean?: EvalResult; triggered?: EvalResult }) => ({ accuracy: r.clean?.accuracy ?? null, asr: r.triggered?.asr ?? null, sourceAccuracy: r.triggered?.sourceAccuracy ?? null });
     const json = {
       model: model.path, out, method, mode, pruned: result.pruned, notes: result.notes, before: summary(before), after: summary(after), details: result.details ?? {},
@@ -92,6 +94,7 @@ export async function fixCommand(args: string[]): Promise<CommandResult> {
     if (before.triggered) lines.push(`  attack success rate: ${pct(before.triggered.asr)} → ${pct(after.triggered!.asr)} (source-class accuracy on triggered: ${pct(before.triggered.sourceAccuracy)} → ${pct(after.triggered!.sourceAccuracy)})`);
     return { stdout: lines.join('\n'), exitCode: 0 };
   } finally {
+    guard.dispose();
     await runtime.dispose();
   }
 }

@@ -1,6 +1,6 @@
 import { formatInfo, modelInfo } from '../../engine';
 import { commonHelp, parse, settingsFor, UsageError } from '../options';
-import { openModel } from '../load';
+import { openModel, stage, startJob } from '../load';
 import type { CommandResult } from '../main';
 
 export const infoHelp = `Usage: backdoor-lens info <model> [--json]
@@ -14,6 +14,11 @@ export async function infoCommand(args: string[]): Promise<CommandResult> {
   if (values.help) return { stdout: infoHelp, exitCode: 0 };
   if (positionals.length !== 1) throw new UsageError('info takes one model file');
   const s = settingsFor(positionals[0], values);
-  const info = modelInfo(await openModel(positionals[0], s));
-  return { stdout: values.json ? JSON.stringify(info, null, 2) : formatInfo(info), exitCode: 0 };
+  const guard = startJob('info', s);
+  try {
+    const info = await stage(guard, 'loading the model', async () => modelInfo(await openModel(positionals[0], s, guard)));
+    return { stdout: values.json ? JSON.stringify(info, null, 2) : formatInfo(info), exitCode: 0 };
+  } finally {
+    guard.dispose();
+  }
 }

@@ -2,20 +2,18 @@ import { mkdirSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { formatRefusedReport, formatReport, refusedScanReport, scan, toSarif, UnsafeCheckpointError, writeFileAtomic, type LoadedModel, type ScanReport } from '../../engine';
 import { commonHelp, intOption, numberOption, parse, settingsFor, UsageError } from '../options';
-import { openData, openModel, openRuntime } from '../load';
+import { openData, openModel, openRuntime, stage, startJob } from '../load';
+import { exitCodeHelp, exitCodes, inconclusiveExitCode } from '../exit-codes';
 import type { CommandResult } from '../main';
 
 export const scanHelp = `Usage: backdoor-lens scan <model> [--data <set>] [--methods a,b,...] [--json | --sarif] [--out FILE]
 Runs the registered analyses that fit the data given and reports findings.
-Exit code: 0 no backdoor found, 1 backdoor (or an error-level finding) found, 2 bad file or data
-or a limit reached, 3 no supported model, 4 usage error.
+${exitCodeHelp}
 
 Scan options:
   --methods a,b          analyses to run (default: all that fit the data)
   --u X                  threshold multiplier u in mean ± u·std for neuron methods (default 3)
   --option m.key=value   a method option, e.g. --option anp.iterations=500 (repeatable)
-  --time-limit S         stop the scan after S seconds
-  --max-memory MB        stop the scan when the process uses more than MB MiB of memory
   --sarif                SARIF 2.1.0 output (for GitHub code scanning)
   --out FILE             write the JSON/SARIF report to FILE (text summary still printed)
   --artifacts DIR        where to write trigger images (default: beside --out)
@@ -38,8 +36,6 @@ export async function scanCommand(args: string[]): Promise<CommandResult> {
     methods: { type: 'string' },
     u: { type: 'string' },
     option: { type: 'string', multiple: true },
-    'time-limit': { type: 'string' },
-    'max-memory': { type: 'string' },
     sarif: { type: 'boolean' },
     out: { type: 'string' },
     artifacts: { type: 'string' },
@@ -52,22 +48,23 @@ export async function scanCommand(args: string[]): Promise<CommandResult> {
   const methods = typeof values.methods === 'string' ? values.methods.split(',').map((m) => m.trim()).filter(Boolean) : cfg?.methods;
   const u = numberOption(values, 'u') ?? cfg?.threshold;
   if (u !== undefined && u <= 0) throw new UsageError('--u must be positive');
-  const timeLimit = numberOption(values, 'time-limit') ?? cfg?.timeLimitSeconds;
+  const guard = startJob('scan', s);
   let model: LoadedModel;
   try {
-    model = await openModel(positionals[0], s);
+    model = await stage(guard, 'loading the model', () => openModel(positionals[0], s, guard));
   } catch (e) {
+    guard.dispose();
     // A refused checkpoint is itself the result: report why, in the format asked for.
     if (e instanceof UnsafeCheckpointError) return refusedOutput(refusedScanReport(e, s.seed), values, e.dangerous ? 1 : 3);
     throw e;
   }
-  const data = s.data ? openData(model, s.data, s) : undefined;
   const runtime = openRuntime(s);
   try {
+    const data = s.data ? await stage(guard, 'loading the data', () => openData(model, s.data!, s)) : undefined;
     const opts = { ...cfg?.methodOptions, ...methodOptions(values.option as string[] | undefined) };
-    const { report, images } = await scan(model, {
+    const { report, images, stopped } = await scan(model, {
       runtime, data, preprocess: s.preprocess, dataKind: s.dataKind, methods, u, seed: s.seed, batchSize: s.batchSize,
-      methodOptions: opts, timeLimitMs: timeLimit ? timeLimit * 1000 : undefined, maxMemoryMB: numberOption(values, 'max-memory') ?? cfg?.limits?.maxMemoryMB,
+      methodOptions: opts, guard, partialResults: true,
       onProgress: process.stderr.isTTY ? (p) => process.stderr.write(`\r${(100 * p.fraction).toFixed(0).padStart(3)}% ${p.stage}`.padEnd(72).slice(0, 100)) : undefined,
     });
     if (process.stderr.isTTY) process.stderr.write('\r'.padEnd(100) + '\r');
@@ -88,8 +85,11 @@ export async function scanCommand(args: string[]): Promise<CommandResult> {
       writeFileAtomic(out, serialised + '\n');
       stdout = formatReport(report) + `\nReport written to ${out}.`;
     } else stdout = values.json || values.sarif ? serialised : formatReport(report);
+    // Stopped at a limit: the partial report above, the stop on stderr, and the limit's exit code (1 if a backdoor was already found).
+    if (stopped) return { stdout, stderr: `backdoor-lens: ${stopped.userMessage}`, exitCode: exitCodeFor(report) === 1 ? 1 : exitCodes.limit };
     return { stdout, exitCode: exitCodeFor(report) };
   } finally {
+    guard.dispose();
     await runtime.dispose();
   }
 }
@@ -106,6 +106,7 @@ function refusedOutput(report: ScanReport, values: Record<string, unknown>, exit
 }
 
 export function exitCodeFor(report: ScanReport): number {
-  return report.verdict === 'backdoored' || report.findings.some((f) => f.severity === 'error') ? 1 : 0;
+  if (report.verdict === 'backdoored' || report.findings.some((f) => f.severity === 'error')) return 1;
+  return report.verdict === 'inconclusive' ? inconclusiveExitCode : 0;
 }
 

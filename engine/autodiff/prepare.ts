@@ -40,7 +40,7 @@ export function prepareForward(original: OnnxModel, wrt: readonly string[], obse
   const taken = tensorAndNodeNames(copy);
   const opset = normalizeOpset({
     model: copy,
-    shapes: inferShapes(copy, {}, observed).shapes,
+    shapes: inferShapes(copy, {}, { observed }).shapes,
     ints(values, hint) {
       let name = hint;
       while (taken.has(name) || copy.hasInitializer(name)) name = `${hint}_${++counter}`;
@@ -50,7 +50,7 @@ export function prepareForward(original: OnnxModel, wrt: readonly string[], obse
     },
   });
   copy.invalidate();
-  return { model: copy, shapes: inferShapes(copy, {}, observed).shapes, promoted: promotedModel.values, opset };
+  return { model: copy, shapes: inferShapes(copy, {}, { observed }).shapes, promoted: promotedModel.values, opset };
 }
 
 /**

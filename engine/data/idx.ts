@@ -2,7 +2,8 @@
  * IDX files (the MNIST family), optionally gzip'd. Images and labels come as a pair: the labels
  * file is found beside the images ('…images-idx3-ubyte' → '…labels-idx1-ubyte') or given explicitly.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { readRegularFile } from '../io/files';
 import { gunzipSync } from 'node:zlib';
 import { badData, badFile } from '../errors';
 import { labelsFrom, pixelsFrom } from './arrays';
@@ -34,7 +35,7 @@ function maybeGunzip(path: string, bytes: Uint8Array): Uint8Array {
   return bytes;
 }
 
-export function readIdx(path: string, raw: Uint8Array = readFileSync(path)): Tensor {
+export function readIdx(path: string, raw: Uint8Array = readRegularFile(path, { code: 'bad-data', what: 'data' })): Tensor {
   const bytes = maybeGunzip(path, raw);
   if (bytes.length < 4 || bytes[0] !== 0 || bytes[1] !== 0) throw badFile(path, 'not an IDX file (the magic number must start with two zero bytes)');
   const type = types[bytes[2]];

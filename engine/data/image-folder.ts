@@ -3,7 +3,8 @@
  * torchvision's ImageFolder (sorted names), except that all-numeric folder names are used as the
  * class index itself ('0', '1', …, '10' keep their numbers).
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
+import { readRegularFile } from '../io/files';
 import { join } from 'node:path';
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
@@ -19,7 +20,7 @@ export interface DecodedImage {
   rgba: Uint8Array;
 }
 
-export function decodeImage(path: string, bytes: Uint8Array = readFileSync(path), maxPixels = 64 * 2 ** 20): DecodedImage {
+export function decodeImage(path: string, bytes: Uint8Array = readRegularFile(path, { code: 'bad-data', what: 'image' }), maxPixels = 64 * 2 ** 20): DecodedImage {
   try {
     if (bytes.length >= 4 && bytes[0] === 0x89 && bytes[1] === 0x50 && bytes[2] === 0x4e && bytes[3] === 0x47) {
       // Check the declared size in the IHDR before pngjs allocates for it.

@@ -1,5 +1,6 @@
 /** One entry point for every clean-data format. */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { readRegularFile } from '../io/files';
 import { BackdoorLensError, badData, badFile } from '../errors';
 import type { ValueSpec } from '../graph/model';
 import { NpyError, readNpy } from '../io/npy';
@@ -25,7 +26,7 @@ export function readRawImages(source: DataSource): RawImages {
   if (!existsSync(path)) throw badData(path, 'no such file or folder');
   if (statSync(path).isDirectory()) return readImageFolder(path);
   if (isIdxPath(path)) return readIdxPair(path, source.labels);
-  const bytes = readFileSync(path);
+  const bytes = readRegularFile(path, { code: 'bad-data', what: 'data' });
   if (path.endsWith('.npz') || (bytes[0] === 0x50 && bytes[1] === 0x4b)) return readNpz(path, bytes);
   if (path.endsWith('.npy') || bytes[0] === 0x93) return readNpyImages(path, bytes, source.labels);
   throw badData(path, 'unknown data format: expected .npz, .npy, an IDX file or a folder of class subfolders with PNG/JPEG images');
@@ -42,7 +43,7 @@ export function readNpyImages(path: string, bytes: Uint8Array, labelsPath?: stri
     }
   };
   const pixels = pixelsFrom(read(path, bytes), path, 'the array');
-  const labels = labelsPath ? labelsFrom(read(labelsPath, readFileSync(labelsPath)), pixels.dims[0], labelsPath, 'the labels array') : undefined;
+  const labels = labelsPath ? labelsFrom(read(labelsPath, readRegularFile(labelsPath, { code: 'bad-data', what: 'labels' })), pixels.dims[0], labelsPath, 'the labels array') : undefined;
   return { source: path, pixels, labels };
 }
 

@@ -1,5 +1,5 @@
 /** .npz (a zip of .npy arrays): images under `x`, labels under `y`, optional `poisoned` flags. */
-import { readFileSync } from 'node:fs';
+import { readRegularFile } from '../io/files';
 import { badData, badFile } from '../errors';
 import { NpyError, readNpy } from '../io/npy';
 import { ZipArchive, ZipError } from '../io/zip';
@@ -9,7 +9,7 @@ import type { RawImages } from './types';
 const imageKeys = ['x', 'images', 'x_test', 'data'];
 const labelKeys = ['y', 'labels', 'y_test', 'targets'];
 
-export function readNpz(path: string, bytes: Uint8Array = readFileSync(path)): RawImages {
+export function readNpz(path: string, bytes: Uint8Array = readRegularFile(path, { code: 'bad-data', what: 'data' })): RawImages {
   let zip: ZipArchive;
   try {
     zip = new ZipArchive(bytes);

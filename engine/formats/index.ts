@@ -1,6 +1,6 @@
 /** Picks the reader for a checkpoint and loads it into the common graph. */
-import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { BackdoorLensError } from '../errors';
+import { readRegularFile } from '../io/files';
 import { modelSizeLimitError } from './limits';
 import { onnxReader } from './onnx';
 import { pytorchReader } from './pytorch';
@@ -21,35 +21,24 @@ export { readWeights } from './weights';
  */
 export const modelReaders: ModelReader[] = [safetensorsReader, pytorchReader, onnxReader];
 
-function head(path: string, n = 64): Uint8Array {
-  const fd = openSync(path, 'r');
-  try {
-    const buf = Buffer.alloc(n);
-    const got = readSync(fd, buf, 0, n, 0);
-    return buf.subarray(0, got);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 export async function loadModel(path: string, options: LoadOptions = {}): Promise<LoadedModel> {
   const limits = loadLimitsOf(options);
-  let size: number;
+  let bytes: Buffer;
   try {
-    const st = statSync(path);
-    if (st.isDirectory()) throw new BackdoorLensError('unsupported-model', 'is a folder, not a model file', { file: path });
-    size = st.size;
+    bytes = readRegularFile(path, {
+      what: 'model',
+      checkSize: (size) => {
+        if (size > limits.maxModelBytes) throw modelSizeLimitError(path, size, limits.maxModelBytes);
+      },
+    });
   } catch (e) {
-    if (e instanceof BackdoorLensError) throw e;
-    throw new BackdoorLensError('bad-file', 'no such file', { file: path, cause: e });
+    if (e instanceof BackdoorLensError && /^is a folder/.test(e.message)) throw new BackdoorLensError('unsupported-model', 'is a folder, not a model file', { file: path });
+    throw e;
   }
-  if (size > limits.maxModelBytes) {
-    throw modelSizeLimitError(path, size, limits.maxModelBytes);
-  }
-  const first = head(path);
+  const first = bytes.subarray(0, 64);
   const reader = modelReaders.find((r) => r.canRead(path, first));
   if (!reader) {
     throw new BackdoorLensError('unsupported-model', `is not a supported model file (supported: ${modelReaders.map((r) => r.format).join(', ')})`, { file: path });
   }
-  return reader.read(path, readFileSync(path), { ...options, limits });
+  return reader.read(path, bytes, { ...options, limits });
 }

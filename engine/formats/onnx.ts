@@ -2,21 +2,14 @@ import { createHash } from 'node:crypto';
 import { BackdoorLensError, badFile } from '../errors';
 import { OnnxModel } from '../graph/model';
 import { checkTensorProto } from '../graph/tensor-proto';
+import { checkNodeBounds } from '../graph/bounds';
 import { sizeOf } from '../tensor';
 import { tensorLimitError } from './limits';
-import { loadLimitsOf, type LoadedModel, type LoadOptions, type ModelReader } from './types';
+import { looksLikeText } from './text';
 
-/** Whether the bytes look like text rather than a binary protobuf (a renamed .txt, a JSON, an HTML error page). */
-export function looksLikeText(bytes: Uint8Array): boolean {
-  const n = Math.min(bytes.length, 4096);
-  if (n === 0) return false;
-  let printable = 0;
-  for (let i = 0; i < n; i++) {
-    const b = bytes[i];
-    if (b === 9 || b === 10 || b === 13 || (b >= 32 && b < 127) || b >= 0xc2) printable++;
-  }
-  return printable / n > 0.95;
-}
+export { looksLikeText };
+import { inlineExternalData } from './onnx-external';
+import { loadLimitsOf, type LoadedModel, type LoadOptions, type ModelReader } from './types';
 
 /** The number of classes, when the model's output is [N, K]. */
 export function classCountOf(model: OnnxModel): number | null {
@@ -42,6 +35,10 @@ export function decodeOnnx(path: string, bytes: Uint8Array, options: LoadOptions
   if (g.node.length === 0 || g.output.length === 0 || model.proto.opset_import.length === 0) {
     throw new BackdoorLensError('unsupported-model', `is not a usable ONNX model: it decodes to ${g.node.length} nodes, ${g.output.length} outputs and ${model.proto.opset_import.length} opset imports`, { file: path });
   }
+  options.interrupt?.throwIfAborted();
+  // Before anything reads a tensor: external data comes from the model's folder or not at all.
+  inlineExternalData(path, model.proto, { maxTensorElements: limits.maxTensorElements });
+  model.invalidate();
   for (const t of g.initializer) {
     const n = sizeOf((t.dims ?? []).map(Number));
     if (n > limits.maxTensorElements) {
@@ -53,6 +50,8 @@ export function decodeOnnx(path: string, bytes: Uint8Array, options: LoadOptions
       throw badFile(path, (e as Error).message, e);
     }
   }
+  // Before any session exists: no node may make more than the tensor limit, nor loop past it.
+  checkNodeBounds(model, limits.maxTensorElements, options.interrupt);
   return model;
 }
 

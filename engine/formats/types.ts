@@ -33,6 +33,11 @@ export interface LoadOptions {
    */
   inputSize?: { height: number; width: number };
   /**
+   * The job's limits, checked while a big graph is prepared (shape inference, bounds): a JobGuard's
+   * interrupt, which reads the clock (an AbortSignal's timeout cannot fire inside synchronous work).
+   */
+  interrupt?: { throwIfAborted(): void };
+  /**
    * The size of the images the model will run on. A graph built from weights takes it when no
    * inputSize is given and the network is size-agnostic (it pools adaptively before its head).
    */

@@ -41,7 +41,7 @@ export function isUnsafeCheckpointError(e: unknown): e is UnsafeCheckpointError 
 
 /** Where in the pickle a global was named and called, for messages. */
 function trail(u: GlobalUse, where: string): string {
-  const named = u.via === 'GLOBAL' || u.via === 'STACK_GLOBAL' || u.via === 'INST' ? `named by ${u.via} at byte ${u.offset}` : `reached through ${u.via} at byte ${u.offset}`;
+  const named = /^(GLOBAL|STACK_GLOBAL|INST)\b/.test(u.via) ? `named by ${u.via} at byte ${u.offset}` : `reached through ${u.via} at byte ${u.offset}`;
   const called = u.call && u.callOpcode && u.callOpcode !== 'INST' ? `, called by ${u.callOpcode} at byte ${u.callOffset}` : '';
   return `${where}: ${named}${called}`;
 }
@@ -61,11 +61,11 @@ export function pickleFindings(uses: readonly GlobalUse[], where: string): Findi
   return [...uses].sort((a, b) => rank(a) - rank(b) || a.offset - b.offset).map((u): Finding => {
     if (u.danger === 'dangerous') {
       const message = u.call
-        ? `loading this file with torch.load or pickle would run ${u.call} (${trail(u, where)})`
-        : `the pickle loads ${u.qualified}, which can run code or reach the system (${trail(u, where)})`;
+        ? `loading this file with torch.load or pickle would run ${u.call}: ${u.reason} (${trail(u, where)})`
+        : `the pickle loads ${u.qualified}: ${u.reason}, which can run code or reach the system (${trail(u, where)})`;
       return { severity: codeInfo('BL030').severity, code: 'BL030', message, method: 'pickle', location: { symbol: u.qualified } };
     }
-    const message = `the pickle needs ${u.qualified}${u.call ? `, called as ${u.call}` : ''}, which is not on the allowlist of globals a weights file uses (${trail(u, where)})`;
+    const message = `the pickle needs ${u.qualified}${u.call ? `, called as ${u.call}` : ''}, ${u.reason}, which is not on the allowlist of globals a weights file uses (${trail(u, where)})`;
     return { severity: codeInfo('BL031').severity, code: 'BL031', message, method: 'pickle', location: { symbol: u.qualified } };
   });
 }

@@ -3,7 +3,7 @@
  * original weights of a file (for writing purified weights back under the same keys).
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readRegularFile } from '../io/files';
 import { BackdoorLensError, usageError } from '../errors';
 import type { ModelFormat } from '../report/types';
 import type { Tensor } from '../tensor';
@@ -63,7 +63,7 @@ function sizeNote(built: BuiltModel, givenBy: string | undefined): string {
 
 /** The weights of a state_dict, safetensors or BackdoorBench file, under the keys the file uses. */
 export function readWeights(path: string, format: ModelFormat, options: LoadOptions = {}): Map<string, Tensor> {
-  const bytes = readFileSync(path);
+  const bytes = readRegularFile(path, { what: 'model' });
   const limits = loadLimitsOf(options);
   if (format === 'safetensors') return readSafetensors(path, bytes, limits.maxTensorElements).tensors;
   const root = readTorchObject(bytes, { path, sha256: sha256Of(bytes), maxTensorElements: limits.maxTensorElements, format });

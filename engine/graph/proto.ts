@@ -76,7 +76,15 @@ export interface AttributeProto {
   strings?: Uint8Array[];
   tensors?: TensorProto[];
   graphs?: GraphProto[];
+  sparse_tensor?: SparseTensorProto;
+  sparse_tensors?: SparseTensorProto[];
   doc_string?: string;
+}
+
+export interface SparseTensorProto {
+  values?: TensorProto;
+  indices?: TensorProto;
+  dims?: number[];
 }
 
 export interface NodeProto {
@@ -108,6 +116,7 @@ export interface GraphProto {
   node: NodeProto[];
   name?: string;
   initializer: TensorProto[];
+  sparse_initializer?: SparseTensorProto[];
   doc_string?: string;
   input: ValueInfoProto[];
   output: ValueInfoProto[];
@@ -129,7 +138,8 @@ export interface ModelProto {
   doc_string?: string;
   graph?: GraphProto;
   metadata_props?: { key?: string; value?: string }[];
-  functions?: unknown[];
+  training_info?: { initialization?: GraphProto; algorithm?: GraphProto }[];
+  functions?: { name?: string; node?: NodeProto[] }[];
 }
 
 const arrayFields: Record<string, string[]> = {

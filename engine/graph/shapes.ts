@@ -109,9 +109,14 @@ function windowShape(node: NodeProto, x: Dim[], kernel: number[], channels: Dim,
 /**
  * Shapes of every tensor, batch symbolic. `observed` holds shapes measured by running the model
  * (see engine/autodiff/observe.ts); they stand in for the outputs of nodes whose shape no rule
- * here can derive, so that one such node does not leave everything after it unknown.
+ * here can derive, so that one such node does not leave everything after it unknown. `interrupt`
+ * is the job's limit check (a JobGuard's), called every 1024 nodes.
  */
-export function inferShapes(model: OnnxModel, inputShapes: Record<string, Dim[]> = {}, observed?: ReadonlyMap<string, Dim[]>): ShapeInference {
+export function inferShapes(
+  model: OnnxModel,
+  inputShapes: Record<string, Dim[]> = {},
+  { observed, interrupt }: { observed?: ReadonlyMap<string, Dim[]>; interrupt?: { throwIfAborted(): void } } = {},
+): ShapeInference {
   const shapes = new Map<string, Dim[]>();
   const ints = new Map<string, SymbolicInts>();
   const unknown: ShapeInference['unknown'] = [];
@@ -134,7 +139,10 @@ export function inferShapes(model: OnnxModel, inputShapes: Record<string, Dim[]>
     return numeric(v.values, what);
   };
 
+  let visited = 0;
   for (const node of model.nodes) {
+    // A graph of a million nodes takes seconds: the job's limits are checked on the way.
+    if (interrupt && ++visited % 1024 === 0) interrupt.throwIfAborted();
     const name = model.nodeName(node);
     let failure: string | undefined;
     try {

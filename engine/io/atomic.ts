@@ -5,10 +5,10 @@
  * publishes with a hard link, which fails rather than overwrite.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, linkSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, linkSync, openSync, readdirSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { threadId } from 'node:worker_threads';
-import { BackdoorLensError } from '../errors';
+import { BackdoorLensError, fsError } from '../errors';
 
 export interface AtomicWriteOptions {
   /** Checked between chunks and before the file is put in place. */
@@ -21,7 +21,16 @@ let serial = 0;
 
 /** Temporary files for a target start with this: hidden, beside it, named for it and this process. */
 export function tempPrefix(path: string): string {
-  return join(dirname(path), `.${basename(path)}.${process.pid}.`);
+  return join(dirname(path), `.${basename(path)}.${ownerPid()}.`);
+}
+
+/**
+ * The process a write belongs to: this one, or the language server whose engine worker process this
+ * is (it sets BACKDOOR_LENS_OWNER_PID), so the server can remove what a killed worker left.
+ */
+function ownerPid(): number {
+  const owner = Number(process.env.BACKDOOR_LENS_OWNER_PID);
+  return Number.isSafeInteger(owner) && owner > 0 ? owner : process.pid;
 }
 
 /** Unique across this process's threads and calls, so writers of the same target never share one. */
@@ -68,6 +77,26 @@ function publish(tmp: string, path: string, exclusive: boolean): void {
   rmSync(tmp, { force: true });
 }
 
+/**
+ * Refuses, with one line naming the path, an output that cannot be written: its folder is missing
+ * or is not a folder, or the path itself is a folder. Call it before long work that ends in a write.
+ */
+export function checkOutputPath(path: string): void {
+  const dir = dirname(resolve(path));
+  let st;
+  try {
+    st = statSync(dir);
+  } catch {
+    throw new BackdoorLensError('usage', `cannot write ${path}: the folder ${dirname(path)} does not exist; create it first`, { file: path });
+  }
+  if (!st.isDirectory()) throw new BackdoorLensError('usage', `cannot write ${path}: ${dirname(path)} is not a folder`, { file: path });
+  try {
+    if (statSync(path).isDirectory()) throw new BackdoorLensError('usage', `cannot write ${path}: it is a folder; give a file name`, { file: path });
+  } catch (e) {
+    if (e instanceof BackdoorLensError) throw e;
+  }
+}
+
 export function writeFileAtomic(path: string, data: Uint8Array | string, options: AtomicWriteOptions = {}): void {
   writeFilesAtomic([{ path, data }], options);
 }
@@ -77,6 +106,7 @@ export function writeFileAtomic(path: string, data: Uint8Array | string, options
  * a cancellation while writing leaves none of them, and no temporary file either.
  */
 export function writeFilesAtomic(files: { path: string; data: Uint8Array | string }[], options: AtomicWriteOptions = {}): void {
+  for (const f of files) checkOutputPath(f.path);
   const temps: string[] = [];
   const published: string[] = [];
   try {
@@ -94,6 +124,8 @@ export function writeFilesAtomic(files: { path: string; data: Uint8Array | strin
     for (const t of temps) rmSync(t, { force: true });
     // Files an exclusive write created are its own: take them back so the set is all or nothing.
     if (options.exclusive) for (const p of published) rmSync(p, { force: true });
+    const errno = e as NodeJS.ErrnoException & { path?: string; syscall?: string };
+    if (!(e instanceof BackdoorLensError) && typeof errno?.code === 'string' && typeof errno.syscall === 'string') throw fsError(errno, files[0]?.path);
     throw e;
   }
 }

@@ -26,6 +26,11 @@ export interface ZipLimits {
    * Scanners want the list: each anomaly is a way to show one reader different data than another.
    */
   collectAnomalies?: boolean;
+  /**
+   * Match entry names without regard to case, as torch.load's zip reader (miniz, no case flag)
+   * does: 'archive/DATA.PKL' is then the same entry as 'archive/data.pkl', and both together are a duplicate.
+   */
+  caseInsensitive?: boolean;
 }
 
 /**
@@ -34,7 +39,8 @@ export interface ZipLimits {
  * whose bytes overlap, or a local header whose name differs from the central directory's.
  */
 export interface ZipAnomaly {
-  kind: 'duplicate-name' | 'overlap' | 'name-mismatch';
+  /** torchscript and trailing-data come from the torch reader: members torch.load treats differently from us. */
+  kind: 'duplicate-name' | 'overlap' | 'name-mismatch' | 'torchscript' | 'trailing-data';
   /** The entry names involved. */
   names: string[];
   message: string;
@@ -56,12 +62,14 @@ export class ZipArchive {
   private readonly view: DataView;
   private readonly maxEntryBytes: number;
   private readonly collect: boolean;
+  private readonly caseInsensitive: boolean;
 
   constructor(readonly bytes: Uint8Array, limits: ZipLimits = {}) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     // Deflate reaches ~1000:1 at best; a real .npz or checkpoint stays far below this bound.
     this.maxEntryBytes = limits.maxEntryBytes ?? 16 * bytes.length + 256 * 2 ** 20;
     this.collect = limits.collectAnomalies ?? false;
+    this.caseInsensitive = limits.caseInsensitive ?? false;
     this.entries = this.readCentralDirectory(limits.maxEntries ?? 100_000);
     this.checkOverlaps();
   }
@@ -166,25 +174,43 @@ export class ZipArchive {
       }
       const entry: ZipEntry = { name, method, compressedSize, uncompressedSize, crc32, dataOffset, localHeaderOffset };
       this.records.push(entry);
-      if (entries.has(name)) this.anomaly({ kind: 'duplicate-name', names: [name], message: `the zip has two entries named '${name}'` });
-      else entries.set(name, entry);
+      const known = entries.get(this.key(name));
+      if (known) {
+        const names = known.name === name ? [name] : [known.name, name];
+        this.anomaly({ kind: 'duplicate-name', names, message: known.name === name ? `the zip has two entries named '${name}'` : `the zip has entries '${known.name}' and '${name}', one name to a reader that ignores case (torch.load does)` });
+      } else entries.set(this.key(name), entry);
       p += 46 + nameLen + extraLen + commentLen;
     }
     return entries;
   }
 
+  private key(name: string): string {
+    return this.caseInsensitive ? name.toLowerCase() : name;
+  }
+
   names(): string[] {
-    return [...this.entries.keys()];
+    return [...this.entries.values()].map((e) => e.name);
   }
 
   has(name: string): boolean {
-    return this.entries.has(name);
+    return this.entries.has(this.key(name));
+  }
+
+  /** The entry's name as the archive spells it (its case may differ from `name`'s when matching ignores case). */
+  nameOf(name: string): string | undefined {
+    return this.entries.get(this.key(name))?.name;
   }
 
   /** The entry's bytes: a view for stored entries, a bounded inflate for deflated ones. */
   read(name: string): Uint8Array {
-    const entry = this.entries.get(name);
+    const entry = this.entries.get(this.key(name));
     if (!entry) throw new ZipError(`the zip has no entry '${name}'`);
+    return this.readEntry(entry);
+  }
+
+  /** The bytes of one central-directory record (duplicates included: see `records`). */
+  readEntry(entry: ZipEntry): Uint8Array {
+    const name = entry.name;
     const raw = this.bytes.subarray(entry.dataOffset, entry.dataOffset + entry.compressedSize);
     if (entry.method === 0) {
       if (entry.uncompressedSize !== entry.compressedSize) throw new ZipError(`stored entry '${name}' declares ${entry.uncompressedSize} bytes but holds ${entry.compressedSize}`);

@@ -7,6 +7,16 @@ function seconds(ms: number): string {
   return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
 }
 
+/** Why no detector reached a verdict: the ops they could not handle, their failures, or no data. */
+function inconclusiveWhy(report: ScanReport): string {
+  const failed = report.methods.filter((r) => r.status === 'failed');
+  const ops = [...new Set(failed.flatMap((r) => [...(r.reason ?? '').matchAll(/cannot differentiate op (\w+)/g)].map((m) => m[1])))];
+  if (ops.length) return `no detector reached a verdict: the model has ops the detectors cannot handle (${ops.join(', ')}; ${failed.map((r) => r.method).join(', ')} failed)`;
+  if (failed.length) return `no detector reached a verdict (${failed.map((r) => r.method).join(', ')} failed; see the findings)`;
+  if (report.methods.some((r) => r.status === 'stopped')) return 'the scan stopped before a detector reached a verdict';
+  return 'no detector ran (give clean data with --data to run trigger reversal)';
+}
+
 export function formatReport(report: ScanReport): string {
   const lines: string[] = [];
   const m = report.model;
@@ -21,7 +31,7 @@ export function formatReport(report: ScanReport): string {
       ? `VERDICT: BACKDOORED — target class${report.targets.length === 1 ? '' : 'es'} ${report.targets.join(', ')}${report.attackType ? ` (${report.attackType})` : ''}`
       : report.verdict === 'clean'
         ? 'VERDICT: clean — no backdoor found'
-        : 'VERDICT: inconclusive — no detector ran (give clean data with --data to run trigger reversal)';
+        : `VERDICT: inconclusive — ${inconclusiveWhy(report)}`;
   lines.push(verdictLine);
   lines.push('');
   if (report.findings.length === 0) lines.push('No findings.');

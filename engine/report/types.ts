@@ -63,7 +63,7 @@ export interface NeuronScore {
   flagged: boolean;
 }
 
-export type MethodStatus = 'ran' | 'skipped' | 'failed';
+export type MethodStatus = 'ran' | 'skipped' | 'failed' | 'stopped';
 
 /**
  * One detector test and what it decided: the statistic it measured, the threshold it compared it

@@ -7,6 +7,7 @@ import * as ort from 'onnxruntime-node';
 import { createHash } from 'node:crypto';
 import { BackdoorLensError } from '../errors';
 import type { OnnxModel } from '../graph/model';
+import { hasExternalData } from '../graph/model-tensors';
 import { sizeOf, type DType, type Tensor, type TensorData } from '../tensor';
 
 export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu';
@@ -41,6 +42,17 @@ export function fromOrtTensor(t: ort.Tensor): Tensor {
   return { dtype, dims: [...t.dims], data: t.data as TensorData };
 }
 
+/**
+ * onnxruntime's error text on one line, without its C++ source locations and failed-check
+ * expressions ("/onnxruntime_src/…/reshape_helper.h:84 onnxruntime::ReshapeHelper::…(…) size != 0 … was false.").
+ */
+export function ortMessage(e: unknown): string {
+  const text = (e instanceof Error ? e.message : String(e)).replace(/\s+/g, ' ').trim();
+  return text
+    .replace(/\/onnxruntime_src\/\S+:\d+ (?:\S+\([^)]*\)(?: const)? )?(?:[^.]*? was false\. )?/g, '')
+    .slice(0, 400);
+}
+
 function availability(ep: ExecutionProvider): string | undefined {
   if (ep === 'cpu') return undefined;
   const backend = ort.listSupportedBackends().find((b) => b.name === ep);
@@ -73,7 +85,7 @@ export class ModelSession {
     try {
       result = fetches ? await this.inner.run(ortFeeds, fetches as string[]) : await this.inner.run(ortFeeds);
     } catch (e) {
-      throw new BackdoorLensError('bad-data', `running ${this.label} failed: ${(e as Error).message}`, { cause: e });
+      throw new BackdoorLensError('bad-data', `running ${this.label} failed: ${ortMessage(e)}`, { cause: e });
     }
     const out: Record<string, Tensor> = {};
     for (const [k, v] of Object.entries(result)) out[k] = fromOrtTensor(v as ort.Tensor);
@@ -111,6 +123,7 @@ export class Runtime {
   readonly options: Required<RuntimeOptions>;
 
   constructor(options: RuntimeOptions = {}) {
+    ort.env.logLevel = 'fatal';
     this.options = { executionProvider: options.executionProvider ?? 'cpu', threads: options.threads ?? 0 };
     const missing = availability(this.options.executionProvider);
     if (missing) throw new BackdoorLensError('usage', `cannot use execution provider '${this.options.executionProvider}': ${missing}`);
@@ -118,6 +131,11 @@ export class Runtime {
 
   /** A session for the model, compiled once per distinct graph. */
   session(model: OnnxModel | Uint8Array, label?: string): Promise<ModelSession> {
+    if (!(model instanceof Uint8Array)) {
+      // onnxruntime would resolve an external location against the working directory: never hand it one.
+      const external = hasExternalData(model.proto);
+      if (external) return Promise.reject(new BackdoorLensError('bad-file', `tensor '${external.tensor.name ?? ''}' (${external.where}) still refers to external data; load the model with loadModel, which reads it from the model's folder`, { file: model.source }));
+    }
     const bytes = model instanceof Uint8Array ? model : model.toBytes();
     const key = createHash('sha256').update(bytes).digest('hex');
     let session = this.sessions.get(key);
@@ -133,6 +151,9 @@ export class Runtime {
   private async create(bytes: Uint8Array, label: string): Promise<ModelSession> {
     const { executionProvider, threads } = this.options;
     const options: ort.InferenceSession.SessionOptions = {
+      // Errors come back as exceptions and become one line of ours: onnxruntime's own log lines
+      // (printed natively to stderr before the exception) would only precede it.
+      logSeverityLevel: 4,
       executionProviders: executionProvider === 'cpu' ? ['cpu'] : [executionProvider, 'cpu'],
       graphOptimizationLevel: 'all',
       ...(threads > 0 ? { intraOpNumThreads: threads, interOpNumThreads: 1 } : {}),
@@ -140,7 +161,7 @@ export class Runtime {
     try {
       return new ModelSession(await ort.InferenceSession.create(bytes, options), label);
     } catch (e) {
-      const message = (e as Error).message.replace(/\s+/g, ' ').trim();
+      const message = ortMessage(e);
       if (executionProvider !== 'cpu' && /provider|cuda|webgpu|dawn|adapter/i.test(message)) {
         throw new BackdoorLensError('usage', `cannot start execution provider '${executionProvider}': ${message}. Use --provider cpu, or see the README section "Using a GPU"`, { cause: e });
       }

@@ -4,7 +4,8 @@
  * content hash and the settings, so an unchanged file is never scanned twice.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { closeSync, createReadStream } from 'node:fs';
+import { openRegular } from '../../engine/io/files';
 import type { ScanReport } from '../../engine/report/types';
 import type { FixSummary } from '../../protocol/lsp';
 import type { AvailableFix, CheckpointStatus } from '../../protocol/report-view';
@@ -40,10 +41,23 @@ export interface CheckpointState {
   rendered?: RenderedOutline;
 }
 
+/** The SHA-256 of a regular file, read up to the size it had when opened (a FIFO or device is refused). */
 export function sha256File(path: string): Promise<string> {
   return new Promise((resolve, reject) => {
+    let file: { fd: number; size: number };
+    try {
+      file = openRegular(path, { what: 'model' });
+    } catch (e) {
+      reject(e);
+      return;
+    }
     const h = createHash('sha256');
-    createReadStream(path)
+    if (file.size === 0) {
+      closeSync(file.fd);
+      resolve(h.digest('hex'));
+      return;
+    }
+    createReadStream(path, { fd: file.fd, start: 0, end: file.size - 1, autoClose: true })
       .on('data', (chunk) => h.update(chunk))
       .on('error', reject)
       .on('end', () => resolve(h.digest('hex')));

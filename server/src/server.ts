@@ -14,6 +14,7 @@ import {
   LSPErrorCodes,
   ResponseError,
   TextDocumentSyncKind,
+  type CancellationToken,
   type Connection,
   type InitializeParams,
   type InitializeResult,
@@ -57,7 +58,12 @@ function defaultDocsBase(): string {
   return pathToFileURL(join(__dirname, '..', 'docs', 'findings')).href;
 }
 
-export function startServer(connection: Connection, options: ServerOptions): void {
+/** What startServer hands back: the way to end the engine worker when the connection ends. */
+export interface ServerHandle {
+  dispose(): Promise<void>;
+}
+
+export function startServer(connection: Connection, options: ServerOptions): ServerHandle {
   const host = new WorkerHost(options.workerPath, { graceMs: options.cancelGraceMs });
   const queue = new JobQueue(host);
   let init: InitializationOptions = {};
@@ -94,12 +100,37 @@ export function startServer(connection: Connection, options: ServerOptions): voi
     if (capabilities.workspace?.codeLens?.refreshSupport) void connection.sendRequest(CodeLensRefreshRequest.type);
   }
 
+  /**
+   * Errors as the client sees them: ours (JobFailure, ResponseError) keep their one-line message;
+   * anything else is a bug, logged in full to the server's log and answered with a line of ours,
+   * never a raw JavaScript message.
+   */
   const toResponseError = (e: unknown) => {
     if (e instanceof JobFailure && e.code === 'cancelled') return new ResponseError(LSPErrorCodes.RequestCancelled, 'cancelled');
     if (e instanceof ResponseError) return e;
-    const message = e instanceof Error ? e.message : String(e);
-    const code = e instanceof JobFailure && e.code !== 'internal' ? ErrorCodes.InvalidParams : ErrorCodes.InternalError;
-    return new ResponseError(code, message, e instanceof JobFailure ? { code: e.code, file: e.file } : undefined);
+    if (e instanceof JobFailure) {
+      return new ResponseError(e.code !== 'internal' ? ErrorCodes.InvalidParams : ErrorCodes.InternalError, e.message.split('\n')[0], { code: e.code, file: e.file });
+    }
+    connection.console.error(`Backdoor Lens: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    return new ResponseError(ErrorCodes.InternalError, 'Backdoor Lens could not handle this request (an internal error; the details are in the server log)');
+  };
+
+  /** A request handler whose failures, however they arise, are answered by toResponseError. */
+  const safely =
+    <P, R>(handle: (params: P, token: CancellationToken) => R | Promise<R>) =>
+    async (params: P, token: CancellationToken): Promise<R> => {
+      try {
+        return await handle(params, token);
+      } catch (e) {
+        throw toResponseError(e);
+      }
+    };
+
+  /** The `uri` a request must carry, or an InvalidParams answer naming the request. */
+  const uriOf = (request: string, params: unknown): string => {
+    const uri = (params as { uri?: unknown } | null | undefined)?.uri;
+    if (typeof uri !== 'string' || !uri) throw new ResponseError(ErrorCodes.InvalidParams, `${request} takes { uri: string }`);
+    return uri;
   };
 
   /** Runs an engine request; request cancellation ($/cancelRequest) aborts the job. */
@@ -157,27 +188,27 @@ export function startServer(connection: Connection, options: ServerOptions): voi
     }
   });
 
-  connection.onRequest(ScanRequest, (params, token) =>
+  connection.onRequest(ScanRequest, safely((params, token) =>
     cancellable(token, (signal) =>
-      service.scan(params.uri, {
+      service.scan(uriOf(ScanRequest.method, params), {
         force: params.force,
         signal,
         progress: (abort) => startProgress(connection, { title: 'Backdoor Lens: scanning', token: params.workDoneToken, serverCreated: params.workDoneToken === undefined && !!capabilities.window?.workDoneProgress, abort }),
       }),
     ),
-  );
+  ));
 
-  connection.onRequest(FixRequest, (params, token) =>
+  connection.onRequest(FixRequest, safely((params, token) =>
     cancellable(token, (signal) =>
-      service.fix(params.uri, params.method, {
+      service.fix(uriOf(FixRequest.method, params), String(params.method), {
         signal,
         progress: (abort) => startProgress(connection, { title: `Backdoor Lens: ${params.method}`, token: params.workDoneToken, serverCreated: params.workDoneToken === undefined && !!capabilities.window?.workDoneProgress, abort }),
       }),
     ),
-  );
+  ));
 
-  connection.onRequest(ReportRequest, async ({ uri }): Promise<ReportView> => {
-    const path = pathOf(uri);
+  connection.onRequest(ReportRequest, safely(async (params): Promise<ReportView> => {
+    const path = pathOf(uriOf(ReportRequest.method, params));
     const state = service.store.get(path);
     const outcome = state?.outcome;
     return {
@@ -190,14 +221,15 @@ export function startServer(connection: Connection, options: ServerOptions): voi
       ...(state?.fix ? { fix: state.fix } : {}),
       fixes: outcome?.fixes ?? state?.fixes ?? [],
     };
-  });
+  }));
 
-  connection.onRequest(OutlineRequest, async ({ uri }) => {
+  connection.onRequest(OutlineRequest, safely(async (params) => {
+    const uri = uriOf(OutlineRequest.method, params);
     const state = await service.describe(isOutlineUri(uri) ? fileUri(checkpointPathOfOutline(uri)) : uri);
     const rendered = service.store.rendered(state);
     if (rendered) return rendered.text;
     return `${basename(state.path)}\n${state.failure ? `could not be read: ${state.failure.message}` : 'not scanned yet'}\n`;
-  });
+  }));
 
   const stateOfDocument = (uri: string) => (isOutlineUri(uri) ? service.store.get(checkpointPathOfOutline(uri)) : uri.startsWith('file:') ? service.store.get(pathOf(uri)) : undefined);
 
@@ -220,7 +252,7 @@ export function startServer(connection: Connection, options: ServerOptions): voi
     return codeActionsFor(context.diagnostics, state, !!init.clientCommands);
   });
 
-  connection.onExecuteCommand(async ({ command, arguments: args }, token) => {
+  connection.onExecuteCommand(safely(async ({ command, arguments: args }, token) => {
     if (command === ServerCommands.scan) {
       const uri = typeof args?.[0] === 'string' ? args[0] : (args?.[0] as { uri?: string } | undefined)?.uri;
       if (!uri) throw new ResponseError(ErrorCodes.InvalidParams, `${command} takes the checkpoint's URI`);
@@ -237,7 +269,7 @@ export function startServer(connection: Connection, options: ServerOptions): voi
       return summary;
     }
     throw new ResponseError(ErrorCodes.MethodNotFound, `unknown command ${command}`);
-  });
+  }));
 
   connection.onRequest(DebugMemoryRequest, async (): Promise<DebugMemoryReport> => {
     const worker = await host.memory();
@@ -248,7 +280,7 @@ export function startServer(connection: Connection, options: ServerOptions): voi
       rss, heapUsed, heapTotal, external, arrayBuffers,
       collected: !!gc && (worker?.collected ?? true),
       workerStarts: host.started,
-      ...(worker ? { worker: { heapUsed: worker.heapUsed, heapTotal: worker.heapTotal, external: worker.external, arrayBuffers: worker.arrayBuffers } } : {}),
+      ...(worker ? { worker: { heapUsed: worker.heapUsed, heapTotal: worker.heapTotal, external: worker.external, arrayBuffers: worker.arrayBuffers, ...(worker.rss !== undefined ? { rss: worker.rss } : {}) } } : {}),
     };
   });
 
@@ -257,4 +289,5 @@ export function startServer(connection: Connection, options: ServerOptions): voi
   });
 
   connection.listen();
+  return { dispose: () => host.dispose() };
 }

@@ -1,13 +1,28 @@
 /**
- * The engine worker thread: runs scans and fixes so the language server's own thread always
- * answers. One job at a time; cancellation aborts the engine's AbortSignal.
+ * The engine worker: a child process of the language server (a thread under older hosts) that runs
+ * scans and fixes so the server always answers. One job at a time; cancellation aborts the engine's
+ * AbortSignal, and the server kills the process when the job does not stop (WorkerHost).
  */
 import { parentPort } from 'node:worker_threads';
 import { asBackdoorLensError, BackdoorLensError } from '../../engine/errors';
 import type { FromWorker, ToWorker } from './jobs/messages';
 import { EngineJobs } from './worker/engine-jobs';
 
-const port = parentPort;
+interface Port {
+  postMessage(m: FromWorker): void;
+  on(event: 'message', listener: (m: ToWorker) => void): void;
+}
+
+/** The channel to the server: the IPC channel of a forked process, or a thread's parent port. */
+function serverPort(): Port | undefined {
+  if (parentPort) return parentPort as unknown as Port;
+  if (!process.send) return undefined;
+  // A server that went away takes its worker with it.
+  process.on('disconnect', () => process.exit(0));
+  return { postMessage: (m) => process.send!(m), on: (event, listener) => process.on(event, listener as (m: unknown) => void) };
+}
+
+const port = serverPort();
 if (!port) throw new Error('worker.js runs inside the Backdoor Lens language server');
 
 const jobs = new EngineJobs();
@@ -36,8 +51,8 @@ port.on('message', (m: ToWorker) => {
   }
   if (m.type === 'memory') {
     gc?.();
-    const { heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage();
-    send({ type: 'memory', id: m.id, memory: { heapUsed, heapTotal, external, arrayBuffers, collected: !!gc } });
+    const { heapUsed, heapTotal, external, arrayBuffers, rss } = process.memoryUsage();
+    send({ type: 'memory', id: m.id, memory: { heapUsed, heapTotal, external, arrayBuffers, rss, collected: !!gc } });
     return;
   }
   const controller = new AbortController();

@@ -66,14 +66,25 @@ describe('pickle interpreter: malformed and hostile streams fail cleanly and bou
 });
 
 describe('pickle interpreter: globals are named, never imported', () => {
-  test('classification: allowlisted, dangerous families, unknown', () => {
+  test('classification: allowlisted, dangerous families, model classes', () => {
     const allow = baseAllowlist();
-    assert.equal(classify('collections.OrderedDict', allow), 'safe');
-    assert.equal(classify('torch.FloatStorage', allow), 'safe');
+    assert.equal(classify('collections.OrderedDict', allow).kind, 'safe');
+    assert.equal(classify('torch.FloatStorage', allow).kind, 'safe');
     for (const q of ['os.system', 'posix.system', 'nt.system', 'subprocess.Popen', 'builtins.eval', 'builtins.exec', 'builtins.getattr', 'builtins.__import__', 'builtins.open', 'builtins.compile', 'runpy._run_code', 'pty.spawn', 'socket.socket', 'shutil.rmtree', 'webbrowser.open', 'sys.modules', 'importlib.import_module', 'pickle.loads', '_pickle.loads', 'torch.load', 'numpy.load', 'operator.attrgetter', 'collections.OrderedDict.__init__.__globals__']) {
-      assert.equal(classify(q, allow), 'dangerous', q);
+      assert.equal(classify(q, allow).kind, 'dangerous', q);
     }
-    for (const q of ['__main__.Net', 'torch.nn.modules.linear.Linear', 'builtins.print', 'posixpath.join', 'numpy.random.rand']) assert.equal(classify(q, allow), 'unknown', q);
+    // Issue 15: each of these runs a command under CPython's pickle, and none is "not known to be dangerous".
+    for (const q of ['_osx_support._read_output', 'pydoc.pipepager', 'uuid._get_command_stdout', '_frozen_importlib._gcd_import', '_operator.methodcaller', '_operator.attrgetter', 'pathlib.Path.write_text', 'torch.fx.graph_module._forward_from_src', 'torch.utils.collect_env.run', 'requests.api.get']) {
+      assert.equal(classify(q, allow).kind, 'dangerous', q);
+    }
+    // Any other standard-library or tool name is an error too, harmless-looking or not.
+    for (const q of ['builtins.print', 'posixpath.join', 'numpy.random.rand', 'collections.namedtuple', 'torch.nn.functional.relu', 'torch.nn.modules.module._addindent', 'mymodels.build_model']) {
+      assert.equal(classify(q, allow).kind, 'dangerous', q);
+    }
+    // Only classes a pickled model plausibly names stay warnings: the user's own, and torch.nn / torchvision's.
+    for (const q of ['__main__.Net', 'models.resnet.ResNet', 'torch.nn.modules.linear.Linear', 'torchvision.models.resnet.ResNet']) assert.equal(classify(q, allow).kind, 'model-class', q);
+    // Plain data a training checkpoint carries loads as inert objects.
+    for (const q of ['argparse.Namespace', 'datetime.datetime', 'pathlib.PosixPath', 'copyreg._reconstructor']) assert.equal(classify(q, allow).kind, 'safe', q);
   });
 
   test('a STACK_GLOBAL whose name is not a plain string is flagged as dangerous', () => {

@@ -26,6 +26,8 @@ describe('every loader ends in a result or a clear error on mutated input', () =
     });
     test(`${t.format}: the unmutated seeds parse`, async () => {
       for (const seed of t.seeds()) assert.equal(await outcome(t.format, seed), 'parsed');
+      // The hostile seeds (issue 15) are refused with a clear error before any mutation.
+      for (const seed of t.refusedSeeds?.() ?? []) assert.equal(await outcome(t.format, seed), 'error');
     });
   }
 });

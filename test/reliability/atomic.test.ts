@@ -56,8 +56,27 @@ describe('atomic writes', () => {
   test('several files: one that cannot be written means none is put in place', () => {
     const dir = tempDir();
     const a = join(dir, 'a.onnx');
-    assert.throws(() => writeFilesAtomic([{ path: a, data: 'a' }, { path: join(dir, 'missing', 'b.safetensors'), data: 'b' }]), /ENOENT/);
+    assert.throws(() => writeFilesAtomic([{ path: a, data: 'a' }, { path: join(dir, 'missing', 'b.safetensors'), data: 'b' }]), /cannot write .*missing\/b\.safetensors: the folder .*missing does not exist; create it first$/);
     assert.deepEqual(readdirSync(dir), []);
+  });
+
+  test('outputs that cannot be written are one line of ours: a missing folder, a folder as the output', () => {
+    const dir = tempDir();
+    assert.throws(() => writeFileAtomic(join(dir, 'missing-dir', 'x.onnx'), 'x'), (e: unknown) => e instanceof BackdoorLensError && e.code === 'usage' && /^cannot write .*missing-dir\/x\.onnx: the folder .*missing-dir does not exist; create it first$/.test(e.message));
+    assert.throws(() => writeFileAtomic(dir, 'x'), (e: unknown) => e instanceof BackdoorLensError && /^cannot write .*: it is a folder; give a file name$/.test(e.message));
+    assert.deepEqual(readdirSync(dir), []);
+  });
+
+  test('fix --out into a missing folder, and --force onto a folder: one line, exit 4, no internal error', async () => {
+    const dir = tempDir();
+    const model = join(fmnist.badnets, 'model.onnx');
+    const missing = await cli('fix', model, '--method', 'clp', '--out', join(dir, 'missing-dir', 'x.onnx'));
+    assert.equal(missing.exitCode, exitCodes.usage);
+    assert.match(missing.stderr.trim(), /^backdoor-lens: cannot write .*missing-dir\/x\.onnx: the folder .*missing-dir does not exist; create it first \(see 'backdoor-lens fix --help'\)$/);
+    const folder = await cli('fix', model, '--method', 'clp', '--out', dir, '--force');
+    assert.equal(folder.exitCode, exitCodes.usage);
+    assert.match(folder.stderr.trim(), /^backdoor-lens: cannot write .*: it is a folder; give a file name/);
+    for (const r of [missing, folder]) assert.doesNotMatch(r.stderr, /internal error|ENOENT|EISDIR/);
   });
 
   test('exclusive: an existing file is never replaced, and the set is all or nothing', () => {

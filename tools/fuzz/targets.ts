@@ -3,7 +3,8 @@
  * loader entry point that takes bytes. A target passes an input when the loader returns a result
  * or throws a BackdoorLensError (a clear error); anything else is a crash.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import jpeg from 'jpeg-js';
 import { PNG } from 'pngjs';
@@ -27,10 +28,20 @@ import { deepNesting, duplicateZipEntry, genericMutators, type Mutator } from '.
 
 const root = join(__dirname, '../..');
 const file = (p: string) => new Uint8Array(readFileSync(join(root, p)));
+/** Issue 15's hostile corpus (tools/fixtures/hostile.py): every shape of it seeds the campaign. */
+const hostile = (...names: string[]) => names.map((n) => file(`fixtures/hostile/${n}`));
+/**
+ * Where fuzzed ONNX models claim to live: an empty folder, so that external-data references a
+ * mutation makes resolve to nothing (and the refusal path is what gets exercised), never to files
+ * of the working directory.
+ */
+const fuzzModelPath = join(mkdtempSync(join(tmpdir(), 'bl-fuzz-')), 'fuzz.onnx');
 
 export interface FuzzTarget {
   format: string;
   seeds: () => Uint8Array[];
+  /** Hostile seeds the loader must refuse with a clear error; mutated like the others. */
+  refusedSeeds?: () => Uint8Array[];
   mutators: Mutator[];
   /** Parses the bytes; must return or throw BackdoorLensError. */
   load(bytes: Uint8Array): unknown | Promise<unknown>;
@@ -95,14 +106,20 @@ function tinySafetensors(): Uint8Array {
 export const targets: FuzzTarget[] = [
   {
     format: 'onnx',
-    seeds: () => [tinyOnnx(), file('fixtures/fmnist/badnets/model.onnx')],
+    seeds: () => [tinyOnnx(), file('fixtures/fmnist/badnets/model.onnx'), ...hostile('loop-forever.onnx', 'loop-classifier.onnx', 'constant-of-shape-dynamic.onnx')],
+    refusedSeeds: () => [
+      ...hostile('ext-constant.onnx', 'ext-initializer-parent.onnx', 'ext-subgraph.onnx', 'ext-sparse.onnx', 'ext-inside.onnx', 'constant-of-shape-bomb.onnx', 'loop-bomb.onnx'),
+    ],
     mutators: genericMutators,
-    load: (bytes) => onnxReader.read('fuzz.onnx', bytes, {}),
+    load: (bytes) => onnxReader.read(fuzzModelPath, bytes, {}),
   },
   {
     // torch.save checkpoints through the whole load path: zip, safe pickle, tensors, template, graph.
     format: 'pytorch',
     seeds: () => [file('fixtures/pickles/tiny-cnn.pt')],
+    refusedSeeds: () => [
+      ...hostile('osx-support.pt', 'pathlib-write-text.pt', 'gcd-attrgetter.pt', 'lone-upper-data-pkl.pt', 'upper-case-duplicate.pt', 'torchscript-members.pt', 'trailing-pickle.pt', 'legacy-tar.pt', 'legacy-tar-clean.pt', 'second-pickle.pkl', 'text.pt'),
+    ],
     mutators: [...genericMutators, duplicateZipEntry],
     load: (bytes) => pytorchReader.read('fuzz.pt', bytes, {}),
   },

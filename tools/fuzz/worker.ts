@@ -22,7 +22,7 @@ export type WorkerMessage =
 /** The bytes of input `index` of a campaign: a pure function of (format, seed, index). */
 export function inputFor(format: string, seed: number, index: number): Uint8Array {
   const target = targets.find((t) => t.format === format)!;
-  const seeds = target.seeds();
+  const seeds = [...target.seeds(), ...(target.refusedSeeds?.() ?? [])];
   const r = rng((seed * 1_000_003 + index) >>> 0);
   const base = seeds[Math.floor(r() * seeds.length)];
   return mutate(base, target.mutators, r);

@@ -1,12 +1,13 @@
 /**
  * Which pickle globals a weights file may name, and how dangerous the others are.
  *
- * The allowlist is what torch.save of a state_dict (and a BackdoorBench record) needs; each entry
- * has our own implementation of its effect on plain data, so nothing is imported or called. Every
- * other global stops the load: the dangerous families (code execution, file and network access,
- * import machinery, nested unpickling) become BL030 errors, the rest BL031 warnings.
+ * The allowlist is what torch.save of a state_dict (and a BackdoorBench record, or a training
+ * checkpoint's plain-data extras) needs; each entry has our own implementation of its effect on
+ * plain data, so nothing is imported or called. Every other global stops the load, classified by
+ * classify.ts: an error (BL030) unless it is a plausible model class (BL031).
  */
-import { PyBytes, PyDict, PyNdArray, PyObject, PySet, PyTuple, isString, sequenceItems, type PyValue } from './values';
+import { classifyGlobal, type Classification } from './classify';
+import { PyBytes, PyDict, PyGlobal, PyNdArray, PyObject, PySet, PyTuple, isString, sequenceItems, type PyValue } from './values';
 
 export type CallKind = 'reduce' | 'new' | 'obj' | 'inst';
 
@@ -25,44 +26,9 @@ export function normaliseModule(module: string): string {
   return python2Modules[module] ?? module;
 }
 
-/** Top-level packages whose every name can run code, touch files or the network, or import more. */
-const dangerousPackages = new Set([
-  'os', 'posix', 'nt', 'subprocess', '_posixsubprocess', 'sys', 'runpy', 'pty', 'socket', 'shutil',
-  'webbrowser', 'importlib', 'imp', 'zipimport', 'pkgutil', 'pickle', '_pickle', 'pickletools', 'marshal', 'shelve',
-  'dill', 'cloudpickle', 'joblib', 'ctypes', '_ctypes', 'code', 'codeop', 'popen2', 'multiprocessing', 'threading',
-  '_thread', 'asyncio', 'signal', 'pdb', 'bdb', 'timeit', 'trace', 'profile', 'cProfile', '_winapi', 'msvcrt', 'winreg',
-  'io', '_io', 'tempfile', 'glob', 'fileinput', 'types', 'gc', 'inspect', 'sysconfig', 'distutils', 'setuptools', 'pip',
-  'venv', 'ensurepip', 'urllib', 'urllib2', 'urllib3', 'http', 'httplib', 'requests', 'ftplib', 'smtplib', 'telnetlib',
-  'xmlrpc', 'socketserver', 'ssl', 'select', 'selectors', 'mmap', 'resource', 'platform', 'site',
-]);
-
-/** Single names that can run code or reach everything else (getattr, __import__, …). */
-const dangerousNames = new Set([
-  'builtins.eval', 'builtins.exec', 'builtins.execfile', 'builtins.compile', 'builtins.open', 'builtins.file',
-  'builtins.__import__', 'builtins.getattr', 'builtins.setattr', 'builtins.delattr', 'builtins.globals', 'builtins.locals',
-  'builtins.vars', 'builtins.input', 'builtins.breakpoint', 'builtins.exit', 'builtins.quit', 'builtins.help',
-  'builtins.reload', 'builtins.apply', 'builtins.__build_class__', 'builtins.memoryview',
-  'operator.attrgetter', 'operator.methodcaller', 'operator.call',
-  'functools.partial', 'functools.reduce',
-  'torch.load', 'torch.storage._load_from_bytes', 'torch.serialization.load', 'torch._load_from_bytes',
-  'numpy.load', 'numpy.lib.npyio.load', 'numpy.testing._private.utils.runstring',
-]);
-
-/** Packages under which whole subtrees reach code execution or nested unpickling. */
-const dangerousPrefixes = ['torch.hub', 'torch.jit', 'torch.package', 'torch.utils.cpp_extension', 'torch._dynamo', 'numpy.ctypeslib', 'numpy.distutils', 'numpy.f2py'];
-
-export type GlobalClass = 'safe' | 'dangerous' | 'unknown';
-
-/** Classifies a qualified name ('os.system', 'builtins.getattr', 'torch.FloatStorage'). */
-export function classify(qualified: string, allowlist: ReadonlyMap<string, SafeGlobal>): GlobalClass {
-  if (allowlist.has(qualified)) return 'safe';
-  const parts = qualified.split('.');
-  if (dangerousPackages.has(parts[0])) return 'dangerous';
-  if (dangerousNames.has(qualified)) return 'dangerous';
-  if (dangerousPrefixes.some((p) => qualified === p || qualified.startsWith(`${p}.`))) return 'dangerous';
-  // Dunder attributes are the classic escapes from an innocent object to code (__globals__, __subclasses__, __builtins__).
-  if (parts.slice(1).some((p) => /^__\w+__$/.test(p))) return 'dangerous';
-  return 'unknown';
+/** Classifies a qualified name ('os.system', 'torch.FloatStorage', '__main__.Net') against the allowlist. */
+export function classify(qualified: string, allowlist: ReadonlyMap<string, SafeGlobal>): Classification {
+  return allowlist.has(qualified) ? { kind: 'safe', reason: 'on the allowlist' } : classifyGlobal(qualified);
 }
 
 function need(cond: boolean, what: string): asserts cond {
@@ -142,6 +108,14 @@ function numpyDtype(args: readonly PyValue[]): PyNdArray {
 const dtypeNames = ['float32', 'float', 'float64', 'double', 'float16', 'half', 'bfloat16', 'int64', 'long', 'int32', 'int', 'int16', 'short', 'int8', 'uint8', 'bool'];
 const storageNames = ['FloatStorage', 'DoubleStorage', 'HalfStorage', 'BFloat16Storage', 'LongStorage', 'IntStorage', 'ShortStorage', 'CharStorage', 'ByteStorage', 'BoolStorage', 'UntypedStorage'];
 
+/** Classes whose construction only stores data (no I/O, no callables run), as Python builds them. */
+const inertDataTypes = [
+  'argparse.Namespace', 'collections.Counter', 'collections.deque', 'builtins.slice', 'builtins.complex', 'builtins.range',
+  'builtins.bytearray', 'builtins.object', 'datetime.datetime', 'datetime.date', 'datetime.time', 'datetime.timedelta',
+  'datetime.timezone', 'decimal.Decimal', 'fractions.Fraction', 'uuid.UUID', 'pathlib.PosixPath', 'pathlib.WindowsPath',
+  'pathlib.PurePosixPath', 'pathlib.PureWindowsPath',
+];
+
 /** The globals any checkpoint may use; the torch reader adds the tensor rebuild functions. */
 export function baseAllowlist(): Map<string, SafeGlobal> {
   const m = new Map<string, SafeGlobal>();
@@ -160,6 +134,11 @@ export function baseAllowlist(): Map<string, SafeGlobal> {
     m.set(`${core}._reconstruct`, { call: () => new PyNdArray('array') });
     m.set(`${core}.scalar`, { call: (args) => numpyScalar(args) });
   }
+  // Plain data a training checkpoint carries beside its weights (its arguments, dates, paths, counters):
+  // inert objects here, whose state BUILD records; their methods are separate globals and not allowlisted.
+  for (const q of inertDataTypes) m.set(q, { call: (args) => new PyObject(q, args) });
+  // Protocol 0/1 pickles rebuild objects through copyreg._reconstructor(cls, object, state): object.__new__(cls).
+  m.set('copyreg._reconstructor', { call: (args) => new PyObject(args[0] instanceof PyGlobal ? args[0].qualified : 'object', []) });
   m.set('numpy.ndarray', {});
   m.set('numpy.dtype', { call: (args) => numpyDtype(args) });
   return m;

@@ -36,7 +36,10 @@ export const defaultPickleLimits: PickleLimits = { maxStack: 1 << 22, maxMemo: 1
 /** A global outside the allowlist that the pickle names, and what it would do with it. */
 export interface GlobalUse {
   qualified: string;
-  danger: 'dangerous' | 'unknown';
+  /** dangerous: loading would call or reach it (BL030); model-class: a class a model file may name (BL031). */
+  danger: 'dangerous' | 'model-class';
+  /** Why it was classified so ("a standard-library name (pydoc) that a weights file never needs"). */
+  reason: string;
   /** How the pickle reached it: 'GLOBAL', 'STACK_GLOBAL', "builtins.getattr(<module os>, 'system')", … */
   via: string;
   offset: number;
@@ -214,9 +217,9 @@ export class PickleMachine {
 
   /** Records a global the allowlist does not cover; the first sighting of each name is kept. */
   private note(qualified: string, via: string): void {
-    const danger = classify(qualified, this.options.allowlist);
-    if (danger === 'safe' || this.usesByName.has(qualified)) return;
-    const use: GlobalUse = { qualified, danger, via, offset: this.opStart };
+    const c = classify(qualified, this.options.allowlist);
+    if (c.kind === 'safe' || this.usesByName.has(qualified)) return;
+    const use: GlobalUse = { qualified, danger: c.kind, reason: c.reason, via, offset: this.opStart };
     this.usesByName.set(qualified, use);
     this.uses.push(use);
   }
@@ -430,7 +433,7 @@ export class PickleMachine {
           if (typeof module !== 'string' || typeof name !== 'string') {
             // Python requires str here; a computed name means a call ran first to build it.
             const q = `${describe(module)}.${describe(name)}`;
-            this.usesByName.set(q, { qualified: q, danger: 'dangerous', via: 'STACK_GLOBAL with a name computed while loading', offset: this.opStart });
+            this.usesByName.set(q, { qualified: q, danger: 'dangerous', reason: 'its name is computed while loading', via: 'STACK_GLOBAL with a name computed while loading', offset: this.opStart });
             this.uses.push(this.usesByName.get(q)!);
             this.push(new PyObject(q, []));
           } else this.push(this.global(module, name, 'STACK_GLOBAL'));

@@ -79,6 +79,8 @@ export interface WorkerMemory {
   heapTotal: number;
   external: number;
   arrayBuffers: number;
+  /** The worker process's resident memory. */
+  rss?: number;
   collected: boolean;
 }
 

@@ -1,10 +1,14 @@
 /**
- * Owns the engine worker thread. Jobs go in one at a time; a cancelled job gets a grace period to
- * stop at the engine's next abort check, after which it settles as cancelled, its thread is left to
- * finish on its own (and terminated then) and a fresh one is started for the next job, so a
- * cancellation always ends promptly and never takes the server down.
+ * Owns the engine worker: a child process, so that a job can always be ended. Jobs go in one at a
+ * time; a cancelled job gets a grace period to stop at the engine's next abort check, after which the
+ * process is killed (the job settles when it has exited) and a fresh one is started for the next job.
+ * A thread could not be ended this way: onnxruntime runs a session in one native call that a thread's
+ * termination waits for (a Loop that never ends would hold it forever); a process is killed at once.
+ * The host also watches the job's time and memory limits from outside (ProcessWatchdog), for the
+ * same reason, and ends the job there with the stage it last reported.
  */
-import { Worker } from 'node:worker_threads';
+import { fork, type ChildProcess } from 'node:child_process';
+import { memoryLimitError, ProcessWatchdog, timeLimitError, type JobLimits } from '../../../engine/runtime/limits';
 import type { ErrorCode } from '../../../engine/errors';
 import type { FromWorker, JobError, JobRequest, JobResult, ToWorker, WorkerMemory } from './messages';
 
@@ -27,27 +31,22 @@ export const cancelled = () => new JobFailure('cancelled', 'cancelled');
 
 export interface RunOptions {
   signal?: AbortSignal;
-  /** `step` names the stage for logs: 'load-model', 'load-data', an analysis or fix id. */
   onProgress?(fraction: number, stage: string, step?: string): void;
 }
 
 interface Pending {
-  worker: Worker;
+  worker: ChildProcess;
   resolve(r: JobResult): void;
   reject(e: unknown): void;
   onProgress?(fraction: number, stage: string, step?: string): void;
 }
 
 export class WorkerHost {
-  private worker?: Worker;
-  /** Threads left behind by jobs that did not stop in time; each is terminated once its job has ended. */
-  private readonly abandoned = new Set<Worker>();
-  /** Jobs each thread is running (started, not yet done or failed). */
-  private readonly busy = new Map<Worker, Set<number>>();
+  private worker?: ChildProcess;
   private readonly pending = new Map<number, Pending>();
   private readonly probes = new Map<number, (m: WorkerMemory | undefined) => void>();
   private nextId = 1;
-  /** Worker threads started so far: one, plus one per thread abandoned or crashed. */
+  /** Worker threads started so far: one, plus one per thread terminated or crashed. */
   started = 0;
 
   constructor(
@@ -55,18 +54,20 @@ export class WorkerHost {
     private readonly options: { graceMs?: number; resourceLimits?: { maxOldGenerationSizeMb?: number } } = {},
   ) {}
 
-  private start(): Worker {
-    const w = new Worker(this.workerPath, { resourceLimits: this.options.resourceLimits });
-    this.busy.set(w, new Set());
+  private start(): ChildProcess {
+    const maxOld = this.options.resourceLimits?.maxOldGenerationSizeMb;
+    const w = fork(this.workerPath, [], {
+      serialization: 'advanced',
+      // stdout is the LSP channel of `lsp --stdio`: the worker must never write there.
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      // Its temporary files are named for the server, which removes those a killed job left.
+      env: { ...process.env, BACKDOOR_LENS_OWNER_PID: String(process.pid) },
+      execArgv: [...process.execArgv, ...(maxOld ? [`--max-old-space-size=${maxOld}`] : [])],
+    });
     w.on('message', (m: FromWorker) => {
       if (m.type === 'memory') {
         this.probes.get(m.id)?.(m.memory);
         return;
-      }
-      if (m.type !== 'progress') {
-        this.busy.get(w)?.delete(m.id);
-        // An abandoned thread whose job has now ended is idle in JavaScript: safe to terminate.
-        if (this.abandoned.has(w) && !this.busy.get(w)?.size) void w.terminate();
       }
       const p = this.pending.get(m.id);
       if (!p) return;
@@ -86,14 +87,20 @@ export class WorkerHost {
       }
     };
     w.on('error', (e) => fail(e.message));
-    w.on('exit', (code) => {
-      this.busy.delete(w);
-      this.abandoned.delete(w);
-      fail(`exit code ${code}`);
-    });
+    w.on('exit', (code, signal) => fail(signal ? `signal ${signal}` : `exit code ${code}`));
     this.worker = w;
     this.started++;
     return w;
+  }
+
+  /** Kills a worker process; resolves once it has exited, so nothing it was writing lands later. */
+  private kill(w: ChildProcess): Promise<void> {
+    if (this.worker === w) this.worker = undefined;
+    if (w.exitCode !== null || w.signalCode !== null) return Promise.resolve();
+    return new Promise((resolve) => {
+      w.once('exit', () => resolve());
+      w.kill('SIGKILL');
+    });
   }
 
   run(job: JobRequest, options: RunOptions = {}): Promise<JobResult> {
@@ -102,31 +109,42 @@ export class WorkerHost {
     const id = this.nextId++;
     return new Promise<JobResult>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
+      let watchdog: ProcessWatchdog | undefined;
+      let stage = 'start-up';
+      /** Ends the job from outside: the process is killed, and the job fails with `failure` once it has exited. */
+      const end = (failure: JobFailure) => {
+        if (!this.pending.has(id)) return;
+        this.pending.delete(id);
+        void this.kill(worker).then(() => settle(reject)(failure));
+      };
       const onAbort = () => {
-        worker.postMessage({ type: 'cancel', id } satisfies ToWorker);
-        timer = setTimeout(() => {
-          if (!this.pending.has(id)) return;
-          // The engine did not reach an abort check in time, most likely because it is inside one long
-          // onnxruntime call. Terminating the thread there aborts the whole process (onnxruntime's
-          // N-API callback throws into a torn-down environment), so the thread is abandoned instead:
-          // the job ends as cancelled now, the next job gets a fresh thread, and the old one is
-          // terminated once its job has ended (at its next abort check; no native call is pending then).
-          // Its writes stay safe: a fix checks the aborted signal before writing, and writes exclusively.
-          this.pending.delete(id);
-          if (this.worker === worker) this.worker = undefined;
-          this.abandoned.add(worker);
-          reject(cancelled());
-        }, this.options.graceMs ?? 2000);
+        send(worker, { type: 'cancel', id });
+        // The engine did not reach an abort check in time (onnxruntime holds it): kill the process.
+        timer = setTimeout(() => end(cancelled()), this.options.graceMs ?? 2000);
       };
       const settle = <T>(f: (v: T) => void) => (v: T) => {
         options.signal?.removeEventListener('abort', onAbort);
         if (timer) clearTimeout(timer);
+        watchdog?.stop();
         f(v);
       };
+      const limits = jobLimits(job);
+      // Started at the job's first progress, when the engine's own clock is running: a fresh worker's start-up does not count.
+      const watch = () => {
+        if (watchdog || !(limits.timeLimitMs || limits.maxMemoryMB) || !worker.pid) return;
+        watchdog = new ProcessWatchdog(worker.pid, limits, (breach) => {
+          const command = job.kind === 'fix' ? 'fix' : job.kind === 'scan' ? 'scan' : 'describe';
+          const e = breach.kind === 'memory' ? memoryLimitError(command, limits.maxMemoryMB!, stage, breach.usedMB ?? 0) : timeLimitError(command, limits.timeLimitMs!, stage, ' (the job did not stop at its own checks, e.g. inside onnxruntime, so it was ended)');
+          end(new JobFailure('limit', e.message, job.path));
+          // A backstop for a job held inside onnxruntime or a long synchronous stage: the engine stops
+          // itself at its limit, with its stage, as soon as it reaches a check; only a job that does not is ended here.
+        }, { graceMs: Math.max(30_000, 0.25 * (limits.timeLimitMs ?? 0)) });
+      };
+      const onProgress = options.onProgress;
+      options = { ...options, onProgress: (fraction, text) => (watch(), (stage = text), onProgress?.(fraction, text)) };
       this.pending.set(id, { worker, resolve: settle(resolve), reject: settle(reject), onProgress: options.onProgress });
-      this.busy.get(worker)?.add(id);
       options.signal?.addEventListener('abort', onAbort, { once: true });
-      worker.postMessage({ type: 'run', id, job } satisfies ToWorker);
+      send(worker, { type: 'run', id, job });
     });
   }
 
@@ -146,21 +164,22 @@ export class WorkerHost {
         resolve(m);
       };
       this.probes.set(id, answer);
-      worker.postMessage({ type: 'memory', id } satisfies ToWorker);
+      send(worker, { type: 'memory', id });
     });
   }
 
-  /**
-   * Stops every thread: running jobs are cancelled and given `waitMs` to end (a thread terminated
-   * inside an onnxruntime call would abort the process); idle threads are terminated at once.
-   */
-  async dispose(waitMs = 10_000): Promise<void> {
-    if (this.worker) this.abandoned.add(this.worker);
-    this.worker = undefined;
-    for (const [id, p] of this.pending) p.worker.postMessage({ type: 'cancel', id } satisfies ToWorker);
-    const deadline = Date.now() + waitMs;
-    while ([...this.abandoned].some((w) => this.busy.get(w)?.size) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-    await Promise.all([...this.abandoned].map((w) => w.terminate()));
-    this.abandoned.clear();
+  async dispose(): Promise<void> {
+    const w = this.worker;
+    if (w) await this.kill(w);
   }
+}
+
+function send(w: ChildProcess, m: ToWorker): void {
+  if (w.connected) w.send(m);
+}
+
+/** The limits a job's settings give it (the engine enforces them too; this is the outside backstop). */
+function jobLimits(job: JobRequest): JobLimits {
+  const s = job.settings as { timeLimitSeconds?: number; limits?: { maxMemoryMB?: number } };
+  return { timeLimitMs: s.timeLimitSeconds ? s.timeLimitSeconds * 1000 : undefined, maxMemoryMB: s.limits?.maxMemoryMB };
 }
