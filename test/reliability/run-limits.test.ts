@@ -106,7 +106,7 @@ describe('a scan stops within its time limit with what it finished', () => {
   test('--time-limit 30 on the small BadNets model: exit 2 within 10%, clp done, pairs stopped at its stage, BL040', () => {
     const r = bin(['scan', join(fmnist.badnets, 'model.onnx'), '--data', join(fmnist.data, 'clean.npz'), '--methods', 'clp,pairs', '--option', 'pairs.imagesPerClass=100', '--time-limit', '30', '--json']);
     assert.equal(r.exitCode, exitCodes.limit, r.stderr);
-    assert.match(oneLine(r.stderr), /^backdoor-lens: scan stopped: time limit 30 s reached during patch pair reversal \d+\/90; raise timeLimitSeconds/);
+    assert.match(oneLine(r.stderr), /^backdoor-lens: scan stopped: time limit 30 s reached during trigger reversal step \d+\/\d+ \(10 targets, 9 class shifts, 5 screens\); raise timeLimitSeconds/);
     assert.ok(r.wallMs <= 33_000 + startup(), `${r.wallMs} ms (start-up ${startup()} ms)`);
     const report = JSON.parse(r.stdout) as ScanReport;
     const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true });
@@ -116,7 +116,7 @@ describe('a scan stops within its time limit with what it finished', () => {
     assert.deepEqual(report.methods.map((m) => [m.method, m.status]), [['clp', 'ran'], ['pairs', 'stopped']]);
     assert.ok(report.neurons.length > 0, 'the finished method\'s results are kept');
     const bl040 = report.findings.find((f) => f.code === 'BL040')!;
-    assert.match(bl040.message, /time limit 30 s reached during patch pair reversal/);
+    assert.match(bl040.message, /time limit 30 s reached during trigger reversal step/);
     assert.equal(report.verdict, 'inconclusive');
   });
 
