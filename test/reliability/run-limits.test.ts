@@ -104,7 +104,9 @@ describe('every command has time and memory limits, and they hold inside onnxrun
 
 describe('a scan stops within its time limit with what it finished', () => {
   test('--time-limit 30 on the small BadNets model: exit 2 within 10%, clp done, pairs stopped at its stage, BL040', () => {
-    const r = bin(['scan', join(fmnist.badnets, 'model.onnx'), '--data', join(fmnist.data, 'clean.npz'), '--methods', 'clp,pairs', '--option', 'pairs.imagesPerClass=100', '--time-limit', '30', '--json']);
+    // Eight times the images per step and ten times the steps: minutes of reversal even on an idle
+    // machine, where the default reversal of this model ends well inside 30 s.
+    const r = bin(['scan', join(fmnist.badnets, 'model.onnx'), '--data', join(fmnist.data, 'clean.npz'), '--methods', 'clp,pairs', '--option', 'pairs.batchSize=64', '--option', 'pairs.maxSteps=600', '--time-limit', '30', '--json']);
     assert.equal(r.exitCode, exitCodes.limit, r.stderr);
     assert.match(oneLine(r.stderr), /^backdoor-lens: scan stopped: time limit 30 s reached during trigger reversal step \d+\/\d+ \(10 targets, 9 class shifts, 5 screens\); raise timeLimitSeconds/);
     assert.ok(r.wallMs <= 33_000 + startup(), `${r.wallMs} ms (start-up ${startup()} ms)`);
