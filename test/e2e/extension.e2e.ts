@@ -78,7 +78,7 @@ describe('Backdoor Lens in VS Code', { timeout: 300_000 }, () => {
     const page = wb!.page;
     const problems = await openProblems(page);
     // The per-finding diagnostics sit on the model outline; opening one puts the cursor on its line.
-    const finding = problems.locator('.monaco-list-row', { hasText: /BL00[12]/ }).first();
+    const finding = problems.locator('.monaco-list-row', { hasText: /BL00[1245]/ }).first();
     await finding.waitFor({ timeout: 10_000 });
     await finding.click();
     await page.locator('.monaco-editor .view-lines', { hasText: 'verdict: BACKDOORED' }).first().waitFor({ timeout: 20_000 });

@@ -57,9 +57,20 @@ export function findingsSection(report: ScanReport): HTMLElement {
 export function anomalySection(report: ScanReport, t: Theme): HTMLElement | undefined {
   const k = report.model.numClasses ?? 0;
   let perClass: { label: number; index: number; flagged: boolean }[];
-  // Neural Cleanse's per-label results; MM-BD's per-class margins have their own section.
-  const ncLabels = report.labels.filter((l) => l.method !== 'mmbd');
-  if (ncLabels.length) perClass = ncLabels.map((l) => ({ label: l.label, index: l.anomalyIndex, flagged: l.flagged }));
+  let threshold = ANOMALY_THRESHOLD;
+  let caption = (flagged: number[]) => `Classes above ${ANOMALY_THRESHOLD} (MAD) are flagged: ${flagged.length ? `class ${flagged.join(', ')}` : 'none'}.`;
+  let title = 'Anomaly index per class';
+  // Trigger reversal's target screens: one bar per class, R = median / its trigger size, against the
+  // calibrated threshold of the screen that decided (or came closest).
+  const screens = report.evidence.filter((e) => e.method.startsWith('pairs:targets:'));
+  const ncLabels = report.labels.filter((l) => l.method === 'nc');
+  if (screens.length) {
+    const chosen = screens.find((e) => e.flagged) ?? [...screens].sort((a, b) => b.value / b.threshold - a.value / a.threshold)[0];
+    perClass = report.labels.filter((l) => l.method === chosen.method).map((l) => ({ label: l.label, index: l.anomalyIndex, flagged: l.flagged }));
+    threshold = chosen.threshold;
+    title = `Trigger size ratio per target class (${chosen.method.replace('pairs:targets:', '')} triggers)`;
+    caption = (flagged) => `R = median / this class's trigger size; above ${threshold.toFixed(2)} (${chosen.thresholdSource}) a class is a candidate, confirmed on held-out images: ${flagged.length ? `class ${flagged.join(', ')}` : 'none'}.`;
+  } else if (ncLabels.length) perClass = ncLabels.map((l) => ({ label: l.label, index: l.anomalyIndex, flagged: l.flagged }));
   else if (report.pairs.length) {
     perClass = [];
     for (let c = 0; c < Math.max(k, ...report.pairs.map((p) => p.target + 1)); c++) {
@@ -70,10 +81,10 @@ export function anomalySection(report: ScanReport, t: Theme): HTMLElement | unde
   } else return undefined;
   perClass.sort((a, b) => a.label - b.label);
   const flagged = perClass.filter((c) => c.flagged).map((c) => c.label);
-  const { box, canvas } = chartBox(`Anomaly index per class; flagged: ${flagged.length ? flagged.join(', ') : 'none'}`);
-  const el = section('anomaly', 'Anomaly index per class', box, h('p', { class: 'caption' }, `Classes above ${ANOMALY_THRESHOLD} (MAD) are flagged: ${flagged.length ? `class ${flagged.join(', ')}` : 'none'}.`));
+  const { box, canvas } = chartBox(`${title}; flagged: ${flagged.length ? flagged.join(', ') : 'none'}`);
+  const el = section('anomaly', title, box, h('p', { class: 'caption' }, caption(flagged)));
   queueMicrotask(() =>
-    barsWithThreshold(canvas, t, { labels: perClass.map((c) => `class ${c.label}`), values: perClass.map((c) => c.index), flagged: perClass.map((c) => c.flagged), threshold: ANOMALY_THRESHOLD, thresholdLabel: 'anomaly threshold', valueLabel: 'anomaly index', xTitle: 'target class' }),
+    barsWithThreshold(canvas, t, { labels: perClass.map((c) => `class ${c.label}`), values: perClass.map((c) => c.index), flagged: perClass.map((c) => c.flagged), threshold, thresholdLabel: 'threshold', valueLabel: screens.length ? 'R' : 'anomaly index', xTitle: 'target class' }),
   );
   return el;
 }
