@@ -160,7 +160,7 @@ export const bnaFix: Fix = {
     const o = bnaOptions(ctx.options);
     const notes: string[] = [];
     const { output, ranHere } = await detection(ctx);
-    notes.push(ranHere ? 'ran the class-pair detector (pairs) first: no scan result was handed over' : 'used the class-pair detection of the scan');
+    notes.push(ranHere ? 'ran trigger reversal (pairs) first: no scan result was handed over' : 'used the trigger reversal (pairs) of the scan');
     const found = ((output.state as { triggers?: ReversedTrigger[] } | undefined)?.triggers ?? []);
     const byTarget = new Map<number, { sources: Set<number>; kind: ReversedTrigger['kind'] }>();
     for (const t of found) {
