@@ -53,6 +53,11 @@ export interface PairsOptions {
   classPairs: boolean;
 }
 
+/** The pairs.* entries of a fix's options, keyed as the detector reads them (pairs.threshold → threshold). */
+export function pairsOptionsIn(options: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(options).filter(([k]) => k.startsWith('pairs.')).map(([k, v]) => [k.slice('pairs.'.length), v]));
+}
+
 function kindList(v: unknown, key: string, fallback: ObjectiveKind[]): ObjectiveKind[] {
   if (v === undefined) return fallback;
   const raw = String(v) === 'both' ? ['patch', 'perturbation'] : String(v).split(',').map((s) => s.trim()).filter(Boolean);
@@ -210,7 +215,7 @@ export const pairsAnalysis: Analysis = {
     const triggers: ReversedTrigger[] = [
       ...detections.flatMap((d) =>
         d.screen.family === 'targets'
-          ? [{ ...d.trigger!, sources: d.pairs.map((p) => p.source), flaggedBelowSize: medianOf(d.screen.sizes) / d.threshold }]
+          ? [{ ...d.trigger!, sources: d.pairs.map((p) => p.source), flaggedBelowSize: d.screen.median / d.threshold }]
           : d.pairs.map((p) => ({ ...d.trigger!, target: p.target, sources: [p.source] })),
       ),
       ...(extra?.triggers ?? []),
@@ -224,7 +229,7 @@ export const pairsAnalysis: Analysis = {
 
     const labels: LabelResult[] = screens
       .filter((s) => s.family === 'targets')
-      .flatMap((s) => s.indices.map((t, i) => ({ label: t, l1: s.sizes[i], anomalyIndex: Math.min(...s.sizes) > 0 ? medianOf(s.sizes) / s.sizes[i] : 0, flagged: detections.some((d) => d.screen === s && d.screen.best === t), method: `pairs:targets:${s.kind}` })));
+      .flatMap((s) => s.indices.map((t, i) => ({ label: t, l1: s.sizes[i], anomalyIndex: Math.min(...s.sizes) > 0 ? s.median / s.sizes[i] : 0, flagged: detections.some((d) => d.screen === s && d.screen.best === t), method: `pairs:targets:${s.kind}` })));
     const pairs: PairResult[] = [
       ...detections.flatMap((d) => d.pairs.map((p) => ({ source: p.source, target: p.target, statistic: p.share, anomalyIndex: d.screen.ratio, flagged: true, method: `pairs:${d.key}` }))),
       ...(extra?.pairs ?? []),
@@ -247,12 +252,6 @@ export const pairsAnalysis: Analysis = {
     };
   },
 };
-
-function medianOf(v: readonly number[]): number {
-  const s = [...v].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 
 function mappingText(sc: MappingScreen, K: number): string {
   if (sc.family === 'targets') return `→ class ${sc.best}`;

@@ -59,7 +59,8 @@ export interface MappingScreen {
   /** Trigger size per mapping: the smallest successful one, else the last (see ReversalTask.size). */
   sizes: number[];
   succeeded: boolean[];
-  /** The mapping with the smallest trigger, and R = median size / its size. */
+  /** The median trigger size; the mapping with the smallest trigger, and R = median size / its size. */
+  median: number;
   best: number;
   ratio: number;
 }
@@ -117,12 +118,14 @@ export async function runScreens(
   const screens = plans.map((p) => {
     const sizes = p.tasks.map((t) => t.size);
     const best = sizes.indexOf(Math.min(...sizes));
+    const typical = median(sizes);
     return {
       ...p,
       sizes,
       succeeded: p.tasks.map((t) => t.succeeded),
+      median: typical,
       best: p.indices[best],
-      ratio: sizes.length >= 2 ? median(sizes) / sizes[best] : 1,
+      ratio: sizes.length >= 2 ? typical / sizes[best] : 1,
     };
   });
   return { screens, sampleGradients: stats.sampleGradients };

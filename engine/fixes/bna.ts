@@ -6,7 +6,7 @@
  * is one ONNX model holding f, every g_t and the inference rule; no weight of f changes.
  */
 import { imagesByClass } from '../analyses/class-images';
-import { pairsAnalysis } from '../analyses/pairs';
+import { pairsAnalysis, pairsOptionsIn } from '../analyses/pairs';
 import { positiveOption } from '../analyses/positive-option';
 import { inputGradient } from '../analyses/reversal-gradient';
 import { geometryOf, makeTask, runTasks } from '../analyses/reversal-run';
@@ -144,8 +144,7 @@ export async function fitTarget(f: OnnxModel, clean: Dataset, stamped: Dataset, 
 async function detection(ctx: FixContext): Promise<{ output: AnalysisOutput; ranHere: boolean }> {
   const previous = ctx.previous.get('pairs');
   if (previous) return { output: previous, ranHere: false };
-  const pairOptions = Object.fromEntries(Object.entries(ctx.options).filter(([k]) => k.startsWith('pairs.')).map(([k, v]) => [k.slice(6), v]));
-  return { output: await pairsAnalysis.run({ ...ctx, options: pairOptions }), ranHere: true };
+  return { output: await pairsAnalysis.run({ ...ctx, options: pairsOptionsIn(ctx.options) }), ranHere: true };
 }
 
 export const bnaFix: Fix = {

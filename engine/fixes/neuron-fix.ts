@@ -5,6 +5,7 @@
  * no trigger the detector would flag can be reversed again on the pruned model (re-reverse.ts).
  * The purified model is always a new model; the input is never changed.
  */
+import { pairsOptionsIn } from '../analyses/pairs';
 import { findAnalysis } from '../analyses/registry';
 import { neuronStateOf, type NeuronState, type RankedNeuron } from '../analyses/neuron-report';
 import { numberOption } from '../analyses/neuron-options';
@@ -29,8 +30,7 @@ async function triggersFor(ctx: FixContext, notes: string[]): Promise<ReversedTr
   if (!detector || ctx.dataKind !== 'clean' || !ctx.data?.labels) return [];
   ctx.progress(0, 'reversing the trigger (pairs)');
   // The user's pairs.* options (e.g. pairs.threshold) apply here as they do in a scan.
-  const pairOptions = Object.fromEntries(Object.entries(ctx.options).filter(([k]) => k.startsWith('pairs.')).map(([k, v]) => [k.slice(6), v]));
-  const output = await detector.run({ ...ctx, options: pairOptions, previous: new Map(), progress: (f, s) => ctx.progress(0.5 * f, `pairs: ${s}`) });
+  const output = await detector.run({ ...ctx, options: pairsOptionsIn(ctx.options), previous: new Map(), progress: (f, s) => ctx.progress(0.5 * f, `pairs: ${s}`) });
   const found = triggersFrom(new Map([['pairs', output]]));
   notes.push(found.length ? `reversed ${found.length} trigger(s) with the 'pairs' detector (targets ${[...new Set(found.map((t) => t.target))].join(', ')})` : "the 'pairs' detector reversed no backdoor trigger");
   return found;
