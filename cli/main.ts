@@ -10,6 +10,8 @@ import { scanCommand, scanHelp } from './commands/scan';
 export interface CommandResult {
   stdout: string;
   exitCode: number;
+  /** One line for stderr (e.g. why a fix exits 1). */
+  stderr?: string;
 }
 
 /**
@@ -52,7 +54,7 @@ export async function runCli(argv: string[]): Promise<{ stdout: string; stderr: 
   if (!command) return { stdout: '', stderr: `backdoor-lens: unknown command '${name}'; commands: ${Object.keys(commands).join(', ')}`, exitCode: 4 };
   try {
     const r = await command.run(args);
-    return { stdout: r.stdout, stderr: '', exitCode: r.exitCode };
+    return { stdout: r.stdout, stderr: r.stderr ?? '', exitCode: r.exitCode };
   } catch (e) {
     const err = e instanceof BackdoorLensError ? e : asBackdoorLensError(e);
     const hint = err.code === 'usage' ? ` (see 'backdoor-lens ${name} --help')` : '';

@@ -7,7 +7,9 @@ export { UnsafeCheckpointError, isUnsafeCheckpointError, architectureNames, puri
 export { loadDataset, readRawImages, type Dataset, type DataSource, type PreprocessSpec } from './data';
 export { refusedScanReport, formatRefusedReport } from './refused';
 export { scan, resolveMethods, type ScanRequest, type ScanResult, type ScanProgress } from './scan';
-export { applyFix, type FixRequest } from './fix';
+export { applyFix, autoCandidates, type FixRequest, type RescanRequest } from './fix';
+export { fixOutputs, outputLabel, type FixOutputs } from './fixes/output-name';
+export { AUTO } from './fixes/registry';
 export { evaluate, predict, type EvalResult, type EvalOptions } from './evaluate';
 export { modelInfo, formatInfo, type ModelInfo } from './info';
 export { Runtime, type RuntimeOptions, type ExecutionProvider } from './runtime';
@@ -20,5 +22,7 @@ export { findConfig, readConfig, parseConfig, CONFIG_FILE, type BackdoorLensConf
 export { BackdoorLensError, type ErrorCode } from './errors';
 export { writeFileAtomic, writeFilesAtomic, removeTempFiles, assertNotInput } from './io/atomic';
 export type * from './report/types';
-export type { FixResult, PrunedNeuron } from './fixes/types';
+export type { FixResult, FixTrial, PrunedNeuron } from './fixes/types';
+export type { FixMeasurement, TriggeredSet } from './fixes/measure';
+export type { FixOutcome } from './fixes/outcome';
 export { TOOL_VERSION } from './version';

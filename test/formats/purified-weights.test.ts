@@ -68,6 +68,7 @@ describe('fix on a weights-only input writes .safetensors beside the purified .o
     id: 'test-zero-bn-channel',
     title: 'Zero channel 0 of the first BN (test only)',
     needs: 'none',
+    cost: 0,
     run: async (ctx) => ({ method: 'test-zero-bn-channel', model: zeroFirstBnChannel(ctx.model.onnx).model, pruned: [{ layer: 'bn1', channel: 0 }], notes: [] }),
   };
   before(() => (fixes as Fix[]).push(testFix));

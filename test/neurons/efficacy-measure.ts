@@ -38,7 +38,7 @@ export async function measureFixes(runtime: Runtime, dir: string, runs: FixRun[]
       method, runtime, data: set(ep ? 'poisoned-sample' : 'clean'), dataKind: ep ? 'mixed' : 'clean', mode,
       previous: how.reverse ? new Map() : previousWithTrigger(), batchSize: 500, options: how.options,
     });
-    rows.push({ method, mode, loss: base.accuracy - (await accuracy(r.model)), asr: await asr(r.model), pruned: r.pruned.length });
+    rows.push({ method, mode, loss: base.accuracy - (await accuracy(r.model!)), asr: await asr(r.model!), pruned: r.pruned.length });
   }
   return { base, rows };
 }

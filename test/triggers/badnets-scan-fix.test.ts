@@ -29,7 +29,7 @@ describe('BadNets all-to-one fixture (target 0)', () => {
     const data = loadDataset({ path: cleanSet }, imageInputOf(model.onnx));
     result = await scan(model, { runtime, data, methods: ['pairs'], seed: 0 });
     fix = await applyFix(model, { method: 'bna', runtime, data, previous: result.outputs });
-    writeFileAtomic(fixedPath, fix.model.toBytes());
+    writeFileAtomic(fixedPath, fix.model!.toBytes());
   });
 
   test('backdoored, target 0, all-to-one, every detected pair goes to 0 from two or more sources', () => {
@@ -89,22 +89,22 @@ describe('BadNets all-to-one fixture (target 0)', () => {
     const test_ = loadDataset({ path: join(fmnist.data, 'test.npz') }, spec);
     const triggered = loadDataset({ path: join(fmnist.data, 'triggered.npz') }, spec);
     const before = await evaluate(model.onnx, test_, runtime);
-    const after_ = await evaluate(fix.model, test_, runtime);
-    const attack = await evaluate(fix.model, triggered, runtime, { target: 0 });
+    const after_ = await evaluate(fix.model!, test_, runtime);
+    const attack = await evaluate(fix.model!, triggered, runtime, { target: 0 });
     assert.ok(attack.asr! <= 0.05, `ASR ${attack.asr}`);
     assert.ok(after_.accuracy! >= before.accuracy! - 0.01, `accuracy ${before.accuracy} → ${after_.accuracy}`);
-    const flags = (await triggerFlags(fix.model, triggered, runtime))!;
+    const flags = (await triggerFlags(fix.model!, triggered, runtime))!;
     const nonTarget = Array.from(flags).filter((_, i) => triggered.labels![i] !== 0);
     assert.ok(nonTarget.reduce((a, b) => a + b, 0) / nonTarget.length >= 0.8, 'triggered inputs flagged');
-    const cleanFlags = (await triggerFlags(fix.model, test_, runtime))!;
+    const cleanFlags = (await triggerFlags(fix.model!, test_, runtime))!;
     const cleanTarget = Array.from(cleanFlags).filter((_, i) => test_.labels![i] === 0);
     assert.ok(cleanTarget.reduce((a, b) => a + b, 0) / cleanTarget.length <= 0.05, 'clean target-class inputs flagged');
   });
 
   test('BNA keeps every weight of f and adds trigger_detected', async () => {
     const model = await loadModel(modelPath);
-    for (const name of model.onnx.initializerNames()) assert.deepEqual(fix.model.initializer(name)!.data, model.onnx.initializer(name)!.data, name);
-    assert.deepEqual(fix.model.outputs().map((o) => o.name), ['logits', 'trigger_detected']);
+    for (const name of model.onnx.initializerNames()) assert.deepEqual(fix.model!.initializer(name)!.data, model.onnx.initializer(name)!.data, name);
+    assert.deepEqual(fix.model!.outputs().map((o) => o.name), ['logits', 'trigger_detected']);
     assert.equal(fix.method, 'bna');
     assert.ok(fix.notes.some((n) => /re-estimated on classes/.test(n)));
   });
