@@ -42,6 +42,8 @@ export interface FixRequest {
   methodOptions?: Record<string, Record<string, unknown>>;
   /** Outputs of a scan of the same model (e.g. its reversed triggers), when one ran. */
   previous?: ReadonlyMap<string, AnalysisOutput>;
+  /** Without a scan's outputs, reverse triggers first with the default detectors (default true). */
+  reverse?: boolean;
   /** A separate held-out set to measure on (then all of `data` is fitted on). */
   heldOut?: Dataset;
   /** Share of each class of `data` held out when no separate set is given (default 0.3). */
@@ -61,7 +63,7 @@ export interface FixRequest {
 
 /** The fixes `auto` tries for this model and data, cheapest first. */
 export function autoCandidates(model: LoadedModel, data: Dataset | undefined, dataKind: DataKind): Fix[] {
-  return fixes.filter((f) => !missingData(asAnalysis(f), data, dataKind) && !f.notApplicable?.(model));
+  return fixes.filter((f) => !f.notInAuto && !missingData(asAnalysis(f), data, dataKind) && !f.notApplicable?.(model));
 }
 
 const asAnalysis = (f: Fix) => ({ id: f.id, title: f.title, needs: f.needs, detector: false, runsByDefault: false, run: async () => ({}) });
@@ -80,6 +82,7 @@ async function triggersFor(model: LoadedModel, request: FixRequest, signal: Abor
     return { triggers, source: triggers.length ? `${triggers.length} reversed by the scan` : 'the scan reversed no trigger', outputs: request.previous };
   }
   const data = request.data;
+  if (request.reverse === false) return { triggers: [], source: 'no trigger reversed: reversal turned off', outputs: new Map() };
   if (!data?.labels || (request.dataKind ?? 'clean') !== 'clean') return { triggers: [], source: 'no trigger reversed: that needs labelled clean data', outputs: new Map() };
   const detectors = resolveMethods(undefined).filter((a) => a.detector).map((a) => a.id);
   const scanned = await scan(model, {

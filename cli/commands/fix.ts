@@ -29,6 +29,7 @@ Fix options:
   --goal P               attack success (percent) a removal must reach (default 2)
   --budget P             clean accuracy (points) a fix may cost (default 1.5)
   --no-rescan            do not confirm a removal with a rescan (the outcome then says so)
+  --no-reversal          do not reverse triggers first: only --triggered can then show a removal
   --mode fixed|adaptive  pruning: the paper's threshold u, or by rank until the reversed trigger fails (default adaptive)
   --u X                  threshold multiplier for fixed mode (default 3)
   --option key=value     an option of the method (repeatable), e.g. --option layer=bn3 prunes that layer's flags
@@ -59,6 +60,7 @@ export async function fixCommand(args: string[]): Promise<CommandResult> {
     goal: { type: 'string' },
     budget: { type: 'string' },
     'no-rescan': { type: 'boolean' },
+    'no-reversal': { type: 'boolean' },
     force: { type: 'boolean' },
   });
   if (values.help) return { stdout: fixHelp, exitCode: 0 };
@@ -86,6 +88,12 @@ export async function fixCommand(args: string[]): Promise<CommandResult> {
     options[m[1]] = Number.isFinite(Number(m[2])) && m[2] !== '' ? Number(m[2]) : m[2];
   }
   const model = await openModel(input, s);
+  // Checked before any work: the weights twin of an explicit --out must be free too.
+  const weightsOut = explicitOut && model.sourceKeys ? `${explicitOut.replace(/\.onnx$/i, '')}.safetensors` : undefined;
+  if (weightsOut) {
+    assertNotInput(weightsOut, [input]);
+    if (existsSync(weightsOut) && !values.force) throw new UsageError(`${weightsOut} exists; pass --force to replace it`);
+  }
   const data = s.data ? openData(model, s.data, s) : undefined;
   const heldOut = typeof values['held-out'] === 'string' ? openData(model, values['held-out'], s) : undefined;
   if (heldOut && !data) throw new UsageError('--held-out needs --data to fit on');
@@ -96,34 +104,39 @@ export async function fixCommand(args: string[]): Promise<CommandResult> {
     const result = await applyFix(model, {
       method, runtime, data, dataKind: s.dataKind, mode, u: numberOption(values, 'u') ?? s.config?.config.threshold, seed: s.seed, batchSize: s.batchSize,
       options, methodOptions, heldOut, goal, budget,
+      reverse: !values['no-reversal'],
       ...(triggeredData ? { triggered: { data: triggeredData, target, allToAll } } : {}),
       rescan: values['no-rescan'] ? false : { timeLimitMs: s.config?.config.timeLimitSeconds ? s.config.config.timeLimitSeconds * 1000 : undefined },
       outPath: explicitOut,
     });
     const written = write(result, input, explicitOut, !!values.force, model, s);
     const exitCode = result.outcome === 'removed' ? 0 : 1;
-    const line = `backdoor-lens: ${result.headline}${written ? `; wrote ${written.join(' and ')}` : ''}`;
+    const line = `backdoor-lens: ${result.headline}${written ? `; wrote ${written.paths.join(' and ')}` : ''}`;
     if (values.json) return { stdout: JSON.stringify(toJson(result, input, written), null, 2), exitCode, ...(exitCode ? { stderr: line } : {}) };
-    return { stdout: describe(result, written).join('\n'), exitCode, ...(exitCode ? { stderr: line } : {}) };
+    return { stdout: describe(result, written?.paths).join('\n'), exitCode, ...(exitCode ? { stderr: line } : {}) };
   } finally {
     await runtime.dispose();
   }
 }
 
-/** Writes the fixed model (and weights) where the outcome says, or to --out; none when the fix produced nothing. */
-function write(result: FixResult, input: string, explicitOut: string | undefined, force: boolean, model: Parameters<typeof purifiedWeights>[0], s: ReturnType<typeof settingsFor>): string[] | undefined {
+interface Written {
+  paths: string[];
+  weights?: { path: string; tensors: number; changed: string[] } | { path: null; reason: string };
+}
+
+/** Writes the fixed model (and weights) where the outcome says, or to --out; nothing when the fix produced no model. */
+function write(result: FixResult, input: string, explicitOut: string | undefined, force: boolean, model: Parameters<typeof purifiedWeights>[0], s: ReturnType<typeof settingsFor>): Written | undefined {
   if (!result.model) return undefined;
   const out = explicitOut ? { onnx: explicitOut, ...(model.sourceKeys ? { safetensors: `${explicitOut.replace(/\.onnx$/i, '')}.safetensors` } : {}) } : fixOutputs(input, outputLabel(result.method, result.outcome), !!model.sourceKeys, existsSync);
-  if (out.safetensors) {
-    assertNotInput(out.safetensors, [input]);
-    if (existsSync(out.safetensors) && !force) throw new UsageError(`${out.safetensors} exists; pass --force to replace it`);
-  }
   const weights = model.sourceKeys ? purifiedWeights(model, result.model, { limits: s.limits }) : undefined;
   if (weights && !('bytes' in weights)) result.notes.push(`no weights file: ${weights.reason}`);
   // Both files or neither; without --force, a file that appeared meanwhile (another fix) is never replaced.
   const files = [{ path: out.onnx, data: result.model.toBytes() }, ...(weights && 'bytes' in weights && out.safetensors ? [{ path: out.safetensors, data: weights.bytes }] : [])];
   writeFilesAtomic(files, { exclusive: !force });
-  return files.map((f) => f.path);
+  return {
+    paths: files.map((f) => f.path),
+    ...(weights ? { weights: 'bytes' in weights && out.safetensors ? { path: out.safetensors, tensors: weights.tensors, changed: weights.changed } : { path: null, reason: 'reason' in weights ? weights.reason : 'no weights path' } } : {}),
+  };
 }
 
 function describe(r: FixResult, written: string[] | undefined): string[] {
@@ -149,9 +162,9 @@ function describe(r: FixResult, written: string[] | undefined): string[] {
   return lines;
 }
 
-function toJson(r: FixResult, input: string, written: string[] | undefined) {
+function toJson(r: FixResult, input: string, written: Written | undefined) {
   return {
-    model: input, method: r.method, outcome: r.outcome, headline: r.headline, written: written ?? [], ...(r.nothing ? { nothing: r.nothing } : {}),
+    model: input, method: r.method, outcome: r.outcome, headline: r.headline, written: written?.paths ?? [], ...(written?.weights ? { weights: written.weights } : {}), ...(r.nothing ? { nothing: r.nothing } : {}),
     measurement: r.measurement ?? null, tried: r.tried ?? null,
     rescan: r.rescan ? { verdict: r.rescan.report.verdict, targets: r.rescan.report.targets, evidence: r.rescan.report.evidence, repair: r.rescan.report.repair ?? null } : null,
     pruned: r.pruned, notes: r.notes, details: r.details ?? {},

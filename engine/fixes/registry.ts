@@ -19,7 +19,7 @@ export const fixes: readonly Fix[] = [
   neuronPruningFix(fp, 5),
   bnaFix,
   unlearnFix,
-  neuronPruningFix(anp, 300),
+  { ...neuronPruningFix(anp, 300), notInAuto: 'ANP with the reference schedule takes tens of minutes' },
 ].sort((a, b) => a.cost - b.cost);
 
 export function findFix(id: string): Fix | undefined {

@@ -73,6 +73,8 @@ export interface Fix {
   cost: number;
   /** Whether it needs a reversed trigger to do anything (BNA, unlearning). */
   needsTrigger?: boolean;
+  /** Why `auto` leaves it out (e.g. too slow to try on every model), if it does. */
+  notInAuto?: string;
   /** Why the fix cannot apply to this model, if it cannot. */
   notApplicable?(model: LoadedModel): string | undefined;
   run(ctx: FixContext): Promise<FixRun>;
