@@ -28,7 +28,7 @@ describe('BadNets all-to-one fixture (target 0)', () => {
     const model = await loadModel(modelPath);
     const data = loadDataset({ path: cleanSet }, imageInputOf(model.onnx));
     result = await scan(model, { runtime, data, methods: ['pairs'], seed: 0 });
-    fix = await applyFix(model, { method: 'bna', runtime, data, previous: result.outputs });
+    fix = await applyFix(model, { method: 'bna', runtime, data, previous: result.outputs, rescan: { methods: ['pairs'] } });
     writeFileAtomic(fixedPath, fix.model!.toBytes());
   });
 
@@ -107,6 +107,22 @@ describe('BadNets all-to-one fixture (target 0)', () => {
     assert.deepEqual(fix.model!.outputs().map((o) => o.name), ['logits', 'trigger_detected']);
     assert.equal(fix.method, 'bna');
     assert.ok(fix.notes.some((n) => /re-estimated on classes/.test(n)));
+  });
+
+  test("the rescan of the BNA model judges its corrected network and agrees with the fix's outcome", async () => {
+    const written = await loadModel(fixedPath);
+    const data = loadDataset({ path: cleanSet }, imageInputOf(written.onnx));
+    const rescan = fix.rescan ?? (await scan(written, { runtime, data, methods: ['pairs'], seed: 0 }));
+    const report = rescan.report;
+    assert.ok(report.findings.some((f) => f.code === 'BL062' && /corrected target 0: the scan judged the corrected network g0/.test(f.message)), JSON.stringify(report.findings.map((f) => f.message)));
+    assert.equal(report.verdict === 'backdoored', fix.outcome !== 'removed', `${fix.headline} / rescan ${report.verdict} ${report.targets}`);
+    if (fix.outcome !== 'removed') return;
+    // The record the fix left is measured again, beside what the fix measured.
+    const again = await scan(written, { runtime, data, methods: ['pairs'], seed: 0 });
+    assert.equal(again.report.repair?.method, 'bna');
+    assert.deepEqual(again.report.repair?.bna?.targets, [0]);
+    const row = again.report.repair!.rows.find((r) => r.target === 0)!;
+    assert.equal(row.now, row.fixed);
   });
 
   test('eval on the BNA model prints the flagged share and the source-class accuracy on triggered inputs', async () => {
