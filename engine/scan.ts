@@ -218,6 +218,7 @@ async function scanModel(model: LoadedModel, request: ScanRequest): Promise<Scan
         numClasses: model.numClasses,
         bn: bnStatus(model.onnx).state,
         ...(model.architecture ? { architecture: model.architecture } : {}),
+        ...(model.notes?.length ? { notes: model.notes } : {}),
       },
       data: request.data ? { path: request.data.source, n: request.data.n, labelled: !!request.data.labels, kind: dataKind } : null,
       verdict,

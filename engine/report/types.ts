@@ -123,6 +123,8 @@ export interface ModelInfoSummary {
   numClasses: number | null;
   bn: 'kept' | 'folded' | 'absent' | 'unknown';
   architecture?: string;
+  /** How the graph was made from weights: the template match, where the input size came from. */
+  notes?: string[];
 }
 
 /** One measured quantity of a fix: what it was before the fix (recorded by the fix) and on this model now. */
