@@ -196,8 +196,14 @@ async function scanModel(model: LoadedModel, request: ScanRequest): Promise<Scan
         if (err.code === 'cancelled' || err.code === 'limit') throw err;
         const ms = Date.now() - t0;
         timings[a.id] = ms;
-        methods.push({ method: a.id, status: 'failed', reason: err.message, ms });
-        findings.push({ severity: codeInfo('BL022').severity, code: 'BL022', message: `${a.title} failed: ${err.message}`, method: a.id });
+        if (err.code === 'bad-data') {
+          // The data cannot support the method (too few images of a class, one class only): it gives no verdict, and says why.
+          methods.push({ method: a.id, status: 'skipped', reason: err.message, ms });
+          findings.push({ severity: codeInfo('BL023').severity, code: 'BL023', message: `${a.title}: ${err.message}`, method: a.id });
+        } else {
+          methods.push({ method: a.id, status: 'failed', reason: err.message, ms });
+          findings.push({ severity: codeInfo('BL022').severity, code: 'BL022', message: `${a.title} failed: ${err.message}`, method: a.id });
+        }
       }
       done++;
     }

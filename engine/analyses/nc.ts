@@ -7,7 +7,7 @@ import type { Finding, LabelResult, VerdictEvidence } from '../report/types';
 import { defaultSchedulerOptions } from './karm';
 import { madOutliers } from './mad';
 import { positiveOption } from './positive-option';
-import { classCount, imagesByClass } from './pairs';
+import { classCount, imagesByClass } from './class-images';
 import { inputGradient } from './reversal-gradient';
 import { geometryOf, makeTask, runTasks } from './reversal-run';
 import { patchSchedule } from './reversal-task';

@@ -5,7 +5,7 @@
  * one (per channel, a fitted clamp((z − μ)/σ, υ, ω) in place of BN's normalisation). The result
  * is one ONNX model holding f, every g_t and the inference rule; no weight of f changes.
  */
-import { imagesByClass } from '../analyses/pairs';
+import { imagesByClass } from '../analyses/class-images';
 import { positiveOption } from '../analyses/positive-option';
 import type { BatchGradient } from '../analyses/reversal-batch';
 import { inputGradient } from '../analyses/reversal-gradient';

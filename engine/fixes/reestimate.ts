@@ -10,7 +10,7 @@ import { GradientSession } from '../autodiff';
 import type { BatchGradient } from '../analyses/reversal-batch';
 import type { ObjectiveKind } from '../analyses/reversal-objectives';
 import { geometryOf, makeTask, runTasks } from '../analyses/reversal-run';
-import { patchSchedule, perturbationSchedule, type ScheduleOptions } from '../analyses/reversal-task';
+import { scheduleFor } from '../analyses/reversal-task';
 import type { ReversedTrigger } from '../analyses/trigger';
 import type { Dataset } from '../data/types';
 import { imageInputOf } from '../evaluate';
@@ -20,7 +20,7 @@ import type { Runtime } from '../runtime/session';
 import type { Tensor } from '../tensor';
 
 /** Kinds with a reversal objective. */
-export const REESTIMABLE: readonly string[] = ['patch', 'perturbation'];
+export const REESTIMABLE: readonly string[] = ['patch', 'perturbation', 'warp'];
 
 export interface Reestimated {
   trigger?: ReversedTrigger;
@@ -29,10 +29,9 @@ export interface Reestimated {
   steps: number;
 }
 
-/** `success`: the share of images the trigger must move (default: the detectors' own, 99% patch / 90% perturbation). */
+/** `success`: the share of images the trigger must move (default: the detectors' own for the kind). */
 export async function reestimate(kind: string, target: number, sources: number[], images: number[], data: Dataset, gradient: BatchGradient, options: { seed: number; id: number; maxSteps?: number; batchSize?: number; success?: number; signal?: AbortSignal }): Promise<Reestimated> {
-  const base: ScheduleOptions = kind === 'patch' ? patchSchedule : perturbationSchedule;
-  const schedule = { ...base, batchSize: options.batchSize ?? 32, ...(options.maxSteps ? { maxSteps: options.maxSteps } : {}), ...(options.success ? { successThreshold: options.success } : {}) };
+  const schedule = { ...scheduleFor(kind as ObjectiveKind), batchSize: options.batchSize ?? 32, ...(options.maxSteps ? { maxSteps: options.maxSteps } : {}), ...(options.success ? { successThreshold: options.success } : {}) };
   const task = makeTask(options.id, kind as ObjectiveKind, target, images, geometryOf(data), schedule, options.seed);
   await runTasks([task], { ...defaultSchedulerOptions, mode: 'plain', armsPerRound: 1 }, data, gradient, { maxBatch: 512, signal: options.signal });
   return { kind, size: task.size, steps: task.step, ...(task.succeeded ? { trigger: task.objective.toTrigger(target, sources, task.bestParams) } : {}) };

@@ -26,11 +26,11 @@ describe('engine jobs and their sessions', () => {
     assert.equal(jobs.cachedSessions, 0);
   });
 
-  test('a scan job cancelled inside the pair reversal holds none either', async () => {
+  test('a scan job cancelled inside the trigger reversal holds none either', async () => {
     const abort = new AbortController();
     let held = 0;
     const progress = (_: number, stage: string) => {
-      if (!abort.signal.aborted && /^pairs: patch pair reversal/.test(stage)) {
+      if (!abort.signal.aborted && /^pairs: trigger reversal step/.test(stage)) {
         held = jobs.cachedSessions;
         abort.abort();
       }
