@@ -19,7 +19,7 @@ export const fixes: readonly Fix[] = [
   neuronPruningFix(fp, 5),
   bnaFix,
   unlearnFix,
-  { ...neuronPruningFix(anp, 300), notInAuto: 'ANP with the reference schedule takes tens of minutes' },
+  { ...neuronPruningFix(anp, 300), notInAuto: 'ANP optimises its masks for minutes even on the interactive schedule; ask for it with --method anp' },
 ].sort((a, b) => a.cost - b.cost);
 
 export function findFix(id: string): Fix | undefined {
