@@ -4,7 +4,7 @@
  */
 import { analyses, findAnalysis } from './analyses/registry';
 import type { Analysis, AnalysisContext, AnalysisOutput, ArtifactImage, DataKind } from './analyses/types';
-import type { Dataset } from './data/types';
+import type { Dataset, PreprocessSpec } from './data/types';
 import { BackdoorLensError, asBackdoorLensError, usageError } from './errors';
 import type { LoadedModel } from './formats/types';
 import { bnStatus } from './graph/patterns';
@@ -26,6 +26,8 @@ export interface ScanProgress {
 export interface ScanRequest {
   runtime: Runtime;
   data?: Dataset;
+  /** The preprocessing the user gave; without data it tells data-free methods the input range (default: pixels in [0, 1]). */
+  preprocess?: PreprocessSpec;
   dataKind?: DataKind;
   /** Method ids; default: every analysis that runs by default. */
   methods?: string[];
@@ -66,8 +68,8 @@ export function missingData(a: Analysis, data: Dataset | undefined, kind: DataKi
   return undefined;
 }
 
-export function resolveMethods(methods: string[] | undefined): Analysis[] {
-  if (!methods || methods.length === 0) return analyses.filter((a) => a.runsByDefault);
+export function resolveMethods(methods: string[] | undefined, data?: Dataset): Analysis[] {
+  if (!methods || methods.length === 0) return analyses.filter((a) => a.runsByDefault === true || (a.runsByDefault === 'without-data' && !data?.labels));
   return methods.map((id) => {
     const a = findAnalysis(id);
     if (!a) {
@@ -95,7 +97,7 @@ export async function scan(model: LoadedModel, request: ScanRequest): Promise<Sc
 
 async function scanModel(model: LoadedModel, request: ScanRequest): Promise<ScanResult> {
   const started = Date.now();
-  const selected = resolveMethods(request.methods);
+  const selected = resolveMethods(request.methods, request.data);
   const explicit = (request.methods?.length ?? 0) > 0;
   const dataKind = request.dataKind ?? 'clean';
   const input = imageInputOf(model.onnx);
@@ -156,6 +158,7 @@ async function scanModel(model: LoadedModel, request: ScanRequest): Promise<Scan
         model,
         runtime: request.runtime,
         data: request.data,
+        preprocess: request.preprocess ?? {},
         dataKind,
         numClasses: model.numClasses,
         u: Number(request.methodOptions?.[a.id]?.u ?? request.u ?? 3),

@@ -78,6 +78,8 @@ export async function run(): Promise<Row[]> {
         writeFileSync(join(outDir, `${m.truth.name}.${sc.exp}${sc.withData ? '' : '.datafree'}.seed${seed}.json`), JSON.stringify(report, null, 1));
         const o = judge(m, report);
         const t = m.truth;
+        // A line as each scan ends: the whole table only prints after hours of scans.
+        console.error(`efficacy: ${t.name} ${sc.label} seed ${seed}: ${report.verdict} [${report.targets.join(' ')}] ${report.attackType ?? '-'} · ${deciding(report)} · ${o.verdictRight ? (o.targetRight ? 'right' : 'wrong target') : 'WRONG'} · ${seconds.toFixed(1)} s`);
         rows.push({
           model: t.name,
           scan: sc.label,

@@ -207,7 +207,11 @@ export const pairsAnalysis: Analysis = {
 
     const findings: Finding[] = [...detections.map((d) => findingOf(d, K, o)), ...(extra?.findings ?? [])];
     const triggers: ReversedTrigger[] = [
-      ...detections.flatMap((d) => (d.screen.family === 'targets' ? [{ ...d.trigger!, sources: d.pairs.map((p) => p.source) }] : d.pairs.map((p) => ({ ...d.trigger!, target: p.target, sources: [p.source] })))),
+      ...detections.flatMap((d) =>
+        d.screen.family === 'targets'
+          ? [{ ...d.trigger!, sources: d.pairs.map((p) => p.source), flaggedBelowSize: medianOf(d.screen.sizes) / d.threshold }]
+          : d.pairs.map((p) => ({ ...d.trigger!, target: p.target, sources: [p.source] })),
+      ),
       ...(extra?.triggers ?? []),
     ];
     const artifacts: ArtifactImage[] = detections.flatMap((d) => {

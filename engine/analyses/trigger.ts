@@ -22,6 +22,11 @@ export interface ReversedTrigger {
   flow?: Float32Array;
   /** Per-channel valid input range, used to clamp stamped images. */
   range: { min: number[]; max: number[] };
+  /**
+   * The largest trigger of this kind and mapping the detector would still flag (the screen's
+   * median size over its threshold): a fix that re-reverses the trigger compares against it.
+   */
+  flaggedBelowSize?: number;
 }
 
 /** Stamps the trigger on every sample (or the given ones); returns a new dataset, labels kept. */

@@ -18,6 +18,7 @@ export const findingCodes = {
   BL003: { code: 'BL003', name: 'backdoor-summary', title: 'Model verdict', severity: 'error' },
   BL004: { code: 'BL004', name: 'backdoor-target', title: 'Backdoor detected: one small trigger sends every class to a target', severity: 'error' },
   BL005: { code: 'BL005', name: 'backdoor-all-to-all', title: 'Backdoor detected: one small trigger sends every class c to class c + k', severity: 'error' },
+  BL006: { code: 'BL006', name: 'backdoor-max-margin', title: 'Backdoor detected without data: a class reaches an anomalously large logit margin (MM-BD)', severity: 'error' },
   BL010: { code: 'BL010', name: 'clp-neurons', title: 'Channels with outlying Lipschitz upper bound (CLP)', severity: 'warning' },
   BL011: { code: 'BL011', name: 'bnp-neurons', title: 'Channels whose clean statistics diverge from BN running statistics (BNP)', severity: 'warning' },
   BL012: { code: 'BL012', name: 'ep-neurons', title: 'Channels with outlying low activation entropy (EP)', severity: 'warning' },

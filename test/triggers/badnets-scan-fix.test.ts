@@ -94,10 +94,12 @@ describe('BadNets all-to-one fixture (target 0)', () => {
     assert.ok(after_.accuracy! >= before.accuracy! - 0.01, `accuracy ${before.accuracy} → ${after_.accuracy}`);
     const flags = (await triggerFlags(fix.model!, triggered, runtime))!;
     const nonTarget = Array.from(flags).filter((_, i) => triggered.labels![i] !== 0);
-    assert.ok(nonTarget.reduce((a, b) => a + b, 0) / nonTarget.length >= 0.8, 'triggered inputs flagged');
+    const flagRate = nonTarget.reduce((a, b) => a + b, 0) / nonTarget.length;
+    assert.ok(flagRate >= 0.8, `triggered inputs flagged: ${(100 * flagRate).toFixed(1)}%`);
     const cleanFlags = (await triggerFlags(fix.model!, test_, runtime))!;
     const cleanTarget = Array.from(cleanFlags).filter((_, i) => test_.labels![i] === 0);
-    assert.ok(cleanTarget.reduce((a, b) => a + b, 0) / cleanTarget.length <= 0.05, 'clean target-class inputs flagged');
+    const cleanRate = cleanTarget.reduce((a, b) => a + b, 0) / cleanTarget.length;
+    assert.ok(cleanRate <= 0.05, `clean target-class inputs flagged: ${(100 * cleanRate).toFixed(1)}% (${fix.notes.join('; ')})`);
   });
 
   test('BNA keeps every weight of f and adds trigger_detected', async () => {

@@ -11,7 +11,7 @@ import '@vscode-elements/elements/dist/vscode-single-select/index.js';
 import type { FromWebview, ReportView, ToWebview } from '../../protocol/report-view';
 import { clearCharts, theme } from './charts';
 import { h } from './dom';
-import { anomalySection, findingsSection, fixSection, neuronsSection, pairMatrixSection, summarySection, triggersSection } from './sections';
+import { anomalySection, findingsSection, fixSection, maxMarginSection, neuronsSection, pairMatrixSection, summarySection, triggersSection } from './sections';
 import css from './styles.css';
 
 declare function acquireVsCodeApi(): { postMessage(m: FromWebview): void; setState(s: unknown): void; getState(): unknown };
@@ -71,7 +71,7 @@ function render(view: ReportView): void {
   }
   const r = view.report;
   parts.push(fixSection(view, t));
-  if (r) parts.push(summarySection(view, r), findingsSection(r), anomalySection(r, t), pairMatrixSection(r), triggersSection(view), neuronsSection(r, t));
+  if (r) parts.push(summarySection(view, r), findingsSection(r), anomalySection(r, t), maxMarginSection(r, t), pairMatrixSection(r), triggersSection(view), neuronsSection(r, t));
   app.replaceChildren(...parts.filter((p): p is HTMLElement => !!p));
 }
 

@@ -57,7 +57,9 @@ export function findingsSection(report: ScanReport): HTMLElement {
 export function anomalySection(report: ScanReport, t: Theme): HTMLElement | undefined {
   const k = report.model.numClasses ?? 0;
   let perClass: { label: number; index: number; flagged: boolean }[];
-  if (report.labels.length) perClass = report.labels.map((l) => ({ label: l.label, index: l.anomalyIndex, flagged: l.flagged }));
+  // Neural Cleanse's per-label results; MM-BD's per-class margins have their own section.
+  const ncLabels = report.labels.filter((l) => l.method !== 'mmbd');
+  if (ncLabels.length) perClass = ncLabels.map((l) => ({ label: l.label, index: l.anomalyIndex, flagged: l.flagged }));
   else if (report.pairs.length) {
     perClass = [];
     for (let c = 0; c < Math.max(k, ...report.pairs.map((p) => p.target + 1)); c++) {
@@ -72,6 +74,19 @@ export function anomalySection(report: ScanReport, t: Theme): HTMLElement | unde
   const el = section('anomaly', 'Anomaly index per class', box, h('p', { class: 'caption' }, `Classes above ${ANOMALY_THRESHOLD} (MAD) are flagged: ${flagged.length ? `class ${flagged.join(', ')}` : 'none'}.`));
   queueMicrotask(() =>
     barsWithThreshold(canvas, t, { labels: perClass.map((c) => `class ${c.label}`), values: perClass.map((c) => c.index), flagged: perClass.map((c) => c.flagged), threshold: ANOMALY_THRESHOLD, thresholdLabel: 'anomaly threshold', valueLabel: 'anomaly index', xTitle: 'target class' }),
+  );
+  return el;
+}
+
+/** MM-BD (no data): the largest logit margin each class reaches; the verdict is the p-value of the largest. */
+export function maxMarginSection(report: ScanReport, t: Theme): HTMLElement | undefined {
+  const labels = report.labels.filter((l) => l.method === 'mmbd' && l.statistic !== undefined).sort((a, b) => a.label - b.label);
+  if (!labels.length) return undefined;
+  const evidence = report.evidence.find((e) => e.method === 'mmbd');
+  const { box, canvas } = chartBox(`Maximum logit margin per class without data; flagged: ${labels.filter((l) => l.flagged).map((l) => l.label).join(', ') || 'none'}`);
+  const el = section('max-margin', 'Maximum margin per class (MM-BD, no data)', box, h('p', { class: 'caption' }, evidence?.summary ?? ''));
+  queueMicrotask(() =>
+    barsWithThreshold(canvas, t, { labels: labels.map((l) => `class ${l.label}`), values: labels.map((l) => l.statistic!), flagged: labels.map((l) => l.flagged), valueLabel: 'maximum margin', xTitle: 'class' }),
   );
   return el;
 }
