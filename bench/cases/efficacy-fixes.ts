@@ -14,7 +14,7 @@
  */
 import { applyFix, evaluate, loadDataset, loadModel, Runtime, scan, type FixResult } from '../../engine';
 import { imageInputOf } from '../../engine/evaluate';
-import type { Row } from '../run';
+import { table, type Row } from '../run';
 import { zooMissing, zooModels, type ZooModel } from '../zoo';
 
 export const name = 'Fixes on the development zoo: true ASR and clean accuracy before and after (the fix never sees the true trigger)';
@@ -84,7 +84,10 @@ export async function run(): Promise<Row[]> {
   const rows: Row[] = [];
   try {
     for (const z of all.filter((m) => names.includes(m.truth.name) && m.triggered)) {
-      rows.push(...(await rowsFor(z, runtime, methods)));
+      const mine = await rowsFor(z, runtime, methods);
+      rows.push(...mine);
+      // Printed as each model ends: the whole table takes long on a loaded machine.
+      console.error(table(mine));
       // One model's sessions (the scan's gradient graphs, every fixed copy) are not needed by the next.
       await runtime.dispose();
     }
