@@ -11,7 +11,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadDataset, loadModel, Runtime, scan } from '../../engine';
-import { calibration, screenThreshold, type CalibrationRecord, type CleanValue, type ScreenKey } from '../../engine/analyses/calibration';
+import { calibration, networkFamily, screenThreshold, type CalibrationRecord, type CleanValue, type NetworkFamily, type ScreenKey } from '../../engine/analyses/calibration';
 import { imageInputOf } from '../../engine/evaluate';
 import { root } from '../models';
 import type { Row } from '../run';
@@ -41,7 +41,7 @@ export async function run(): Promise<Row[]> {
           for (const e of report.evidence) {
             const key = e.method.replace(/^pairs:/, '');
             if (!/^(targets|shifts):/.test(key)) continue;
-            (values.get(key) ?? values.set(key, []).get(key)!).push({ model: m.truth.name, export: exp, seed, value: Math.round(e.value * 1e4) / 1e4 });
+            (values.get(key) ?? values.set(key, []).get(key)!).push({ family: networkFamily(model.onnx), model: m.truth.name, export: exp, seed, value: Math.round(e.value * 1e4) / 1e4 });
           }
         } finally {
           await runtime.dispose();
@@ -56,9 +56,12 @@ export async function run(): Promise<Row[]> {
   };
   if (process.env.BENCH_CALIBRATE_WRITE !== '0') writeFileSync(join(root, 'engine/analyses/calibration.json'), `${JSON.stringify(record, null, 1)}\n`);
   Object.assign(calibration, record);
-  return [...values.keys()].sort().map((key) => {
-    const v = values.get(key)!.map((c) => c.value).sort((a, b) => a - b);
-    const t = screenThreshold(key as ScreenKey);
-    return { screen: key, scans: v.length, lowest: v[0], median: v[Math.floor(v.length / 2)], highest: v[v.length - 1], threshold: t.value };
-  });
+  return [...values.keys()].sort().flatMap((key) =>
+    (['plain', 'residual'] as NetworkFamily[]).flatMap((family) => {
+      const v = values.get(key)!.filter((c) => c.family === family).map((c) => c.value).sort((a, b) => a - b);
+      if (v.length === 0) return [];
+      const t = screenThreshold(key as ScreenKey, family);
+      return [{ screen: key, family, scans: v.length, lowest: v[0], median: v[Math.floor(v.length / 2)], highest: v[v.length - 1], threshold: t.value }];
+    }),
+  );
 }

@@ -33,24 +33,7 @@ async function main() {
   const base = kind === 'patch' ? patchSchedule : { ...perturbationSchedule, ...(kind === 'warp' ? { lr: 0.02 } : {}) };
   const schedule = { ...base, batchSize: batch, maxSteps: steps, ...(lr ? { lr: Number(lr) } : {}) };
   const t0 = Date.now(), c0 = process.cpuUsage();
-  if (mode === 'datafree') {
-    const { invertClasses, defaultInversionOptions } = await import('../../engine/analyses/inversion');
-    const g = { ...geometry, preprocess: data.preprocess };
-    const inv = await invertClasses(model.onnx, imageInputOf(model.onnx).name, model.onnx.outputs()[0].name, runtime, g, K, { ...defaultInversionOptions, perClass: Number(opt('inv-per-class', '8')), steps: Number(opt('inv-steps', '150')), bn: Number(opt('bn', '0.01')) }, 1, undefined, () => {});
-    console.log(`inversion: agreement ${inv.agreement.toFixed(2)} bn ${inv.bnGuided} wall ${(Date.now() - t0) / 1000}s`);
-    if (args.includes('--png')) {
-      const { samplePng } = await import('../../engine/image/png');
-      const { writeFileSync } = await import('node:fs');
-      const per = inv.data.x.length / inv.data.n;
-      for (let c = 0; c < K; c++) writeFileSync(`/tmp/inv-${c}.png`, samplePng(inv.data.x.subarray(c * Number(opt('inv-per-class', '8')) * per, (c * Number(opt('inv-per-class', '8')) + 1) * per), inv.data.preprocess));
-    }
-    const syn = inv.data;
-    const synBy = imagesByClass(syn, K, 100, 1);
-    const kinds = opt('kinds', 'patch,perturbation,warp').split(',') as ObjectiveKind[];
-    const { screens } = await runScreens([{ family: 'targets', kinds }, { family: 'shifts', kinds: ['patch'] }], synBy, syn, geometry, gradient, { imagesPerClass: 100, batchSize: batch, maxSteps: steps, maxBatch: 512 }, 1, undefined, () => {});
-    for (const sc of screens) console.log(`${sc.family.padEnd(7)} ${sc.kind.padEnd(12)} R ${sc.ratio.toFixed(2)} best ${sc.best} | ${sc.sizes.map((v, i) => `${sc.indices[i]}:${v.toFixed(1)}${sc.succeeded[i] ? '' : '!'}`).join(' ')}`);
-    console.log(`wall ${(Date.now() - t0) / 1000}s cpu ${(process.cpuUsage(c0).user / 1e6).toFixed(1)}s`);
-  } else if (mode === 'screens') {
+  if (mode === 'screens') {
     const kinds = opt('kinds', 'patch,perturbation,warp').split(',') as ObjectiveKind[];
     const { screens, sampleGradients } = await runScreens([{ family: 'targets', kinds }, { family: 'shifts', kinds: opt('shift-kinds', 'patch,perturbation').split(',') as ObjectiveKind[] }], byClass, data, geometry, gradient, { imagesPerClass: perClass, batchSize: batch, maxSteps: steps, maxBatch: 512 }, Number(opt('seed', '1')), undefined, () => {});
     const out: Record<string, unknown> = {};

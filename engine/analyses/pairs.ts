@@ -15,7 +15,7 @@ import type { Dataset } from '../data/types';
 import { BackdoorLensError, usageError } from '../errors';
 import { predict } from '../evaluate';
 import type { AttackType, Finding, LabelResult, PairResult, VerdictEvidence } from '../report/types';
-import { screenThreshold, type ScreenKey } from './calibration';
+import { networkFamily, screenThreshold, type ScreenKey } from './calibration';
 import { classCount, imagesByClass } from './class-images';
 import { positiveOption } from './positive-option';
 import { inputGradient } from './reversal-gradient';
@@ -167,10 +167,11 @@ export const pairsAnalysis: Analysis = {
     notes.push(`${screens.length} screens (${screens.map((s) => `${s.family}:${s.kind}`).join(', ')}), ${screens.reduce((n, s) => n + s.tasks.length, 0)} triggers of ≤ ${o.maxSteps} steps × ${o.batchSize} images, ${images.reduce((n, l) => n + l.length, 0)} images reversed on and ${held.reduce((n, l) => n + l.length, 0)} held out (${sampleGradients} image gradients)`);
 
     const decisions: ScreenDecision[] = [];
+    const family = networkFamily(ctx.model.onnx);
     for (const [i, sc] of screens.entries()) {
       ctx.progress(screenShare + ((1 - screenShare) * 0.5 * i) / screens.length, 'confirming flagged triggers on held-out images');
       const key = `${sc.family}:${sc.kind}` as ScreenKey;
-      const calibrated = screenThreshold(key);
+      const calibrated = screenThreshold(key, family);
       const threshold = o.threshold ?? calibrated.value;
       const thresholdSource = o.threshold !== undefined ? `--option pairs.threshold (calibrated: ${calibrated.value.toFixed(2)})` : calibrated.source;
       const decision: ScreenDecision = { screen: sc, key, threshold, thresholdSource, flagged: false, pairs: [] };
