@@ -11,7 +11,7 @@ import { shouldSupervise, supervise } from './supervise';
 
 export interface CommandResult {
   stdout: string;
-  /** One line for stderr beside a result (a scan stopped at its limit prints its partial report and this). */
+  /** One line for stderr beside a result (a scan stopped at its limit prints its partial report and this; why a fix exits 1). */
   stderr?: string;
   exitCode: number;
 }
@@ -20,7 +20,7 @@ export { exitCodes, exitCodeHelp, inconclusiveExitCode } from './exit-codes';
 
 const commands: Record<string, { run: (args: string[]) => Promise<CommandResult>; help: string; summary: string }> = {
   scan: { run: scanCommand, help: scanHelp, summary: 'scan a model for backdoors' },
-  fix: { run: fixCommand, help: fixHelp, summary: 'write a purified model' },
+  fix: { run: fixCommand, help: fixHelp, summary: 'repair a model, measure the repair, write it' },
   eval: { run: evalCommand, help: evalHelp, summary: 'clean accuracy and attack success rate' },
   info: { run: infoCommand, help: infoHelp, summary: 'inputs, outputs, ops, conv→BN pairs, BN folded or not' },
   lsp: { run: lspCommand, help: lspHelp, summary: 'language server for editors (--stdio)' },

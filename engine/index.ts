@@ -8,7 +8,9 @@ export { loadDataset, readRawImages, imageSizeOf, type Dataset, type DataSource,
 export { loadModelForData } from './load-for-data';
 export { refusedScanReport, formatRefusedReport } from './refused';
 export { scan, resolveMethods, type ScanRequest, type ScanResult, type ScanProgress } from './scan';
-export { applyFix, type FixRequest } from './fix';
+export { applyFix, autoCandidates, type FixRequest, type RescanRequest } from './fix';
+export { fixOutputs, outputLabel, type FixOutputs } from './fixes/output-name';
+export { AUTO } from './fixes/registry';
 export { evaluate, predict, type EvalResult, type EvalOptions } from './evaluate';
 export { modelInfo, formatInfo, type ModelInfo } from './info';
 export { Runtime, type RuntimeOptions, type ExecutionProvider } from './runtime';
@@ -21,5 +23,7 @@ export { findConfig, readConfig, parseConfig, CONFIG_FILE, type BackdoorLensConf
 export { BackdoorLensError, type ErrorCode } from './errors';
 export { writeFileAtomic, writeFilesAtomic, removeTempFiles, assertNotInput, checkOutputPath } from './io/atomic';
 export type * from './report/types';
-export type { FixResult, PrunedNeuron } from './fixes/types';
+export type { FixResult, FixTrial, PrunedNeuron } from './fixes/types';
+export type { FixMeasurement, TriggeredSet } from './fixes/measure';
+export type { FixOutcome } from './fixes/outcome';
 export { TOOL_VERSION } from './version';

@@ -13,6 +13,7 @@ import { REPORT_VERSION, type Finding, type MethodRun, type ScanReport, type Ver
 import type { Runtime } from './runtime/session';
 import { JobGuard } from './runtime/limits';
 import { imageInputOf } from './evaluate';
+import { checkFixRecord, scanBnaModel } from './fixes/rescan';
 import { TOOL_VERSION } from './version';
 
 export interface ScanProgress {
@@ -97,7 +98,17 @@ function verdictOf(ran: { analysis: Analysis; output: AnalysisOutput }[]): Verdi
   return detectors.length > 0 ? 'clean' : 'inconclusive';
 }
 
+/**
+ * Scans a model. A model a fix wrote is judged as the fix left it (engine/fixes/rescan.ts): a BNA
+ * model by its corrected networks, and a fix record's triggers are measured again.
+ */
 export async function scan(model: LoadedModel, request: ScanRequest): Promise<ScanResult> {
+  const result = (await scanBnaModel(model, request, scanModel)) ?? (await scanModel(model, request));
+  await checkFixRecord(model, request.data, result, request.runtime, { batchSize: request.batchSize, signal: request.signal });
+  return result;
+}
+
+async function scanModel(model: LoadedModel, request: ScanRequest): Promise<ScanResult> {
   const started = Date.now();
   const selected = resolveMethods(request.methods, request.data);
   const explicit = (request.methods?.length ?? 0) > 0;

@@ -37,31 +37,57 @@ export const ScanRequest = new RequestType<ScanParams, ScanSummary, void>('backd
 
 export interface FixParams extends WithWorkDone {
   uri: string;
-  /** A fix id from the engine's fix registry ('bnp', 'ep', 'clp', 'anp', 'fp', 'bna'). */
+  /** 'auto' (every applicable fix, cheapest first, keeping the best) or a fix id from the engine's registry. */
   method: string;
+  /** Prune exactly this layer's flagged channels (what a layer's code lens names). */
+  layer?: string;
 }
 
 export interface Measurement {
-  /** Clean accuracy on the configured data set; null without labels. */
+  /** Clean accuracy on the held-out images; null without labels. */
   accuracy: number | null;
-  /** Attack success rate, when it could be measured. */
+  /** The attack success rate the outcome rests on (the worst of the reversed triggers and the true trigger), when measured. */
   asr: number | null;
+}
+
+/** removed: ASR ≤ goal within the accuracy budget and a rescan agrees; reduced: at least halved; failed: anything else. */
+export type FixOutcome = 'removed' | 'reduced' | 'failed';
+
+/** One measured attack, before and after, on held-out images. */
+export interface AttackRow {
+  /** e.g. 'patch trigger 3 → 0', 'true trigger (triggered.npz)'. */
+  what: string;
+  before: number;
+  after: number;
+  n: number;
 }
 
 export interface FixSummary {
   source: string;
+  /** The fix that was applied (for 'auto', the one it kept). */
   method: string;
-  /** URIs of the files written: the purified ONNX model, and safetensors weights for state_dict inputs. */
+  /** What was asked for ('auto' or the method). */
+  requested: string;
+  outcome: FixOutcome;
+  /** One line with the numbers: "bnp: failed — the trigger still works: ASR 99.2% → 82.0% …". */
+  headline: string;
+  /** URIs of the files written (none when the fix produced no model): the ONNX model, and safetensors weights for state_dict inputs. */
   outputs: string[];
   pruned: { layer: string; channel: number; score?: number }[];
   notes: string[];
   before: Measurement;
   after: Measurement;
-  /** How the attack success rate was measured, e.g. 'triggered set test.npz, target 0'. */
+  /** How the attack success rate was measured, e.g. '300 held-out images of clean.npz; reversed triggers and triggered.npz'. */
   asrSource?: string;
+  /** Every attack measured. */
+  attacks: AttackRow[];
+  /** For 'auto': every fix tried, cheapest first. */
+  tried?: { method: string; outcome: FixOutcome; reason: string; asr: number | null; accuracy: number | null; seconds: number; chosen: boolean }[];
+  /** The rescan of the written model that confirmed a removal (or overturned it), when one ran. */
+  rescan?: { verdict: 'backdoored' | 'clean' | 'inconclusive'; targets: number[] };
 }
 
-/** Applies a fix and writes `<name>.purified.onnx` beside the input (never overwriting). Cancellable. */
+/** Applies a fix and writes the fixed model beside the input, named for its outcome (never overwriting). Cancellable. */
 export const FixRequest = new RequestType<FixParams, FixSummary, void>('backdoorLens/fix');
 
 export interface UriParams {
@@ -134,5 +160,8 @@ export const ClientCommands = {
 /** Arguments of the applyFix commands. */
 export interface ApplyFixArgs {
   uri: string;
+  /** 'auto' or a fix id. */
   method: string;
+  /** Prune exactly this layer's flagged channels (a layer's code lens). */
+  layer?: string;
 }

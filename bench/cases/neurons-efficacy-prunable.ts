@@ -49,11 +49,11 @@ export async function run(): Promise<Row[]> {
           options: budget === undefined ? {} : { budget },
         });
         const seconds = (performance.now() - t0) / 1000;
-        const acc = (await evaluate(r.model, test, runtime)).accuracy!;
+        const acc = (await evaluate(r.model!, test, runtime)).accuracy!;
         rows.push({
           model: name, method: method === 'anp' ? `anp (${iterations} it., ${anpSeconds.toFixed(0)} s)` : method,
           mode: `${String(r.details?.mode ?? mode)}${r.details?.mode === 'adaptive' ? ` (${budget ?? 1} pt)` : ''}`, pruned: r.pruned.length,
-          'test acc': pct(acc), 'Δ acc (points)': (100 * (acc - base)).toFixed(1), ASR: pct((await evaluate(r.model, triggered, runtime, { target: 0 })).asr!), 'fix time (s)': seconds.toFixed(1),
+          'test acc': pct(acc), 'Δ acc (points)': (100 * (acc - base)).toFixed(1), ASR: pct((await evaluate(r.model!, triggered, runtime, { target: 0 })).asr!), 'fix time (s)': seconds.toFixed(1),
         });
       }
     }

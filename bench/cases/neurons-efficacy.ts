@@ -85,8 +85,8 @@ export async function run(): Promise<Row[]> {
       for (const mode of ['fixed', 'adaptive'] as const) {
         const data = method === 'ep' ? mixed : clean;
         const r = await applyFix(model, { method, runtime, data, dataKind: method === 'ep' ? 'mixed' : 'clean', mode, previous, batchSize: 250 });
-        const acc = (await evaluate(r.model, test, runtime)).accuracy!;
-        const asr = (await evaluate(r.model, triggered, runtime, { target: 0 })).asr!;
+        const acc = (await evaluate(r.model!, test, runtime)).accuracy!;
+        const asr = (await evaluate(r.model!, triggered, runtime, { target: 0 })).asr!;
         rows.push({
           model: name, method: method === 'anp' ? `anp (${iterations} it., ${anpSeconds.toFixed(0)} s)` : method, mode: String(r.details?.mode ?? mode), pruned: r.pruned.length,
           'test acc': pct(acc), 'Δ acc (points)': (100 * (acc - base.accuracy!)).toFixed(1), ASR: pct(asr),

@@ -1,29 +1,51 @@
 import { existsSync } from 'node:fs';
-import { applyFix, assertNotInput, checkOutputPath, evaluate, purifiedWeights, writeFilesAtomic, type EvalResult } from '../../engine';
+import { basename } from 'node:path';
+import { applyFix, assertNotInput, checkOutputPath, fixOutputs, outputLabel, purifiedWeights, writeFilesAtomic, type FixResult } from '../../engine';
 import { commonHelp, intOption, numberOption, parse, settingsFor, UsageError } from '../options';
 import { openData, openModel, openRuntime, stage, startJob } from '../load';
 import type { CommandResult } from '../main';
 
-export const fixHelp = `Usage: backdoor-lens fix <model> --method M [--data <set>] --out FILE
-Writes a purified ONNX model (same input and output names) through the fix registry. Never
-overwrites its input. For a weights-only input (state_dict .pt, safetensors, BackdoorBench record)
-it also writes the purified weights under their original key names beside it, as FILE with
-.safetensors in place of .onnx. Prints clean accuracy before and after on --data, and the attack success
-rate before and after when --triggered SET --target T (or --all-to-all) is given.
+export const fixHelp = `Usage: backdoor-lens fix <model> --method M|auto [--data <set>] [--out FILE]
+Repairs a model and measures the repair before writing it: the fix is fitted on part of --data
+and graded on the rest (30% of each class, or --held-out SET): clean accuracy, and the attack
+success of every reversed trigger on held-out images of its source classes (plus the true attack
+success rate with --triggered). A fix that brings the estimate to ≤ --goal within --budget is
+confirmed by a rescan of the fixed model. The outcome is removed, reduced or failed.
+
+Exit code 0 only when the backdoor was removed; 1 otherwise (one line on stderr says why). The
+output is never the input and never overwrites a file; without --out it is named for what the
+fix showed: <name>.purified.onnx (removed; <name>.corrected.onnx for BNA), <name>.<method>-reduced.onnx
+or <name>.<method>-failed.onnx. A fix that needs a trigger (bna, unlearn) writes nothing when none
+was found. Weights-only inputs (state_dict .pt, safetensors, BackdoorBench) also get the fixed
+weights under their original keys, as the same name with .safetensors.
 
 Fix options:
-  --method M             the fix to apply
-  --out FILE             where to write the purified model (required; never the input)
-  --mode fixed|adaptive  fixed threshold u, or prune by rank until the reversed trigger fails (default adaptive)
+  --method M             auto (every applicable fix, cheapest first, keeping the best), or one of
+                         clp, bnp, ep, fp, bna, unlearn, anp
+  --out FILE             where to write the fixed model (default: named for the outcome, beside the input)
+  --held-out SET         measure on this set and fit on all of --data (default: hold out 30% of --data)
+  --triggered SET        a triggered test set (true labels) to measure the true attack success rate on
+  --target T | --all-to-all  the attack, for --triggered
+  --goal P               attack success (percent) a removal must reach (default 2)
+  --budget P             clean accuracy (points) a fix may cost (default 1.5)
+  --no-rescan            do not confirm a removal with a rescan (the outcome then says so)
+  --no-reversal          do not reverse triggers first: only --triggered can then show a removal
+  --mode fixed|adaptive  pruning: the paper's threshold u, or by rank until the reversed trigger fails (default adaptive)
   --u X                  threshold multiplier for fixed mode (default 3)
-  --option key=value     a fix option (repeatable)
-  --triggered SET        a triggered test set (true labels) to report ASR on
-  --target T | --all-to-all  the attack for ASR
-  --force                overwrite FILE if it exists (never the input)
+  --option key=value     an option of the method (repeatable), e.g. --option layer=bn3 prunes that layer's flags;
+                         method.key=value sets another method's, e.g. pairs.threshold=4 for the trigger reversal
+  --force                overwrite --out if it exists (never the input)
 
 ${commonHelp}`;
 
-const pct = (x: number | null | undefined) => (x === null || x === undefined ? 'n/a' : `${(100 * x).toFixed(2)}%`);
+const pct = (x: number | null | undefined) => (x === null || x === undefined ? 'n/a' : `${(100 * x).toFixed(1)}%`);
+
+function percentOption(values: Record<string, unknown>, name: string, max: number): number | undefined {
+  const n = numberOption(values as never, name);
+  if (n === undefined) return undefined;
+  if (n < 0 || n > max) throw new UsageError(`--${name} must be between 0 and ${max}, got '${values[name]}'`);
+  return n / 100;
+}
 
 export async function fixCommand(args: string[]): Promise<CommandResult> {
   const { values, positionals } = parse(args, {
@@ -32,69 +54,127 @@ export async function fixCommand(args: string[]): Promise<CommandResult> {
     mode: { type: 'string' },
     u: { type: 'string' },
     option: { type: 'string', multiple: true },
+    'held-out': { type: 'string' },
     triggered: { type: 'string' },
     target: { type: 'string' },
     'all-to-all': { type: 'boolean' },
+    goal: { type: 'string' },
+    budget: { type: 'string' },
+    'no-rescan': { type: 'boolean' },
+    'no-reversal': { type: 'boolean' },
     force: { type: 'boolean' },
   });
   if (values.help) return { stdout: fixHelp, exitCode: 0 };
   if (positionals.length !== 1) throw new UsageError('fix takes one model file');
+  const input = positionals[0];
   const method = values.method as string | undefined;
-  const out = values.out as string | undefined;
-  if (!method) throw new UsageError('fix needs --method M');
-  if (!out) throw new UsageError('fix needs --out FILE (it never overwrites its input)');
-  assertNotInput(out, [positionals[0]]);
-  checkOutputPath(out);
-  if (existsSync(out) && !values.force) throw new UsageError(`${out} exists; pass --force to replace it`);
-  const weightsOut = `${out.replace(/\.onnx$/i, '')}.safetensors`;
+  if (!method) throw new UsageError('fix needs --method M (or --method auto)');
+  const explicitOut = values.out as string | undefined;
+  if (explicitOut) {
+    assertNotInput(explicitOut, [input]);
+    checkOutputPath(explicitOut);
+    if (existsSync(explicitOut) && !values.force) throw new UsageError(`${explicitOut} exists; pass --force to replace it`);
+  }
   const mode = (values.mode as string | undefined) ?? 'adaptive';
   if (mode !== 'fixed' && mode !== 'adaptive') throw new UsageError(`--mode must be fixed or adaptive, got '${mode}'`);
-  const s = settingsFor(positionals[0], values);
+  const goal = percentOption(values, 'goal', 100);
+  const budget = percentOption(values, 'budget', 100);
+  const s = settingsFor(input, values);
   const target = intOption(values, 'target') ?? (values['all-to-all'] ? undefined : s.config?.config.target);
   const allToAll = !!values['all-to-all'];
-  const options: Record<string, unknown> = { ...s.config?.config.methodOptions?.[method] };
+  const methodOptions = { ...s.config?.config.methodOptions };
+  const options: Record<string, unknown> = { ...methodOptions[method] };
+  // key=value is an option of --method; method.key=value one of another method (e.g. pairs.threshold for the trigger reversal).
   for (const item of (values.option as string[] | undefined) ?? []) {
-    const m = /^([A-Za-z0-9_]+)=(.*)$/.exec(item);
-    if (!m) throw new UsageError(`--option must look like key=value, got '${item}'`);
-    options[m[1]] = Number.isFinite(Number(m[2])) && m[2] !== '' ? Number(m[2]) : m[2];
+    const m = /^(?:([A-Za-z0-9_-]+)\.)?([A-Za-z0-9_]+)=(.*)$/.exec(item);
+    if (!m) throw new UsageError(`--option must look like key=value or method.key=value, got '${item}'`);
+    const value = Number.isFinite(Number(m[3])) && m[3] !== '' ? Number(m[3]) : m[3];
+    if (!m[1] || m[1] === method) options[m[2]] = value;
+    else methodOptions[m[1]] = { ...methodOptions[m[1]], [m[2]]: value };
   }
   const guard = startJob('fix', s);
-  const model = await stage(guard, 'loading the model', () => openModel(positionals[0], s, guard));
-  if (model.sourceKeys) {
-    assertNotInput(weightsOut, [positionals[0]]);
+  const model = await stage(guard, 'loading the model', () => openModel(input, s, guard));
+  // Checked before any work: the weights twin of an explicit --out must be free too.
+  const weightsOut = explicitOut && model.sourceKeys ? `${explicitOut.replace(/\.onnx$/i, '')}.safetensors` : undefined;
+  if (weightsOut) {
+    assertNotInput(weightsOut, [input]);
     if (existsSync(weightsOut) && !values.force) throw new UsageError(`${weightsOut} exists; pass --force to replace it`);
   }
   const data = s.data ? openData(model, s.data, s) : undefined;
-  const triggered = typeof values.triggered === 'string' ? openData(model, values.triggered, s) : undefined;
-  if (triggered && target === undefined && !allToAll) throw new UsageError('--triggered needs --target T or --all-to-all');
+  const heldOut = typeof values['held-out'] === 'string' ? openData(model, values['held-out'], s) : undefined;
+  if (heldOut && !data) throw new UsageError('--held-out needs --data to fit on');
+  const triggeredData = typeof values.triggered === 'string' ? openData(model, values.triggered, s) : undefined;
+  if (triggeredData && target === undefined && !allToAll) throw new UsageError('--triggered needs --target T or --all-to-all');
   const runtime = openRuntime(s);
   try {
-    const result = await stage(guard, `the ${method} fix`, () => applyFix(model, { method, runtime, data, dataKind: s.dataKind, mode, u: numberOption(values, 'u') ?? s.config?.config.threshold, seed: s.seed, batchSize: s.batchSize, options, signal: guard.signal }));
-    const weights = model.sourceKeys ? purifiedWeights(model, result.model, { limits: s.limits }) : undefined;
-    // Both files or neither; without --force, a file that appeared meanwhile (another fix) is never replaced.
-    writeFilesAtomic([{ path: out, data: result.model.toBytes() }, ...(weights && 'bytes' in weights ? [{ path: weightsOut, data: weights.bytes }] : [])], { exclusive: !values.force });
-    const weightsLine = !weights ? undefined : 'bytes' in weights ? `purified weights → ${weightsOut} (${weights.tensors} tensors under their original keys, ${weights.changed.length} changed)` : `no purified weights file: ${weights.reason}`;
-    const measure = async (m: typeof model.onnx) => ({
-      clean: data?.labels ? await evaluate(m, data, runtime, { batchSize: s.batchSize }) : undefined,
-      triggered: triggered ? await evaluate(m, triggered, runtime, { batchSize: s.batchSize, target, allToAll }) : undefined,
-    });
-    const before = await stage(guard, 'measuring the input model', () => measure(model.onnx));
-    const after = await stage(guard, 'measuring the fixed model', () => measure(result.model));
-    const summary = (r: { clean?: EvalResult; triggered?: EvalResult }) => ({ accuracy: r.clean?.accuracy ?? null, asr: r.triggered?.asr ?? null, sourceAccuracy: r.triggered?.sourceAccuracy ?? null });
-    const json = {
-      model: model.path, out, method, mode, pruned: result.pruned, notes: result.notes, before: summary(before), after: summary(after), details: result.details ?? {},
-      ...(weights ? { weights: 'bytes' in weights ? { path: weightsOut, tensors: weights.tensors, changed: weights.changed } : { path: null, reason: weights.reason } } : {}),
-    };
-    if (values.json) return { stdout: JSON.stringify(json, null, 2), exitCode: 0 };
-    const lines = [`${method} (${mode}) on ${model.path} → ${out}`];
-    if (result.pruned.length) lines.push(`  pruned ${result.pruned.length} neuron${result.pruned.length === 1 ? '' : 's'}: ${result.pruned.map((p) => `${p.layer}[${p.channel}]`).join(', ')}`);
-    for (const n of result.notes) lines.push(`  ${n}`);
-    if (weightsLine) lines.push(`  ${weightsLine}`);
-    if (before.clean) lines.push(`  clean accuracy: ${pct(before.clean.accuracy)} → ${pct(after.clean!.accuracy)}`);
-    if (before.triggered) lines.push(`  attack success rate: ${pct(before.triggered.asr)} → ${pct(after.triggered!.asr)} (source-class accuracy on triggered: ${pct(before.triggered.sourceAccuracy)} → ${pct(after.triggered!.sourceAccuracy)})`);
-    return { stdout: lines.join('\n'), exitCode: 0 };
+    const result = await stage(guard, `the ${method} fix`, () => applyFix(model, {
+      method, runtime, data, dataKind: s.dataKind, mode, u: numberOption(values, 'u') ?? s.config?.config.threshold, seed: s.seed, batchSize: s.batchSize,
+      options, methodOptions, heldOut, goal, budget,
+      reverse: !values['no-reversal'],
+      ...(triggeredData ? { triggered: { data: triggeredData, target, allToAll } } : {}),
+      rescan: values['no-rescan'] ? false : { timeLimitMs: s.config?.config.timeLimitSeconds ? s.config.config.timeLimitSeconds * 1000 : undefined },
+      outPath: explicitOut,
+      signal: guard.signal,
+    }));
+    const written = write(result, input, explicitOut, !!values.force, model, s);
+    const exitCode = result.outcome === 'removed' ? 0 : 1;
+    const line = `backdoor-lens: ${result.headline}${written ? `; wrote ${written.paths.join(' and ')}` : ''}`;
+    if (values.json) return { stdout: JSON.stringify(toJson(result, input, written), null, 2), exitCode, ...(exitCode ? { stderr: line } : {}) };
+    return { stdout: describe(result, written?.paths).join('\n'), exitCode, ...(exitCode ? { stderr: line } : {}) };
   } finally {
     guard.dispose();
     await runtime.dispose();
   }
+}
+
+interface Written {
+  paths: string[];
+  weights?: { path: string; tensors: number; changed: string[] } | { path: null; reason: string };
+}
+
+/** Writes the fixed model (and weights) where the outcome says, or to --out; nothing when the fix produced no model. */
+function write(result: FixResult, input: string, explicitOut: string | undefined, force: boolean, model: Parameters<typeof purifiedWeights>[0], s: ReturnType<typeof settingsFor>): Written | undefined {
+  if (!result.model) return undefined;
+  const out = explicitOut ? { onnx: explicitOut, ...(model.sourceKeys ? { safetensors: `${explicitOut.replace(/\.onnx$/i, '')}.safetensors` } : {}) } : fixOutputs(input, outputLabel(result.method, result.outcome), !!model.sourceKeys, existsSync);
+  const weights = model.sourceKeys ? purifiedWeights(model, result.model, { limits: s.limits }) : undefined;
+  if (weights && !('bytes' in weights)) result.notes.push(`no weights file: ${weights.reason}`);
+  // Both files or neither; without --force, a file that appeared meanwhile (another fix) is never replaced.
+  const files = [{ path: out.onnx, data: result.model.toBytes() }, ...(weights && 'bytes' in weights && out.safetensors ? [{ path: out.safetensors, data: weights.bytes }] : [])];
+  writeFilesAtomic(files, { exclusive: !force });
+  return {
+    paths: files.map((f) => f.path),
+    ...(weights ? { weights: 'bytes' in weights && out.safetensors ? { path: out.safetensors, tensors: weights.tensors, changed: weights.changed } : { path: null, reason: 'reason' in weights ? weights.reason : 'no weights path' } } : {}),
+  };
+}
+
+function describe(r: FixResult, written: string[] | undefined): string[] {
+  const lines = [r.headline, ...(written ? [`  wrote ${written.join(' and ')}`] : [])];
+  if (r.tried) {
+    lines.push('  tried (cheapest first):');
+    for (const t of r.tried) lines.push(`    ${t.chosen ? '*' : ' '} ${t.method.padEnd(8)} ${t.outcome.padEnd(8)} ASR ${pct(t.estimated).padStart(6)}  accuracy ${pct(t.accuracy).padStart(6)}  ${t.seconds.toFixed(0)} s  ${t.reason}`);
+  }
+  const m = r.measurement;
+  if (m) {
+    lines.push(`  measured on ${m.heldOut}:`);
+    if (m.accuracy) lines.push(`    ${m.accuracy.agreement ? 'agreement with the original' : 'clean accuracy'}: ${pct(m.accuracy.before)} → ${pct(m.accuracy.after)} (${m.accuracy.n} images)`);
+    for (const t of m.triggers) lines.push(`    ${t.label}: ${pct(t.before)} → ${pct(t.after)} (${t.n} images)`);
+    for (const u of m.unstamped) lines.push(`    ${u.label}: not measured (${u.reason})`);
+    if (m.trueAttack) lines.push(`    true trigger (${basename(m.trueAttack.source)}): attack success ${pct(m.trueAttack.before)} → ${pct(m.trueAttack.after)} (${m.trueAttack.n} images)`);
+  }
+  if (r.rescan) {
+    const rep = r.rescan.report;
+    lines.push(`  rescan of the fixed model: ${rep.verdict}${rep.targets.length ? `, target ${rep.targets.join(', ')}` : ''} (${rep.evidence.filter((e) => e.flagged).map((e) => e.summary).join('; ') || rep.methods.filter((x) => x.status === 'ran').map((x) => x.method).join(', ')})`);
+  }
+  if (r.pruned.length) lines.push(`  pruned ${r.pruned.length} neuron${r.pruned.length === 1 ? '' : 's'}: ${r.pruned.map((p) => `${p.layer}[${p.channel}]`).join(', ')}`);
+  for (const n of r.notes) lines.push(`  ${n}`);
+  return lines;
+}
+
+function toJson(r: FixResult, input: string, written: Written | undefined) {
+  return {
+    model: input, method: r.method, outcome: r.outcome, headline: r.headline, written: written?.paths ?? [], ...(written?.weights ? { weights: written.weights } : {}), ...(r.nothing ? { nothing: r.nothing } : {}),
+    measurement: r.measurement ?? null, tried: r.tried ?? null,
+    rescan: r.rescan ? { verdict: r.rescan.report.verdict, targets: r.rescan.report.targets, evidence: r.rescan.report.evidence, repair: r.rescan.report.repair ?? null } : null,
+    pruned: r.pruned, notes: r.notes, details: r.details ?? {},
+  };
 }

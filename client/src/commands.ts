@@ -11,10 +11,12 @@ import { checkpointOfOutline, outlineUriOf } from './outline-documents';
 import { REPORT_VIEW_TYPE } from './report-editor';
 
 const CHECKPOINT_GLOB = '**/*.{onnx,pt,pth,safetensors}';
-const pct = (x: number | null | undefined) => (x === null || x === undefined ? 'n/a' : `${(100 * x).toFixed(1)}%`);
 
 export function fixTitle(method: string): string {
-  return method === 'bna' ? 'Apply BNA correction' : `Prune with ${method.toUpperCase()}`;
+  if (method === 'auto') return 'Repair';
+  if (method === 'bna') return 'Apply BNA correction';
+  if (method === 'unlearn') return 'Unlearn the reversed trigger';
+  return `Prune with ${method.toUpperCase()}`;
 }
 
 function isCancellation(e: unknown, token: vscode.CancellationToken): boolean {
@@ -127,11 +129,13 @@ export class Commands {
       return undefined;
     }
     if (!summary) return undefined;
+    const written = summary.outputs.map((u) => basename(vscode.Uri.parse(u).fsPath)).join(' and ');
+    const message = `Backdoor Lens: ${summary.headline}${written ? `. Wrote ${written}.` : '. Nothing written.'}`;
+    // Only a removal is good news; a partial or failed fix is a warning with its numbers.
+    if (summary.outcome === 'removed') void vscode.window.showInformationMessage(message);
+    else void vscode.window.showWarningMessage(message);
+    if (summary.outputs.length === 0) return summary;
     const out = vscode.Uri.parse(summary.outputs[0]);
-    const pruned = summary.pruned.length ? `pruned ${summary.pruned.length} neuron${summary.pruned.length === 1 ? '' : 's'}, ` : '';
-    void vscode.window.showInformationMessage(
-      `Backdoor Lens: ${pruned}wrote ${summary.outputs.map((u) => basename(vscode.Uri.parse(u).fsPath)).join(' and ')} — accuracy ${pct(summary.before.accuracy)} → ${pct(summary.after.accuracy)}, attack success ${pct(summary.before.asr)} → ${pct(summary.after.asr)}.`,
-    );
     await vscode.commands.executeCommand('vscode.openWith', out, REPORT_VIEW_TYPE);
     await this.scan(out, false);
     return summary;

@@ -14,6 +14,7 @@
  * sweep) whose pruning keeps clean accuracy within a budget. Never from triggered data.
  */
 import { GradientSession } from '../autodiff';
+import { usageError } from '../errors';
 import { subset, type Dataset } from '../data/types';
 import { bnStatus } from '../graph/patterns';
 import type { OnnxModel } from '../graph/model';
@@ -26,7 +27,16 @@ import { largestHolding } from './neuron-search';
 import { mulberry32 } from './random';
 import type { Analysis, AnalysisContext, AnalysisOutput } from './types';
 
-export const ANP_DEFAULTS = { eps: 0.4, steps: 1, alpha: 0.2, batchSize: 128, iterations: 2000, lr: 0.2, momentum: 0.9, budget: 1, samples: 0 };
+export const ANP_DEFAULTS = { eps: 0.4, steps: 1, alpha: 0.2, batchSize: 128, iterations: 2000, lr: 0.2, momentum: 0.9, budget: 1, samples: 0, checkEvery: 50, patience: 3, minIterations: 150 };
+
+/**
+ * 'reference': the authors' schedule, every one of `iterations` steps with its own ascent
+ * gradient (3 gradient evaluations per iteration). 'interactive': the ascent direction taken from
+ * the same iteration's natural-loss gradient (2 evaluations), and a stopping rule: every
+ * `checkEvery` iterations the pruning that the clean-data threshold gives is computed, and the
+ * run stops once it has not changed for `patience` checks in a row (after `minIterations`).
+ */
+export type AnpSchedule = 'interactive' | 'reference';
 export const ANP_THRESHOLDS = Array.from({ length: 19 }, (_, i) => Math.round(i * 5) / 100);
 
 export interface AnpSettings {
@@ -41,11 +51,21 @@ export interface AnpSettings {
   budget: number;
   /** Clean images used (0 = all given). */
   samples: number;
+  schedule: AnpSchedule;
+  checkEvery: number;
+  patience: number;
+  minIterations: number;
 }
 
 export function anpSettings(options: Record<string, unknown>): AnpSettings {
   const o = (key: keyof typeof ANP_DEFAULTS, range: Parameters<typeof numberOption>[4]) => numberOption(options, 'anp', key, ANP_DEFAULTS[key], range);
+  const schedule = String(options.schedule ?? 'interactive');
+  if (schedule !== 'interactive' && schedule !== 'reference') throw usageError(`option anp.schedule must be interactive or reference, got '${schedule}'`);
   return {
+    schedule,
+    checkEvery: o('checkEvery', { min: 1, integer: true }),
+    patience: o('patience', { min: 1, integer: true }),
+    minIterations: o('minIterations', { min: 0, integer: true }),
     eps: o('eps', { min: 0, max: 1 }),
     steps: o('steps', { min: 0, integer: true }),
     alpha: o('alpha', { min: 0, max: 1 }),
@@ -126,6 +146,9 @@ export interface AnpMasks {
   masks: ChannelValues;
   gated: GatedModel;
   gradientEvaluations: number;
+  /** Iterations run, and why the run stopped where it did. */
+  iterations: number;
+  stop: string;
 }
 
 /** Batches as a shuffling data loader draws them: a new permutation every pass over the data (the last batch of a pass may be smaller). */
@@ -148,17 +171,27 @@ function batches(data: Dataset, size: number, random: () => number): () => Datas
 
 const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v));
 
-/** Optimises the neuron masks; returns them per layer. */
-export async function optimiseMasks(model: OnnxModel, layers: NeuronLayer[], data: Dataset, s: AnpSettings, ctx: Pick<AnalysisContext, 'runtime' | 'seed' | 'signal' | 'progress'>): Promise<AnpMasks> {
+/** The channels a threshold prunes, as one comparable string. */
+function prunedKey(masks: ChannelValues, threshold: number): string {
+  return [...masks].map(([layer, m]) => `${layer}:${Array.from(m.keys()).filter((c) => m[c] <= threshold).join(',')}`).join(';');
+}
+
+/** Optimises the neuron masks; returns them per layer. `budget`/`batchSize` (for the stopping rule's threshold choice) come from the settings and the context. */
+export async function optimiseMasks(model: OnnxModel, layers: NeuronLayer[], data: Dataset, s: AnpSettings, ctx: Pick<AnalysisContext, 'runtime' | 'seed' | 'signal' | 'progress'> & { batchSize?: number }): Promise<AnpMasks> {
   const problem = await AnpProblem.create(ctx.runtime, model, layers);
   const perLayer = (fill: number): ChannelValues => new Map(layers.map((l) => [l.name, new Float32Array(l.channels).fill(fill)]));
   const mask = perLayer(1), velocity = perLayer(0), delta = perLayer(0), xi = perLayer(0);
   // Seeded, so a scan with the same seed gives the same masks.
   const random = mulberry32(ctx.seed ^ 0x414e50);
   const nextBatch = batches(data, s.batchSize, random);
-  for (let it = 0; it < s.iterations; it++) {
+  const interactive = s.schedule === 'interactive';
+  let stop = `the ${s.iterations} iterations of the ${s.schedule} schedule`;
+  let lastKey = '', same = 0, it = 0;
+  for (; it < s.iterations; it++) {
     ctx.signal.throwIfAborted();
     const batch = nextBatch();
+    // The interactive schedule takes the ascent direction from this iteration's natural gradient (one evaluation fewer).
+    const natural = interactive || s.eps === 0 ? await problem.gradients(batch, mask) : undefined;
     if (s.eps > 0) {
       for (const l of layers) {
         const d = delta.get(l.name)!, x = xi.get(l.name)!;
@@ -166,7 +199,7 @@ export async function optimiseMasks(model: OnnxModel, layers: NeuronLayer[], dat
       }
       // Signed-gradient ascent on the clean loss, kept inside [−ε, ε].
       for (let step = 0; step < s.steps; step++) {
-        const g = await problem.gradients(batch, mask, { delta, xi });
+        const g = interactive && step === 0 ? natural! : await problem.gradients(batch, mask, { delta, xi });
         for (const l of layers) {
           const d = delta.get(l.name)!, x = xi.get(l.name)!, gd = g.mask.get(l.name)!, gx = g.xi.get(l.name)!;
           for (let c = 0; c < l.channels; c++) {
@@ -176,10 +209,10 @@ export async function optimiseMasks(model: OnnxModel, layers: NeuronLayer[], dat
         }
       }
     }
-    const natural = await problem.gradients(batch, mask);
+    const plain = natural ?? (await problem.gradients(batch, mask));
     const robust = s.eps > 0 ? await problem.gradients(batch, mask, { delta, xi }) : undefined;
     for (const l of layers) {
-      const m = mask.get(l.name)!, v = velocity.get(l.name)!, gn = natural.mask.get(l.name)!, gr = robust?.mask.get(l.name);
+      const m = mask.get(l.name)!, v = velocity.get(l.name)!, gn = plain.mask.get(l.name)!, gr = robust?.mask.get(l.name);
       for (let c = 0; c < l.channels; c++) {
         const g = gr ? s.alpha * gn[c] + (1 - s.alpha) * gr[c] : gn[c];
         // PyTorch SGD with momentum: v ← μ·v + g (v = g on the first step), m ← m − lr·v.
@@ -188,8 +221,20 @@ export async function optimiseMasks(model: OnnxModel, layers: NeuronLayer[], dat
       }
     }
     if (it % 10 === 9 || it === s.iterations - 1) ctx.progress((0.9 * (it + 1)) / s.iterations, `neuron perturbation, iteration ${it + 1}/${s.iterations}`);
+    if (interactive && (it + 1) % s.checkEvery === 0) {
+      // What would be pruned now: the threshold the clean data allows, and the channels under it.
+      const choice = await chooseThreshold(ctx.runtime, problem.gated, mask, data, s.budget, { batchSize: ctx.batchSize ?? 256, signal: ctx.signal });
+      const key = `${choice.threshold}|${prunedKey(mask, choice.threshold)}`;
+      same = key === lastKey ? same + 1 : 0;
+      lastKey = key;
+      if (same >= s.patience && it + 1 >= s.minIterations) {
+        it++;
+        stop = `the pruning at the clean-data threshold (mask ≤ ${choice.threshold}) stayed the same for ${s.patience} checks ${s.checkEvery} iterations apart, after ${it} iterations`;
+        break;
+      }
+    }
   }
-  return { masks: mask, gated: problem.gated, gradientEvaluations: problem.evaluations };
+  return { masks: mask, gated: problem.gated, gradientEvaluations: problem.evaluations, iterations: it, stop };
 }
 
 export interface ThresholdChoice {
@@ -248,7 +293,7 @@ export const anp: Analysis = {
     checkLabelRange(ctx.data!, ctx.numClasses, model.source);
     const s = anpSettings(ctx.options);
     const data = firstSamples(ctx.data!, s.samples);
-    const { masks, gated, gradientEvaluations } = await optimiseMasks(model, layers, data, s, ctx);
+    const { masks, gated, gradientEvaluations, iterations, stop } = await optimiseMasks(model, layers, data, s, ctx);
     ctx.progress(0.9, 'choosing the pruning threshold on clean data');
     const choice = await chooseThreshold(ctx.runtime, gated, masks, data, s.budget, { batchSize: ctx.batchSize, signal: ctx.signal });
     const thresholdChoice = choice.threshold < 0
@@ -260,7 +305,7 @@ export const anp: Analysis = {
     });
     const notes = [
       thresholdChoice,
-      `${s.iterations} iterations, batch ${s.batchSize}, ε ${s.eps}, ${s.steps} ascent step(s), α ${s.alpha}, mask SGD lr ${s.lr} momentum ${s.momentum}, on ${data.n} clean images`,
+      `${iterations} iterations (stopped by ${stop}), batch ${s.batchSize}, ε ${s.eps}, ${s.steps} ascent step(s)${s.schedule === 'interactive' ? ' (the first from the natural-loss gradient)' : ''}, α ${s.alpha}, mask SGD lr ${s.lr} momentum ${s.momentum}, on ${data.n} clean images`,
       'BN uses its running statistics during the mask optimisation (the authors run it in train mode, with batch statistics) and no data augmentation is applied',
     ];
     if (!layers[0].bn && bnStatus(model).state === 'folded') notes.push('BN was folded: masks act on conv output channels and ξ perturbs the folded conv bias rather than β');

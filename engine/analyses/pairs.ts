@@ -53,11 +53,6 @@ export interface PairsOptions {
   classPairs: boolean;
 }
 
-/** The pairs.* entries of a fix's options, keyed as the detector reads them (pairs.threshold → threshold). */
-export function pairsOptionsIn(options: Record<string, unknown>): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(options).filter(([k]) => k.startsWith('pairs.')).map(([k, v]) => [k.slice('pairs.'.length), v]));
-}
-
 function kindList(v: unknown, key: string, fallback: ObjectiveKind[]): ObjectiveKind[] {
   if (v === undefined) return fallback;
   const raw = String(v) === 'both' ? ['patch', 'perturbation'] : String(v).split(',').map((s) => s.trim()).filter(Boolean);

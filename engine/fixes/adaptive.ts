@@ -1,7 +1,8 @@
 /**
  * Adaptive pruning: prune neurons in the order a method ranks them until the reverse-engineered
- * trigger stops working (its success on clean images below the goal, 5% by default) while the
- * clean-accuracy loss stays within a budget (1 point by default). A fixed u leaves many backdoors
+ * trigger stops working (its success on clean images below the goal: the fix's, 2% by default)
+ * while the clean-accuracy loss stays within a budget (the fix's, 1.5 points by default). It
+ * searches on the fix's fit images; the fix then measures the result on held-out ones. A fixed u leaves many backdoors
  * in place (the measured failure that motivated this mode); the trigger tells how far to go.
  *
  * Measures: accuracy on the labelled samples (agreement with the original model's predictions
@@ -16,13 +17,11 @@ import type { RankedNeuron } from '../analyses/neuron-report';
 import { largestHolding } from '../analyses/neuron-search';
 import { stampTrigger, type ReversedTrigger } from '../analyses/trigger';
 import type { DataKind } from '../analyses/types';
-import { sampleSize, subset, type Dataset } from '../data/types';
+import { subset, type Dataset } from '../data/types';
 import { BackdoorLensError } from '../errors';
 import type { OnnxModel } from '../graph/model';
 import type { Runtime } from '../runtime/session';
-
-export const DEFAULT_GOAL = 0.05;
-export const DEFAULT_BUDGET = 0.01;
+import { concatSamples } from './measure';
 
 export interface AdaptiveRequest {
   model: OnnxModel;
@@ -72,15 +71,6 @@ interface Probe {
   stamped: { trigger: ReversedTrigger; start: number; count: number }[];
 }
 
-function concat(parts: Dataset[]): Dataset {
-  const per = sampleSize(parts[0]);
-  const n = parts.reduce((a, p) => a + p.n, 0);
-  const x = new Float32Array(n * per);
-  let at = 0;
-  for (const p of parts) (x.set(p.x, at * per), (at += p.n));
-  return { ...parts[0], n, x, dims: [n, ...parts[0].dims.slice(1)], labels: undefined, poisoned: undefined };
-}
-
 async function buildProbe(req: AdaptiveRequest, gated: GatedModel): Promise<Probe> {
   const { data } = req;
   const opts = { batchSize: req.batchSize, signal: req.signal };
@@ -102,7 +92,7 @@ async function buildProbe(req: AdaptiveRequest, gated: GatedModel): Promise<Prob
   if (cleanIdx.length === 0 || stamped.length === 0) {
     throw new BackdoorLensError('bad-data', `${data.source} has no samples of the trigger's source classes (or none outside its target class) to test the reversed trigger on`, { file: data.source });
   }
-  return { combined: concat(parts), reference: Int32Array.from(cleanIdx, (i) => reference[i]), cleanCount: cleanIdx.length, stamped };
+  return { combined: concatSamples(parts), reference: Int32Array.from(cleanIdx, (i) => reference[i]), cleanCount: cleanIdx.length, stamped };
 }
 
 export async function adaptivePrune(req: AdaptiveRequest): Promise<AdaptiveOutcome> {

@@ -181,3 +181,47 @@ export async function triggerFlags(model: OnnxModel, data: Dataset, runtime: Run
   }, { fetches: [TRIGGER_OUTPUT] });
   return flags;
 }
+
+/** The parts of a model bnaModel wrote: its corrected targets and where each g_t's logits are. */
+export interface BnaStructure {
+  targets: number[];
+  /** Target → g_t's logits tensor inside the combined model. */
+  correctedLogits: Map<number, string>;
+}
+
+/** Recognises a BNA model by its rule (one Where per corrected target) and its trigger_detected output. */
+export function bnaStructure(model: OnnxModel): BnaStructure | undefined {
+  if (!model.outputs().some((o) => o.name === TRIGGER_OUTPUT)) return undefined;
+  const correctedLogits = new Map<number, string>();
+  for (const n of model.nodes) {
+    const m = /^bna_rule\/t(\d+)\/Where$/.exec(n.name ?? '');
+    if (m && n.op_type === 'Where' && n.input.length === 3) correctedLogits.set(Number(m[1]), n.input[1]);
+  }
+  if (correctedLogits.size === 0) return undefined;
+  return { targets: [...correctedLogits.keys()].sort((a, b) => a - b), correctedLogits };
+}
+
+/**
+ * One network out of a combined model: the nodes `tensor` depends on, with `tensor` renamed to
+ * the model's first output (so the result has the original interface: one input, the logits).
+ */
+export function networkOf(model: OnnxModel, tensor: string, source: string): OnnxModel {
+  const copy = model.clone(source);
+  const out = model.outputs()[0];
+  const need = new Set([tensor]);
+  const kept: NodeProto[] = [];
+  for (let i = copy.nodes.length - 1; i >= 0; i--) {
+    const n = copy.nodes[i];
+    if (!n.output.some((o) => need.has(o))) continue;
+    kept.unshift(n);
+    for (const x of n.input) if (x) need.add(x);
+  }
+  copy.graph.node = [...kept, node('Identity', [tensor], [out.name], 'bna_judged/Logits')];
+  copy.graph.output = copy.graph.output.filter((o) => o.name === out.name);
+  copy.graph.initializer = copy.graph.initializer.filter((t) => need.has(t.name ?? ''));
+  copy.graph.input = copy.graph.input.filter((i) => need.has(i.name) || !model.hasInitializer(i.name));
+  copy.graph.value_info = (copy.graph.value_info ?? []).filter((v) => need.has(v.name));
+  copy.proto.metadata_props = [];
+  copy.invalidate();
+  return copy;
+}

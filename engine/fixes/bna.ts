@@ -6,14 +6,10 @@
  * is one ONNX model holding f, every g_t and the inference rule; no weight of f changes.
  */
 import { imagesByClass } from '../analyses/class-images';
-import { pairsAnalysis, pairsOptionsIn } from '../analyses/pairs';
 import { positiveOption } from '../analyses/positive-option';
+import type { BatchGradient } from '../analyses/reversal-batch';
 import { inputGradient } from '../analyses/reversal-gradient';
-import { geometryOf, makeTask, runTasks } from '../analyses/reversal-run';
-import { scheduleFor } from '../analyses/reversal-task';
-import { defaultSchedulerOptions } from '../analyses/karm';
 import { stampTrigger, type ReversedTrigger } from '../analyses/trigger';
-import type { AnalysisOutput } from '../analyses/types';
 import { subset, type Dataset } from '../data/types';
 import { BackdoorLensError, usageError } from '../errors';
 import { exposeTensors } from '../graph/surgery';
@@ -23,7 +19,10 @@ import { imageInputOf } from '../evaluate';
 import type { Runtime } from '../runtime/session';
 import { defaultFitOptions, fitChannel, identityTransform, momentTransform, type FitOptions } from './bna-fit';
 import { bnaModel, correctedNetwork, type LayerCorrection, type TargetCorrection } from './bna-graph';
-import type { Fix, FixContext, FixResult } from './types';
+import { concatSamples } from './measure';
+import { REESTIMABLE, reestimate } from './reestimate';
+import { byTarget, stampable, triggerLabel } from './triggers';
+import type { Fix, FixRun } from './types';
 
 /**
  * What one transform h covers: every unit of the feature map (channel and position, the paper's
@@ -42,6 +41,8 @@ export interface BnaOptions {
   minChange: number;
   /** Floor of the moment-matched scale b in (n − a)/b: 1 never sharpens a unit, only shifts or widens it. */
   minScale: number;
+  /** Re-estimate a patch / perturbation trigger on all of the target's source classes (the paper's step) besides the detector's triggers. */
+  reestimate: boolean;
 }
 
 export function bnaOptions(o: Record<string, unknown>): BnaOptions {
@@ -63,6 +64,7 @@ export function bnaOptions(o: Record<string, unknown>): BnaOptions {
     maxValues: Math.floor(positiveOption(o, 'bna', 'maxValues', 50_000)),
     minChange: positiveOption(o, 'bna', 'minChange', 0.05),
     minScale: o.minScale === undefined ? 1 : Number(o.minScale),
+    reestimate: String(o.reestimate ?? 'true') !== 'false',
   };
 }
 
@@ -102,8 +104,9 @@ function unitValues(a: Float32Array, n: number, C: number, hw: number, granulari
 export interface TargetReport {
   target: number;
   sources: number[];
-  triggerKind: ReversedTrigger['kind'];
-  triggerSize: number;
+  /** Kinds of the triggers the correction was fitted to, and how many. */
+  triggerKinds: string[];
+  triggers: number;
   /** Per BN layer: units the trigger changed, and their summed TV distance before and after correction. */
   layers: { layer: string; units: number; changed: number; tvBefore: number; tvAfter: number }[];
 }
@@ -140,66 +143,88 @@ export async function fitTarget(f: OnnxModel, clean: Dataset, stamped: Dataset, 
   return { layers: corrections, report };
 }
 
-/** The detection BNA starts from: the scan's 'pairs' result, or a fresh run of it. */
-async function detection(ctx: FixContext): Promise<{ output: AnalysisOutput; ranHere: boolean }> {
-  const previous = ctx.previous.get('pairs');
-  if (previous) return { output: previous, ranHere: false };
-  return { output: await pairsAnalysis.run({ ...ctx, options: pairsOptionsIn(ctx.options) }), ranHere: true };
+/** Two triggers with the same kind, target and values (the detector hands one per pair, and pairs joined by transfer share their donor's). */
+function sameTrigger(a: ReversedTrigger, b: ReversedTrigger): boolean {
+  if (a.kind !== b.kind || a.target !== b.target) return false;
+  const ra = a as unknown as Record<string, unknown>, rb = b as unknown as Record<string, unknown>;
+  return Object.keys(ra).every((k) => {
+    const x = ra[k], y = rb[k];
+    if (k === 'sources') return true;
+    if (ArrayBuffer.isView(x) && ArrayBuffer.isView(y)) {
+      const u = x as Float32Array, v = y as Float32Array;
+      return u.length === v.length && u.every((e, i) => e === v[i]);
+    }
+    return JSON.stringify(x) === JSON.stringify(y);
+  });
 }
 
 export const bnaFix: Fix = {
   id: 'bna',
   title: 'BNA: activation-distribution correction with triggered-input flagging',
   needs: 'labelled',
+  cost: 60,
+  needsTrigger: true,
   notApplicable(model) {
     return bnLayers(model.onnx).length === 0 ? 'the model has no BatchNormalization layers (BN folded or absent); BNA corrects BN statistics' : undefined;
   },
-  async run(ctx): Promise<FixResult> {
+  async run(ctx): Promise<FixRun> {
     const data = ctx.data!;
     const o = bnaOptions(ctx.options);
-    const notes: string[] = [];
-    const { output, ranHere } = await detection(ctx);
-    notes.push(ranHere ? 'ran trigger reversal (pairs) first: no scan result was handed over' : 'used the trigger reversal (pairs) of the scan');
-    const found = ((output.state as { triggers?: ReversedTrigger[] } | undefined)?.triggers ?? []);
-    const byTarget = new Map<number, { sources: Set<number>; kind: ReversedTrigger['kind'] }>();
-    for (const t of found) {
-      const entry = byTarget.get(t.target) ?? { sources: new Set<number>(), kind: t.kind };
-      t.sources.forEach((s) => entry.sources.add(s));
-      if (t.kind === 'patch') entry.kind = 'patch';
-      byTarget.set(t.target, entry);
+    const notes: string[] = [`triggers: ${ctx.triggerSource}`];
+    const usable: ReversedTrigger[] = [];
+    for (const t of ctx.triggers) {
+      const s = stampable(t, data);
+      if (!s.ok) notes.push(`${triggerLabel(t)} not used: ${s.reason}`);
+      else {
+        // One trigger shared by several pairs (transfer) speaks for all their source classes.
+        const same = usable.findIndex((u) => sameTrigger(u, t));
+        if (same < 0) usable.push(t);
+        else usable[same] = { ...usable[same], sources: [...new Set([...usable[same].sources, ...t.sources])] };
+      }
     }
-    if (byTarget.size === 0) {
-      notes.push('no backdoor detected: the model is written with f unchanged and trigger_detected always false');
-      return { method: 'bna', model: bnaModel(ctx.model.onnx, []), pruned: [], notes, details: { targets: [] } };
+    if (usable.length === 0) {
+      return { method: 'bna', pruned: [], notes, nothing: ctx.triggers.length ? 'no reversed trigger can be stamped on input images, and BNA fits its correction to stamped images' : `no backdoor trigger was found (${ctx.triggerSource}), and BNA corrects a detected trigger` };
     }
-    const K = ctx.numClasses ?? Math.max(...found.flatMap((t) => [t.target, ...t.sources])) + 1;
+    const K = ctx.numClasses ?? Math.max(...(data.labels ?? [0])) + 1;
     const byClass = imagesByClass(data, K, o.imagesPerClass, ctx.seed);
-    const geometry = geometryOf(data);
-    const gradient = await inputGradient(ctx.runtime, ctx.model.onnx);
     const corrections: TargetCorrection[] = [];
     const reports: TargetReport[] = [];
-    let step = 0;
-    for (const [target, { sources, kind }] of [...byTarget].sort((a, b) => a[0] - b[0])) {
-      const sourceList = [...sources].sort((a, b) => a - b);
-      const images = sourceList.flatMap((s) => byClass[s]);
+    const grouped = [...byTarget(usable)];
+    let gradient: BatchGradient | undefined;
+    for (const [step, [target, triggers]] of grouped.entries()) {
+      // Ŝ(t): every source class a trigger of t names; a trigger naming none speaks for all other classes.
+      const named = new Set(triggers.flatMap((t) => (t.sources.length ? t.sources : Array.from({ length: K }, (_, c) => c))));
+      named.delete(target);
+      const sourceList = [...named].sort((a, b) => a - b);
+      const images = sourceList.flatMap((s) => byClass[s] ?? []);
       if (images.length === 0) throw new BackdoorLensError('bad-data', `no clean images of the source classes ${sourceList.join(', ')} of target ${target} in ${data.source}`, { file: data.source });
-      ctx.progress(step / (2 * byTarget.size), `target ${target}: re-estimating the trigger on classes ${sourceList.join(', ')}`);
-      const schedule = { ...scheduleFor(kind), batchSize: 32 };
-      const task = makeTask(20_000 + target, kind, target, images, geometry, schedule, ctx.seed);
-      await runTasks([task], { ...defaultSchedulerOptions, mode: 'plain', armsPerRound: 1 }, data, gradient, { maxBatch: 512, signal: ctx.signal });
-      if (!task.succeeded) throw new BackdoorLensError('internal', `could not re-estimate a trigger for target ${target} on classes ${sourceList.join(', ')} (no step reached ${schedule.successThreshold * 100}% success in ${task.step} steps)`);
-      const trigger = task.objective.toTrigger(target, sourceList, task.bestParams);
+      const fitting = [...triggers];
+      const kinds = [...new Set(triggers.map((t) => t.kind))];
+      if (o.reestimate) {
+        for (const kind of kinds.filter((k) => REESTIMABLE.includes(k))) {
+          ctx.progress(step / grouped.length, `target ${target}: re-estimating the ${kind} trigger on classes ${sourceList.join(', ')}`);
+          gradient ??= await inputGradient(ctx.runtime, ctx.model.onnx);
+          const r = await reestimate(kind, target, sourceList, images, data, gradient, { seed: ctx.seed, id: 20_000 + target, signal: ctx.signal });
+          if (r.trigger) {
+            // The paper's step: the correction is fitted to the trigger re-estimated on all source classes,
+            // which replaces the detector's triggers of its kind (fitted to both, each is matched worse).
+            for (let i = fitting.length - 1; i >= 0; i--) if (fitting[i].kind === kind) fitting.splice(i, 1);
+            fitting.push(r.trigger);
+            notes.push(`target ${target}: ${kind} trigger re-estimated on classes ${sourceList.join(', ')} (size ${r.size.toFixed(2)})`);
+          } else notes.push(`target ${target}: could not re-estimate a ${kind} trigger on classes ${sourceList.join(', ')} in ${r.steps} steps; fitted on the detector's triggers`);
+        }
+      }
+      // Every trigger stamped on every source image: the correction has to hold for each.
       const clean = subset(data, images);
-      const stamped = stampTrigger(trigger, clean);
-      ctx.progress((step + 1) / (2 * byTarget.size), `target ${target}: fitting the activation correction`);
-      const fit = await fitTarget(ctx.model.onnx, clean, stamped, ctx.runtime, o, ctx.signal);
+      const cleanRepeated = concatSamples(fitting.map(() => clean));
+      const stamped = concatSamples(fitting.map((t) => stampTrigger(t, clean)));
+      ctx.progress((step + 0.5) / grouped.length, `target ${target}: fitting the activation correction to ${fitting.length} trigger(s)`);
+      const fit = await fitTarget(ctx.model.onnx, cleanRepeated, stamped, ctx.runtime, o, ctx.signal);
       corrections.push({ target, layers: fit.layers });
-      reports.push({ target, sources: sourceList, triggerKind: kind, triggerSize: task.size, layers: fit.report });
-      notes.push(`target ${target}: trigger re-estimated on classes ${sourceList.join(', ')} (${kind}, size ${task.size.toFixed(2)}); per layer, units changed by the trigger and their summed TV distance: ${fit.report.map((l) => `${l.layer} ${l.changed}/${l.units} ${l.tvBefore.toFixed(1)}→${l.tvAfter.toFixed(1)}`).join(', ')}`);
-      step += 2;
+      reports.push({ target, sources: sourceList, triggerKinds: [...new Set(fitting.map((t) => t.kind))], triggers: fitting.length, layers: fit.report });
+      notes.push(`target ${target}: corrected for ${fitting.length} trigger(s) (${[...new Set(fitting.map((t) => t.kind))].join(', ')}) on ${images.length} images of classes ${sourceList.join(', ')}; per layer, units changed by the triggers and their summed TV distance: ${fit.report.map((l) => `${l.layer} ${l.changed}/${l.units} ${l.tvBefore.toFixed(1)}→${l.tvAfter.toFixed(1)}`).join(', ')}`);
     }
     notes.push(`one transform per ${o.granularity === 'unit' ? 'unit (channel and position)' : 'channel'}, started at ${o.fit.init === 'moments' ? 'moment matching' : "BN's normalisation"}; TV refined with Adam lr ${o.fit.lr}, ${o.fit.iterations} iterations, clip bound ±${o.fit.clip}, τ ${o.fit.tau}, bin width ${o.fit.binWidth}`);
     return { method: 'bna', model: bnaModel(ctx.model.onnx, corrections), pruned: [], notes, details: { targets: reports } };
   },
 };
-

@@ -3,38 +3,21 @@
  * threshold flags (the paper's rule); 'adaptive' mode prunes in the method's ranking order until
  * the reverse-engineered trigger stops working within a clean-accuracy budget (adaptive.ts), and
  * no trigger the detector would flag can be reversed again on the pruned model (re-reverse.ts).
- * The purified model is always a new model; the input is never changed.
+ * With option `layer` it prunes exactly the channels the method flagged in that layer (what a
+ * layer's code lens names), nothing else. The purified model is always a new model.
  */
-import { pairsOptionsIn } from '../analyses/pairs';
-import { findAnalysis } from '../analyses/registry';
 import { neuronStateOf, type NeuronState, type RankedNeuron } from '../analyses/neuron-report';
 import { numberOption } from '../analyses/neuron-options';
 import { pruneNeurons } from '../analyses/neuron-prune';
-import { triggersFrom, type ReversedTrigger } from '../analyses/trigger';
+import type { ReversedTrigger } from '../analyses/trigger';
 import type { Analysis } from '../analyses/types';
-import { BackdoorLensError } from '../errors';
-import { adaptivePrune, DEFAULT_BUDGET, DEFAULT_GOAL, type AdaptiveOutcome } from './adaptive';
+import { BackdoorLensError, usageError } from '../errors';
+import { adaptivePrune, type AdaptiveOutcome } from './adaptive';
 import { defaultReReverseOptions, reReverse, reReversible } from './re-reverse';
-import type { Fix, FixContext, FixResult, PrunedNeuron } from './types';
+import { stampable } from './triggers';
+import type { Fix, FixContext, FixRun, PrunedNeuron } from './types';
 
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
-
-/** Reversed triggers handed over by a scan, or found by running the registered detector here. */
-async function triggersFor(ctx: FixContext, notes: string[]): Promise<ReversedTrigger[]> {
-  const handed = triggersFrom(ctx.previous);
-  if (handed.length) {
-    notes.push(`using ${handed.length} reversed trigger(s) handed over by the scan (target${handed.length > 1 ? 's' : ''} ${[...new Set(handed.map((t) => t.target))].join(', ')})`);
-    return handed;
-  }
-  const detector = findAnalysis('pairs');
-  if (!detector || ctx.dataKind !== 'clean' || !ctx.data?.labels) return [];
-  ctx.progress(0, 'reversing the trigger (pairs)');
-  // The user's pairs.* options (e.g. pairs.threshold) apply here as they do in a scan.
-  const output = await detector.run({ ...ctx, options: pairsOptionsIn(ctx.options), previous: new Map(), progress: (f, s) => ctx.progress(0.5 * f, `pairs: ${s}`) });
-  const found = triggersFrom(new Map([['pairs', output]]));
-  notes.push(found.length ? `reversed ${found.length} trigger(s) with the 'pairs' detector (targets ${[...new Set(found.map((t) => t.target))].join(', ')})` : "the 'pairs' detector reversed no backdoor trigger");
-  return found;
-}
 
 /**
  * Adaptive pruning, then the detector's question on the pruned model: while a re-reversed trigger
@@ -68,44 +51,59 @@ function toPruned(list: readonly RankedNeuron[]): PrunedNeuron[] {
   return list.map((n) => ({ layer: n.layer, channel: n.channel, score: n.score }));
 }
 
-export function neuronPruningFix(analysis: Analysis): Fix {
+/** "bn3 channels 16, 61": what a lens on that layer names. */
+export function channelList(neurons: readonly { layer: string; channel: number }[]): string {
+  const byLayer = new Map<string, number[]>();
+  for (const n of neurons) byLayer.set(n.layer, [...(byLayer.get(n.layer) ?? []), n.channel]);
+  return [...byLayer].map(([l, cs]) => `${l} channel${cs.length === 1 ? '' : 's'} ${cs.sort((a, b) => a - b).join(', ')}`).join('; ');
+}
+
+export function neuronPruningFix(analysis: Analysis, cost: number): Fix {
   return {
     id: analysis.id,
     title: `Prune the neurons ${analysis.title} flags`,
     needs: analysis.needs,
+    cost,
     notApplicable: analysis.notApplicable,
-    async run(ctx: FixContext): Promise<FixResult> {
+    async run(ctx: FixContext): Promise<FixRun> {
       const notes: string[] = [];
-      const budget = numberOption(ctx.options, analysis.id, 'budget', 100 * DEFAULT_BUDGET, { min: 0, max: 100 }) / 100;
-      const goal = numberOption(ctx.options, analysis.id, 'goal', 100 * DEFAULT_GOAL, { min: 0, max: 100 }) / 100;
+      const layer = ctx.options.layer === undefined ? undefined : String(ctx.options.layer);
+      const budget = numberOption(ctx.options, analysis.id, 'budget', 100 * ctx.budget, { min: 0, max: 100 }) / 100;
+      const goal = numberOption(ctx.options, analysis.id, 'goal', 100 * ctx.goal, { min: 0, max: 100 }) / 100;
       // A scan of the same model that already ran this method hands its scores over (ANP's masks cost minutes).
       const handed = ctx.previous.get(analysis.id);
-      const scored = neuronStateOf(handed) ? handed! : await analysis.run({ ...ctx, progress: (f, s) => ctx.progress(ctx.mode === 'adaptive' ? 0.5 * f : f, s) });
+      const scored = neuronStateOf(handed) ? handed! : await analysis.run({ ...ctx, options: withoutFixOptions(ctx.options), progress: (f, s) => ctx.progress(ctx.mode === 'adaptive' && !layer ? 0.5 * f : f, s) });
       if (scored === handed) notes.push(`reused the scores of the scan's ${analysis.id} run`);
       const state: NeuronState | undefined = neuronStateOf(scored);
       if (!state) throw new BackdoorLensError('internal', `${analysis.id} returned no neuron ranking`);
       notes.push(...(scored.notes ?? []).filter((n) => n !== state.thresholdChoice));
       const details: Record<string, unknown> = { rule: state.rule, flaggedByRule: state.flagged.length, scored: state.ranking.length };
+      if (layer !== undefined) {
+        const mine = state.flagged.filter((n) => n.layer === layer);
+        if (!state.ranking.some((n) => n.layer === layer)) throw usageError(`${analysis.id} scores no layer named '${layer}'; layers: ${[...new Set(state.ranking.map((n) => n.layer))].join(', ')}`);
+        notes.push(mine.length ? `pruned exactly what the ${layer} lens names: ${channelList(mine)} (${state.rule})` : `${analysis.id} flags no channel of ${layer} (${state.rule}): nothing pruned`);
+        Object.assign(details, { mode: 'layer', layer });
+        return { method: analysis.id, model: pruneNeurons(ctx.model.onnx, mine, `${ctx.model.path} (${analysis.id} pruned in ${layer})`), pruned: toPruned(mine), notes, details };
+      }
       let pruned: readonly RankedNeuron[] = state.flagged;
       let mode = ctx.mode;
       if (mode === 'adaptive') {
-        const triggers = await triggersFor(ctx, notes);
+        const triggers = ctx.triggers.filter((t) => stampable(t, ctx.data!).ok);
         if (triggers.length === 0) {
           mode = 'fixed';
-          notes.push(`no reversed trigger available (run a scan with a trigger-reversal method, or give clean labelled data): fell back to the fixed threshold (${state.rule})`);
+          notes.push(`no reversed trigger that can be stamped on images (${ctx.triggerSource}): fell back to the fixed threshold (${state.rule})`);
         } else {
           const { outcome, rounds } = await pruneUntilNotReversible(ctx, state.ranking, triggers, goal, budget, notes);
           pruned = outcome.pruned;
           details.reReversalRounds = rounds;
           notes.push(
             `adaptive: pruned ${outcome.pruned.length} neuron(s) in ${analysis.id.toUpperCase()} ranking order; ${outcome.stop}`,
-            `reversed trigger success ${pct(outcome.successBefore)} → ${pct(outcome.successAfter)} (goal < ${pct(goal)}); clean accuracy ${pct(outcome.accuracyBefore)} → ${pct(outcome.accuracyAfter)}, budget used ${(100 * outcome.budgetUsed).toFixed(2)} of ${(100 * budget).toFixed(2)} points`,
-            `measured as ${outcome.measuredOn}; ${outcome.evaluations} evaluations`,
+            `on the fit images: reversed trigger success ${pct(outcome.successBefore)} → ${pct(outcome.successAfter)} (goal < ${pct(goal)}); clean accuracy ${pct(outcome.accuracyBefore)} → ${pct(outcome.accuracyAfter)}, budget used ${(100 * outcome.budgetUsed).toFixed(2)} of ${(100 * budget).toFixed(2)} points`,
+            `searched on ${outcome.measuredOn}; ${outcome.evaluations} evaluations`,
             `the fixed threshold (${state.rule}) would prune ${state.flagged.length}`,
           );
           Object.assign(details, {
-            budget, goal, budgetUsed: outcome.budgetUsed, accuracyBefore: outcome.accuracyBefore, accuracyAfter: outcome.accuracyAfter,
-            triggerSuccessBefore: outcome.successBefore, triggerSuccessAfter: outcome.successAfter, reachedGoal: outcome.reachedGoal, evaluations: outcome.evaluations,
+            budget, goal, budgetUsed: outcome.budgetUsed, reachedGoalOnFit: outcome.reachedGoal, evaluations: outcome.evaluations,
           });
         }
       }
@@ -117,4 +115,10 @@ export function neuronPruningFix(analysis: Analysis): Fix {
       return { method: analysis.id, model, pruned: toPruned(pruned), notes, details };
     },
   };
+}
+
+/** The analysis's own options: all but `layer`, which only the fix reads. */
+function withoutFixOptions(o: Record<string, unknown>): Record<string, unknown> {
+  const { layer: _layer, ...rest } = o;
+  return rest;
 }

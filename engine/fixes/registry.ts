@@ -1,4 +1,4 @@
-/** Every fix `fix --method` can apply. */
+/** Every fix `fix --method` can apply, cheapest first (the order `auto` tries them in). */
 import { anp } from '../analyses/anp';
 import { bnp } from '../analyses/bnp';
 import { clp } from '../analyses/clp';
@@ -7,15 +7,20 @@ import { fp } from '../analyses/fp';
 import { bnaFix } from './bna';
 import { neuronPruningFix } from './neuron-fix';
 import type { Fix } from './types';
+import { unlearnFix } from './unlearn';
+
+/** `fix --method auto`: every applicable fix, cheapest first, keeping the best. */
+export const AUTO = 'auto';
 
 export const fixes: readonly Fix[] = [
-  neuronPruningFix(clp),
-  neuronPruningFix(bnp),
-  neuronPruningFix(ep),
-  neuronPruningFix(fp),
-  neuronPruningFix(anp),
+  neuronPruningFix(clp, 1),
+  neuronPruningFix(bnp, 2),
+  neuronPruningFix(ep, 3),
+  neuronPruningFix(fp, 5),
   bnaFix,
-];
+  unlearnFix,
+  { ...neuronPruningFix(anp, 300), notInAuto: 'ANP optimises its masks for minutes even on the interactive schedule; ask for it with --method anp' },
+].sort((a, b) => a.cost - b.cost);
 
 export function findFix(id: string): Fix | undefined {
   return fixes.find((f) => f.id === id);

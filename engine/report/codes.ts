@@ -33,6 +33,9 @@ export const findingCodes = {
   BL032: { code: 'BL032', name: 'suspicious-archive', title: 'Checkpoint archive is malformed in a way that hides data', severity: 'error' },
   BL040: { code: 'BL040', name: 'limit-reached', title: 'A scan limit was reached', severity: 'warning' },
   BL050: { code: 'BL050', name: 'scan-failed', title: 'The checkpoint could not be scanned', severity: 'error' },
+  BL060: { code: 'BL060', name: 'fix-trigger-survives', title: 'A trigger the fix was measured with still works on the fixed model', severity: 'error' },
+  BL061: { code: 'BL061', name: 'fixed-model', title: 'Model written by a fix: its measurement, measured again', severity: 'information' },
+  BL062: { code: 'BL062', name: 'bna-corrected-path', title: 'BNA model: the scan judged its corrected networks', severity: 'information' },
 } as const satisfies Record<string, FindingCode>;
 
 export type FindingCodeId = keyof typeof findingCodes;

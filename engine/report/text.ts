@@ -39,6 +39,7 @@ export function formatReport(report: ScanReport): string {
     lines.push(`Findings (${report.findings.length}):`);
     for (const f of report.findings) lines.push(`  ${marks[f.severity].padEnd(7)} ${f.code} [${f.method}] ${f.message.replace(/\n/g, `\n${' '.repeat(10)}`)}`);
   }
+  if (report.repair) lines.push('', ...repairLines(report.repair));
   lines.push('');
   lines.push('Methods:');
   if (report.methods.length === 0) lines.push('  (none)');
@@ -49,4 +50,16 @@ export function formatReport(report: ScanReport): string {
   }
   lines.push(`Total ${seconds(report.timings.total ?? 0)}.`);
   return lines.join('\n');
+}
+
+const pctOrNa = (x: number | null) => (x === null ? 'n/a' : `${(100 * x).toFixed(1)}%`);
+
+/** The fix record beside this scan's own measurement of it: before the fix, after it, now. */
+function repairLines(r: NonNullable<ScanReport['repair']>): string[] {
+  const lines = [`Repair: written by the ${r.method} fix (outcome ${r.outcome}; goal ≤ ${pctOrNa(r.goal)}, budget ${(100 * r.budget).toFixed(1)} points)${r.bna ? `; judged ${r.bna.judged}` : ''}`];
+  lines.push(`  recorded on ${r.recordedOn}`, `  measured now on ${r.measuredOn}`);
+  const w = Math.max(8, ...r.rows.map((x) => x.what.length));
+  lines.push(`  ${''.padEnd(w)}  before   fixed    now`);
+  for (const x of r.rows) lines.push(`  ${x.what.padEnd(w)}  ${pctOrNa(x.before).padStart(6)}   ${pctOrNa(x.fixed).padStart(6)}   ${pctOrNa(x.now).padStart(6)}${x.n ? `  (${x.n} images)` : ''}`);
+  return lines;
 }

@@ -129,6 +129,37 @@ export interface ModelInfoSummary {
   notes?: string[];
 }
 
+/** One measured quantity of a fix: what it was before the fix (recorded by the fix) and on this model now. */
+export interface RepairRow {
+  /** e.g. 'clean accuracy', 'reversed patch trigger 3 → 0', 'target 0 (all its triggers)'. */
+  what: string;
+  target?: number;
+  /** Recorded by the fix on its held-out images, on the unfixed model. */
+  before: number | null;
+  /** Recorded by the fix on the fixed model. */
+  fixed: number | null;
+  /** Measured by this scan on this model. */
+  now: number | null;
+  /** Images measured now. */
+  n: number;
+}
+
+/** Set when the scanned model was written by a fix: what the fix measured, measured again. */
+export interface RepairSection {
+  method: string;
+  /** The outcome the fix stated. */
+  outcome: 'removed' | 'reduced' | 'failed';
+  /** The fix's goal (attack success) and accuracy budget, fractions. */
+  goal: number;
+  budget: number;
+  /** Where "before" and "fixed" were measured, and where "now" was. */
+  recordedOn: string;
+  measuredOn: string;
+  rows: RepairRow[];
+  /** For a BNA model: the corrected targets, and what the scan judged. */
+  bna?: { targets: number[]; judged: string };
+}
+
 export interface ScanReport {
   reportVersion: typeof REPORT_VERSION;
   tool: { name: 'backdoor-lens'; version: string };
@@ -150,4 +181,6 @@ export interface ScanReport {
   timings: Record<string, number>;
   artifacts: Artifact[];
   seed: number;
+  /** Present when the model was written by a fix (its record) or is a BNA model. */
+  repair?: RepairSection;
 }

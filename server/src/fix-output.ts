@@ -1,19 +1,11 @@
-/** Where a fix writes: `<name>.purified.onnx` beside the input, then `-2`, `-3`… — never over a file. */
-import { existsSync } from 'node:fs';
-import { basename, dirname, extname, join } from 'node:path';
+/** The output names a fix may end with, claimed before it runs (engine/fixes/output-name.ts names them). */
+import { outputLabel } from '../../engine/fixes/output-name';
 
-export interface FixOutputs {
-  onnx: string;
-  /** The purified weights under their original keys, for state_dict inputs. */
-  safetensors?: string;
-}
-
-export function purifiedOutputs(input: string, withSafetensors: boolean, exists: (p: string) => boolean = existsSync): FixOutputs {
-  const dir = dirname(input);
-  const name = basename(input, extname(input));
-  for (let i = 1; ; i++) {
-    const stem = join(dir, `${name}.purified${i === 1 ? '' : `-${i}`}`);
-    const out: FixOutputs = { onnx: `${stem}.onnx`, ...(withSafetensors ? { safetensors: `${stem}.safetensors` } : {}) };
-    if (!exists(out.onnx) && !(out.safetensors && exists(out.safetensors))) return out;
-  }
+/**
+ * Every label the fix may write under: purified / corrected for a removal, <method>-reduced /
+ * -failed otherwise; for 'auto', those of every fix it may keep (`known`: the fixes the server listed).
+ */
+export function possibleLabels(method: string, known: readonly string[]): string[] {
+  const methods = method === 'auto' ? known.filter((m) => m !== 'auto') : [method];
+  return [...new Set(methods.flatMap((m) => (['removed', 'reduced', 'failed'] as const).map((o) => outputLabel(m, o))))];
 }

@@ -201,6 +201,7 @@ export function startServer(connection: Connection, options: ServerOptions): Ser
   connection.onRequest(FixRequest, safely((params, token) =>
     cancellable(token, (signal) =>
       service.fix(uriOf(FixRequest.method, params), String(params.method), {
+        layer: typeof params.layer === 'string' ? params.layer : undefined,
         signal,
         progress: (abort) => startProgress(connection, { title: `Backdoor Lens: ${params.method}`, token: params.workDoneToken, serverCreated: params.workDoneToken === undefined && !!capabilities.window?.workDoneProgress, abort }),
       }),
@@ -260,12 +261,14 @@ export function startServer(connection: Connection, options: ServerOptions): Ser
     }
     if (command === ServerCommands.applyFix) {
       const a = args?.[0] as ApplyFixArgs | undefined;
-      if (!a?.uri || !a.method) throw new ResponseError(ErrorCodes.InvalidParams, `${command} takes { uri, method }`);
-      const summary = await cancellable(token, (signal) => service.fix(a.uri, a.method, { signal }));
+      if (!a?.uri || !a.method) throw new ResponseError(ErrorCodes.InvalidParams, `${command} takes { uri, method[, layer] }`);
+      const summary = await cancellable(token, (signal) => service.fix(a.uri, a.method, { signal, layer: a.layer }));
       const written = summary.outputs.map((u) => basename(pathOf(u))).join(' and ');
-      void connection.window.showInformationMessage(`Backdoor Lens: ${a.method} wrote ${written}; scanning it.`);
-      // Other editors get the rescan here; the VS Code client runs it with its own progress.
-      void service.scan(summary.outputs[0], {}).catch(() => undefined);
+      // Only a removal is good news; anything else is a warning with its numbers.
+      const say = summary.outcome === 'removed' ? connection.window.showInformationMessage.bind(connection.window) : connection.window.showWarningMessage.bind(connection.window);
+      void say(`Backdoor Lens: ${summary.headline}${written ? `; wrote ${written}` : '; nothing written'}`);
+      // Other editors get the rescan here (served from the fix's own rescan when it ran); the VS Code client runs it with its own progress.
+      if (summary.outputs.length) void service.scan(summary.outputs[0], {}).catch(() => undefined);
       return summary;
     }
     throw new ResponseError(ErrorCodes.MethodNotFound, `unknown command ${command}`);

@@ -8,7 +8,8 @@ import { asBackdoorLensError } from '../../engine/errors';
 import { removeTempFiles } from '../../engine/io/atomic';
 import type { FixSummary, ScanSummary } from '../../protocol/lsp';
 import { CheckpointStore, sha256File, type CheckpointState } from './checkpoints';
-import { purifiedOutputs, type FixOutputs } from './fix-output';
+import { fixOutputs, type FixOutputs } from '../../engine/fixes/output-name';
+import { possibleLabels } from './fix-output';
 import type { FixJobResult, ScanJobResult, DescribeJobResult } from './jobs/messages';
 import type { JobQueue } from './jobs/queue';
 import { cancelled, JobFailure } from './jobs/worker-host';
@@ -165,16 +166,21 @@ export class CheckpointService {
    * of files whose outputs would collide) write distinct files; one that fails, is cancelled or
    * has its worker terminated midway leaves no temporary file behind.
    */
-  async fix(uri: string, method: string, options: JobOptions = {}): Promise<FixSummary> {
+  async fix(uri: string, method: string, options: JobOptions & { layer?: string } = {}): Promise<FixSummary> {
     const path = pathOf(uri);
     const state = this.store.ensure(path, fileUri(path));
     const settings = await this.host.settingsFor(path);
     const format = state.outcome?.outline.format ?? state.outline?.format ?? (/\.onnx$/i.test(path) ? 'onnx' : 'pytorch');
-    const outputs = purifiedOutputs(path, format !== 'onnx', (p) => this.claimed.has(p) || existsSync(p));
-    const targets = [outputs.onnx, ...(outputs.safetensors ? [outputs.safetensors] : [])];
-    for (const t of targets) this.claimed.add(t);
+    // The name depends on the outcome, known only at the end: claim one per outcome it may have.
+    const outputs: Record<string, FixOutputs> = {};
+    const targets: string[] = [];
+    const known = (state.outcome?.fixes ?? state.fixes ?? []).map((f) => f.id);
+    for (const label of possibleLabels(method, known.length ? known : ['clp', 'bnp', 'ep', 'fp', 'bna', 'unlearn', 'anp'])) {
+      outputs[label] = fixOutputs(path, label, format !== 'onnx', (p) => this.claimed.has(p) || existsSync(p));
+      for (const t of [outputs[label].onnx, ...(outputs[label].safetensors ? [outputs[label].safetensors!] : [])]) (targets.push(t), this.claimed.add(t));
+    }
     try {
-      return await this.runFix(path, state, method, settings, outputs, options);
+      return await this.runFix(path, state, method, options.layer, settings, outputs, options);
     } catch (e) {
       for (const t of targets) removeTempFiles(t);
       throw e;
@@ -183,16 +189,24 @@ export class CheckpointService {
     }
   }
 
-  private async runFix(path: string, state: CheckpointState, method: string, settings: ScanSettings, outputs: FixOutputs, options: JobOptions): Promise<FixSummary> {
+  private async runFix(path: string, state: CheckpointState, method: string, layer: string | undefined, settings: ScanSettings, outputs: Record<string, FixOutputs>, options: JobOptions): Promise<FixSummary> {
     const abort = new AbortController();
     options.signal?.addEventListener('abort', () => abort.abort(), { once: true });
     const progress = await (options.progress ?? ((a) => this.host.progress(`Backdoor Lens: ${method} fix`, a)))(abort);
     try {
-      const result = (await this.queue.run({ kind: 'fix', path, method, settings, outputs }, { signal: abort.signal, onProgress: (f, s) => progress.report(f, s) })) as FixJobResult;
+      const result = (await this.queue.run({ kind: 'fix', path, method, ...(layer ? { layer } : {}), settings, outputs }, { signal: abort.signal, onProgress: (f, s) => progress.report(f, s) })) as FixJobResult;
       const summary: FixSummary = { source: state.uri, outputs: result.written.map(fileUri), ...result.summary };
+      if (result.written.length === 0) return summary;
       const out = this.store.ensure(result.written[0], summary.outputs[0]);
+      const hash = await sha256File(result.written[0]);
       // The hash ties the fix summary to these bytes: the watcher's 'created' event must not drop it.
-      this.store.update(out, { fix: summary, hash: await sha256File(result.written[0]) });
+      this.store.update(out, { fix: summary, hash });
+      if (result.rescan) {
+        // The rescan that confirmed the removal is this file's scan: the editor's scan of it is served from it.
+        const scanned = { hash, settingsKey: settingsKey(settings), ...result.rescan };
+        this.store.remember(scanned);
+        this.store.update(out, { status: 'done', outcome: scanned, outline: scanned.outline, fixes: scanned.fixes, failure: undefined });
+      }
       this.host.changed(out);
       return summary;
     } finally {

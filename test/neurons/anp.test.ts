@@ -65,7 +65,10 @@ describe('ANP', () => {
     assert.notDeepEqual(flat(a.masks), flat(other.masks));
     assert.ok(flat(a.masks).every((v) => v >= 0 && v <= 1));
     assert.ok(flat(a.masks).some((v) => v < 1));
-    assert.equal(a.gradientEvaluations, 4 * 3, 'one ascent step, the natural and the robust loss per iteration');
+    assert.equal(a.gradientEvaluations, 4 * 2, 'interactive: the natural loss (whose gradient also gives the ascent step) and the robust loss per iteration');
+    const reference = await optimiseMasks(model.onnx, layers, data, { ...s, schedule: 'reference' }, c);
+    assert.equal(reference.gradientEvaluations, 4 * 3, 'reference: one ascent step, the natural and the robust loss per iteration');
+    assert.equal(reference.stop, 'the 4 iterations of the reference schedule');
   });
 
   test('the threshold is chosen on the clean data: the largest sweep value within the accuracy budget', async () => {
@@ -82,8 +85,19 @@ describe('ANP', () => {
     const before = (await evaluate(model.onnx, data, runtime)).accuracy!;
     const after = (await evaluate(pruneNeurons(model.onnx, flagged), data, runtime)).accuracy!;
     assert.ok(before - after <= 0.02 + 1e-9, `clean accuracy ${before} → ${after}`);
-    assert.equal(out.gradientEvaluations, 90);
+    assert.equal(out.gradientEvaluations, 60);
     assert.match(notes, /Chosen from clean data only/);
+  });
+
+  test('the interactive schedule stops once the pruning at the clean-data threshold stops changing', async () => {
+    const { model, clean } = await fixture();
+    const layers = preActivationLayers(model.onnx);
+    const data = subset(clean, Array.from({ length: 200 }, (_, i) => i));
+    const s = { ...anpSettings({}), batchSize: 64, checkEvery: 5, patience: 2, minIterations: 10, iterations: 400 };
+    const r = await optimiseMasks(model.onnx, layers, data, s, { runtime, seed: 0, signal: new AbortController().signal, progress: () => {}, batchSize: 200 });
+    assert.ok(r.iterations < 400 && r.iterations >= 15 && r.iterations % 5 === 0, `stopped after ${r.iterations}`);
+    assert.match(r.stop, /^the pruning at the clean-data threshold \(mask ≤ [\d.-]+\) stayed the same for 2 checks 5 iterations apart, after \d+ iterations$/);
+    assert.equal(r.gradientEvaluations, 2 * r.iterations);
   });
 
   test('a scan runs ANP when asked, with BL013 findings and its gradient evaluations', async () => {
@@ -92,7 +106,7 @@ describe('ANP', () => {
     const { report } = await scan(model, { runtime, data, methods: ['anp'], methodOptions: { anp: { iterations: 10 } } });
     const run = report.methods.find((r) => r.method === 'anp')!;
     assert.equal(run.status, 'ran', run.reason);
-    assert.equal(run.gradientEvaluations, 30);
+    assert.equal(run.gradientEvaluations, 20);
     assert.equal(run.direction, 'below');
     assert.ok(report.findings.some((f) => f.code === 'BL013' && f.severity === 'information'));
     assert.equal(report.neurons.filter((n) => n.method === 'anp').length, 112);

@@ -37,8 +37,8 @@ describe('efficacy on the prunable BadNets fixture (issue 8 acceptance)', () => 
     const model = await loadModel(join(fmnist.badnetsPrunable, 'model.onnx'));
     const data = loadDataset({ path: join(fmnist.data, 'clean.npz') }, imageInputOf(model.onnx));
     const r = await applyFix(model, { method: 'bnp', runtime, data, mode: 'adaptive', previous: new Map(), options: acceptance.options });
-    assert.ok(r.notes.some((n) => /the 'pairs' detector reversed no backdoor trigger/.test(n)), r.notes.join('\n'));
-    assert.ok(r.notes.some((n) => /fell back to the fixed threshold/.test(n)), r.notes.join('\n'));
+    // applyFix reverses with the default detectors first (previous is empty); none flags a trigger here.
+    assert.ok(r.notes.some((n) => /no reversed trigger that can be stamped on images \(.*\bpairs\b.* reversed no trigger on \d+ images\): fell back to the fixed threshold/.test(n)), r.notes.join('\n'));
   });
 
   // EP's fixed u = 3 is left out: on the mixed set (50 triggered images) it flags 11 channels of the

@@ -115,8 +115,10 @@ describe('CLI fix: the input is never changed, a second fix never overwrites the
     copyFileSync(join(fmnist.badnets, 'model.onnx'), input);
     const before = fileSha256(input);
     const out = join(dir, 'fixed.onnx');
-    const r = await cli('fix', input, '--method', 'bnp', '--mode', 'fixed', '--data', data, '--out', out);
-    assert.equal(r.exitCode, 0, r.stderr);
+    const r = await cli('fix', input, '--method', 'bnp', '--mode', 'fixed', '--data', data, '--no-reversal', '--out', out);
+    // Nothing measured the fix (no trigger reversed, no triggered set): exit 1, yet the file is whole.
+    assert.equal(r.exitCode, 1, r.stderr);
+    assert.match(r.stderr, /^backdoor-lens: bnp: failed — nothing shows the backdoor removed/);
     assert.equal(fileSha256(input), before);
     assert.ok((await loadModel(out)).onnx.graph.node.length > 0);
     assert.deepEqual(readdirSync(dir).sort(), ['fixed.onnx', 'model.onnx']);
@@ -129,10 +131,11 @@ describe('CLI fix: the input is never changed, a second fix never overwrites the
     const before = fileSha256(input);
     const out = join(dir, 'fixed.onnx');
     // Both pass the "exists?" check at their start; the second finds the file only when it publishes.
-    const results = await Promise.all(['bnp', 'clp'].map((m) => cli('fix', input, '--method', m, '--mode', 'fixed', '--data', data, '--out', out)));
-    const ok = results.filter((r) => r.exitCode === 0);
-    const refused = results.filter((r) => r.exitCode !== 0);
-    assert.equal(ok.length, 1, results.map((r) => r.stderr).join('\n'));
+    const results = await Promise.all(['bnp', 'clp'].map((m) => cli('fix', input, '--method', m, '--mode', 'fixed', '--data', data, '--no-reversal', '--out', out)));
+    const wrote = results.filter((r) => /; wrote .*fixed\.onnx$/.test(r.stderr));
+    const refused = results.filter((r) => r.exitCode === exitCodes.usage);
+    assert.equal(wrote.length, 1, results.map((r) => r.stderr).join('\n'));
+    assert.equal(refused.length, 1, results.map((r) => r.stderr).join('\n'));
     assert.equal(refused[0].exitCode, exitCodes.usage);
     assert.match(refused[0].stderr, /fixed\.onnx appeared while it was being written; not overwriting it/);
     assert.ok((await loadModel(out)).onnx.graph.initializer.length > 0, 'the output decodes as a whole model');

@@ -128,15 +128,24 @@ describe('language server over stdio', { timeout: 600_000 }, () => {
     for (const l of layerLenses) {
       const [, method, count] = /^([A-Z]+): (\d+) neurons? flagged/.exec(l.command!.title)!;
       const layer = outline[l.range.start.line].split(/\s+/)[0];
-      assert.equal(Number(count), report.neurons.filter((n) => n.flagged && n.layer === layer && n.method === method.toLowerCase()).length);
+      const flagged = report.neurons.filter((n) => n.flagged && n.layer === layer && n.method === method.toLowerCase()).map((n) => n.channel).sort((a, b) => a - b);
+      assert.equal(Number(count), flagged.length);
+      // The lens names the channels it prunes, in its own layer, and asks the fix for exactly that layer.
+      if (l.command!.command) {
+        assert.ok(l.command!.title.endsWith(`— Prune ${layer} channel${flagged.length === 1 ? '' : 's'} ${flagged.join(', ')}`), l.command!.title);
+        assert.deepEqual(l.command!.arguments, [{ uri, method: method.toLowerCase(), layer }]);
+      }
     }
     const error = client.diagnostics.get(outlineUri)!.find((d) => d.severity === DiagnosticSeverity.Error)!;
     const actions = (await client.connection.sendRequest(CodeActionRequest.type, { textDocument: { uri: outlineUri }, range: error.range, context: { diagnostics: [error] } })) as CodeAction[];
     const usable = view.fixes.filter((f) => !f.notApplicable).map((f) => f.id);
     assert.ok(usable.length > 0, 'at least one fix applies to the BadNets model');
     const titles = actions.filter((a) => !a.disabled).map((a) => a.title);
-    for (const id of usable) assert.ok(titles.includes(id === 'bna' ? 'Apply BNA correction' : `Prune with ${id.toUpperCase()}`), `${id} offered: ${titles}`);
-    if (usable.includes('bna')) assert.equal(actions[0].title, 'Apply BNA correction');
+    const title = (id: string) => ({ auto: 'Repair: try each fix, keep the best', bna: 'Apply BNA correction', unlearn: 'Unlearn the reversed trigger' })[id] ?? `Prune with ${id.toUpperCase()}`;
+    for (const id of usable) assert.ok(titles.includes(title(id)), `${id} offered: ${titles}`);
+    // The first lightbulb action tries every applicable fix and keeps the best.
+    assert.equal(actions[0].title, 'Repair: try each fix, keep the best');
+    assert.equal(actions[0].isPreferred, true);
     assert.equal(actions.filter((a) => a.isPreferred).length, 1);
   });
 
@@ -162,30 +171,32 @@ describe('language server over stdio', { timeout: 600_000 }, () => {
     await assert.rejects(scan, (e: unknown) => e instanceof ResponseError && e.code === LSPErrorCodes.RequestCancelled);
   });
 
-  test('a fix writes <name>.purified.onnx beside the input, never over it; its rescan shows no backdoor', async () => {
+  test('a fix writes beside the input, named for its outcome, never over a file; its rescan agrees with the outcome', async () => {
     const before = fileSha256(ws.model);
-    const view = await client.connection.sendRequest(ReportRequest, { uri });
-    const method = view.fixes.find((f) => f.id === 'bna' && !f.notApplicable)?.id ?? view.fixes.find((f) => !f.notApplicable)!.id;
-    const fix = await client.connection.sendRequest(FixRequest, { uri, method, workDoneToken: 'fix-1' });
-    const out = join(ws.dir, 'badnets', 'model.purified.onnx');
+    const fix = await client.connection.sendRequest(FixRequest, { uri, method: 'bna', workDoneToken: 'fix-1' });
+    const label = fix.outcome === 'removed' ? 'corrected' : `bna-${fix.outcome}`;
+    const out = join(ws.dir, 'badnets', `model.${label}.onnx`);
     assert.deepEqual(fix.outputs, [fileUri(out)]);
     assert.ok(existsSync(out));
     assert.equal(fileSha256(ws.model), before, 'the input is untouched');
     assert.ok(fix.before.asr !== null && fix.after.asr !== null && fix.after.asr < fix.before.asr, `ASR ${fix.before.asr} → ${fix.after.asr}`);
+    assert.match(fix.headline, new RegExp(`^bna: ${fix.outcome} — `));
+    assert.ok(fix.attacks.some((a) => /^true trigger \(triggered\.npz, target class 0 \(detected\)\)$/.test(a.what)), JSON.stringify(fix.attacks));
     assert.ok((client.progress.get('fix-1') ?? []).some((p) => p.kind === 'report'));
 
     const rescan = await client.connection.sendRequest(ScanRequest, { uri: fix.outputs[0] });
-    assert.notEqual(rescan.verdict, 'backdoored');
-    const diagnostics = await client.waitForDiagnostics(fix.outputs[0]);
-    assert.ok(!diagnostics.some((d) => d.code === 'BL003' || d.severity === DiagnosticSeverity.Error), JSON.stringify(diagnostics));
+    // The rescan agrees with the fix: a removal rescans clean (it is the fix's own confirming scan), anything else still backdoored.
+    assert.equal(rescan.verdict === 'backdoored', fix.outcome !== 'removed', `${fix.headline} / ${rescan.message}`);
+    if (fix.outcome === 'removed') assert.equal(rescan.cached, true, "served from the fix's confirming rescan");
     // The file watcher reports the new file as created: that must not drop what the fix recorded.
     await client.connection.sendNotification(DidChangeWatchedFilesNotification.type, { changes: [{ uri: fix.outputs[0], type: FileChangeType.Created }] });
-    const purifiedView = await client.connection.sendRequest(ReportRequest, { uri: fix.outputs[0] });
-    assert.equal(purifiedView.fix?.method, method);
-    assert.equal(purifiedView.report?.verdict, rescan.verdict);
+    const fixedView = await client.connection.sendRequest(ReportRequest, { uri: fix.outputs[0] });
+    assert.equal(fixedView.fix?.method, 'bna');
+    assert.equal(fixedView.report?.verdict, rescan.verdict);
+    assert.equal(fixedView.report?.repair?.method, 'bna', 'the report shows the fix record side by side');
 
-    const second = await client.connection.sendRequest(FixRequest, { uri, method });
-    assert.deepEqual(second.outputs, [fileUri(join(ws.dir, 'badnets', 'model.purified-2.onnx'))]);
+    const second = await client.connection.sendRequest(FixRequest, { uri, method: 'bna' });
+    assert.deepEqual(second.outputs, [fileUri(join(ws.dir, 'badnets', `model.${second.outcome === 'removed' ? 'corrected' : `bna-${second.outcome}`}${second.outcome === fix.outcome ? '-2' : ''}.onnx`))]);
   });
 
   test('a scan cancelled midway ends cleanly and keeps the previous results', async () => {
@@ -241,10 +252,11 @@ describe('language server over stdio', { timeout: 600_000 }, () => {
     const view = await client.connection.sendRequest(ReportRequest, { uri: fileUri(pt) });
     assert.equal(view.report?.model.format, 'pytorch');
     assert.deepEqual(view.report?.methods.map((m) => m.method), ['bnp']);
-    // Pruning changes weights only, so the state_dict can carry it.
+    // Pruning changes weights only, so the state_dict can carry it; BNP's flags leave this backdoor, and the names say so.
     const fix = await client.connection.sendRequest(FixRequest, { uri: fileUri(pt), method: 'bnp' });
-    assert.deepEqual(fix.outputs, [fileUri(join(ws.dir, 'statedict', 'state.purified.onnx')), fileUri(join(ws.dir, 'statedict', 'state.purified.safetensors'))]);
-    const st = readFileSync(join(ws.dir, 'statedict', 'state.purified.safetensors'));
+    const stem = join(ws.dir, 'statedict', `state.${fix.outcome === 'removed' ? 'purified' : `bnp-${fix.outcome}`}`);
+    assert.deepEqual(fix.outputs, [fileUri(`${stem}.onnx`), fileUri(`${stem}.safetensors`)]);
+    const st = readFileSync(`${stem}.safetensors`);
     const header = JSON.parse(st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString('utf8'));
     assert.ok('conv1.weight' in header && 'fc.bias' in header, Object.keys(header).join());
     const rescan = await client.connection.sendRequest(ScanRequest, { uri: fix.outputs[1] });

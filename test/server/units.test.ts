@@ -10,7 +10,8 @@ import { diagnosticsFor } from '../../server/src/features/diagnostics';
 import { codeActionsFor, codeLensesFor, fixesFor } from '../../server/src/features/fix-actions';
 import { hoverFor } from '../../server/src/features/hover';
 import { renderOutline } from '../../server/src/features/outline';
-import { purifiedOutputs } from '../../server/src/fix-output';
+import { fixOutputs, outputLabel } from '../../engine/fixes/output-name';
+import { possibleLabels } from '../../server/src/fix-output';
 import { JobFailure } from '../../server/src/jobs/worker-host';
 import { resolveSettings, settingsKey } from '../../server/src/settings';
 import { checkpointPathOfOutline, fileUri, outlineUri, pathOf } from '../../server/src/uris';
@@ -168,7 +169,7 @@ describe('fix actions and lenses', () => {
 
   test('BNA first for a detected backdoor, the flagging method first for neurons, nothing for a failed scan', () => {
     assert.deepEqual(fixesFor(diag('BL001', DiagnosticSeverity.Error, 'pairs'), fixes).map((f) => f.id), ['bna', 'bnp', 'ep', 'clp']);
-    assert.deepEqual(fixesFor(diag('BL010', DiagnosticSeverity.Warning, 'clp'), fixes).map((f) => f.id), ['clp', 'bnp', 'ep']);
+    assert.deepEqual(fixesFor(diag('BL010', DiagnosticSeverity.Warning, 'clp'), fixes).map((f) => f.id), ['clp', 'bna', 'bnp', 'ep']);
     assert.deepEqual(fixesFor(diag('BL050', DiagnosticSeverity.Error), fixes), []);
     assert.deepEqual(fixesFor(diag('BL021', DiagnosticSeverity.Information, 'ep'), fixes), []);
   });
@@ -192,7 +193,7 @@ describe('fix actions and lenses', () => {
     assert.deepEqual(lenses.map((l) => [l.range.start.line, l.command?.title, l.command?.command]), [
       [1, 'Apply BNA correction', 'backdoorLens.applyFix'],
       [1, 'Open report', 'backdoorLens.openReport'],
-      [12, 'BNP: 2 neurons flagged — Prune', 'backdoorLens.applyFix'],
+      [12, 'BNP: 2 neurons flagged — Prune bn3 channels 1, 2', 'backdoorLens.applyFix'],
       [11, 'FP: 1 neuron flagged', ''],
     ]);
   });
@@ -202,11 +203,20 @@ describe('fix outputs', () => {
   test('<name>.purified.onnx, then -2, -3…; the safetensors twin must be free too', () => {
     const taken = new Set<string>();
     const exists = (p: string) => taken.has(p);
-    assert.deepEqual(purifiedOutputs('/w/model.onnx', false, exists), { onnx: '/w/model.purified.onnx' });
+    assert.deepEqual(fixOutputs('/w/model.onnx', 'purified', false, exists), { onnx: '/w/model.purified.onnx' });
     taken.add('/w/model.purified.onnx');
-    assert.deepEqual(purifiedOutputs('/w/model.onnx', false, exists), { onnx: '/w/model.purified-2.onnx' });
+    assert.deepEqual(fixOutputs('/w/model.onnx', 'purified', false, exists), { onnx: '/w/model.purified-2.onnx' });
     taken.add('/w/net.purified.safetensors');
-    assert.deepEqual(purifiedOutputs('/w/net.pt', true, exists), { onnx: '/w/net.purified-2.onnx', safetensors: '/w/net.purified-2.safetensors' });
+    assert.deepEqual(fixOutputs('/w/net.pt', 'purified', true, exists), { onnx: '/w/net.purified-2.onnx', safetensors: '/w/net.purified-2.safetensors' });
+  });
+
+  test('an output is named for what the fix showed: purified (corrected for BNA) only when removed', () => {
+    assert.equal(outputLabel('bnp', 'removed'), 'purified');
+    assert.equal(outputLabel('bna', 'removed'), 'corrected');
+    assert.equal(outputLabel('fp', 'failed'), 'fp-failed');
+    assert.equal(outputLabel('unlearn', 'reduced'), 'unlearn-reduced');
+    assert.deepEqual(possibleLabels('fp', []), ['purified', 'fp-reduced', 'fp-failed']);
+    assert.deepEqual(possibleLabels('auto', ['auto', 'bnp', 'bna']), ['purified', 'bnp-reduced', 'bnp-failed', 'corrected', 'bna-reduced', 'bna-failed']);
   });
 });
 

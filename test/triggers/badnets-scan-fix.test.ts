@@ -28,8 +28,10 @@ describe('BadNets all-to-one fixture (target 0)', () => {
     const model = await loadModel(modelPath);
     const data = loadDataset({ path: cleanSet }, imageInputOf(model.onnx));
     result = await scan(model, { runtime, data, methods: ['pairs'], seed: 0 });
-    fix = await applyFix(model, { method: 'bna', runtime, data, previous: result.outputs });
-    writeFileAtomic(fixedPath, fix.model.toBytes());
+    // BNA fits on all of clean.npz (as the BNA acceptance was set) and measures itself on test.npz.
+    const heldOut = loadDataset({ path: join(fmnist.data, 'test.npz') }, imageInputOf(model.onnx));
+    fix = await applyFix(model, { method: 'bna', runtime, data, heldOut, previous: result.outputs, rescan: { methods: ['pairs'] } });
+    writeFileAtomic(fixedPath, fix.model!.toBytes());
   });
 
   test('backdoored, target 0, all-to-one: the patch screen flags class 0 and its trigger moves most classes to it', () => {
@@ -88,15 +90,15 @@ describe('BadNets all-to-one fixture (target 0)', () => {
     const test_ = loadDataset({ path: join(fmnist.data, 'test.npz') }, spec);
     const triggered = loadDataset({ path: join(fmnist.data, 'triggered.npz') }, spec);
     const before = await evaluate(model.onnx, test_, runtime);
-    const after_ = await evaluate(fix.model, test_, runtime);
-    const attack = await evaluate(fix.model, triggered, runtime, { target: 0 });
+    const after_ = await evaluate(fix.model!, test_, runtime);
+    const attack = await evaluate(fix.model!, triggered, runtime, { target: 0 });
     assert.ok(attack.asr! <= 0.05, `ASR ${attack.asr}`);
     assert.ok(after_.accuracy! >= before.accuracy! - 0.01, `accuracy ${before.accuracy} → ${after_.accuracy}`);
-    const flags = (await triggerFlags(fix.model, triggered, runtime))!;
+    const flags = (await triggerFlags(fix.model!, triggered, runtime))!;
     const nonTarget = Array.from(flags).filter((_, i) => triggered.labels![i] !== 0);
     const flagRate = nonTarget.reduce((a, b) => a + b, 0) / nonTarget.length;
     assert.ok(flagRate >= 0.8, `triggered inputs flagged: ${(100 * flagRate).toFixed(1)}%`);
-    const cleanFlags = (await triggerFlags(fix.model, test_, runtime))!;
+    const cleanFlags = (await triggerFlags(fix.model!, test_, runtime))!;
     const cleanTarget = Array.from(cleanFlags).filter((_, i) => test_.labels![i] === 0);
     const cleanRate = cleanTarget.reduce((a, b) => a + b, 0) / cleanTarget.length;
     assert.ok(cleanRate <= 0.05, `clean target-class inputs flagged: ${(100 * cleanRate).toFixed(1)}% (${fix.notes.join('; ')})`);
@@ -104,10 +106,26 @@ describe('BadNets all-to-one fixture (target 0)', () => {
 
   test('BNA keeps every weight of f and adds trigger_detected', async () => {
     const model = await loadModel(modelPath);
-    for (const name of model.onnx.initializerNames()) assert.deepEqual(fix.model.initializer(name)!.data, model.onnx.initializer(name)!.data, name);
-    assert.deepEqual(fix.model.outputs().map((o) => o.name), ['logits', 'trigger_detected']);
+    for (const name of model.onnx.initializerNames()) assert.deepEqual(fix.model!.initializer(name)!.data, model.onnx.initializer(name)!.data, name);
+    assert.deepEqual(fix.model!.outputs().map((o) => o.name), ['logits', 'trigger_detected']);
     assert.equal(fix.method, 'bna');
     assert.ok(fix.notes.some((n) => /re-estimated on classes/.test(n)));
+  });
+
+  test("the rescan of the BNA model judges its corrected network and agrees with the fix's outcome", async () => {
+    const written = await loadModel(fixedPath);
+    const data = loadDataset({ path: cleanSet }, imageInputOf(written.onnx));
+    const rescan = fix.rescan ?? (await scan(written, { runtime, data, methods: ['pairs'], seed: 0 }));
+    const report = rescan.report;
+    assert.ok(report.findings.some((f) => f.code === 'BL062' && /corrected target 0: the scan judged the corrected network g0/.test(f.message)), JSON.stringify(report.findings.map((f) => f.message)));
+    assert.equal(report.verdict === 'backdoored', fix.outcome !== 'removed', `${fix.headline} / rescan ${report.verdict} ${report.targets}`);
+    if (fix.outcome !== 'removed') return;
+    // The record the fix left is measured again, beside what the fix measured.
+    const again = await scan(written, { runtime, data, methods: ['pairs'], seed: 0 });
+    assert.equal(again.report.repair?.method, 'bna');
+    assert.deepEqual(again.report.repair?.bna?.targets, [0]);
+    const row = again.report.repair!.rows.find((r) => r.target === 0)!;
+    assert.equal(row.now, row.fixed);
   });
 
   test('eval on the BNA model prints the flagged share and the source-class accuracy on triggered inputs', async () => {

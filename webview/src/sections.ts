@@ -169,7 +169,8 @@ export function fixSection(view: ReportView, t: Theme): HTMLElement | undefined 
   const { box, canvas } = chartBox(`accuracy ${pct(fix.before.accuracy)} to ${pct(fix.after.accuracy)}, attack success rate ${pct(fix.before.asr)} to ${pct(fix.after.asr)}`, 220);
   queueMicrotask(() => beforeAfter(canvas, t, [{ label: 'clean accuracy', before: fix.before.accuracy, after: fix.after.accuracy }, { label: 'attack success rate', before: fix.before.asr, after: fix.after.asr }]));
   const lines = [
-    `Written by ${fix.method.toUpperCase()} from ${decodeURIComponent(fix.source.split('/').pop() ?? fix.source)}.`,
+    `Written by ${fix.method.toUpperCase()} from ${decodeURIComponent(fix.source.split('/').pop() ?? fix.source)}: outcome ${fix.outcome}.`,
+    fix.headline,
     `Clean accuracy ${pct(fix.before.accuracy)} → ${pct(fix.after.accuracy)}; attack success rate ${pct(fix.before.asr)} → ${pct(fix.after.asr)}${fix.asrSource ? ` (measured on ${fix.asrSource})` : ''}.`,
     fix.pruned.length ? `Pruned ${fix.pruned.length} neurons: ${fix.pruned.slice(0, 24).map((p) => `${p.layer}[${p.channel}]`).join(', ')}${fix.pruned.length > 24 ? ', …' : ''}.` : '',
     ...fix.notes,

@@ -9,11 +9,14 @@ import type { CheckpointState } from '../checkpoints';
 import type { DiagnosticData } from './diagnostics';
 import { flagsByLayer } from './outline';
 
-/** Prune fixes in the order they are offered after the one a finding names. */
-const PRUNE_ORDER = ['bnp', 'ep', 'clp', 'anp', 'fp'];
+/** Fixes in the order they are offered after 'auto' and the one a finding names. */
+const FIX_ORDER = ['bna', 'unlearn', 'bnp', 'ep', 'clp', 'anp', 'fp'];
 
 export function fixTitle(id: string): string {
-  return id === 'bna' ? 'Apply BNA correction' : `Prune with ${id.toUpperCase()}`;
+  if (id === 'auto') return 'Repair: try each fix, keep the best';
+  if (id === 'bna') return 'Apply BNA correction';
+  if (id === 'unlearn') return 'Unlearn the reversed trigger';
+  return `Prune with ${id.toUpperCase()}`;
 }
 
 export function applyFixCommand(args: ApplyFixArgs, clientCommands: boolean, title = fixTitle(args.method)): Command {
@@ -23,15 +26,17 @@ export function applyFixCommand(args: ApplyFixArgs, clientCommands: boolean, tit
 /** Diagnostics about the scan itself, not the model: nothing to repair. */
 const NOT_MODEL_FINDINGS = new Set(['BL022', 'BL040', 'BL050']);
 
-/** The fixes worth offering for a diagnostic, best first: BNA for a detected backdoor, the flagging method's pruning for neurons. */
+/**
+ * The fixes worth offering for a diagnostic, best first: 'auto' (every applicable fix, cheapest
+ * first, keeping the one that measures best), then the flagging method's own, then the rest.
+ */
 export function fixesFor(diagnostic: Diagnostic, available: readonly AvailableFix[]): AvailableFix[] {
   const data = diagnostic.data as DiagnosticData | undefined;
   if (NOT_MODEL_FINDINGS.has(String(diagnostic.code))) return [];
-  const order: string[] = [];
-  if (diagnostic.severity === DiagnosticSeverity.Error) order.push('bna');
-  else if (diagnostic.severity !== DiagnosticSeverity.Warning) return [];
+  if (diagnostic.severity !== DiagnosticSeverity.Error && diagnostic.severity !== DiagnosticSeverity.Warning) return [];
+  const order: string[] = ['auto'];
   if (data?.method) order.push(data.method);
-  order.push(...PRUNE_ORDER);
+  order.push(...FIX_ORDER);
   const byId = new Map(available.map((f) => [f.id, f]));
   return [...new Set(order)].filter((id) => byId.has(id)).map((id) => byId.get(id)!);
 }
@@ -69,19 +74,25 @@ export function codeLensesFor(state: CheckpointState, rendered: { summaryLine: n
     lenses.push({ range: at(rendered.summaryLine), command: { title: 'Scan for backdoor', command: clientCommands ? ClientCommands.scan : ServerCommands.scan, arguments: [state.uri] } });
     return lenses;
   }
+  if (report.verdict === 'backdoored' && usable('auto')) lenses.push({ range: at(rendered.summaryLine), command: applyFixCommand({ uri: state.uri, method: 'auto' }, clientCommands) });
   if (report.verdict === 'backdoored' && usable('bna')) {
     lenses.push({ range: at(rendered.summaryLine), command: applyFixCommand({ uri: state.uri, method: 'bna' }, clientCommands) });
   }
   if (clientCommands) lenses.push({ range: at(rendered.summaryLine), command: { title: 'Open report', command: ClientCommands.openReport, arguments: [state.uri] } });
+  const flaggedChannels = new Map<string, number[]>();
+  for (const n of report.neurons) if (n.flagged) flaggedChannels.set(`${n.method}\n${n.layer}`, [...(flaggedChannels.get(`${n.method}\n${n.layer}`) ?? []), n.channel]);
   for (const [layer, flags] of flagsByLayer(report.neurons)) {
     const line = rendered.layerLines.get(layer);
     if (line === undefined) continue;
     for (const f of flags) {
       if (f.flagged === 0) continue;
       const text = `${f.method.toUpperCase()}: ${f.flagged} neuron${f.flagged === 1 ? '' : 's'} flagged`;
+      // The lens prunes exactly what it names: this layer's flagged channels, nothing elsewhere.
+      const channels = (flaggedChannels.get(`${f.method}\n${layer}`) ?? []).sort((a, b) => a - b);
+      const shown = channels.length > 8 ? `${channels.slice(0, 8).join(', ')}, … (${channels.length})` : channels.join(', ');
       lenses.push({
         range: at(line),
-        command: usable(f.method) ? applyFixCommand({ uri: state.uri, method: f.method }, clientCommands, `${text} — Prune`) : { title: text, command: '' },
+        command: usable(f.method) ? applyFixCommand({ uri: state.uri, method: f.method, layer }, clientCommands, `${text} — Prune ${layer} channel${channels.length === 1 ? '' : 's'} ${shown}`) : { title: text, command: '' },
       });
     }
   }

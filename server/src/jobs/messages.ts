@@ -42,7 +42,8 @@ export interface ImageBytes {
 export type JobRequest =
   | { kind: 'scan'; path: string; settings: ScanSettings }
   | { kind: 'describe'; path: string; settings: ScanSettings }
-  | { kind: 'fix'; path: string; method: string; settings: ScanSettings; outputs: { onnx: string; safetensors?: string } };
+  /** `outputs`: the paths claimed for each output label the fix may end with (engine outputLabel: 'purified', 'bnp-failed', …). */
+  | { kind: 'fix'; path: string; method: string; layer?: string; settings: ScanSettings; outputs: Record<string, { onnx: string; safetensors?: string }> };
 
 export interface ScanJobResult {
   kind: 'scan';
@@ -60,9 +61,11 @@ export interface DescribeJobResult {
 
 export interface FixJobResult {
   kind: 'fix';
-  /** Paths written (the server turns them into URIs). */
+  /** Paths written (the server turns them into URIs); empty when the fix produced no model. */
   written: string[];
   summary: Omit<FixSummary, 'source' | 'outputs'>;
+  /** The scan of the written model that confirmed the removal: the server serves it as that file's scan. */
+  rescan?: Omit<ScanJobResult, 'kind'>;
 }
 
 export type JobResult = ScanJobResult | DescribeJobResult | FixJobResult;

@@ -7,8 +7,9 @@ import { availableParallelism } from 'node:os';
 import { basename } from 'node:path';
 import {
   applyFix,
-  evaluate,
+  AUTO,
   fixes,
+  outputLabel,
   loadDataset,
   loadModelForData,
   purifiedWeights,
@@ -18,15 +19,14 @@ import {
   UnsafeCheckpointError,
   writeFilesAtomic,
   type Dataset,
+  type FixOutputs,
   type LoadedModel,
   type ScanReport,
+  type TriggeredSet,
 } from '../../../engine';
 import type { AnalysisOutput } from '../../../engine/analyses/types';
-import { stampTrigger, type ReversedTrigger } from '../../../engine/analyses/trigger';
 import { imageInputOf } from '../../../engine/evaluate';
-import type { OnnxModel } from '../../../engine/graph/model';
 import type { AvailableFix } from '../../../protocol/report-view';
-import type { Measurement } from '../../../protocol/lsp';
 import type { DescribeJobResult, FixJobResult, JobRequest, JobResult, ScanJobResult } from '../jobs/messages';
 import { settingsKey, type ScanSettings } from '../settings';
 import { describeModel } from './describe';
@@ -59,7 +59,7 @@ export class EngineJobs {
         case 'describe':
           return await this.describe(job.path, job.settings);
         case 'fix':
-          return await this.fix(job.path, job.method, job.settings, job.outputs, ctx);
+          return await this.fix(job.path, job.method, job.layer, job.settings, job.outputs, ctx);
       }
     } finally {
       // Every graph a job ran (the model, its gradient and gated variants) holds a compiled session
@@ -112,6 +112,13 @@ export class EngineJobs {
   }
 
   private availableFixes(model: LoadedModel, s: ScanSettings): AvailableFix[] {
+    const each = this.eachFix(model, s);
+    const usable = each.filter((f) => !f.notApplicable).map((f) => f.id);
+    const auto: AvailableFix = { id: AUTO, title: `Repair: try ${usable.join(', ') || 'the fixes'} cheapest first, keep the best`, ...(usable.length ? {} : { notApplicable: 'no fix applies to this model with these settings' }) };
+    return [auto, ...each];
+  }
+
+  private eachFix(model: LoadedModel, s: ScanSettings): AvailableFix[] {
     return fixes.map((f) => {
       let why = f.notApplicable?.(model);
       if (!why && f.needs !== 'none') {
@@ -171,19 +178,20 @@ export class EngineJobs {
     return { kind: 'describe', outline: describeModel(model), fixes: this.availableFixes(model, s) };
   }
 
-  private async fix(path: string, method: string, s: ScanSettings, out: { onnx: string; safetensors?: string }, ctx: JobContext): Promise<FixJobResult> {
+  private async fix(path: string, method: string, layer: string | undefined, s: ScanSettings, outputs: Record<string, FixOutputs>, ctx: JobContext): Promise<FixJobResult> {
     ctx.progress(0, 'loading model');
     const model = await this.load(path, s);
     const key = `${model.sha256}\n${settingsKey(s)}`;
-    // A fix may need what the scan found (reversed triggers for adaptive pruning and BNA).
+    // A fix may need what the scan found (reversed triggers for adaptive pruning, BNA, unlearning).
     let remembered = this.scans.get(key);
     if (!remembered) {
-      const scanned = await this.scanLoaded(model, s, { signal: ctx.signal, progress: (f, st) => ctx.progress(0.5 * f, `scan: ${st}`) });
+      const scanned = await this.scanLoaded(model, s, { signal: ctx.signal, progress: (f, st) => ctx.progress(0.3 * f, `scan: ${st}`) });
       remembered = { report: scanned.report, outputs: scanned.outputs };
     }
     const runtime = this.runtime(s);
     const data = this.data(model, s);
-    ctx.progress(0.5, `${method}: starting`);
+    const triggered = this.triggeredSet(model, s, remembered.report);
+    ctx.progress(0.3, `${method}: starting`);
     const result = await applyFix(model, {
       method,
       runtime,
@@ -192,70 +200,76 @@ export class EngineJobs {
       u: s.threshold,
       seed: s.seed,
       batchSize: s.batchSize,
-      options: s.methodOptions?.[method] ?? {},
+      options: { ...s.methodOptions?.[method], ...(layer ? { layer } : {}) },
+      methodOptions: s.methodOptions,
       previous: remembered.outputs,
+      ...(triggered ? { triggered: triggered.set } : {}),
+      // The confirming rescan is the scan the editor shows for the written file: the same settings.
+      rescan: { methods: s.methods, methodOptions: s.methodOptions, u: s.threshold, timeLimitMs: s.timeLimitSeconds ? s.timeLimitSeconds * 1000 : undefined, maxMemoryMB: s.limits?.maxMemoryMB },
       signal: ctx.signal,
-      onProgress: (f, st) => ctx.progress(0.5 + 0.4 * f, `${method}: ${st}`),
+      onProgress: (f, st) => ctx.progress(0.3 + 0.65 * f, st),
     });
     ctx.signal.throwIfAborted();
 
-    ctx.progress(0.9, 'measuring accuracy and attack success rate');
-    const asr = this.asrSetup(model, s, remembered, data);
-    const measure = async (m: OnnxModel): Promise<Measurement> => ({
-      accuracy: data?.labels ? (await evaluate(m, data, runtime, { batchSize: s.batchSize, signal: ctx.signal })).accuracy : null,
-      asr: asr ? ((await evaluate(m, asr.data, runtime, { batchSize: s.batchSize, signal: ctx.signal, ...asr.attack })).asr ?? null) : null,
-    });
-    const before = await measure(model.onnx);
-    const after = await measure(result.model);
-    ctx.signal.throwIfAborted();
-
-    // Written last, after everything that can fail or be cancelled: all files or none, never over an existing one.
-    const files = [{ path: out.onnx, data: result.model.toBytes() }];
+    const label = outputLabel(result.method, result.outcome);
+    const out = outputs[label];
+    if (result.model && !out) throw new Error(`no output path was claimed for '${label}'`);
+    const files: { path: string; data: Uint8Array }[] = [];
     const notes = [...result.notes];
-    if (out.safetensors && model.sourceKeys) {
-      // The state_dict the user started from, with the tensors the fix changed; a graph change has no place in it.
-      const weights = purifiedWeights(model, result.model, this.loadOptions(s));
-      if ('bytes' in weights) files.push({ path: out.safetensors, data: weights.bytes });
-      else notes.push(`no ${basename(out.safetensors)}: ${weights.reason}`);
+    if (result.model && out) {
+      if (result.rescan) result.rescan.report.model.path = out.onnx;
+      files.push({ path: out.onnx, data: result.model.toBytes() });
+      if (out.safetensors && model.sourceKeys) {
+        // The state_dict the user started from, with the tensors the fix changed; a graph change has no place in it.
+        const weights = purifiedWeights(model, result.model, this.loadOptions(s));
+        if ('bytes' in weights) files.push({ path: out.safetensors, data: weights.bytes });
+        else notes.push(`no ${basename(out.safetensors)}: ${weights.reason}`);
+      }
+      ctx.signal.throwIfAborted();
+      // Written last, after everything that can fail or be cancelled: all files or none, never over an existing one.
+      writeFilesAtomic(files, { signal: ctx.signal, exclusive: true });
     }
-    ctx.signal.throwIfAborted();
-    writeFilesAtomic(files, { signal: ctx.signal, exclusive: true });
-    const written = files.map((f) => f.path);
+    const m = result.measurement;
+    const attacks = [
+      ...(m?.triggers ?? []).map((t) => ({ what: `reversed ${t.label}`, before: t.before, after: t.after, n: t.n })),
+      ...(m?.trueAttack ? [{ what: `true trigger (${basename(m.trueAttack.source)}${triggered ? `, ${triggered.description}` : ''})`, before: m.trueAttack.before, after: m.trueAttack.after, n: m.trueAttack.n }] : []),
+    ];
+    const asrParts = [m?.triggers.length ? 'the reversed triggers' : '', m?.trueAttack ? basename(m.trueAttack.source) : ''].filter(Boolean);
     return {
       kind: 'fix',
-      written,
-      summary: { method, pruned: result.pruned, notes, before, after, ...(asr ? { asrSource: asr.description } : {}) },
+      written: files.map((f) => f.path),
+      summary: {
+        method: result.method,
+        requested: method,
+        outcome: result.outcome,
+        headline: result.headline,
+        pruned: result.pruned,
+        notes: result.nothing ? [`nothing written: ${result.nothing}`, ...notes] : notes,
+        before: { accuracy: m?.accuracy?.before ?? null, asr: m?.estimated?.before ?? null },
+        after: { accuracy: m?.accuracy?.after ?? null, asr: m?.estimated?.after ?? null },
+        ...(m && asrParts.length ? { asrSource: `${m.heldOut}; attack success of ${asrParts.join(' and ')}` } : {}),
+        attacks,
+        ...(result.tried ? { tried: result.tried.map((t) => ({ method: t.method, outcome: t.outcome, reason: t.reason, asr: t.estimated, accuracy: t.accuracy, seconds: t.seconds, chosen: t.chosen })) } : {}),
+        ...(result.rescan ? { rescan: { verdict: result.rescan.report.verdict, targets: result.rescan.report.targets } } : {}),
+      },
+      ...(result.rescan && result.model && out
+        ? { rescan: { report: result.rescan.report, images: result.rescan.images.map((i) => ({ ...i })), outline: describeModel({ ...model, path: out.onnx, format: 'onnx', onnx: result.model, sourceKeys: undefined }), fixes: this.availableFixes({ ...model, onnx: result.model, sourceKeys: undefined }, s) } }
+        : {}),
     };
   }
 
   /**
-   * Where to measure the attack success rate: the configured triggered set with the detected (or
-   * configured) target, else the clean set stamped with the trigger the scan reversed.
+   * The triggered test set, when one is configured: with the configured target, else the target the
+   * scan detected (or all-to-all when it found that).
    */
-  private asrSetup(model: LoadedModel, s: ScanSettings, scanned: RememberedScan, clean: Dataset | undefined) {
-    const report = scanned.report;
-    const allToAll = report.attackType === 'all-to-all';
-    const target = report.targets[0] ?? s.target;
-    if (s.triggeredData && (allToAll || target !== undefined)) {
-      const data = this.data(model, s, s.triggeredData)!;
-      if (data.labels) {
-        return {
-          data,
-          attack: allToAll ? { allToAll: true } : { target },
-          description: `${basename(s.triggeredData)}, ${allToAll ? 'all-to-all' : `target class ${target}`}`,
-        };
-      }
-    }
-    const trigger = reversedTriggerOf(scanned.outputs);
-    if (trigger && clean?.labels) {
-      const sources = [...clean.labels.keys()].filter((i) => clean.labels![i] !== trigger.target);
-      return {
-        data: stampTrigger(trigger, clean, sources),
-        attack: { target: trigger.target },
-        description: `${basename(clean.source)} stamped with the reversed trigger for class ${trigger.target}`,
-      };
-    }
-    return undefined;
+  private triggeredSet(model: LoadedModel, s: ScanSettings, report: ScanReport): { set: TriggeredSet; description: string } | undefined {
+    if (!s.triggeredData) return undefined;
+    const allToAll = s.target === undefined && report.attackType === 'all-to-all';
+    const target = s.target ?? report.targets[0];
+    if (!allToAll && target === undefined) return undefined;
+    const data = this.data(model, s, s.triggeredData)!;
+    if (!data.labels) return undefined;
+    return { set: { data, ...(allToAll ? { allToAll: true } : { target }) }, description: allToAll ? 'all-to-all' : `target class ${target}${s.target === undefined ? ' (detected)' : ''}` };
   }
 }
 
@@ -268,22 +282,4 @@ function refusedResult(path: string, e: UnsafeCheckpointError, s: ScanSettings):
     outline: { path, format: e.format, sha256: e.sha256, numClasses: null, bn: 'unknown', inputs: [], outputs: [], layers: [] },
     fixes: [],
   };
-}
-
-/** The strongest reversed trigger a detector left in its in-memory state, if any. */
-export function reversedTriggerOf(outputs: ReadonlyMap<string, AnalysisOutput>): ReversedTrigger | undefined {
-  const isTrigger = (x: unknown): x is ReversedTrigger =>
-    !!x && typeof x === 'object' && (((x as ReversedTrigger).kind === 'patch' && !!(x as ReversedTrigger).mask) || ((x as ReversedTrigger).kind === 'perturbation' && !!(x as ReversedTrigger).perturbation)) && typeof (x as ReversedTrigger).target === 'number';
-  for (const output of outputs.values()) {
-    if (!output.backdoored) continue;
-    const state = output.state as unknown;
-    const candidates: unknown[] = Array.isArray(state)
-      ? state
-      : state && typeof state === 'object'
-        ? [state, ...Object.values(state as Record<string, unknown>).flatMap((v) => (Array.isArray(v) ? v : [v]))]
-        : [];
-    const found = candidates.find(isTrigger);
-    if (found) return found;
-  }
-  return undefined;
 }

@@ -1,0 +1,61 @@
+/**
+ * The outcome a fix states, from its own held-out measurement and the rescan of the fixed model:
+ *   removed  the estimated attack success is at most the goal (2%) and clean accuracy fell by at
+ *            most the budget (1.5 points), and a rescan finds no backdoor;
+ *   reduced  the estimate at least halved within the budget, but stays above the goal;
+ *   failed   anything else: the trigger still works, the accuracy cost is over the budget, the
+ *            rescan still finds a backdoor, or there was nothing to measure the fix against.
+ * The goal and budget are the issue's definition of a removed backdoor, not tuned to any model.
+ */
+import type { FixMeasurement } from './measure';
+
+export type FixOutcome = 'removed' | 'reduced' | 'failed';
+
+export const DEFAULT_GOAL = 0.02;
+export const DEFAULT_BUDGET = 0.015;
+
+export interface Judgement {
+  outcome: FixOutcome;
+  /** Why, in one line without the method name (e.g. "attack success 99.1% → 0.4% on 270 held-out images …"). */
+  reason: string;
+}
+
+export interface RescanVerdict {
+  backdoored: boolean;
+  targets: number[];
+  /** What decided it, in words (e.g. "pairs:patch 3 → 0 anomaly index 9.1 > 7"). */
+  summary: string;
+}
+
+export const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+const points = (x: number) => `${(100 * x).toFixed(1)} point${Math.abs(100 * x - 1) < 0.05 ? '' : 's'}`;
+
+/** "ASR 99.8% → 0.4% (true trigger)": the estimate the outcome rests on, and what it was measured with. */
+function attackText(m: FixMeasurement): string {
+  const e = m.estimated!;
+  const what = m.trueAttack && m.trueAttack.after >= e.after ? 'true trigger' : `reversed trigger${m.triggers.length === 1 ? '' : 's'}`;
+  return `ASR ${pct(e.before)} → ${pct(e.after)} (${what})`;
+}
+
+function accuracyText(m: FixMeasurement): string {
+  if (!m.accuracy) return 'no accuracy measured';
+  return `${m.accuracy.agreement ? 'agreement' : 'accuracy'} ${pct(m.accuracy.before)} → ${pct(m.accuracy.after)}`;
+}
+
+export function judge(m: FixMeasurement, goal = DEFAULT_GOAL, budget = DEFAULT_BUDGET, rescan?: RescanVerdict): Judgement {
+  if (!m.estimated) {
+    const why = m.unstamped.length ? `no trigger could be measured (${m.unstamped.map((u) => `${u.label}: ${u.reason}`).join('; ')})` : 'no reversed trigger and no triggered data to measure it on';
+    return { outcome: 'failed', reason: `nothing shows the backdoor removed: ${why}` };
+  }
+  const loss = m.accuracy ? m.accuracy.before - m.accuracy.after : 0;
+  const e = m.estimated;
+  const both = `${attackText(m)}, ${accuracyText(m)}`;
+  if (loss > budget + 1e-9) return { outcome: 'failed', reason: `costs ${points(loss)} of accuracy (budget ${points(budget)}); ${both}` };
+  if (e.before <= goal) return { outcome: 'failed', reason: `the measured trigger already fails on the unfixed model, so nothing shows the fix working; ${both}` };
+  if (e.after <= goal) {
+    if (rescan?.backdoored) return { outcome: 'failed', reason: `a rescan still finds a backdoor (${rescan.summary}); ${both}` };
+    return { outcome: 'removed', reason: `${both}${rescan ? '; a rescan finds no backdoor' : ''}` };
+  }
+  if (e.after <= e.before / 2) return { outcome: 'reduced', reason: `${both} (goal ≤ ${pct(goal)})` };
+  return { outcome: 'failed', reason: `the trigger still works: ${both} (goal ≤ ${pct(goal)})` };
+}

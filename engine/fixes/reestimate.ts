@@ -1,0 +1,55 @@
+/**
+ * Re-estimating a trigger for a fix: the detectors' own reversal (same objective and schedule)
+ * run on the images a fix works with, toward one target. BNA re-estimates on all the target's
+ * source classes (the paper's step); unlearning re-estimates against its current weights, so it
+ * unlearns what still works rather than only what worked before it started. Only the kinds the
+ * detectors have an objective for can be re-estimated; other kinds are used as handed over.
+ */
+import { defaultSchedulerOptions } from '../analyses/karm';
+import { GradientSession } from '../autodiff';
+import type { BatchGradient } from '../analyses/reversal-batch';
+import type { ObjectiveKind } from '../analyses/reversal-objectives';
+import { geometryOf, makeTask, runTasks } from '../analyses/reversal-run';
+import { scheduleFor } from '../analyses/reversal-task';
+import type { ReversedTrigger } from '../analyses/trigger';
+import type { Dataset } from '../data/types';
+import { imageInputOf } from '../evaluate';
+import type { OnnxModel } from '../graph/model';
+import { promoteInitializers } from '../graph/surgery';
+import type { Runtime } from '../runtime/session';
+import type { Tensor } from '../tensor';
+
+/** Kinds with a reversal objective. */
+export const REESTIMABLE: readonly string[] = ['patch', 'perturbation', 'warp'];
+
+export interface Reestimated {
+  trigger?: ReversedTrigger;
+  kind: string;
+  size: number;
+  steps: number;
+}
+
+/** `success`: the share of images the trigger must move (default: the detectors' own for the kind). */
+export async function reestimate(kind: string, target: number, sources: number[], images: number[], data: Dataset, gradient: BatchGradient, options: { seed: number; id: number; maxSteps?: number; batchSize?: number; success?: number; signal?: AbortSignal }): Promise<Reestimated> {
+  const schedule = { ...scheduleFor(kind as ObjectiveKind), batchSize: options.batchSize ?? 32, ...(options.maxSteps ? { maxSteps: options.maxSteps } : {}), ...(options.success ? { successThreshold: options.success } : {}) };
+  const task = makeTask(options.id, kind as ObjectiveKind, target, images, geometryOf(data), schedule, options.seed);
+  await runTasks([task], { ...defaultSchedulerOptions, mode: 'plain', armsPerRound: 1 }, data, gradient, { maxBatch: 512, signal: options.signal });
+  return { kind, size: task.size, steps: task.step, ...(task.succeeded ? { trigger: task.objective.toTrigger(target, sources, task.bestParams) } : {}) };
+}
+
+/**
+ * An input gradient (weighted target cross-entropy, as trigger reversal uses) of the model with
+ * the named weights fed per call: reversal against weights that are still being trained.
+ */
+export async function inputGradientWithWeights(runtime: Runtime, model: OnnxModel, weights: ReadonlyMap<string, Float32Array>, dims: ReadonlyMap<string, number[]>): Promise<BatchGradient> {
+  const input = imageInputOf(model).name;
+  const logits = model.outputs()[0].name;
+  const { model: promoted } = promoteInitializers(model, [...weights.keys()]);
+  const session = await GradientSession.create(runtime, promoted, { loss: { kind: 'target-cross-entropy' }, weighted: true, wrt: [input], fetch: [logits], logits });
+  return async ({ x, dims: xDims, labels, weights: w }) => {
+    const inputs: Record<string, Tensor> = { [input]: { dtype: 'float32', dims: xDims, data: x } };
+    for (const [name, p] of weights) inputs[name] = { dtype: 'float32', dims: dims.get(name)!, data: p };
+    const r = await session.run({ inputs, labels, weights: w });
+    return { dx: r.grads[input], logits: r.fetched[logits].data as Float32Array };
+  };
+}

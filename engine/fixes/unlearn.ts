@@ -1,0 +1,291 @@
+/**
+ * Unlearning with the reversed triggers (Neural Cleanse's mitigation, Wang et al. 2019, §VI-C):
+ * fine-tune the weights on the clean fit images, a share of them stamped with a reversed trigger
+ * and labelled with their true class, so that the trigger stops mapping to its target. Works
+ * with any trigger kind the detectors hand over that can be stamped on images.
+ *
+ * Gradients come from the engine's own gradient graph (GradientSession with every weight and
+ * bias as `wrt`); BatchNorm keeps its running statistics (eval mode), as fine-tuning on a few
+ * hundred images must not re-estimate them. Adam, a fixed number of epochs or a time limit,
+ * whichever ends first; after each epoch the weights are scored on a validation slice of the
+ * fit images (never the held-out ones the fix is graded on) and the best epoch is kept: the
+ * lowest trigger success among those within the accuracy budget.
+ */
+import { GradientSession } from '../autodiff';
+import { numberOption } from '../analyses/neuron-options';
+import { SeededRandom } from '../analyses/random';
+import { stampTrigger, type ReversedTrigger } from '../analyses/trigger';
+import { subset, type Dataset } from '../data/types';
+import { argmaxRows, imageInputOf } from '../evaluate';
+import type { OnnxModel } from '../graph/model';
+import { promoteInitializers } from '../graph/surgery';
+import type { Runtime } from '../runtime/session';
+import type { Tensor } from '../tensor';
+import { heldOutIndices } from './holdout';
+import { concatSamples } from './measure';
+import { REESTIMABLE, inputGradientWithWeights, reestimate } from './reestimate';
+import { sourceIndices, stampable, triggerLabel } from './triggers';
+import type { Fix, FixRun } from './types';
+
+export interface UnlearnOptions {
+  epochs: number;
+  /** Wall-clock limit of the training loop, seconds. */
+  maxSeconds: number;
+  lr: number;
+  batchSize: number;
+  /** Share of each batch stamped with a reversed trigger (Neural Cleanse: 20%). */
+  stampShare: number;
+  /** Share of the fit images kept aside to choose the epoch. */
+  validationShare: number;
+  /** Steps of each re-estimation against the current weights (0: only the handed triggers). */
+  reversalSteps: number;
+  /** Images per class a re-estimation reverses on. */
+  reversalImagesPerClass: number;
+  /**
+   * Share of images a re-estimated trigger must move: below the detectors' 99%, so that a backdoor
+   * half unlearned (its trigger moving some images, not all) is still found and unlearned.
+   */
+  reversalSuccess: number;
+  /** Re-estimate every kind that has an objective, not only the kinds the detectors handed over. */
+  reestimateAll: boolean;
+}
+
+export const UNLEARN_DEFAULTS: UnlearnOptions = { epochs: 5, maxSeconds: 110, lr: 1e-4, batchSize: 64, stampShare: 0.2, validationShare: 0.15, reversalSteps: 200, reversalImagesPerClass: 20, reversalSuccess: 0.5, reestimateAll: true };
+
+export function unlearnOptions(o: Record<string, unknown>): UnlearnOptions {
+  type NumberKey = Exclude<keyof UnlearnOptions, 'reestimateAll'>;
+  const n = (key: NumberKey, range: Parameters<typeof numberOption>[4]) => numberOption(o, 'unlearn', key, UNLEARN_DEFAULTS[key], range);
+  return {
+    epochs: n('epochs', { min: 1, integer: true }),
+    maxSeconds: n('maxSeconds', { min: 1 }),
+    lr: n('lr', { min: 0 }),
+    batchSize: n('batchSize', { min: 2, integer: true }),
+    stampShare: n('stampShare', { min: 0, max: 1 }),
+    validationShare: n('validationShare', { min: 0, max: 0.9 }),
+    reversalSteps: n('reversalSteps', { min: 0, integer: true }),
+    reversalImagesPerClass: n('reversalImagesPerClass', { min: 1, integer: true }),
+    reversalSuccess: n('reversalSuccess', { min: 0.01, max: 1 }),
+    reestimateAll: String(o.reestimateAll ?? 'true') !== 'false',
+  };
+}
+
+/** Ops whose float initializers are learned weights (BN's running statistics are not). */
+const LEARNED: Record<string, number[]> = { Conv: [1, 2], ConvTranspose: [1, 2], Gemm: [1, 2], MatMul: [0, 1], BatchNormalization: [1, 2], Add: [0, 1], PRelu: [1] };
+
+export function learnedParameters(model: OnnxModel): string[] {
+  const names = new Set<string>();
+  for (const node of model.nodes) {
+    for (const i of LEARNED[node.op_type] ?? []) {
+      const name = node.input[i];
+      if (!name || !model.hasInitializer(name)) continue;
+      const t = model.initializer(name)!;
+      if (t.dtype === 'float32' && t.data.length > 0) names.add(name);
+    }
+  }
+  return [...names];
+}
+
+/** Adam on a set of named float32 tensors. */
+class Adam {
+  private readonly m = new Map<string, Float32Array>();
+  private readonly v = new Map<string, Float32Array>();
+  private t = 0;
+  constructor(private readonly lr: number) {}
+
+  step(params: Map<string, Float32Array>, grads: Record<string, Float32Array>): void {
+    this.t++;
+    const [b1, b2, eps] = [0.9, 0.999, 1e-8];
+    const c1 = 1 - b1 ** this.t, c2 = 1 - b2 ** this.t;
+    for (const [name, p] of params) {
+      const g = grads[name];
+      if (!g) continue;
+      let m = this.m.get(name), v = this.v.get(name);
+      if (!m || !v) (this.m.set(name, (m = new Float32Array(p.length))), this.v.set(name, (v = new Float32Array(p.length))));
+      for (let i = 0; i < p.length; i++) {
+        m[i] = b1 * m[i] + (1 - b1) * g[i];
+        v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
+        p[i] -= (this.lr * (m[i] / c1)) / (Math.sqrt(v[i] / c2) + eps);
+      }
+    }
+  }
+}
+
+/** Scores any weights without compiling a session per set: the weights are inputs of one forward graph. */
+class WeightScorer {
+  private constructor(
+    private readonly session: Awaited<ReturnType<Runtime['session']>>,
+    private readonly input: string,
+    private readonly logits: string,
+  ) {}
+
+  static async create(runtime: Runtime, model: OnnxModel, names: string[]): Promise<WeightScorer> {
+    const { model: promoted } = promoteInitializers(model, names);
+    return new WeightScorer(await runtime.session(promoted, `${model.source} (weights as inputs)`), imageInputOf(model).name, model.outputs()[0].name);
+  }
+
+  async predictions(data: Dataset, params: Map<string, Float32Array>, dims: Map<string, number[]>, signal?: AbortSignal): Promise<Int32Array> {
+    const feeds: Record<string, Tensor> = {};
+    for (const [name, p] of params) feeds[name] = { dtype: 'float32', dims: dims.get(name)!, data: p };
+    const out = new Int32Array(data.n);
+    await this.session.runBatched({ name: this.input, data: data.x, dims: data.dims }, 256, (o, start) => {
+      const t = o[this.logits];
+      out.set(argmaxRows(t.data as Float32Array, t.dims[1] as number), start);
+    }, { fetches: [this.logits], extraFeeds: feeds, signal });
+    return out;
+  }
+}
+
+interface EpochScore {
+  epoch: number;
+  accuracy: number;
+  success: number;
+}
+
+/** Images of every class but `target`, at most `perClass` of each, in a seeded order. */
+function imagesAvoiding(labels: Int32Array, target: number, perClass: number, seed: number): number[] {
+  const byClass = new Map<number, number[]>();
+  labels.forEach((c, i) => {
+    if (c !== target) byClass.set(c, [...(byClass.get(c) ?? []), i]);
+  });
+  return [...byClass.entries()].sort((a, b) => a[0] - b[0]).flatMap(([c, list]) => new SeededRandom(SeededRandom.derive(seed, 0x554e, c)).shuffle(list).slice(0, perClass));
+}
+
+export const unlearnFix: Fix = {
+  id: 'unlearn',
+  title: 'Unlearn the reversed triggers (fine-tune on stamped images with their true labels)',
+  needs: 'labelled',
+  cost: 120,
+  needsTrigger: true,
+  async run(ctx): Promise<FixRun> {
+    const o = unlearnOptions(ctx.options);
+    const data = ctx.data!;
+    const notes: string[] = [`triggers: ${ctx.triggerSource}`];
+    const handed: ReversedTrigger[] = [];
+    for (const t of ctx.triggers) {
+      const s = stampable(t, data);
+      if (s.ok) handed.push(t);
+      else notes.push(`${triggerLabel(t)} not used: ${s.reason}`);
+    }
+    if (handed.length === 0) {
+      return { method: 'unlearn', pruned: [], notes, nothing: ctx.triggers.length ? 'no reversed trigger can be stamped on input images, and unlearning trains on stamped images' : `no backdoor trigger was found (${ctx.triggerSource}), and unlearning needs one to unlearn` };
+    }
+    const model = ctx.model.onnx;
+    const names = learnedParameters(model);
+    const params = new Map(names.map((n) => [n, Float32Array.from(model.initializer(n)!.data as Float32Array)]));
+    const dims = new Map(names.map((n) => [n, [...model.initializer(n)!.dims]]));
+    const input = imageInputOf(model).name;
+    const t0 = Date.now();
+    const overTime = () => Date.now() - t0 > o.maxSeconds * 1000;
+
+    // A validation slice of the fit images chooses the epoch; the rest is trained on.
+    const valIdx = o.validationShare > 0 ? heldOutIndices(data, o.validationShare, ctx.seed ^ 0x5641) : [];
+    const inVal = new Set(valIdx);
+    const train = subset(data, Array.from({ length: data.n }, (_, i) => i).filter((i) => !inVal.has(i)));
+    const val = valIdx.length ? subset(data, valIdx) : train;
+    const labels = train.labels!;
+
+    // Re-estimated against the current weights: what still sends images to each target.
+    const targets = [...new Set(handed.map((t) => t.target))].sort((a, b) => a - b);
+    const kindsOf = (t: number) => (o.reestimateAll ? [...REESTIMABLE] : [...new Set(handed.filter((h) => h.target === t).map((h) => h.kind))].filter((k) => REESTIMABLE.includes(k)));
+    const current = await inputGradientWithWeights(ctx.runtime, model, params, dims);
+    const fresh = new Map<string, ReversedTrigger>();
+    const refresh = async (round: number): Promise<string> => {
+      const found: string[] = [];
+      for (const target of targets) {
+        for (const kind of kindsOf(target)) {
+          const images = imagesAvoiding(labels, target, o.reversalImagesPerClass, ctx.seed + round);
+          const r = await reestimate(kind, target, [], images, train, current, { seed: ctx.seed + round, id: 40_000 + target, maxSteps: o.reversalSteps, success: o.reversalSuccess, signal: ctx.signal });
+          if (r.trigger) {
+            fresh.set(`${target}:${kind}`, r.trigger);
+            found.push(`${kind} → ${target} size ${r.size.toFixed(2)}`);
+          } else {
+            fresh.delete(`${target}:${kind}`);
+            found.push(`${kind} → ${target} none within ${r.steps} steps`);
+          }
+        }
+      }
+      return found.join(', ');
+    };
+    const refreshed: string[] = [];
+    if (o.reversalSteps > 0) refreshed.push(`before: ${await refresh(0)}`);
+    // Validation measures the handed triggers and the first re-estimates, the same set every epoch.
+    const measured = [...handed, ...fresh.values()];
+    const valLabels = val.labels!;
+    const valStamped = measured.map((t) => ({ t, idx: sourceIndices(valLabels, t) })).filter((s) => s.idx.length > 0);
+    const valSet = concatSamples([val, ...valStamped.map((s) => stampTrigger(s.t, val, s.idx))]);
+    const scorer = await WeightScorer.create(ctx.runtime, model, names);
+    const score = async (epoch: number): Promise<EpochScore> => {
+      const pred = await scorer.predictions(valSet, params, dims, ctx.signal);
+      let ok = 0;
+      for (let i = 0; i < val.n; i++) if (pred[i] === valLabels[i]) ok++;
+      let hits = 0, n = 0, at = val.n;
+      for (const s of valStamped) {
+        for (let k = 0; k < s.idx.length; k++) if (pred[at + k] === s.t.target) hits++;
+        n += s.idx.length;
+        at += s.idx.length;
+      }
+      return { epoch, accuracy: ok / val.n, success: n ? hits / n : 0 };
+    };
+
+    const session = await GradientSession.create(ctx.runtime, model, { loss: { kind: 'cross-entropy' }, wrt: names });
+    const adam = new Adam(o.lr);
+    const random = new SeededRandom(SeededRandom.derive(ctx.seed, 0x554e4c));
+    const start = await score(0);
+    const copy = () => new Map([...params].map(([k, v]) => [k, Float32Array.from(v)]));
+    let best: { score: EpochScore; params: Map<string, Float32Array> } = { score: start, params: copy() };
+    const scores: EpochScore[] = [start];
+    let stopped = `${o.epochs} epochs`;
+    let steps = 0;
+    for (let epoch = 1; epoch <= o.epochs; epoch++) {
+      const pool = [...handed, ...fresh.values()];
+      // Per training image, the triggers it can carry (any trigger not aimed at its own class).
+      const eligible = Array.from({ length: train.n }, (_, i) => pool.filter((t) => t.target !== labels[i]));
+      const order = random.shuffle(Array.from({ length: train.n }, (_, i) => i));
+      for (let b = 0; b + 1 < order.length && !overTime(); b += o.batchSize) {
+        ctx.signal.throwIfAborted();
+        const idx = order.slice(b, b + o.batchSize);
+        const batch = subset(train, idx);
+        const per = batch.x.length / batch.n;
+        // Stamp a share of the batch, each image with one of its eligible triggers, keeping its true label.
+        for (let k = 0; k < idx.length; k++) {
+          const choices = eligible[idx[k]];
+          if (choices.length === 0 || random.next() >= o.stampShare) continue;
+          batch.x.set(stampTrigger(choices[random.int(choices.length)], train, [idx[k]]).x, k * per);
+        }
+        const feeds: Record<string, Tensor> = { [input]: { dtype: 'float32', dims: batch.dims, data: batch.x } };
+        for (const [name, p] of params) feeds[name] = { dtype: 'float32', dims: dims.get(name)!, data: p };
+        const r = await session.run({ inputs: feeds, labels: batch.labels! });
+        adam.step(params, r.grads);
+        steps++;
+      }
+      const s = await score(epoch);
+      scores.push(s);
+      ctx.progress(Math.min(0.95, Math.max(epoch / o.epochs, (Date.now() - t0) / (1000 * o.maxSeconds))), `epoch ${epoch}: trigger success ${(100 * s.success).toFixed(1)}%, accuracy ${(100 * s.accuracy).toFixed(1)}% on the validation slice`);
+      const within = start.accuracy - s.accuracy <= ctx.budget + 1e-9;
+      const bestWithin = start.accuracy - best.score.accuracy <= ctx.budget + 1e-9;
+      if (within && (!bestWithin || s.success < best.score.success || (s.success === best.score.success && s.accuracy > best.score.accuracy))) best = { score: s, params: copy() };
+      if (overTime()) {
+        stopped = `the time limit of ${o.maxSeconds} s in epoch ${epoch}`;
+        break;
+      }
+      if (o.reversalSteps > 0 && epoch < o.epochs) {
+        refreshed.push(`after epoch ${epoch}: ${await refresh(epoch)}`);
+        // Nothing left that the reversal can find, and the measured triggers fail: done.
+        if (fresh.size === 0 && s.success <= ctx.goal / 2 && within) {
+          stopped = `epoch ${epoch}: no trigger could be re-estimated any more and the measured ones fail`;
+          break;
+        }
+      }
+    }
+    const fixed = model.clone(`${ctx.model.path} (unlearned)`);
+    for (const [name, p] of best.params) fixed.setInitializer(name, { dtype: 'float32', dims: dims.get(name)!, data: p });
+    const pctv = (x: number) => `${(100 * x).toFixed(1)}%`;
+    notes.push(
+      `fine-tuned ${names.length} weight tensors with Adam lr ${o.lr}, batch ${o.batchSize}, ${Math.round(100 * o.stampShare)}% of each batch stamped with a reversed trigger and labelled with its true class; BN running statistics kept`,
+      `${steps} steps on ${train.n} fit images, stopped by ${stopped} (${((Date.now() - t0) / 1000).toFixed(0)} s); kept epoch ${best.score.epoch}`,
+      ...(refreshed.length ? [`triggers re-estimated against the current weights (${o.reversalSteps} steps at most): ${refreshed.join('; ')}`] : []),
+      `validation slice (${val.n} fit images, not trained on), ${measured.length} trigger(s): ${scores.map((s) => `epoch ${s.epoch} trigger ${pctv(s.success)} acc ${pctv(s.accuracy)}`).join('; ')}`,
+    );
+    return { method: 'unlearn', model: fixed, pruned: [], notes, details: { epochs: scores.length - 1, steps, keptEpoch: best.score.epoch, validation: scores } };
+  },
+};

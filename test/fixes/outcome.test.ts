@@ -1,0 +1,143 @@
+/**
+ * The pieces a fix measures itself with: the held-out split, the outcome rule, the record a fixed
+ * model carries, triggers of kinds that cannot be stamped, and the BNA model's corrected networks.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { evaluate, loadDataset, loadModel, Runtime } from '../../engine';
+import type { ReversedTrigger } from '../../engine/analyses/trigger';
+import { imageInputOf } from '../../engine/evaluate';
+import { bnaModel, bnaStructure, networkOf } from '../../engine/fixes/bna-graph';
+import { heldOutIndices, splitForFix } from '../../engine/fixes/holdout';
+import { FixProbe, type FixMeasurement } from '../../engine/fixes/measure';
+import { judge } from '../../engine/fixes/outcome';
+import { FIX_RECORD_KEY, readRecord, writeRecord } from '../../engine/fixes/record';
+import { stampOrExplain } from '../../engine/fixes/triggers';
+import { fmnist } from '../helpers';
+import { badnetsTrigger } from '../neurons/badnets-trigger';
+
+const runtime = new Runtime();
+after(() => runtime.dispose());
+
+async function open(name: 'badnets' | 'clean') {
+  const model = await loadModel(join(fmnist[name], 'model.onnx'));
+  const set = (s: string) => loadDataset({ path: join(fmnist.data, `${s}.npz`) }, imageInputOf(model.onnx));
+  return { model, set };
+}
+
+function measured(over: Partial<FixMeasurement>): FixMeasurement {
+  return { heldOut: '300 images', accuracy: { before: 0.9, after: 0.89, n: 300, agreement: false }, triggers: [], targets: [], unstamped: [], estimated: { before: 0.99, after: 0.01 }, ...over };
+}
+
+/** A trigger of a kind stampTrigger does not know (a feature-space trigger, say). */
+const featureTrigger = (): ReversedTrigger => ({ kind: 'feature' as ReversedTrigger['kind'], target: 0, sources: [3], range: { min: [0], max: [1] } });
+
+describe('the outcome a fix states', () => {
+  test('removed: ASR at most the goal within the budget; a rescan that still finds a backdoor makes it failed', () => {
+    assert.equal(judge(measured({})).outcome, 'removed');
+    assert.match(judge(measured({})).reason, /^ASR 99\.0% → 1\.0% \(reversed triggers\), accuracy 90\.0% → 89\.0%$/);
+    const rescan = judge(measured({}), undefined, undefined, { backdoored: true, targets: [0], summary: 'pairs:patch 3 → 0 anomaly index 9.1 > 7' });
+    assert.equal(rescan.outcome, 'failed');
+    assert.match(rescan.reason, /a rescan still finds a backdoor \(pairs:patch 3 → 0/);
+    assert.equal(judge(measured({}), undefined, undefined, { backdoored: false, targets: [], summary: 'no backdoor found' }).reason.endsWith('a rescan finds no backdoor'), true);
+  });
+
+  test('reduced: at least halved within the budget; failed: still working, over the budget, or nothing measured', () => {
+    assert.equal(judge(measured({ estimated: { before: 0.99, after: 0.3 } })).outcome, 'reduced');
+    const still = judge(measured({ estimated: { before: 0.99, after: 0.82 } }));
+    assert.equal(still.outcome, 'failed');
+    assert.match(still.reason, /^the trigger still works: ASR 99\.0% → 82\.0%/);
+    const costly = judge(measured({ accuracy: { before: 0.9, after: 0.88, n: 300, agreement: false } }));
+    assert.equal(costly.outcome, 'failed');
+    assert.match(costly.reason, /^costs 2\.0 points of accuracy \(budget 1\.5 points\)/);
+    assert.equal(judge(measured({ accuracy: { before: 0.9, after: 0.88, n: 300, agreement: false } }), 0.02, 0.025).outcome, 'removed');
+    assert.match(judge(measured({ estimated: null })).reason, /nothing shows the backdoor removed: no reversed trigger and no triggered data/);
+    assert.match(judge(measured({ estimated: { before: 0.01, after: 0 } })).reason, /already fails on the unfixed model/);
+  });
+
+  test('the true ASR counts when it is the worst', () => {
+    const m = measured({ trueAttack: { before: 1, after: 0.05, n: 900, source: 'triggered.npz' }, estimated: { before: 1, after: 0.05 } });
+    assert.match(judge(m).reason, /ASR 100\.0% → 5\.0% \(true trigger\)/);
+  });
+});
+
+describe('the held-out split', () => {
+  test('stratified, deterministic for the same data and seed, different for another seed', async () => {
+    const { set } = await open('badnets');
+    const data = set('clean');
+    const a = splitForFix(data, { seed: 0 }), b = splitForFix(data, { seed: 0 }), c = splitForFix(data, { seed: 1 });
+    assert.equal(a.heldOut.n, 300);
+    assert.equal(a.fit.n, 700);
+    assert.deepEqual(a.heldOut.labels, b.heldOut.labels);
+    assert.deepEqual(heldOutIndices(data, 0.3, 0), heldOutIndices(data, 0.3, 0));
+    assert.notDeepEqual(heldOutIndices(data, 0.3, 0), heldOutIndices(data, 0.3, 1));
+    for (let k = 0; k < 10; k++) assert.equal(a.heldOut.labels!.filter((y) => y === k).length, 30, `class ${k}`);
+    // No image is in both parts.
+    const held = new Set(heldOutIndices(data, 0.3, 0));
+    assert.equal(held.size, 300);
+    assert.equal(c.heldOut.n, 300);
+  });
+
+  test('a separate held-out set: fit on all of the data, measure on the other', async () => {
+    const { set } = await open('badnets');
+    const s = splitForFix(set('clean'), { heldOut: set('test') });
+    assert.equal(s.fit.n, 1000);
+    assert.equal(s.heldOut.n, 1000);
+    assert.equal(s.share, undefined);
+    assert.match(s.description, /a separate held-out set; fitted on all 1000/);
+  });
+});
+
+describe('triggers of every kind', () => {
+  test('a kind that cannot be stamped on images is reported with the reason, not measured as a trigger that moves nothing', async () => {
+    const { model, set } = await open('badnets');
+    const held = set('test');
+    assert.equal(stampOrExplain(featureTrigger(), held, [0]).ok, false);
+    const probe = FixProbe.build(held, 'test.npz', [badnetsTrigger(), featureTrigger()], held.labels!);
+    assert.deepEqual(probe.measuredTriggers.map((t) => t.kind), ['patch']);
+    assert.equal(probe.unstamped.length, 1);
+    assert.match(probe.unstamped[0].reason, /a feature trigger cannot be stamped on input images/);
+    const reading = await probe.read(model.onnx, runtime);
+    const m = probe.compare(reading, reading);
+    assert.ok(m.targets[0].before > 0.99, 'the true patch works on the backdoored model');
+    assert.equal(m.unstamped[0].label, 'feature trigger 3 → 0');
+  });
+});
+
+describe('the fix record in the fixed model', () => {
+  test('round-trips triggers of any kind (typed arrays included); a damaged record is ignored', async () => {
+    const { model } = await open('badnets');
+    const copy = model.onnx.clone();
+    const warp = { kind: 'warp', target: 2, sources: [], flow: Float32Array.from([0.5, -0.25]), range: { min: [0], max: [1] } } as unknown as ReversedTrigger;
+    const record = {
+      method: 'unlearn', outcome: 'removed' as const, goal: 0.02, budget: 0.015, split: { share: 0.3, seed: 0 },
+      measurement: { heldOut: 'h', accuracy: null, targets: [], triggers: [], estimated: null }, triggers: [badnetsTrigger(), warp],
+    };
+    writeRecord(copy, record);
+    const back = readRecord(copy.clone())!;
+    assert.equal(back.method, 'unlearn');
+    assert.deepEqual(back.triggers[0].mask, badnetsTrigger().mask);
+    assert.deepEqual((back.triggers[1] as unknown as { flow: Float32Array }).flow, Float32Array.from([0.5, -0.25]));
+    for (const bad of ['{', JSON.stringify({ version: 1, method: 'x', outcome: 'removed', goal: 7 }), JSON.stringify({ version: 9 })]) {
+      copy.proto.metadata_props = [{ key: FIX_RECORD_KEY, value: bad }];
+      assert.equal(readRecord(copy), undefined, bad);
+    }
+  });
+});
+
+describe("a BNA model's corrected networks", () => {
+  test('recognised by its rule; each g_t comes out as a model of its own with the original interface', async () => {
+    const { model, set } = await open('badnets');
+    assert.equal(bnaStructure(model.onnx), undefined);
+    // Identity corrections: g_t computes f.
+    const combined = bnaModel(model.onnx, [{ target: 0, layers: [] }, { target: 5, layers: [] }]);
+    const s = bnaStructure(combined)!;
+    assert.deepEqual(s.targets, [0, 5]);
+    const g = networkOf(combined, s.correctedLogits.get(5)!, 'g5');
+    assert.deepEqual(g.outputs().map((o) => o.name), model.onnx.outputs().map((o) => o.name));
+    assert.deepEqual(g.inputs().map((i) => i.name), model.onnx.inputs().map((i) => i.name));
+    const test_ = set('test');
+    assert.deepEqual((await evaluate(g, test_, runtime)).predictions, (await evaluate(model.onnx, test_, runtime)).predictions);
+  });
+});
