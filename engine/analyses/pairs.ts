@@ -195,7 +195,7 @@ export const pairsAnalysis: Analysis = {
       const stats = await runTasks(mine.map((r) => r.task), o.scheduler, data, gradient, {
         maxBatch: o.maxBatch,
         signal: ctx.signal,
-        onRound: (done, total) => ctx.progress((oi + done / total) / o.objectives.length, `${kind} pair reversal ${done}/${total}`),
+        onRound: (done, total, fraction) => ctx.progress((oi + fraction) / o.objectives.length, `reversing ${kind} triggers for ${total} class pairs (${done} settled)`),
       });
       sampleGradients += stats.sampleGradients;
       mine.forEach((r, i) => (r.statistic = stats.statistics[i]));
@@ -216,7 +216,7 @@ export const pairsAnalysis: Analysis = {
     notes.push(...transfer.notes);
     sampleGradients += transfer.sampleGradients;
     const flaggedRuns = runs.filter((p) => p.via);
-    const pairs: PairResult[] = runs.map((p) => ({ source: p.source, target: p.target, statistic: p.statistic, anomalyIndex: p.anomalyIndex, flagged: !!p.via, method: `pairs:${p.kind}` }));
+    const pairs: PairResult[] = runs.map((p) => ({ source: p.source, target: p.target, statistic: p.statistic, anomalyIndex: p.anomalyIndex, flagged: !!p.via, method: `pairs:${p.kind}`, ...(p.via ? { via: p.via } : {}), ...(p.via === 'transfer' ? { transferShare: p.rate } : {}) }));
     const detected = dedupe(flaggedRuns.map((p) => ({ source: p.source, target: p.target })));
     const targets = [...new Set(detected.map((p) => p.target))].sort((a, b) => a - b);
     const attackType = classifyAttack(detected);
