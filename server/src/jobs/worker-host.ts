@@ -1,7 +1,8 @@
 /**
  * Owns the engine worker thread. Jobs go in one at a time; a cancelled job gets a grace period to
- * stop at the engine's next abort check, after which the thread is terminated (the job settles when
- * it has exited) and a fresh one is started for the next job, so a cancellation always ends cleanly.
+ * stop at the engine's next abort check, after which it settles as cancelled, its thread is left to
+ * finish on its own (and terminated then) and a fresh one is started for the next job, so a
+ * cancellation always ends promptly and never takes the server down.
  */
 import { Worker } from 'node:worker_threads';
 import type { ErrorCode } from '../../../engine/errors';
@@ -26,22 +27,27 @@ export const cancelled = () => new JobFailure('cancelled', 'cancelled');
 
 export interface RunOptions {
   signal?: AbortSignal;
-  onProgress?(fraction: number, stage: string): void;
+  /** `step` names the stage for logs: 'load-model', 'load-data', an analysis or fix id. */
+  onProgress?(fraction: number, stage: string, step?: string): void;
 }
 
 interface Pending {
   worker: Worker;
   resolve(r: JobResult): void;
   reject(e: unknown): void;
-  onProgress?(fraction: number, stage: string): void;
+  onProgress?(fraction: number, stage: string, step?: string): void;
 }
 
 export class WorkerHost {
   private worker?: Worker;
+  /** Threads left behind by jobs that did not stop in time; each is terminated once its job has ended. */
+  private readonly abandoned = new Set<Worker>();
+  /** Jobs each thread is running (started, not yet done or failed). */
+  private readonly busy = new Map<Worker, Set<number>>();
   private readonly pending = new Map<number, Pending>();
   private readonly probes = new Map<number, (m: WorkerMemory | undefined) => void>();
   private nextId = 1;
-  /** Worker threads started so far: one, plus one per thread terminated or crashed. */
+  /** Worker threads started so far: one, plus one per thread abandoned or crashed. */
   started = 0;
 
   constructor(
@@ -51,14 +57,20 @@ export class WorkerHost {
 
   private start(): Worker {
     const w = new Worker(this.workerPath, { resourceLimits: this.options.resourceLimits });
+    this.busy.set(w, new Set());
     w.on('message', (m: FromWorker) => {
       if (m.type === 'memory') {
         this.probes.get(m.id)?.(m.memory);
         return;
       }
+      if (m.type !== 'progress') {
+        this.busy.get(w)?.delete(m.id);
+        // An abandoned thread whose job has now ended is idle in JavaScript: safe to terminate.
+        if (this.abandoned.has(w) && !this.busy.get(w)?.size) void w.terminate();
+      }
       const p = this.pending.get(m.id);
       if (!p) return;
-      if (m.type === 'progress') p.onProgress?.(m.fraction, m.stage);
+      if (m.type === 'progress') p.onProgress?.(m.fraction, m.stage, m.method);
       else {
         this.pending.delete(m.id);
         if (m.type === 'done') p.resolve(m.result);
@@ -74,7 +86,11 @@ export class WorkerHost {
       }
     };
     w.on('error', (e) => fail(e.message));
-    w.on('exit', (code) => fail(`exit code ${code}`));
+    w.on('exit', (code) => {
+      this.busy.delete(w);
+      this.abandoned.delete(w);
+      fail(`exit code ${code}`);
+    });
     this.worker = w;
     this.started++;
     return w;
@@ -90,12 +106,16 @@ export class WorkerHost {
         worker.postMessage({ type: 'cancel', id } satisfies ToWorker);
         timer = setTimeout(() => {
           if (!this.pending.has(id)) return;
-          // The engine did not reach an abort check in time: stop the thread. The job ends only once
-          // the thread has, so nothing it was writing can land after the next job has started.
+          // The engine did not reach an abort check in time, most likely because it is inside one long
+          // onnxruntime call. Terminating the thread there aborts the whole process (onnxruntime's
+          // N-API callback throws into a torn-down environment), so the thread is abandoned instead:
+          // the job ends as cancelled now, the next job gets a fresh thread, and the old one is
+          // terminated once its job has ended (at its next abort check; no native call is pending then).
+          // Its writes stay safe: a fix checks the aborted signal before writing, and writes exclusively.
           this.pending.delete(id);
           if (this.worker === worker) this.worker = undefined;
-          const end = () => reject(cancelled());
-          worker.terminate().then(end, end);
+          this.abandoned.add(worker);
+          reject(cancelled());
         }, this.options.graceMs ?? 2000);
       };
       const settle = <T>(f: (v: T) => void) => (v: T) => {
@@ -104,6 +124,7 @@ export class WorkerHost {
         f(v);
       };
       this.pending.set(id, { worker, resolve: settle(resolve), reject: settle(reject), onProgress: options.onProgress });
+      this.busy.get(worker)?.add(id);
       options.signal?.addEventListener('abort', onAbort, { once: true });
       worker.postMessage({ type: 'run', id, job } satisfies ToWorker);
     });
@@ -129,9 +150,17 @@ export class WorkerHost {
     });
   }
 
-  async dispose(): Promise<void> {
-    const w = this.worker;
+  /**
+   * Stops every thread: running jobs are cancelled and given `waitMs` to end (a thread terminated
+   * inside an onnxruntime call would abort the process); idle threads are terminated at once.
+   */
+  async dispose(waitMs = 10_000): Promise<void> {
+    if (this.worker) this.abandoned.add(this.worker);
     this.worker = undefined;
-    if (w) await w.terminate();
+    for (const [id, p] of this.pending) p.worker.postMessage({ type: 'cancel', id } satisfies ToWorker);
+    const deadline = Date.now() + waitMs;
+    while ([...this.abandoned].some((w) => this.busy.get(w)?.size) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    await Promise.all([...this.abandoned].map((w) => w.terminate()));
+    this.abandoned.clear();
   }
 }
