@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import type { ScanReport } from '../../engine/report/types';
 import type { FixSummary } from '../../protocol/lsp';
-import type { AvailableFix, CheckpointStatus } from '../../protocol/report-view';
+import type { AvailableFix, CheckpointStatus, TriggerView } from '../../protocol/report-view';
 import type { ImageBytes, ModelOutline } from './jobs/messages';
 import type { JobFailure } from './jobs/worker-host';
 import { renderOutline, type RenderedOutline } from './features/outline';
@@ -17,6 +17,8 @@ export interface ScanOutcome {
   settingsKey: string;
   report: ScanReport;
   images: ImageBytes[];
+  triggers: TriggerView[];
+  triggersTotal: number;
   outline: ModelOutline;
   fixes: AvailableFix[];
 }
@@ -28,6 +30,8 @@ export interface CheckpointState {
   /** Stage text while scanning. */
   stage?: string;
   fraction?: number;
+  /** Seconds left while scanning, estimated from the progress so far. */
+  eta?: number;
   outcome?: ScanOutcome;
   /** The outline when the model was described but not scanned. */
   outline?: ModelOutline;
@@ -35,6 +39,8 @@ export interface CheckpointState {
   failure?: JobFailure;
   /** Set when a fix wrote this file. */
   fix?: FixSummary;
+  /** Fixes applied to this content, by method: their measured effect titles the next offers. */
+  tried?: Map<string, FixSummary>;
   /** Content hash the state belongs to; a change on disk invalidates it. */
   hash?: string;
   rendered?: RenderedOutline;

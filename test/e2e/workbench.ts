@@ -1,5 +1,5 @@
 /** Driving the VS Code workbench in chromium with playwright-core: the few moves the test needs. */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type FrameLocator, type Locator, type Page } from 'playwright-core';
 
@@ -127,4 +127,68 @@ export async function hidePanel(page: Page): Promise<void> {
   if (await page.locator('.part.panel').isVisible()) await page.keyboard.press('Control+J');
   await page.locator('.part.panel').waitFor({ state: 'hidden', timeout: 5000 });
   if (await page.locator('.notifications-toasts .notification-toast').count()) await runCommand(page, 'Notifications: Clear All Notifications');
+}
+
+export interface ProblemRow {
+  /** The file the marker belongs to (its group row's label). */
+  file: string;
+  text: string;
+  severity: 'error' | 'warning' | 'info' | 'unknown';
+}
+
+/** Every marker row of the Problems panel with its file and severity (read from the row's icon). */
+export async function problemRows(page: Page): Promise<ProblemRow[]> {
+  const panel = await openProblems(page);
+  return panel.evaluate((root) => {
+    const out: { file: string; text: string; severity: 'error' | 'warning' | 'info' | 'unknown' }[] = [];
+    let file = '';
+    for (const row of Array.from(root.querySelectorAll('.monaco-list-row'))) {
+      const level = row.getAttribute('aria-level');
+      const text = (row as HTMLElement).innerText.replace(/\s+/g, ' ').trim();
+      if (level === '1') {
+        file = row.querySelector('.label-name')?.textContent?.trim() ?? text;
+        continue;
+      }
+      const icon = row.querySelector('.marker-icon, .codicon')?.className ?? '';
+      const severity = /error/.test(icon) ? 'error' : /warning/.test(icon) ? 'warning' : /info/.test(icon) ? 'info' : 'unknown';
+      out.push({ file, text, severity });
+    }
+    return out;
+  });
+}
+
+/** Answers VS Code's own file dialog (the "simple" one code-server shows) with an absolute path. */
+export async function answerFileDialog(page: Page, path: string): Promise<void> {
+  const widget = page.locator('.quick-input-widget');
+  const input = widget.locator('.quick-input-box input');
+  await input.waitFor({ timeout: 20_000 });
+  await input.fill(path);
+  await page.waitForTimeout(500);
+  await page.keyboard.press('Enter');
+  try {
+    await widget.waitFor({ state: 'hidden', timeout: 5000 });
+  } catch {
+    // The dialog first completed the path; the second Enter accepts it.
+    await page.keyboard.press('Enter');
+    await widget.waitFor({ state: 'hidden', timeout: 10_000 });
+  }
+}
+
+/** A toast's button, by the toast's text and the button's label. */
+export function toastButton(page: Page, text: string | RegExp, button: string): Locator {
+  return page.locator('.notifications-toasts .notification-toast', { hasText: text }).locator('.monaco-button', { hasText: button }).first();
+}
+
+/** The log files behind an extension's Output channel, newest last (VS Code writes each channel to the profile's logs folder). */
+export function outputChannelLogs(userData: string, channel: string): string[] {
+  const found: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith(`${channel}.log`)) found.push(p);
+    }
+  };
+  walk(join(userData, 'logs'));
+  return found.sort((a, b) => statSync(a).mtimeMs - statSync(b).mtimeMs);
 }

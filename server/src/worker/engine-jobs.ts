@@ -6,6 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { basename } from 'node:path';
 import {
+  analyses,
   applyFix,
   evaluate,
   fixes,
@@ -30,10 +31,12 @@ import type { Measurement } from '../../../protocol/lsp';
 import type { DescribeJobResult, FixJobResult, JobRequest, JobResult, ScanJobResult } from '../jobs/messages';
 import { settingsKey, type ScanSettings } from '../settings';
 import { describeModel } from './describe';
+import { triggerViews } from './trigger-views';
 
 export interface JobContext {
   signal: AbortSignal;
-  progress(fraction: number, stage: string): void;
+  /** fraction in [0, 1]; the stage as a person reads it; `step` names the stage for logs ('load-model', an analysis id). */
+  progress(fraction: number, stage: string, step?: string): void;
 }
 
 interface RememberedScan {
@@ -115,7 +118,8 @@ export class EngineJobs {
         if (!s.data) why = `needs ${dataNeeds[f.needs]} (set backdoorLens.data or "data" in backdoor-lens.json)`;
         else if (f.needs === 'mixed' && s.dataKind !== 'mixed') why = `needs ${dataNeeds.mixed}`;
       }
-      return { id: f.id, title: f.title, ...(why ? { notApplicable: why } : {}) };
+      const neurons = analyses.some((a) => a.id === f.id && !a.detector);
+      return { id: f.id, title: f.title, basis: neurons ? 'neurons' : 'trigger', ...(why ? { notApplicable: why } : {}) };
     });
   }
 
@@ -127,7 +131,7 @@ export class EngineJobs {
   }
 
   private async scan(path: string, s: ScanSettings, ctx: JobContext): Promise<ScanJobResult> {
-    ctx.progress(0, 'loading model');
+    ctx.progress(0, 'Loading the model', 'load-model');
     let model: LoadedModel;
     try {
       model = await this.load(path, s);
@@ -137,12 +141,24 @@ export class EngineJobs {
       throw e;
     }
     ctx.signal.throwIfAborted();
-    const { report, images, outputs } = await this.scanLoaded(model, s, ctx);
-    return { kind: 'scan', report, images: images.map((i) => ({ ...i })), outline: describeModel(model), fixes: this.availableFixes(model, s) };
+    const { report, images, outputs, data } = await this.scanLoaded(model, s, ctx);
+    const triggers = triggerViews(outputs, report, data);
+    // The viewer draws the triggers it has from their values; the PNGs stay for anything else.
+    const drawn = (i: { kind: string; pair?: { source: number; target: number }; label?: number }) =>
+      ['mask', 'pattern', 'stamped'].includes(i.kind) && triggers.views.some((v) => (i.pair ? v.pair?.source === i.pair.source && v.pair.target === i.pair.target : v.label === i.label));
+    return {
+      kind: 'scan',
+      report,
+      images: images.filter((i) => !drawn(i)).map((i) => ({ ...i })),
+      triggers: triggers.views,
+      triggersTotal: triggers.total,
+      outline: describeModel(model),
+      fixes: this.availableFixes(model, s),
+    };
   }
 
   private async scanLoaded(model: LoadedModel, s: ScanSettings, ctx: JobContext) {
-    ctx.progress(0, 'loading data');
+    ctx.progress(0, s.data ? `Loading the data (${basename(s.data)})` : 'No data set: data-free methods only', 'load-data');
     const data = this.data(model, s);
     const result = await scan(model, {
       runtime: this.runtime(s),
@@ -156,10 +172,10 @@ export class EngineJobs {
       signal: ctx.signal,
       timeLimitMs: s.timeLimitSeconds ? s.timeLimitSeconds * 1000 : undefined,
       maxMemoryMB: s.limits?.maxMemoryMB,
-      onProgress: (p) => ctx.progress(p.fraction, p.stage),
+      onProgress: (p) => ctx.progress(p.fraction, p.stage, p.method),
     });
     this.remember(`${model.sha256}\n${settingsKey(s)}`, { report: result.report, outputs: result.outputs });
-    return result;
+    return { ...result, data };
   }
 
   private async describe(path: string, s: ScanSettings): Promise<DescribeJobResult> {
@@ -168,18 +184,19 @@ export class EngineJobs {
   }
 
   private async fix(path: string, method: string, s: ScanSettings, out: { onnx: string; safetensors?: string }, ctx: JobContext): Promise<FixJobResult> {
-    ctx.progress(0, 'loading model');
+    ctx.progress(0, 'Loading the model', 'load-model');
     const model = await this.load(path, s);
     const key = `${model.sha256}\n${settingsKey(s)}`;
     // A fix may need what the scan found (reversed triggers for adaptive pruning and BNA).
     let remembered = this.scans.get(key);
     if (!remembered) {
-      const scanned = await this.scanLoaded(model, s, { signal: ctx.signal, progress: (f, st) => ctx.progress(0.5 * f, `scan: ${st}`) });
+      const scanned = await this.scanLoaded(model, s, { signal: ctx.signal, progress: (f, st, step) => ctx.progress(0.5 * f, `Scanning first: ${st}`, step && `scan:${step}`) });
       remembered = { report: scanned.report, outputs: scanned.outputs };
     }
     const runtime = this.runtime(s);
     const data = this.data(model, s);
-    ctx.progress(0.5, `${method}: starting`);
+    const title = fixes.find((f) => f.id === method)?.title ?? method;
+    ctx.progress(0.5, title, method);
     const result = await applyFix(model, {
       method,
       runtime,
@@ -191,11 +208,11 @@ export class EngineJobs {
       options: s.methodOptions?.[method] ?? {},
       previous: remembered.outputs,
       signal: ctx.signal,
-      onProgress: (f, st) => ctx.progress(0.5 + 0.4 * f, `${method}: ${st}`),
+      onProgress: (f, st) => ctx.progress(0.5 + 0.4 * f, `${title}: ${st}`, method),
     });
     ctx.signal.throwIfAborted();
 
-    ctx.progress(0.9, 'measuring accuracy and attack success rate');
+    ctx.progress(0.9, 'Measuring clean accuracy and attack success rate, before and after', 'measure');
     const asr = this.asrSetup(model, s, remembered, data);
     const measure = async (m: OnnxModel): Promise<Measurement> => ({
       accuracy: data?.labels ? (await evaluate(m, data, runtime, { batchSize: s.batchSize, signal: ctx.signal })).accuracy : null,
@@ -261,6 +278,8 @@ function refusedResult(path: string, e: UnsafeCheckpointError, s: ScanSettings):
     kind: 'scan',
     report,
     images: [],
+    triggers: [],
+    triggersTotal: 0,
     outline: { path, format: e.format, sha256: e.sha256, numClasses: null, bn: 'unknown', inputs: [], outputs: [], layers: [] },
     fixes: [],
   };
