@@ -50,10 +50,6 @@ export interface Measurement {
   accuracy: number | null;
   /** Attack success rate, when it could be measured. */
   asr: number | null;
-  /** Clean accuracy of each class (index = class), when measured; the compare view draws it. */
-  perClass?: (number | null)[];
-  /** Attack success of each reversed trigger (e.g. 'pairs:patch 3 → 0'), when measured; the compare view draws it. */
-  perTrigger?: { name: string; asr: number | null }[];
 }
 
 export interface FixSummary {

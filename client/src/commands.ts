@@ -16,7 +16,10 @@ const CHECKPOINT_GLOB = '**/*.{onnx,pt,pth,safetensors}';
 const pct = (x: number | null | undefined) => (x === null || x === undefined ? 'n/a' : `${(100 * x).toFixed(1)}%`);
 
 export function fixTitle(method: string): string {
-  return method === 'bna' ? 'BNA correction' : method === 'auto' ? 'Best fix' : `Prune with ${method.toUpperCase()}`;
+  if (method === 'auto') return 'Repair';
+  if (method === 'bna') return 'BNA correction';
+  if (method === 'unlearn') return 'Unlearn the reversed trigger';
+  return `Prune with ${method.toUpperCase()}`;
 }
 
 function isCancellation(e: unknown, token: vscode.CancellationToken): boolean {
@@ -169,7 +172,7 @@ export class Commands {
   /** An error, with the action that addresses it: pick other data, raise the limit, or read the log. */
   private errorToast(message: string, checkpoint: vscode.Uri | undefined, error?: { code: string; file?: string }): void {
     const dataProblem = error?.code === 'bad-data' || (!!error?.file && !!checkpoint && error.file !== checkpoint.fsPath);
-    const actions = [...(dataProblem ? ['Choose Clean Data…'] : []), ...(error?.code === 'limit' ? ['Raise Time Limit…'] : []), ...(error?.code === 'bad-file' || error?.code === 'unsupported-model' ? ['Open Settings'] : []), 'Show Log'];
+    const actions = [...(dataProblem ? ['Choose Clean Data…'] : []), ...(error?.code === 'limit' ? ['Raise Time Limit…'] : []), ...(error?.code === 'unsupported-model' ? ['Open Settings'] : []), 'Show Log'];
     void vscode.window.showErrorMessage(message, ...actions).then((choice) => {
       if (choice === 'Choose Clean Data…') void this.chooseData(checkpoint);
       else if (choice === 'Raise Time Limit…') void vscode.commands.executeCommand('workbench.action.openSettings', 'backdoorLens.timeLimitSeconds');

@@ -99,6 +99,7 @@ export class CheckpointService {
         {
           signal: abort.signal,
           onStart: () => {
+            log.running();
             eta = new Eta();
             this.store.update(state, { status: 'scanning', stage: 'Starting' });
             this.host.changed(state);
@@ -201,13 +202,17 @@ export class CheckpointService {
     const progress = await (options.progress ?? ((a) => this.host.progress(`Backdoor Lens: ${method} fix`, a)))(abort);
     const log = new JobLog((l) => this.host.log(l), `fix ${method}`, path);
     log.begin(settings);
-    const eta = new Eta();
+    let eta = new Eta();
     try {
       const result = (await this.queue
         .run(
           { kind: 'fix', path, method, settings, outputs },
           {
             signal: abort.signal,
+            onStart: () => {
+              log.running();
+              eta = new Eta();
+            },
             onProgress: (f, s, step) => {
               log.stage(step, s);
               const left = eta.update(f);

@@ -24,7 +24,6 @@ import {
   openProblems,
   openWorkbench,
   outputChannelLogs,
-  pickMenuItem,
   problemRows,
   reportFrame,
   runCommand,
@@ -37,6 +36,14 @@ const shots = join(root, 'test-results', 'e2e');
 const vsix = process.env.BACKDOOR_LENS_VSIX ?? join(root, 'backdoor-lens-linux-x64.vsix');
 /** A default scan of the bundled model takes about 30 s on 2 idle cores; a busy CI machine may take several times that. */
 const SCAN_MS = 600_000;
+
+async function until(what: string, condition: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting: ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
 
 describe('Backdoor Lens in VS Code, default scan settings', { timeout: 3_600_000 }, () => {
   let base: string;
@@ -57,10 +64,11 @@ describe('Backdoor Lens in VS Code, default scan settings', { timeout: 3_600_000
     }
     base = mkdtempSync(join(tmpdir(), 'bl-e2e-'));
     ws = join(base, 'workspace');
-    for (const d of ['badnets', 'clean', 'data']) mkdirSync(join(ws, d), { recursive: true });
+    for (const d of ['badnets', 'clean', 'data', 'broken']) mkdirSync(join(ws, d), { recursive: true });
     copyFileSync(join(root, 'fixtures/fmnist/badnets/model.onnx'), join(ws, 'badnets/model.onnx'));
     copyFileSync(join(root, 'fixtures/fmnist/clean/model.onnx'), join(ws, 'clean/clean-model.onnx'));
     copyFileSync(join(root, 'fixtures/fmnist/data/clean.npz'), join(ws, 'data/clean.npz'));
+    writeFileSync(join(ws, 'broken/truncated.onnx'), readFileSync(join(root, 'fixtures/fmnist/badnets/model.onnx')).subarray(0, 3000));
     // No backdoor-lens.json and no backdoorLens.* settings: the defaults, and no data until the user picks it.
     profile = makeProfile(join(base, 'profile'));
     installExtension(bin, profile, vsix);
@@ -88,8 +96,10 @@ describe('Backdoor Lens in VS Code, default scan settings', { timeout: 3_600_000
     await wb!.shot('data-picker');
     const t0 = Date.now();
     await answerFileDialog(page, join(ws, 'data', 'clean.npz'));
-    const settings = JSON.parse(readFileSync(join(ws, '.vscode', 'settings.json'), 'utf8'));
-    assert.equal(settings['backdoorLens.data'], join('data', 'clean.npz'));
+    // Written to the workspace folder's settings, relative to it.
+    const settingsFile = join(ws, '.vscode', 'settings.json');
+    await until('the data setting is written', () => existsSync(settingsFile) && /backdoorLens\.data/.test(readFileSync(settingsFile, 'utf8')), 30_000);
+    assert.equal(JSON.parse(readFileSync(settingsFile, 'utf8'))['backdoorLens.data'], join('data', 'clean.npz'));
     // The picker rescans with the data: a detector now decides.
     await page.locator('.notifications-toasts .notification-toast', { hasText: /clean-model\.onnx: No backdoor found — pairs:patch/ }).waitFor({ timeout: SCAN_MS - 60_000 });
     timings['clean model: data picked → verdict (s)'] = (Date.now() - t0) / 1000;
@@ -135,6 +145,33 @@ describe('Backdoor Lens in VS Code, default scan settings', { timeout: 3_600_000
     const [r, g, b] = marked.match(/\d+/g)!.map(Number);
     assert.ok(r > 150 && r > g + 60 && r > b + 60, `model.onnx is drawn in ${marked}`);
     await wb!.shot('explorer-marked');
+  });
+
+  test('a finding code opens its page rendered, not as Markdown source', async () => {
+    const page = wb!.page;
+    const problems = await openProblems(page);
+    await problems.locator('.monaco-list-row', { hasText: 'BL003' }).first().locator('a, .code-link', { hasText: 'BL003' }).first().click();
+    await page.locator('.tabs-container .tab', { hasText: 'Preview BL003.md' }).waitFor({ timeout: 20_000 });
+    await hidePanel(page);
+    await wb!.shot('finding-doc-rendered');
+    await page.keyboard.press('Control+W');
+  });
+
+  test('a file that cannot be scanned gets its own mark, not the backdoor red, and the error names the action', async () => {
+    const page = wb!.page;
+    await expandFolder(page, 'broken', 'truncated.onnx');
+    await explorerContextAction(page, 'truncated.onnx', 'Scan for Backdoor');
+    const toast = page.locator('.notifications-toasts .notification-toast', { hasText: /truncated\.onnx could not be scanned: .*truncated or corrupt/ });
+    await toast.waitFor({ timeout: 60_000 });
+    await toast.locator('.monaco-button', { hasText: 'Show Log' }).waitFor();
+    await page.waitForFunction(() => document.querySelector('.explorer-folders-view .monaco-list-row[aria-label="truncated.onnx"] .monaco-icon-label')?.className.includes('monaco-decoration-itemColor'), undefined, { timeout: 10_000 });
+    const colour = (name: string) => explorerRow(page, name).locator('.label-name').evaluate((e) => getComputedStyle(e).color);
+    const [mark, red, plain] = [await colour('truncated.onnx'), await colour('model.onnx'), await colour('data')];
+    assert.ok(mark !== red && mark !== plain, `truncated.onnx drawn in ${mark}; backdoored ${red}, unmarked ${plain}`);
+    const rows = (await problemRows(page)).filter((r) => r.file === 'truncated.onnx');
+    assert.deepEqual(rows.map((r) => r.severity), ['info'], JSON.stringify(rows));
+    await wb!.shot('unscannable-marked');
+    await hidePanel(page);
   });
 
   test("the report view: the anomaly chart's threshold is the report's, with legends, the matrix and the trigger viewer", async () => {
@@ -209,7 +246,8 @@ describe('Backdoor Lens in VS Code, default scan settings', { timeout: 3_600_000
     await items.first().waitFor({ timeout: 15_000 });
     await page.waitForTimeout(300);
     await wb!.shot('quick-fix-menu');
-    const titles = (await items.allInnerTexts()).map((t) => t.trim());
+    // The menu's rows: a "Quick Fix" header, then the actions.
+    const titles = (await items.allInnerTexts()).map((t) => t.trim()).filter((t) => t && t !== 'Quick Fix');
     assert.match(titles[0], /^BNA correction for target 0 — est\. ~\d+ (s|min)/, titles.join('\n'));
     const flaggedBy = new Set(report!.neurons.filter((n) => n.flagged).map((n) => n.method.toUpperCase()));
     for (const t of titles.slice(1)) {
@@ -217,7 +255,9 @@ describe('Backdoor Lens in VS Code, default scan settings', { timeout: 3_600_000
       assert.ok(m && flaggedBy.has(m[1]), `offered although it cannot help: ${t}`);
     }
     const t0 = Date.now();
-    await pickMenuItem(page, items.first());
+    // The first action is focused (the menu blocks pointer events over itself while it is open): Enter applies it.
+    await page.locator('.action-widget .monaco-list-row.action.focused', { hasText: titles[0] }).waitFor({ timeout: 5000 });
+    await page.keyboard.press('Enter');
     await explorerRow(page, 'model.purified.onnx').waitFor({ timeout: SCAN_MS });
     timings['BNA correction from Ctrl+. → file written (s)'] = (Date.now() - t0) / 1000;
     assert.ok(existsSync(join(ws, 'badnets', 'model.purified.onnx')));
@@ -235,6 +275,7 @@ describe('Backdoor Lens in VS Code, default scan settings', { timeout: 3_600_000
 
   test('the report view follows the theme (dark, high contrast)', async () => {
     const page = wb!.page;
+    await page.keyboard.press('Escape');
     await explorerRow(page, 'model.onnx').dblclick();
     const frame = reportFrame(page);
     for (const [theme, bodyClass] of [['Dark Modern', 'vscode-dark'], ['Dark High Contrast', 'vscode-high-contrast']] as const) {

@@ -17,8 +17,9 @@ export async function openWorkbench(url: string, folder: string, shotsDir: strin
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
   const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
-  await page.goto(`${url}/?folder=${encodeURIComponent(folder)}`);
-  await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
+  // A busy machine (CI on 2 cores, other jobs) can take well over the default 30 s to load the workbench.
+  await page.goto(`${url}/?folder=${encodeURIComponent(folder)}`, { timeout: 180_000, waitUntil: 'domcontentloaded' });
+  await page.locator('.monaco-workbench').waitFor({ timeout: 180_000 });
   let n = 0;
   return {
     browser,
@@ -149,8 +150,10 @@ export async function problemRows(page: Page): Promise<ProblemRow[]> {
         file = row.querySelector('.label-name')?.textContent?.trim() ?? text;
         continue;
       }
-      const icon = row.querySelector('.marker-icon, .codicon')?.className ?? '';
-      const severity = /error/.test(icon) ? 'error' : /warning/.test(icon) ? 'warning' : /info/.test(icon) ? 'info' : 'unknown';
+      // A marker row's icon is classed 'marker-icon error|warning|info'; related-information rows have none.
+      const icon = row.querySelector('.marker-icon')?.className;
+      if (icon === undefined) continue;
+      const severity = /\berror\b/.test(icon) ? 'error' : /\bwarning\b/.test(icon) ? 'warning' : /\binfo\b/.test(icon) ? 'info' : 'unknown';
       out.push({ file, text, severity });
     }
     return out;

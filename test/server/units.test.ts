@@ -216,6 +216,13 @@ describe('fix offers, actions and lenses', () => {
     assert.equal(offers[4].disabled, "needs a possibly poisoned data set (dataKind 'mixed')");
   });
 
+  test("'auto' comes first when it can help and costs the sum of the fixes it tries", () => {
+    const offers = fixOffers([...fixes, { id: 'auto', title: 'Repair', basis: 'trigger' }], backdoored);
+    assert.deepEqual(offers.slice(0, 3).map((o) => o.id), ['auto', 'bna', 'bnp']);
+    // BNA 62.5 s + BNP 5 s.
+    assert.equal(offers[0].title, 'Repair (each fix, keep the best) for target 0 — est. ~70 s');
+  });
+
   test('a fix tried on this content titles its offer with the measured effect', () => {
     const tried = new Map([['bna', { source: '', method: 'bna', outputs: [], pruned: [], notes: [], before: { accuracy: 0.913, asr: 0.97 }, after: { accuracy: 0.918, asr: 0.017 } }]]);
     assert.equal(fixOffers(fixes, backdoored, tried)[0].title, 'BNA correction for target 0 — last run: ASR 97.0% → 1.7%, accuracy 91.8%, est. ~60 s');

@@ -92,8 +92,8 @@ export function barsWithThreshold(canvas: HTMLCanvasElement, t: Theme, opts: Thr
   const split = !opts.colours;
   const bars = split
     ? [
-        { type: 'bar' as const, label: `${opts.valueLabel}, flagged`, data: opts.values.map((v, i) => (opts.flagged[i] ? v : null)), backgroundColor: t.red, borderColor: t.red, borderWidth: 1, grouped: false },
-        { type: 'bar' as const, label: opts.valueLabel, data: opts.values.map((v, i) => (opts.flagged[i] ? null : v)), backgroundColor: t.blue, borderColor: t.blue, borderWidth: 1, grouped: false },
+        { type: 'bar' as const, label: `${opts.valueLabel}, flagged`, data: opts.values.map((v, i) => (opts.flagged[i] ? v : null)), backgroundColor: t.red, borderColor: t.red, borderWidth: 1, grouped: false, pointStyle: 'rect' as const },
+        { type: 'bar' as const, label: opts.valueLabel, data: opts.values.map((v, i) => (opts.flagged[i] ? null : v)), backgroundColor: t.blue, borderColor: t.blue, borderWidth: 1, grouped: false, pointStyle: 'rect' as const },
       ]
     : [{ type: 'bar' as const, label: opts.valueLabel, data: opts.values, backgroundColor: opts.colours!, borderColor: opts.flagged.map((f) => (f ? t.red : 'transparent')), borderWidth: opts.flagged.map((f) => (f ? 2 : 0)) }];
   const options = base(t, opts.valueLabel, opts.xTitle);
@@ -104,15 +104,15 @@ export function barsWithThreshold(canvas: HTMLCanvasElement, t: Theme, opts: Thr
       datasets: [
         ...bars,
         ...(opts.threshold !== undefined
-          ? [{ type: 'line' as const, label: opts.thresholdLabel ?? 'threshold', data: opts.labels.map(() => opts.threshold!), borderColor: t.yellow, backgroundColor: t.yellow, borderDash: [6, 4], borderWidth: 2, pointRadius: 0 }]
+          ? [{ type: 'line' as const, label: opts.thresholdLabel ?? 'threshold', data: opts.labels.map(() => opts.threshold!), borderColor: t.yellow, backgroundColor: t.yellow, borderDash: [6, 4], borderWidth: 2, pointRadius: 0, pointStyle: 'line' as const }]
           : []),
       ],
     },
     options: {
       ...options,
       scales: { ...options.scales, y: { ...options.scales.y, ...(opts.yMin !== undefined ? { suggestedMax: opts.yMin } : {}), ...(opts.yMax !== undefined ? { max: opts.yMax } : {}) } },
-      // A scale-coloured bar has no single legend colour: its legend is drawn below the chart.
-      plugins: { ...options.plugins, legend: { ...options.plugins.legend, labels: { ...options.plugins.legend.labels, filter: (item: { text: string }) => split || item.text !== opts.valueLabel } } },
+      // Scale-coloured bars have no single legend colour: their legend (scale and threshold) is drawn below the chart.
+      plugins: { ...options.plugins, legend: { ...options.plugins.legend, display: split, labels: { ...options.plugins.legend.labels, usePointStyle: true } } },
     },
   };
   const chart = new Chart(canvas, config as unknown as ChartConfiguration);

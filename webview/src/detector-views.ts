@@ -123,7 +123,7 @@ function pairMatrix(report: ScanReport, e: VerdictEvidence, pairs: PairResult[],
         const p = at.get(`${s},${c}`);
         if (!p) return h('td', { class: 'cell empty' }, s === c ? '—' : '');
         const kind = p.flagged ? (p.via === 'transfer' ? ' flagged transfer' : ' flagged outlier') : '';
-        const cell = h('td', { class: `cell${kind}`, title: cellText(p, e), 'data-pair': `${s}-${c}` }, `${num(p.anomalyIndex)}${p.via === 'transfer' ? 'ᵗ' : ''}`);
+        const cell = h('td', { class: `cell${kind}`, title: cellText(p, e), 'data-pair': `${s}-${c}` }, `${p.anomalyIndex.toFixed(1)}${p.via === 'transfer' ? 'ᵗ' : ''}`);
         cell.style.backgroundColor = scaleColour(t, p.anomalyIndex, e.threshold, e.direction);
         return cell;
       }),

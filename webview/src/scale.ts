@@ -25,19 +25,17 @@ export function rgba(colour: string): Rgba {
 const css = ([r, g, b, a]: Rgba) => `rgba(${Math.round(r)}, ${Math.round(g)}, ${Math.round(b)}, ${a.toFixed(3)})`;
 const mix = (a: Rgba, b: Rgba, t: number): Rgba => a.map((x, i) => x + (b[i] - x) * t) as Rgba;
 
-/** Stops of the scale, as shares of the threshold. */
-export const SCALE_STOPS = [0, 0.5, 1, 1.5] as const;
-
-/** The colour of `value` on the fixed scale of `threshold` (direction 'below': smaller is worse). */
+/**
+ * The colour of `value` on the fixed scale of `threshold` (direction 'below': smaller is worse):
+ * below the threshold one cool hue that deepens towards it, at the threshold yellow, beyond it
+ * orange to red (saturated at 1.5 thresholds).
+ */
 export function scaleColour(t: Theme, value: number, threshold: number, direction: 'above' | 'below' = 'above'): string {
   const r = direction === 'above' ? value / (threshold || 1) : (threshold || 1) / Math.max(value, 1e-12);
-  const blue = rgba(t.blue), yellow = rgba(t.yellow), red = rgba(t.red);
-  const pale: Rgba = [blue[0], blue[1], blue[2], 0.12];
-  const solidBlue: Rgba = [blue[0], blue[1], blue[2], 0.55];
-  if (!(r > 0)) return css(pale);
-  if (r < 0.5) return css(mix(pale, solidBlue, r / 0.5));
-  if (r < 1) return css(mix(solidBlue, [...yellow.slice(0, 3), 0.85] as Rgba, (r - 0.5) / 0.5));
-  return css(mix([...yellow.slice(0, 3), 0.9] as Rgba, [...red.slice(0, 3), 1] as Rgba, Math.min((r - 1) / 0.5, 1)));
+  const [br, bg, bb] = rgba(t.blue), yellow = rgba(t.yellow), red = rgba(t.red);
+  if (!(r > 0)) return css([br, bg, bb, 0.06]);
+  if (r < 1) return css([br, bg, bb, 0.06 + 0.64 * r]);
+  return css(mix([yellow[0], yellow[1], yellow[2], 0.95], [red[0], red[1], red[2], 1], Math.min((r - 1) / 0.5, 1)));
 }
 
 const num = (x: number) => Number(x.toPrecision(3)).toString();
@@ -56,7 +54,7 @@ export function scaleLegend(t: Theme, threshold: number, source: string, extra: 
     h('span', { class: 'legend-title' }, 'Colour scale (fixed, in units of the threshold):'),
     swatch(0.1, '≈0'),
     swatch(0.5, `${num(threshold / 2)} (½ threshold)`),
-    swatch(0.999, `${num(threshold)} (threshold)`),
+    swatch(1, `${num(threshold)} (threshold)`),
     swatch(1.5, `≥ ${num(1.5 * threshold)}`),
     h('span', { class: 'legend-item' }, h('span', { class: 'swatch threshold-line' }), `threshold ${num(threshold)} — ${source}`),
     ...extra,

@@ -119,6 +119,54 @@ function flowColours(p: Pixels): HTMLCanvasElement {
 
 const pct = (x: number) => `${Math.round(100 * x)}%`;
 
+interface Box {
+  x0: number;
+  y0: number;
+  /** Exclusive. */
+  x1: number;
+  y1: number;
+}
+
+/**
+ * Where a trigger is: the box around the pixels whose weight is at least a fifth of the largest,
+ * with 2 pixels of margin. None when the trigger covers most of the image (a blend, a warp).
+ */
+function triggerBox(weight: (i: number) => number, w: number, hgt: number): Box | undefined {
+  let peak = 0;
+  for (let i = 0; i < w * hgt; i++) peak = Math.max(peak, weight(i));
+  if (!(peak > 0)) return undefined;
+  const box = { x0: w, y0: hgt, x1: 0, y1: 0 };
+  for (let i = 0; i < w * hgt; i++) {
+    if (weight(i) < 0.2 * peak) continue;
+    const x = i % w, y = Math.floor(i / w);
+    box.x0 = Math.min(box.x0, x);
+    box.y0 = Math.min(box.y0, y);
+    box.x1 = Math.max(box.x1, x + 1);
+    box.y1 = Math.max(box.y1, y + 1);
+  }
+  const padded = { x0: Math.max(0, box.x0 - 2), y0: Math.max(0, box.y0 - 2), x1: Math.min(w, box.x1 + 2), y1: Math.min(hgt, box.y1 + 2) };
+  return (padded.x1 - padded.x0) * (padded.y1 - padded.y0) > 0.5 * w * hgt ? undefined : padded;
+}
+
+function crop(p: Pixels, b: Box): Pixels {
+  const w = b.x1 - b.x0, hgt = b.y1 - b.y0;
+  const data = new Uint8Array(w * hgt * p.c);
+  for (let y = 0; y < hgt; y++) data.set(p.data.subarray(((b.y0 + y) * p.w + b.x0) * p.c, ((b.y0 + y) * p.w + b.x1) * p.c), y * w * p.c);
+  return { w, h: hgt, c: p.c, data, scale: p.scale };
+}
+
+/** A close-up at a fixed enlargement (whole factor, about 140 pixels across), outside the zoom control. */
+function closeUp(canvas: HTMLCanvasElement): HTMLCanvasElement {
+  const factor = Math.max(1, Math.floor(140 / Math.max(canvas.width, canvas.height)));
+  canvas.classList.add('close-up');
+  canvas.style.width = `${canvas.width * factor}px`;
+  canvas.style.height = `${canvas.height * factor}px`;
+  canvas.dataset.factor = String(factor);
+  return canvas;
+}
+
+const boxText = (b: Box) => `rows ${b.y0}–${b.y1 - 1}, columns ${b.x0}–${b.x1 - 1}`;
+
 function tile(canvas: HTMLElement, label: string, kind: string): HTMLElement {
   return h('figure', { class: `tile tile-${kind}` }, canvas, h('figcaption', {}, label));
 }
@@ -132,14 +180,20 @@ function tilesOf(v: TriggerView): HTMLElement[] {
   const stamped = v.stamped && decode(v.stamped);
   const tiles: HTMLElement[] = [];
   if (clean) tiles.push(tile(plain(clean), 'clean image', 'clean'));
+  let box: Box | undefined;
+  let closeUps: HTMLElement[] = [];
   if (v.kind === 'patch' && v.mask && v.pattern) {
     const mask = decode(v.mask), pattern = decode(v.pattern);
     if (clean) tiles.push(tile(overlay(clean, (i) => mask.data[i] / 255), 'mask over the image', 'mask'));
     tiles.push(tile(maskedPattern(pattern, mask), 'pattern × mask', 'pattern'));
+    box = triggerBox((i) => mask.data[i], mask.w, mask.h);
+    if (box) closeUps = [tile(closeUp(maskedPattern(crop(pattern, box), crop(mask, box))), `close-up: pattern × mask (${boxText(box)})`, 'pattern')];
   } else if (v.kind === 'perturbation' && v.perturbation) {
     const pert = decode(v.perturbation);
     tiles.push(tile(diverging(pert), `change (±${(pert.scale ?? 0).toFixed(3)}; red up, blue down)`, 'perturbation'));
     if (clean) tiles.push(tile(overlay(clean, signedMagnitude(pert)), 'its size over the image', 'mask'));
+    box = triggerBox(signedMagnitude(pert), pert.w, pert.h);
+    if (box) closeUps = [tile(closeUp(diverging(crop(pert, box))), `close-up: change (${boxText(box)})`, 'perturbation')];
   } else if (v.kind === 'warp' && v.flow) {
     const flow = decode(v.flow);
     tiles.push(tile(flowColours(flow), `displacement (≤ ${(flow.scale ?? 0).toFixed(2)} px; hue = direction)`, 'flow'));
@@ -151,7 +205,9 @@ function tilesOf(v: TriggerView): HTMLElement[] {
     const d = difference(clean, stamped);
     tiles.push(tile(d.canvas, `difference (up to ${pct(d.peak)} of the range)`, 'difference'));
   }
-  return tiles;
+  // A small trigger is a speck at any zoom that shows the whole image: its region, enlarged.
+  if (box && stamped) closeUps.push(tile(closeUp(plain(crop(stamped, box))), 'close-up: stamped', 'stamped'));
+  return [...tiles, ...closeUps];
 }
 
 function rowTitle(v: TriggerView): string {
@@ -162,7 +218,7 @@ function rowTitle(v: TriggerView): string {
 
 /** Sets every pixel canvas to `factor` times its size. */
 function applyZoom(root: HTMLElement, factor: number): void {
-  root.querySelectorAll<HTMLCanvasElement>('canvas.pixels').forEach((c) => {
+  root.querySelectorAll<HTMLCanvasElement>('canvas.pixels:not(.close-up)').forEach((c) => {
     c.style.width = `${c.width * factor}px`;
     c.style.height = `${c.height * factor}px`;
   });

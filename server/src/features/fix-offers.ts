@@ -11,7 +11,7 @@ import type { AvailableFix, FixOffer } from '../../../protocol/report-view';
 import { clip } from '../../../protocol/verdict-text';
 
 /** Short names for the quick-fix menu; a fix not listed here is named by its registry title. */
-const NAMES: Record<string, string> = { bna: 'BNA correction', auto: 'Best fix', unlearn: 'Unlearn the trigger' };
+const NAMES: Record<string, string> = { bna: 'BNA correction', auto: 'Repair (each fix, keep the best)', unlearn: 'Unlearn the trigger' };
 
 const pct = (x: number | null | undefined) => (x === null || x === undefined ? 'n/a' : `${(100 * x).toFixed(1)}%`);
 
@@ -44,6 +44,10 @@ function costMs(fix: AvailableFix, report: ScanReport): number | undefined {
   return (methodMs(report, 'fp') ?? 0.2 * total) + 1000;
 }
 
+function sum(costs: (number | undefined)[]): number | undefined {
+  return costs.length && costs.every((c) => c !== undefined) ? costs.reduce((a, b) => a! + b!, 0) : undefined;
+}
+
 function neuronCounts(report: ScanReport, method: string) {
   const scores = report.neurons.filter((n) => n.method === method);
   const flagged = scores.filter((n) => n.flagged);
@@ -61,8 +65,8 @@ function measuredText(tried: FixSummary | undefined): string | undefined {
   return parts.length ? `last run: ${parts.join(', ')}` : undefined;
 }
 
-/** One fix as the editor offers it for this scan (or, before a scan, as it is). */
-export function fixOffer(fix: AvailableFix, report: ScanReport | undefined, tried?: FixSummary): FixOffer {
+/** One fix as the editor offers it for this scan (or, before a scan, as it is). `others`: 'auto' tries them all, so costs their sum. */
+export function fixOffer(fix: AvailableFix, report: ScanReport | undefined, tried?: FixSummary, others: readonly AvailableFix[] = []): FixOffer {
   const name = NAMES[fix.id] ?? (fix.basis === 'neurons' ? `Prune with ${fix.id.toUpperCase()}` : clip(fix.title, 48));
   const disabled = fix.notApplicable;
   if (!report) return { id: fix.id, title: name, helps: false, ...(fix.basis ? { basis: fix.basis } : {}), why: 'scan the model first', ...(disabled ? { disabled } : {}) };
@@ -80,7 +84,7 @@ export function fixOffer(fix: AvailableFix, report: ScanReport | undefined, trie
     if (helps) what = `${name} for target${report.targets.length > 1 ? 's' : ''} ${report.targets.join(', ')}`;
     else why = report.verdict === 'inconclusive' ? 'no detector ran, so there is no trigger to act on' : 'no backdoor was detected, so there is no trigger to act on';
   }
-  const cost = costMs(fix, report);
+  const cost = fix.id === 'auto' ? sum(others.filter((o) => o.id !== 'auto' && !o.notApplicable && fixOffer(o, report).helps).map((o) => costMs(o, report))) : costMs(fix, report);
   const effect = measuredText(tried);
   const tail = [effect, cost !== undefined ? `est. ${durationText(cost)}` : fix.id === 'anp' ? 'slow: minutes or more' : ''].filter(Boolean).join(', ');
   return { id: fix.id, title: clip(tail ? `${what} — ${tail}` : what), helps: helps && !disabled, ...(fix.basis ? { basis: fix.basis } : {}), ...(why ? { why } : {}), ...(disabled ? { disabled } : {}) };
@@ -88,7 +92,7 @@ export function fixOffer(fix: AvailableFix, report: ScanReport | undefined, trie
 
 /** Every fix, best first: trigger fixes for a detected backdoor, then pruning by the methods that flagged the most, then the rest. */
 export function fixOffers(fixes: readonly AvailableFix[], report: ScanReport | undefined, tried: ReadonlyMap<string, FixSummary> = new Map()): FixOffer[] {
-  const offers = fixes.map((f) => ({ fix: f, offer: fixOffer(f, report, tried.get(f.id)) }));
+  const offers = fixes.map((f) => ({ fix: f, offer: fixOffer(f, report, tried.get(f.id), fixes) }));
   const flagged = (id: string) => (report ? neuronCounts(report, id).flagged : 0);
   const rank = ({ fix, offer }: (typeof offers)[number]) => (offer.helps ? 0 : offer.disabled ? 2 : 1) * 10 + (fix.basis === 'trigger' ? 0 : 1);
   return offers

@@ -23,7 +23,9 @@ export function settingsText(s: ScanSettings): string {
 }
 
 export class JobLog {
-  private readonly started = Date.now();
+  private readonly requested = Date.now();
+  /** When the job left the queue; stage times count from here. */
+  private started = this.requested;
   private step?: string;
   private stepStarted = this.started;
 
@@ -44,6 +46,13 @@ export class JobLog {
 
   begin(settings: ScanSettings): void {
     this.line(`started — ${settingsText(settings)}`);
+  }
+
+  /** The job left the queue for the engine thread. */
+  running(): void {
+    this.started = this.stepStarted = Date.now();
+    const waited = this.started - this.requested;
+    if (waited >= 1000) this.line(`waited ${seconds(waited)} for the job before it`);
   }
 
   /** A stage starts (called on every progress report; logs only when the stage changes). */
