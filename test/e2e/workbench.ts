@@ -40,7 +40,8 @@ export function explorerRow(page: Page, name: string): Locator {
 
 export async function expandFolder(page: Page, name: string, child: string): Promise<void> {
   const row = explorerRow(page, name);
-  await row.waitFor({ timeout: 30_000 });
+  // The Explorer fills in after the workbench appears; on a busy machine that takes a while.
+  await row.waitFor({ timeout: 120_000 });
   for (let attempt = 0; attempt < 5; attempt++) {
     if ((await row.getAttribute('aria-expanded')) !== 'true') await row.click();
     try {
@@ -58,9 +59,9 @@ export async function expandFolder(page: Page, name: string, child: string): Pro
  * Right-click a file in the Explorer and pick a context-menu item. Retries while the item is
  * missing: the menu lists an extension's items only once the extension host has read it.
  */
-export async function explorerContextAction(page: Page, file: string, item: string, timeoutMs = 60_000): Promise<void> {
+export async function explorerContextAction(page: Page, file: string, item: string, timeoutMs = 120_000): Promise<void> {
   const row = explorerRow(page, file);
-  await row.waitFor({ timeout: 30_000 });
+  await row.waitFor({ timeout: 60_000 });
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     await row.click({ button: 'right' });
@@ -114,7 +115,7 @@ export async function runCommand(page: Page, title: string): Promise<void> {
 export async function openProblems(page: Page): Promise<Locator> {
   const panel = page.locator('.markers-panel');
   if (!(await panel.isVisible())) await page.keyboard.press('Control+Shift+M');
-  await panel.waitFor({ timeout: 10_000 });
+  await panel.waitFor({ timeout: 30_000 });
   return panel;
 }
 
@@ -126,7 +127,7 @@ export function reportFrame(page: Page): FrameLocator {
 /** Hides the bottom panel (Problems) and the notification toasts so the editor area shows whole in screenshots. */
 export async function hidePanel(page: Page): Promise<void> {
   if (await page.locator('.part.panel').isVisible()) await page.keyboard.press('Control+J');
-  await page.locator('.part.panel').waitFor({ state: 'hidden', timeout: 5000 });
+  await page.locator('.part.panel').waitFor({ state: 'hidden', timeout: 20_000 });
   if (await page.locator('.notifications-toasts .notification-toast').count()) await runCommand(page, 'Notifications: Clear All Notifications');
 }
 

@@ -16,31 +16,13 @@ import { changeOf } from '../../server/src/features/report-view';
 import { JobLog } from '../../server/src/features/scan-log';
 import { JobFailure } from '../../server/src/jobs/worker-host';
 import { triggerViews } from '../../server/src/worker/trigger-views';
+import { scanReport } from './report-fixture';
 
 const evidence = (over: Partial<VerdictEvidence>): VerdictEvidence => ({ method: 'pairs:patch', statistic: 'anomaly index', value: 9.52, threshold: 7, direction: 'above', thresholdSource: "BNA's default (7)", flagged: true, targets: [0], attackType: 'all-to-one', summary: '', ...over });
 
-function report(over: Partial<ScanReport>): ScanReport {
-  return {
-    reportVersion: 1,
-    tool: { name: 'backdoor-lens', version: '0' },
-    createdAt: new Date(0).toISOString(),
-    model: { path: '/m.onnx', sha256: 'a'.repeat(64), format: 'onnx', input: { name: 'input', dims: ['N', 1, 4, 4] }, numClasses: 2, bn: 'kept' },
-    data: { path: '/d.npz', n: 4, labelled: true, kind: 'clean' },
-    verdict: 'clean',
-    evidence: [],
-    attackType: null,
-    targets: [],
-    pairs: [],
-    labels: [],
-    neurons: [],
-    findings: [],
-    methods: [{ method: 'pairs', status: 'ran', ms: 10 }],
-    timings: { total: 10 },
-    artifacts: [],
-    seed: 0,
-    ...over,
-  };
-}
+/** A labelled 4-image data set and a pairs run on a 1×4×4 model, unless the test says otherwise. */
+const report = (over: Partial<ScanReport>) =>
+  scanReport({ model: { path: '/m.onnx', sha256: 'a'.repeat(64), format: 'onnx', input: { name: 'input', dims: ['N', 1, 4, 4] }, numClasses: 2, bn: 'kept' }, data: { path: '/d.npz', n: 4, labelled: true, kind: 'clean' }, methods: [{ method: 'pairs', status: 'ran', ms: 10 }], timings: { total: 10 }, ...over });
 
 describe('one-line verdicts', () => {
   test('the verdict names the test, its value and the threshold that decided it', () => {

@@ -18,6 +18,7 @@ import { resolveSettings, settingsKey } from '../../server/src/settings';
 import { checkpointPathOfOutline, fileUri, outlineUri, pathOf } from '../../server/src/uris';
 import { describeModel } from '../../server/src/worker/describe';
 import { fmnist, root, tempDir } from '../helpers';
+import { scanReport } from './report-fixture';
 
 const badnets = join(fmnist.badnets, 'model.onnx');
 /** Diagnostic messages may be markup in LSP 3.18; ours are plain text. */
@@ -25,28 +26,7 @@ const text = (d: Diagnostic) => (typeof d.message === 'string' ? d.message : d.m
 const options = { outlineDocuments: true, docsBase: fileUri(join(root, 'docs/findings')) };
 
 /** A report as a scan of the BadNets fixture shapes it; the values are the inputs under test. */
-function report(over: Partial<ScanReport>): ScanReport {
-  return {
-    reportVersion: 1,
-    tool: { name: 'backdoor-lens', version: '0' },
-    createdAt: new Date(0).toISOString(),
-    model: { path: badnets, sha256: 'a'.repeat(64), format: 'onnx', input: { name: 'input', dims: ['N', 1, 28, 28] }, numClasses: 10, bn: 'kept' },
-    data: null,
-    verdict: 'clean',
-    evidence: [],
-    attackType: null,
-    targets: [],
-    pairs: [],
-    labels: [],
-    neurons: [],
-    findings: [],
-    methods: [],
-    timings: { total: 1 },
-    artifacts: [],
-    seed: 0,
-    ...over,
-  };
-}
+const report = (over: Partial<ScanReport>) => scanReport(over, badnets);
 
 const scores = (method: string, layer: string, n: number, flagged: number[]): NeuronScore[] =>
   Array.from({ length: n }, (_, c) => ({ method, layer, channel: c, score: flagged.includes(c) ? 9 : 1, threshold: 5, flagged: flagged.includes(c) }));
