@@ -205,7 +205,10 @@ export class Commands {
     const picked = await vscode.window.showQuickPick(items, { placeHolder: `Fix ${basename(uri.fsPath)} — fixes that act on the last scan's findings first`, matchOnDetail: true });
     if (!picked) return undefined;
     if (!picked.usable) {
-      void vscode.window.showWarningMessage(`Backdoor Lens: ${fixTitle(picked.id)} cannot run: ${picked.detail}`, 'Choose Clean Data…').then((c) => c && this.chooseData(uri));
+      const needsData = /data/.test(picked.detail ?? '');
+      void vscode.window.showWarningMessage(`Backdoor Lens: ${fixTitle(picked.id)} cannot run: ${picked.detail}`, ...(needsData ? ['Choose Clean Data…'] : [])).then((c) => {
+        if (c) void this.chooseData(uri);
+      });
       return undefined;
     }
     return this.applyFix({ uri: uri.toString(), method: picked.id });

@@ -108,7 +108,8 @@ describe('Backdoor Lens in VS Code, default scan settings', { timeout: 3_600_000
 
   test("a clean model's Explorer decoration is not a warning, and its Problems entries are information", async () => {
     const page = wb!.page;
-    const rows = (await problemRows(page)).filter((r) => r.file === 'clean-model.onnx' || r.file === 'clean-model.onnx.outline');
+    const rows = (await problemRows(page, 'clean-model')).filter((r) => r.file === 'clean-model.onnx' || r.file === 'clean-model.onnx.outline');
+    assert.ok(rows.length > 0, 'the clean scan has entries (its verdict and the neuron flags as information)');
     assert.ok(rows.every((r) => r.severity === 'info'), JSON.stringify(rows));
     await hidePanel(page);
     const label = explorerRow(page, 'clean-model.onnx').locator('.monaco-icon-label');
@@ -152,6 +153,7 @@ describe('Backdoor Lens in VS Code, default scan settings', { timeout: 3_600_000
     const problems = await openProblems(page);
     await problems.locator('.monaco-list-row', { hasText: 'BL003' }).first().locator('a, .code-link', { hasText: 'BL003' }).first().click();
     await page.locator('.tabs-container .tab', { hasText: 'Preview BL003.md' }).waitFor({ timeout: 20_000 });
+    await reportFrame(page).locator('h1', { hasText: 'BL003' }).waitFor({ timeout: 60_000 });
     await hidePanel(page);
     await wb!.shot('finding-doc-rendered');
     await page.keyboard.press('Control+W');
@@ -168,7 +170,7 @@ describe('Backdoor Lens in VS Code, default scan settings', { timeout: 3_600_000
     const colour = (name: string) => explorerRow(page, name).locator('.label-name').evaluate((e) => getComputedStyle(e).color);
     const [mark, red, plain] = [await colour('truncated.onnx'), await colour('model.onnx'), await colour('data')];
     assert.ok(mark !== red && mark !== plain, `truncated.onnx drawn in ${mark}; backdoored ${red}, unmarked ${plain}`);
-    const rows = (await problemRows(page)).filter((r) => r.file === 'truncated.onnx');
+    const rows = (await problemRows(page, 'truncated')).filter((r) => r.file === 'truncated.onnx');
     assert.deepEqual(rows.map((r) => r.severity), ['info'], JSON.stringify(rows));
     await wb!.shot('unscannable-marked');
     await hidePanel(page);

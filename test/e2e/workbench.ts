@@ -138,9 +138,21 @@ export interface ProblemRow {
   severity: 'error' | 'warning' | 'info' | 'unknown';
 }
 
-/** Every marker row of the Problems panel with its file and severity (read from the row's icon). */
-export async function problemRows(page: Page): Promise<ProblemRow[]> {
+/**
+ * The marker rows of the Problems panel with their file and severity (read from the row's icon).
+ * The list only renders the rows in view: `filter` (the panel's own filter box) narrows it first.
+ */
+export async function problemRows(page: Page, filter = ''): Promise<ProblemRow[]> {
   const panel = await openProblems(page);
+  const box = page.locator('.part.panel input[placeholder^="Filter"]').first();
+  await box.fill(filter);
+  await page.waitForTimeout(700);
+  const rows = await readProblemRows(panel);
+  if (filter) await box.fill('');
+  return rows;
+}
+
+function readProblemRows(panel: Locator): Promise<ProblemRow[]> {
   return panel.evaluate((root) => {
     const out: { file: string; text: string; severity: 'error' | 'warning' | 'info' | 'unknown' }[] = [];
     let file = '';
