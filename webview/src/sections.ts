@@ -31,7 +31,7 @@ export function summarySection(view: ReportView, report: ScanReport): HTMLElemen
     'table',
     { class: 'grid' },
     h('tr', {}, h('th', {}, 'method'), h('th', {}, 'status'), h('th', {}, 'time'), h('th', {}, 'notes')),
-    ...report.methods.map((m) => h('tr', {}, h('td', {}, m.method), h('td', { class: `status-${m.status}` }, m.status), h('td', {}, m.status === 'ran' ? `${(m.ms / 1000).toFixed(1)} s` : ''), h('td', {}, [m.reason, ...(m.notes ?? [])].filter(Boolean).join(' · ')))),
+    ...report.methods.map((m) => h('tr', {}, h('td', {}, m.method), h('td', { class: `status-${m.status}` }, m.status), h('td', { class: 'num' }, m.status === 'ran' ? `${(m.ms / 1000).toFixed(1)} s` : ''), h('td', {}, [m.reason, ...(m.notes ?? [])].filter(Boolean).join(' · ')))),
   );
   return section('summary', 'Summary', table, report.methods.length ? methods : h('p', {}, 'No analysis ran.'), h('p', { class: 'muted' }, view.fileName));
 }
