@@ -149,6 +149,7 @@ export const ClientCommands = {
   chooseData: 'backdoorLens.chooseData',
   openFindingDoc: 'backdoorLens.openFindingDoc',
   showLog: 'backdoorLens.showLog',
+  openConfig: 'backdoorLens.openConfig',
 } as const;
 
 /** Arguments of the applyFix commands. */

@@ -17,7 +17,11 @@ export function clip(text: string, max = MAX_LINE): string {
   if (line.length <= max) return line;
   const cut = line.slice(0, max - 1);
   const space = cut.lastIndexOf(' ');
-  return `${(space > max * 0.6 ? cut.slice(0, space) : cut).replace(/[\s,;:(—-]+$/, '')}…`;
+  let kept = space > max * 0.6 ? cut.slice(0, space) : cut;
+  // A parenthesis the cut leaves open goes whole: "pairs (0…" says less than "pairs…".
+  const open = kept.lastIndexOf('(');
+  if (open > max * 0.6 && open > kept.lastIndexOf(')')) kept = kept.slice(0, open);
+  return `${kept.replace(/[\s,;:(—-]+$/, '')}…`;
 }
 
 /** "pairs:patch 9.5 > 7": the statistic against the threshold it was compared with. */
@@ -106,4 +110,37 @@ export function findingMessage(f: Finding, report: ScanReport): string {
   // Command-line advice has an editor equivalent: the quick fix on the same line.
   const text = f.message.replace(/`backdoor-lens fix --method (\w+)`/g, (_, m: string) => `the quick fix "Prune with ${m.toUpperCase()}"`);
   return clip(text);
+}
+
+/** The settings that lift a limit named in an engine message: the editor setting for time, backdoor-lens.json for the rest. */
+export function limitSetting(message: string): string | undefined {
+  if (/\btimeLimitSeconds\b/.test(message)) return 'backdoorLens.timeLimitSeconds';
+  return /\b(limits\.\w+)/.exec(message)?.[1];
+}
+
+const fileName = (path: string) => path.split(/[\\/]/).pop() ?? path;
+
+/**
+ * Why a checkpoint could not be scanned, in one line for the editor: the file named when the
+ * engine's message leaves it to the caller ("is 2.1 GiB, over …"), command-line flags and exact
+ * byte counts dropped, and the action ("raise …") kept when the line has to be cut.
+ */
+export function failureLine(failure: { code: string; message: string; file?: string }, modelPath: string): string {
+  const what = failure.code === 'limit' ? 'Scan stopped' : 'Could not be scanned';
+  // Byte counts beside the rounded sizes, and the flags, are for the command line and the log.
+  let text = failure.message.replace(/^scan stopped:\s*/i, '').replace(/\s*\((--[^)]*|\d+ bytes)\)/g, '');
+  const file = failure.file ?? modelPath;
+  if (!text.includes(file) && !text.includes(fileName(file))) {
+    if (file === modelPath && /^(is|has|holds) /.test(text)) text = `${fileName(file)} ${text}`;
+    else if (file !== modelPath) text = `${file}: ${text}`;
+  }
+  const line = `${what}: ${text}`;
+  const at = line.lastIndexOf('; raise ');
+  if (line.length <= MAX_LINE || at < 0) return clip(line);
+  // Shortened step by step: the purpose, then where the setting lives (the quick fix says), then the cause.
+  const head = line.slice(0, at);
+  let action = line.slice(at).replace(/ to (let it finish|load it)$/, '');
+  if (head.length + action.length > MAX_LINE) action = action.replace(/ in backdoor-lens\.json\b.*$/, '');
+  if (head.length + action.length <= MAX_LINE) return head + action;
+  return `${clip(head, MAX_LINE - action.length)}${action}`.slice(0, MAX_LINE);
 }

@@ -8,11 +8,14 @@ import { basename } from 'node:path';
 import * as vscode from 'vscode';
 import { LSPErrorCodes, ResponseError, WorkDoneProgress, type LanguageClient } from 'vscode-languageclient/node';
 import { ClientCommands, FixOffersRequest, FixRequest, OUTLINE_SCHEME, ScanRequest, type ApplyFixArgs, type FixSummary, type ScanSummary } from '../../protocol/lsp';
+import { failureLine, limitSetting } from '../../protocol/verdict-text';
 import { chooseCleanData } from './data-picker';
 import { checkpointOfOutline, outlineUriOf } from './outline-documents';
 import { REPORT_VIEW_TYPE } from './report-editor';
 
 const CHECKPOINT_GLOB = '**/*.{onnx,pt,pth,safetensors}';
+/** The engine's settings file (engine/config.ts), named here so the client does not bundle the engine. */
+const CONFIG_FILE = 'backdoor-lens.json';
 const pct = (x: number | null | undefined) => (x === null || x === undefined ? 'n/a' : `${(100 * x).toFixed(1)}%`);
 
 export function fixTitle(method: string): string {
@@ -107,7 +110,37 @@ export class Commands {
       vscode.commands.registerCommand(ClientCommands.chooseData, (arg?: unknown) => this.chooseData(arg)),
       vscode.commands.registerCommand(ClientCommands.openFindingDoc, (code: string) => this.openFindingDoc(context, code)),
       vscode.commands.registerCommand(ClientCommands.showLog, () => this.showLog()),
+      vscode.commands.registerCommand(ClientCommands.openConfig, (arg?: unknown) => this.openConfig(arg)),
     );
+  }
+
+  /**
+   * The backdoor-lens.json a scan of the checkpoint reads (beside it, else at the workspace root),
+   * where the load and memory limits are raised; an unsaved new one at the workspace root when there
+   * is none, so nothing is written until the user saves.
+   */
+  private async openConfig(arg: unknown): Promise<void> {
+    const checkpoint = arg instanceof vscode.Uri ? arg : typeof arg === 'string' ? vscode.Uri.parse(arg) : vscode.window.activeTextEditor?.document.uri;
+    const folder = (checkpoint && vscode.workspace.getWorkspaceFolder(checkpoint)) ?? vscode.workspace.workspaceFolders?.[0];
+    const candidates = [...(checkpoint?.scheme === 'file' ? [vscode.Uri.joinPath(checkpoint, '..', CONFIG_FILE)] : []), ...(folder ? [vscode.Uri.joinPath(folder.uri, CONFIG_FILE)] : [])];
+    for (const c of candidates) {
+      const exists = await vscode.workspace.fs.stat(c).then(
+        () => true,
+        () => false,
+      );
+      if (exists) {
+        await vscode.window.showTextDocument(c, { preview: false });
+        return;
+      }
+    }
+    const target = candidates.at(-1);
+    if (!target) {
+      void vscode.window.showErrorMessage(`Backdoor Lens: open a folder to create ${CONFIG_FILE} in it.`);
+      return;
+    }
+    const doc = await vscode.workspace.openTextDocument(target.with({ scheme: 'untitled' }));
+    const editor = await vscode.window.showTextDocument(doc, { preview: false });
+    if (doc.getText() === '') await editor.insertSnippet(new vscode.SnippetString('{\n  "limits": {\n    "maxModelBytes": ${1:4294967296}\n  }\n}\n'));
   }
 
   async openOutline(checkpoint: vscode.Uri): Promise<void> {
@@ -159,7 +192,8 @@ export class Commands {
       else if (choice === 'Fix…') void this.pickFix(uri.toString());
     };
     if (summary.status === 'failed') {
-      this.errorToast(`Backdoor Lens: ${name} could not be scanned: ${summary.message}`, uri, summary.error);
+      const line = failureLine({ code: summary.error?.code ?? 'failed', message: summary.message, file: summary.error?.file }, uri.fsPath);
+      this.errorToast(`Backdoor Lens: ${line.includes(name) ? line : `${name}: ${line}`}`, uri, summary.error);
     } else if (summary.verdict === 'backdoored') {
       void vscode.window.showWarningMessage(`Backdoor Lens: ${name}: ${summary.message}`, 'Fix…', 'Show Outline', 'Open Report').then(act);
     } else if (summary.noData) {
@@ -172,10 +206,13 @@ export class Commands {
   /** An error, with the action that addresses it: pick other data, raise the limit, or read the log. */
   private errorToast(message: string, checkpoint: vscode.Uri | undefined, error?: { code: string; file?: string }): void {
     const dataProblem = error?.code === 'bad-data' || (!!error?.file && !!checkpoint && error.file !== checkpoint.fsPath);
-    const actions = [...(dataProblem ? ['Choose Clean Data…'] : []), ...(error?.code === 'limit' ? ['Raise Time Limit…'] : []), ...(error?.code === 'unsupported-model' ? ['Open Settings'] : []), 'Show Log'];
+    const setting = error?.code === 'limit' ? limitSetting(message) : undefined;
+    const raise = setting === 'backdoorLens.timeLimitSeconds' ? ['Raise Time Limit…'] : setting ? [`Raise ${setting}…`] : [];
+    const actions = [...(dataProblem ? ['Choose Clean Data…'] : []), ...raise, ...(error?.code === 'unsupported-model' ? ['Open Settings'] : []), 'Show Log'];
     void vscode.window.showErrorMessage(message, ...actions).then((choice) => {
       if (choice === 'Choose Clean Data…') void this.chooseData(checkpoint);
       else if (choice === 'Raise Time Limit…') void vscode.commands.executeCommand('workbench.action.openSettings', 'backdoorLens.timeLimitSeconds');
+      else if (choice && raise.includes(choice)) void this.openConfig(checkpoint);
       else if (choice === 'Open Settings') void vscode.commands.executeCommand('workbench.action.openSettings', 'backdoorLens');
       else if (choice === 'Show Log') this.showLog();
     });

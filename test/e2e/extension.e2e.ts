@@ -163,7 +163,7 @@ describe('Backdoor Lens in VS Code, default scan settings', { timeout: 3_600_000
     const page = wb!.page;
     await expandFolder(page, 'broken', 'truncated.onnx');
     await explorerContextAction(page, 'truncated.onnx', 'Scan for Backdoor');
-    const toast = page.locator('.notifications-toasts .notification-toast', { hasText: /truncated\.onnx could not be scanned: .*truncated or corrupt/ });
+    const toast = page.locator('.notifications-toasts .notification-toast', { hasText: /truncated\.onnx: Could not be scanned: .*truncated or corrupt/ });
     await toast.waitFor({ timeout: 60_000 });
     await toast.locator('.monaco-button', { hasText: 'Show Log' }).waitFor();
     await page.waitForFunction(() => document.querySelector('.explorer-folders-view .monaco-list-row[aria-label="truncated.onnx"] .monaco-icon-label')?.className.includes('monaco-decoration-itemColor'), undefined, { timeout: 10_000 });
@@ -304,7 +304,7 @@ describe('Backdoor Lens in VS Code, default scan settings', { timeout: 3_600_000
     const toast = page.locator('.notifications-toasts .notification-toast', { hasText: 'scanning model.onnx' }).first();
     await toast.waitFor({ timeout: 20_000 });
     // Let it get into an analysis, so that the cancel lands mid-scan.
-    await frame.locator('#stage', { hasText: /Class-pair trigger reversal|\((CLP|BNP)\)/ }).waitFor({ timeout: 120_000 });
+    await frame.locator('#stage', { hasText: /[Tt]rigger reversal|\((CLP|BNP)\)/ }).waitFor({ timeout: 120_000 });
     await wb!.shot('scan-running');
     await toast.locator('.monaco-button', { hasText: 'Cancel' }).click();
     await page.locator('.notifications-toasts .notification-toast', { hasText: /scanning model\.onnx: cancelled/ }).waitFor({ timeout: 30_000 });

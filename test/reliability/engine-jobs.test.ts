@@ -30,7 +30,7 @@ describe('engine jobs and their sessions', () => {
     const abort = new AbortController();
     let held = 0;
     const progress = (_: number, stage: string) => {
-      if (!abort.signal.aborted && /^pairs: patch pair reversal/.test(stage)) {
+      if (!abort.signal.aborted && /^Class-pair trigger reversal: reversing patch triggers/.test(stage)) {
         held = jobs.cachedSessions;
         abort.abort();
       }

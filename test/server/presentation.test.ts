@@ -9,7 +9,8 @@ import type { ReversedTrigger } from '../../engine/analyses/trigger';
 import type { Dataset } from '../../engine/data/types';
 import type { ScanReport, VerdictEvidence } from '../../engine/report/types';
 import type { PixelImage } from '../../protocol/report-view';
-import { clip, evidenceText, verdictLine } from '../../protocol/verdict-text';
+import { modelSizeLimitError } from '../../engine/formats/limits';
+import { clip, evidenceText, failureLine, limitSetting, verdictLine } from '../../protocol/verdict-text';
 import type { CheckpointState } from '../../server/src/checkpoints';
 import { Eta, etaText } from '../../server/src/features/eta';
 import { changeOf } from '../../server/src/features/report-view';
@@ -41,6 +42,22 @@ describe('one-line verdicts', () => {
     const c = clip(long);
     assert.ok(c.length <= 120 && c.endsWith('…') && !c.includes('\n'), c);
     assert.equal(clip('short\nmore'), 'short');
+    // No parenthesis left open by the cut.
+    assert.equal(clip(`${'x'.repeat(100)} pairs (37 settled, of them 12 early)`), `${'x'.repeat(100)} pairs…`);
+  });
+
+  test('a scan that could not run: the file named, no command-line flags, and the action kept when the line is cut', () => {
+    const size = failureLine({ code: 'limit', message: modelSizeLimitError('/w/big.onnx', 222916, 100000).message, file: '/w/big.onnx' }, '/w/big.onnx');
+    assert.equal(size, 'Scan stopped: big.onnx is 217.7 KiB, over the model size limit of 97.7 KiB; raise limits.maxModelBytes');
+    assert.equal(limitSetting(size), 'limits.maxModelBytes');
+    const stage = 'reversing patch triggers for 90 class pairs (0 settled) in the trigger reversal of every class pair, a long stage name';
+    const time = failureLine({ code: 'limit', message: `scan stopped: time limit 3 s reached during ${stage}; raise timeLimitSeconds (--time-limit on the command line) to let it finish` }, '/w/m.onnx');
+    assert.ok(time.length <= 120, time);
+    assert.match(time, /^Scan stopped: time limit 3 s reached during reversing patch triggers .*…; raise timeLimitSeconds$/);
+    assert.equal(limitSetting(time), 'backdoorLens.timeLimitSeconds');
+    // About the data, not the model: the data file is named.
+    assert.equal(failureLine({ code: 'bad-data', message: 'labels are missing', file: '/w/d.npz' }, '/w/m.onnx'), 'Could not be scanned: /w/d.npz: labels are missing');
+    assert.equal(failureLine({ code: 'bad-file', message: 'm.onnx: not an ONNX model' }, '/w/m.onnx'), 'Could not be scanned: m.onnx: not an ONNX model');
   });
 });
 
@@ -88,7 +105,7 @@ describe('change notification', () => {
     const done = { ...base, status: 'done', outcome: { report: report({ verdict: 'backdoored', targets: [0], evidence: [evidence({})] }) } } as unknown as CheckpointState;
     assert.deepEqual(changeOf(done), { uri: base.uri, status: 'done', verdict: 'backdoored', noData: false, summary: 'Backdoor: target class 0 — pairs:patch 9.52 > 7' });
     const failed = { ...base, status: 'failed', failure: new JobFailure('bad-file', 'is truncated') } as CheckpointState;
-    assert.deepEqual(changeOf(failed), { uri: base.uri, status: 'failed', summary: 'Could not be scanned: is truncated' });
+    assert.deepEqual(changeOf(failed), { uri: base.uri, status: 'failed', summary: 'Could not be scanned: m.onnx is truncated' });
     const scanning = { ...base, status: 'scanning', stage: 'Class-pair trigger reversal', fraction: 0.42 } as CheckpointState;
     assert.equal(changeOf(scanning).summary, '42% Class-pair trigger reversal');
   });

@@ -5,6 +5,7 @@ import { describe, test } from 'node:test';
 import { DiagnosticSeverity, type Diagnostic } from 'vscode-languageserver';
 import { loadModel } from '../../engine';
 import type { NeuronScore, ScanReport } from '../../engine/report/types';
+import { modelSizeLimitError } from '../../engine/formats/limits';
 import type { CheckpointState } from '../../server/src/checkpoints';
 import { diagnosticsFor } from '../../server/src/features/diagnostics';
 import { codeActionsFor, codeLensesFor, fixesFor } from '../../server/src/features/fix-actions';
@@ -143,7 +144,7 @@ describe('diagnostics', async () => {
     assert.equal(failed.checkpoint.length, 1);
     assert.equal(failed.checkpoint[0].code, 'BL050');
     assert.equal(failed.checkpoint[0].severity, DiagnosticSeverity.Information);
-    assert.equal(text(failed.checkpoint[0]), 'Could not be scanned: is truncated');
+    assert.equal(text(failed.checkpoint[0]), 'Could not be scanned: model.onnx is truncated');
     assert.deepEqual(codeActionsFor(failed.checkpoint, undefined, true).map((a) => a.command?.command), ['backdoorLens.showLog']);
     const badData = diagnosticsFor(state(undefined, { status: 'failed', failure: new JobFailure('bad-data', 'has no labels', '/w/data.npz') }), undefined, options);
     assert.equal(text(badData.checkpoint[0]), 'Could not be scanned: /w/data.npz: has no labels');
@@ -152,6 +153,13 @@ describe('diagnostics', async () => {
     assert.equal(limited.checkpoint[0].code, 'BL040');
     assert.equal(limited.checkpoint[0].severity, DiagnosticSeverity.Information);
     assert.deepEqual(codeActionsFor(limited.checkpoint, undefined, true).map((a) => a.command?.arguments), [['backdoorLens.timeLimitSeconds']]);
+    // A load limit lives in backdoor-lens.json: the action opens it.
+    const big = diagnosticsFor(state(undefined, { status: 'failed', failure: new JobFailure('limit', modelSizeLimitError(badnets, 222916, 100000).message, badnets) }), undefined, options);
+    assert.equal(text(big.checkpoint[0]), 'Scan stopped: model.onnx is 217.7 KiB, over the model size limit of 97.7 KiB; raise limits.maxModelBytes');
+    assert.deepEqual(
+      codeActionsFor(big.checkpoint, undefined, true).map((a) => [a.title, a.command?.command]),
+      [['Raise limits.maxModelBytes in backdoor-lens.json…', 'backdoorLens.openConfig']],
+    );
   });
 
   test('hover on a layer line shows its statistics per method', () => {

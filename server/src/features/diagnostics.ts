@@ -3,7 +3,7 @@
  * the file) and one per finding on the outline document, on the line of the layer it names.
  */
 import { DiagnosticSeverity, type Diagnostic, type Range } from 'vscode-languageserver';
-import { clip, findingMessage, neuronMethods, verdictLine } from '../../../protocol/verdict-text';
+import { clip, failureLine, findingMessage, limitSetting, neuronMethods, verdictLine } from '../../../protocol/verdict-text';
 import type { Finding, ScanReport, Severity } from '../../../engine/report/types';
 import type { CheckpointState } from '../checkpoints';
 import type { RenderedOutline } from './outline';
@@ -23,6 +23,8 @@ export interface DiagnosticData {
   kind?: 'verdict' | 'finding' | 'needs-data' | 'failed' | 'limit';
   /** For 'failed': the data file the error is about, when it is not the model. */
   dataFile?: string;
+  /** For 'limit': what lifts it, 'backdoorLens.timeLimitSeconds' or a key of backdoor-lens.json ('limits.maxModelBytes'). */
+  setting?: string;
 }
 
 const severityOf: Record<Severity, DiagnosticSeverity> = {
@@ -104,11 +106,16 @@ export function diagnosticsFor(state: CheckpointState, rendered: RenderedOutline
   if (state.status === 'failed' && state.failure) {
     // Not the backdoor red: the file was not judged. The client marks it with its own decoration.
     const limit = state.failure.code === 'limit';
-    const code = limit ? 'BL040' : 'BL050';
     const other = state.failure.file && state.failure.file !== state.path ? state.failure.file : undefined;
-    const where = other && !state.failure.message.includes(other) ? `${other}: ` : '';
-    const what = limit ? 'Scan stopped' : 'Could not be scanned';
-    out.checkpoint.push(make(code, DiagnosticSeverity.Information, clip(`${what}: ${where}${state.failure.message}`), fileStart, options, { ...data, kind: limit ? 'limit' : 'failed', ...(other ? { dataFile: other } : {}) }));
+    const setting = limit ? limitSetting(state.failure.message) : undefined;
+    out.checkpoint.push(
+      make(limit ? 'BL040' : 'BL050', DiagnosticSeverity.Information, failureLine(state.failure, state.path), fileStart, options, {
+        ...data,
+        kind: limit ? 'limit' : 'failed',
+        ...(other ? { dataFile: other } : {}),
+        ...(setting ? { setting } : {}),
+      }),
+    );
     return out;
   }
   const report = state.outcome?.report;

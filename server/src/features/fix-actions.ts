@@ -39,6 +39,8 @@ function unblockActions(d: Diagnostic, data: DiagnosticData): CodeAction[] {
     case 'needs-data':
       return [action('Choose clean data…', ClientCommands.chooseData, [data.checkpoint])];
     case 'limit':
+      // The time limit is an editor setting; the load and memory limits live in backdoor-lens.json.
+      if (data.setting?.startsWith('limits.')) return [action(`Raise ${data.setting} in backdoor-lens.json…`, ClientCommands.openConfig, [data.checkpoint])];
       return [action('Raise the time limit (backdoorLens.timeLimitSeconds)…', 'workbench.action.openSettings', ['backdoorLens.timeLimitSeconds'])];
     case 'failed':
       return data.dataFile ? [action('Choose other clean data…', ClientCommands.chooseData, [data.checkpoint])] : [action('Show the scan log', ClientCommands.showLog, [])];

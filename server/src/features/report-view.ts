@@ -5,7 +5,7 @@ import type { CheckpointChange } from '../../../protocol/lsp';
 import type { CheckpointState } from '../checkpoints';
 import { fileUri } from '../uris';
 import { offersOf } from './fix-actions';
-import { clip, verdictLine } from '../../../protocol/verdict-text';
+import { clip, failureLine, verdictLine } from '../../../protocol/verdict-text';
 
 export function reportViewOf(path: string, state: CheckpointState | undefined): ReportView {
   const outcome = state?.outcome;
@@ -31,7 +31,7 @@ export function changeOf(state: CheckpointState): CheckpointChange {
   const report = state.outcome?.report;
   const summary =
     state.status === 'failed'
-      ? clip(`${state.failure?.code === 'limit' ? 'Scan stopped' : 'Could not be scanned'}: ${state.failure?.message ?? 'unknown error'}`)
+      ? failureLine(state.failure ?? { code: 'failed', message: 'unknown error' }, state.path)
       : state.status === 'scanning' || state.status === 'queued'
         ? clip(`${Math.round(100 * (state.fraction ?? 0))}% ${state.stage ?? 'queued'}`)
         : report
