@@ -4,7 +4,8 @@
  */
 export { loadModel, modelReaders, type LoadedModel, type LoadOptions, type LoadLimits } from './formats';
 export { UnsafeCheckpointError, isUnsafeCheckpointError, architectureNames, purifiedWeights, type PurifiedWeights } from './formats';
-export { loadDataset, readRawImages, type Dataset, type DataSource, type PreprocessSpec } from './data';
+export { loadDataset, readRawImages, imageSizeOf, type Dataset, type DataSource, type PreprocessSpec } from './data';
+export { loadModelForData } from './load-for-data';
 export { refusedScanReport, formatRefusedReport } from './refused';
 export { scan, resolveMethods, type ScanRequest, type ScanResult, type ScanProgress } from './scan';
 export { applyFix, type FixRequest } from './fix';

@@ -20,6 +20,8 @@ export interface ModelInfo {
   unpairedBn: string[];
   bn: BnStatus;
   architecture?: string;
+  /** For graphs built from weights: the template match, where the input size came from. */
+  notes?: string[];
 }
 
 export function modelInfo(model: LoadedModel): ModelInfo {
@@ -43,6 +45,7 @@ export function modelInfo(model: LoadedModel): ModelInfo {
     unpairedBn: bns.filter((b) => !b.conv).map((b) => b.name),
     bn: bnStatus(onnx),
     ...(model.architecture ? { architecture: model.architecture } : {}),
+    ...(model.notes?.length ? { notes: model.notes } : {}),
   };
 }
 
@@ -60,6 +63,7 @@ export function formatInfo(info: ModelInfo): string {
     `  ops:         ${Object.entries(info.ops).map(([op, n]) => `${op} ×${n}`).join(', ')}`,
     `  conv→BN:     ${info.convBnPairs.length === 0 ? 'none' : info.convBnPairs.map((p) => `${p.conv}→${p.bn}${p.activation ? `→${p.activation}` : ''}`).join(', ')}`,
   ];
+  for (const note of info.notes ?? []) lines.push(`  weights:     ${note}`);
   if (info.unpairedBn.length) lines.push(`  BN without a conv before it: ${info.unpairedBn.join(', ')}`);
   return lines.join('\n');
 }

@@ -210,6 +210,7 @@ export async function scan(model: LoadedModel, request: ScanRequest): Promise<Sc
         numClasses: model.numClasses,
         bn: bnStatus(model.onnx).state,
         ...(model.architecture ? { architecture: model.architecture } : {}),
+        ...(model.notes?.length ? { notes: model.notes } : {}),
       },
       data: request.data ? { path: request.data.source, n: request.data.n, labelled: !!request.data.labels, kind: dataKind } : null,
       verdict,

@@ -4,7 +4,7 @@
  */
 import { valueInfo } from '../graph/builder';
 import { removeDeadNodes } from '../graph/fold';
-import { OnnxModel } from '../graph/model';
+import { OnnxModel, type Dim } from '../graph/model';
 import type { ValueInfoProto } from '../graph/proto';
 import { BackdoorLensError } from '../errors';
 import { emitBackward } from './backward';
@@ -14,10 +14,11 @@ import { emitLoss } from './loss';
 import { prepareForward, tensorAndNodeNames, type PreparedForward } from './prepare';
 import type { GradientGraph, GradientSpec, VjpGraph, VjpSpec } from './types';
 
-export function buildGradientGraph(model: OnnxModel, spec: GradientSpec): GradientGraph {
+/** `observed`: measured shapes of tensors static inference cannot derive (observeShapes). */
+export function buildGradientGraph(model: OnnxModel, spec: GradientSpec, observed?: ReadonlyMap<string, Dim[]>): GradientGraph {
   const logits = spec.logits ?? model.outputs()[0]?.name;
   if (!logits) throw unsupportedModel(model, 'the model has no outputs');
-  const prepared = prepareForward(model, spec.wrt);
+  const prepared = prepareForward(model, spec.wrt, observed);
   requireTensor(prepared, logits, 'logits');
   const e = new Emitter(prepared.model, prepared.shapes, prepared.opset, tensorAndNodeNames(prepared.model));
   const batch = prepared.shapes.get(logits)?.[0] ?? 'N';

@@ -19,6 +19,8 @@ const newestKnownOpset = 21;
 /** Ops whose meaning at opset 18 is the meaning they had at any opset from 11 on. */
 const carriedUnchanged = new Set([
   'Conv', 'ConvTranspose', 'BatchNormalization', 'InstanceNormalization', 'LRN',
+  // LayerNormalization exists from opset 17 on, unchanged since.
+  'LayerNormalization',
   'Relu', 'LeakyRelu', 'PRelu', 'Sigmoid', 'Tanh', 'HardSigmoid', 'HardSwish', 'Clip', 'Elu', 'Selu', 'Softplus', 'Softsign', 'Celu',
   'MaxPool', 'AveragePool', 'GlobalAveragePool', 'GlobalMaxPool', 'LpPool', 'MaxUnpool',
   'Gemm', 'MatMul', 'Add', 'Sub', 'Mul', 'Div', 'Pow', 'Neg', 'Exp', 'Log', 'Sqrt', 'Abs', 'Reciprocal', 'Erf', 'Sign',
@@ -26,7 +28,7 @@ const carriedUnchanged = new Set([
   // Mish (opset 18) and Gelu (opset 20) only occur in models whose own opset is kept.
   'Mish', 'Gelu',
   'Flatten', 'Reshape', 'Transpose', 'Concat', 'Slice', 'Pad', 'Identity', 'Expand', 'Tile', 'Resize',
-  'Shape', 'Size', 'Gather', 'GatherElements', 'Constant', 'ConstantOfShape', 'Cast', 'CastLike', 'Range',
+  'Shape', 'Size', 'Gather', 'GatherElements', 'ScatterND', 'Constant', 'ConstantOfShape', 'Cast', 'CastLike', 'Range',
   'Equal', 'Less', 'LessOrEqual', 'Greater', 'GreaterOrEqual', 'Where', 'Not', 'And', 'Or', 'Xor',
   'ArgMax', 'ArgMin', 'TopK', 'NonZero', 'CumSum', 'Einsum', 'Trilu',
 ]);

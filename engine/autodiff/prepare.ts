@@ -22,7 +22,8 @@ export interface PreparedForward {
   opset: number;
 }
 
-export function prepareForward(original: OnnxModel, wrt: readonly string[]): PreparedForward {
+/** `observed`: measured shapes for what static inference cannot derive (observe.ts). */
+export function prepareForward(original: OnnxModel, wrt: readonly string[], observed?: ReadonlyMap<string, Dim[]>): PreparedForward {
   const model = materializeAliases(original);
   const inputs = new Set(model.inputs().map((i) => i.name));
   for (const name of wrt) {
@@ -39,7 +40,7 @@ export function prepareForward(original: OnnxModel, wrt: readonly string[]): Pre
   const taken = tensorAndNodeNames(copy);
   const opset = normalizeOpset({
     model: copy,
-    shapes: inferShapes(copy).shapes,
+    shapes: inferShapes(copy, {}, observed).shapes,
     ints(values, hint) {
       let name = hint;
       while (taken.has(name) || copy.hasInitializer(name)) name = `${hint}_${++counter}`;
@@ -49,7 +50,7 @@ export function prepareForward(original: OnnxModel, wrt: readonly string[]): Pre
     },
   });
   copy.invalidate();
-  return { model: copy, shapes: inferShapes(copy).shapes, promoted: promotedModel.values, opset };
+  return { model: copy, shapes: inferShapes(copy, {}, observed).shapes, promoted: promotedModel.values, opset };
 }
 
 /**

@@ -9,6 +9,7 @@ import type { OnnxModel } from '../graph/model';
 import { toOrtTensor, type ModelSession, type Runtime } from '../runtime/session';
 import type { Tensor } from '../tensor';
 import { buildGradientGraph } from './graph';
+import { observeShapes } from './observe';
 import type { GradientGraph, GradientSpec } from './types';
 
 export interface GradientFeeds {
@@ -37,8 +38,20 @@ export class GradientSession {
     this.fetchNames = [graph.lossOutput, ...graph.gradOutputs.values(), ...graph.fetchOutputs.values()];
   }
 
+  /**
+   * Builds and compiles the gradient graph. Where static shapes do not suffice (a class count or
+   * a reshape computed at run time), the shapes are measured with ONNX Runtime and it builds again.
+   */
   static async create(runtime: Runtime, model: OnnxModel, spec: GradientSpec): Promise<GradientSession> {
-    const graph = buildGradientGraph(model, spec);
+    let graph: GradientGraph;
+    try {
+      graph = buildGradientGraph(model, spec);
+    } catch (e) {
+      if (!(e instanceof BackdoorLensError) || e.code !== 'unsupported-model') throw e;
+      const observed = await observeShapes(runtime, model);
+      if (observed.size === 0) throw e;
+      graph = buildGradientGraph(model, spec, observed);
+    }
     const session = await runtime.session(graph.model, `${model.source} (gradient graph)`);
     const defaults = new Map([...graph.defaults].map(([name, t]) => [name, toOrtTensor(t)]));
     return new GradientSession(graph, session, defaults);

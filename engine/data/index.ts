@@ -7,7 +7,7 @@ import { labelsFrom, pixelsFrom } from './arrays';
 import { readImageFolder } from './image-folder';
 import { isIdxPath, readIdxPair } from './idx';
 import { readNpz } from './npz';
-import { expectationFromInput, preprocess } from './preprocess';
+import { expectationFromInput, preprocess, storedImageSize } from './preprocess';
 import type { Dataset, PreprocessSpec, RawImages } from './types';
 
 export * from './types';
@@ -44,6 +44,11 @@ export function readNpyImages(path: string, bytes: Uint8Array, labelsPath?: stri
   const pixels = pixelsFrom(read(path, bytes), path, 'the array');
   const labels = labelsPath ? labelsFrom(read(labelsPath, readFileSync(labelsPath)), pixels.dims[0], labelsPath, 'the labels array') : undefined;
   return { source: path, pixels, labels };
+}
+
+/** The H×W of the images a data source holds (for networks that take any size), or undefined. */
+export function imageSizeOf(source: DataSource): { height: number; width: number } | undefined {
+  return storedImageSize(readRawImages(source).pixels.dims);
 }
 
 /** Loads a data set and preprocesses it for the model input. */

@@ -46,6 +46,15 @@ export function expectationFromInput(input: ValueSpec, spec: PreprocessSpec = {}
   return { layout, channels, height, width };
 }
 
+/** The H×W of stored images without a model to compare with: [N,H,W], or the channel axis guessed as the loader does. */
+export function storedImageSize(dims: readonly number[]): { height: number; width: number } | undefined {
+  if (dims.length === 3) return { height: dims[1], width: dims[2] };
+  if (dims.length !== 4) return undefined;
+  const [, a, b, c] = dims;
+  const channelsFirst = (likelyChannels.has(a) && !likelyChannels.has(c)) || (!likelyChannels.has(c) && channelCounts.has(a));
+  return channelsFirst ? { height: b, width: c } : { height: a, width: b };
+}
+
 function storedLayout(dims: readonly number[], want: InputExpectation): 'NHW' | Layout {
   if (dims.length === 3) return 'NHW';
   const [, a, b, c] = dims;

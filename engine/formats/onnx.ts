@@ -28,7 +28,9 @@ export function classCountOf(model: OnnxModel): number | null {
 export function decodeOnnx(path: string, bytes: Uint8Array, options: LoadOptions = {}): OnnxModel {
   const limits = loadLimitsOf(options);
   if (bytes.length === 0) throw new BackdoorLensError('unsupported-model', 'the file is empty, not an ONNX model', { file: path });
-  if (looksLikeText(bytes)) throw new BackdoorLensError('unsupported-model', 'is a text file, not an ONNX model (ONNX files are binary protobuf)', { file: path });
+  // A ModelProto opens with ir_version (tag 0x08, a control character no text file starts with);
+  // the names after it can make the head of a large graph look like text (ViT-B/16).
+  if (bytes[0] !== 0x08 && looksLikeText(bytes)) throw new BackdoorLensError('unsupported-model', 'is a text file, not an ONNX model (ONNX files are binary protobuf)', { file: path });
   let model: OnnxModel;
   try {
     model = OnnxModel.fromBytes(bytes, path);

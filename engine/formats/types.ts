@@ -32,6 +32,11 @@ export interface LoadOptions {
    * overriding the template's default (--size, or preprocess.height/width in backdoor-lens.json).
    */
   inputSize?: { height: number; width: number };
+  /**
+   * The size of the images the model will run on. A graph built from weights takes it when no
+   * inputSize is given and the network is size-agnostic (it pools adaptively before its head).
+   */
+  dataSize?: { height: number; width: number };
 }
 
 export interface LoadedModel {
@@ -46,6 +51,10 @@ export interface LoadedModel {
   numClasses: number | null;
   /** The architecture template used to build the graph from weights, if any. */
   architecture?: string;
+  /** How the graph was made, for the report: which template matched and how, where the input size came from. */
+  notes?: string[];
+  /** A graph built from weights that takes any input size (its input size can follow the data). */
+  sizeAgnostic?: boolean;
   /** For weight-only sources: original key of each ONNX initializer, to write purified weights back. */
   sourceKeys?: Map<string, string>;
 }

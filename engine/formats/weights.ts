@@ -9,7 +9,7 @@ import type { ModelFormat } from '../report/types';
 import type { Tensor } from '../tensor';
 import { backdoorBenchWeights, isBackdoorBenchRecord } from './backdoorbench';
 import { readSafetensors } from './safetensors-file';
-import { ArchitectureError, architectureNames, buildFromStateDict, isArchitectureName, type InputSize } from './templates';
+import { ArchitectureError, architectureNames, buildFromStateDict, isArchitectureName, type BuiltModel, type InputSize } from './templates';
 import { readTorchObject } from './torch/checkpoint';
 import { stateDictIn } from './torch/state-dict';
 import { loadLimitsOf, type LoadedModel, type LoadOptions } from './types';
@@ -33,7 +33,7 @@ export function modelFromWeights(src: WeightsSource, options: LoadOptions): Load
   if (options.arch && !isArchitectureName(options.arch)) throw usageError(`unknown architecture '${options.arch}' for --arch; templates: ${architectureNames.join(', ')}`);
   let built;
   try {
-    built = buildFromStateDict(src.weights, { arch: options.arch ?? src.arch, inputSize: options.inputSize ?? src.inputSize });
+    built = buildFromStateDict(src.weights, { arch: options.arch ?? src.arch, inputSize: options.inputSize ?? src.inputSize, dataSize: options.dataSize });
   } catch (e) {
     if (e instanceof ArchitectureError) throw new BackdoorLensError('unsupported-model', e.message, { file: src.path, cause: e });
     throw e;
@@ -48,7 +48,17 @@ export function modelFromWeights(src: WeightsSource, options: LoadOptions): Load
     numClasses: built.numClasses,
     architecture: built.architecture,
     sourceKeys: built.sourceKeys,
+    notes: [built.match, sizeNote(built, options.inputSize ? '--size' : src.inputSize ? 'the file' : undefined)],
+    sizeAgnostic: built.sizeAgnostic,
   };
+}
+
+/** Where the input size came from, in the report's words. */
+function sizeNote(built: BuiltModel, givenBy: string | undefined): string {
+  const [, h, w] = built.input;
+  if (built.inputSizeFrom === 'data') return `input ${h}×${w} from the data (the network pools adaptively; --size overrides)`;
+  if (built.inputSizeFrom === 'given') return `input ${h}×${w} from ${givenBy ?? '--size'}`;
+  return `input ${h}×${w}, the template's default (${built.sizeAgnostic ? 'the network pools adaptively: data of another size sets it' : 'its head fixes the size'})`;
 }
 
 /** The weights of a state_dict, safetensors or BackdoorBench file, under the keys the file uses. */

@@ -4,11 +4,19 @@
  * on the symbolic batch becomes Reshape's 0 ("copy this dim") when it sits where the input has
  * the same symbolic dim, so the folded model still runs at any batch size.
  */
+import { attrInt } from './attributes';
 import type { OnnxModel } from './model';
 import { inferShapes } from './shapes';
 import { dtypeFromDataType } from './tensor-proto';
 
-const foldable = new Set(['Shape', 'Size', 'Gather', 'Unsqueeze', 'Squeeze', 'Concat', 'Slice', 'Add', 'Sub', 'Mul', 'Div', 'Constant', 'Cast']);
+const foldable = new Set([
+  'Shape', 'Size', 'Gather', 'Unsqueeze', 'Squeeze', 'Concat', 'Slice', 'Add', 'Sub', 'Mul', 'Div', 'Constant', 'Cast',
+  // Swin's window padding: sizes mod the window, reordered into Pad's pads.
+  'Mod', 'Reshape', 'Transpose', 'Where',
+]);
+
+/** ONNX element types of the integer casts whose results are folded. */
+const castTargets = new Map<number, 'int64' | 'int32'>([[7, 'int64'], [6, 'int32']]);
 
 export interface FoldResult {
   model: OnnxModel;
@@ -33,7 +41,8 @@ export function foldShapeChains(model: OnnxModel): FoldResult {
     let dtype: 'int64' | 'int32' | undefined;
     if (node.op_type === 'Shape' || node.op_type === 'Size') dtype = 'int64';
     else if (node.op_type === 'Constant') dtype = ints.has(out) ? 'int64' : undefined;
-    else if (node.op_type === 'Cast') dtype = undefined; // casts change dtype: leave them
+    else if (node.op_type === 'Cast') dtype = castTargets.get(attrInt(node, 'to', 0));
+    else if (node.op_type === 'Where') dtype = intDtype.get(node.input[1]);
     else dtype = intDtype.get(node.input[0]);
     if (!dtype) continue;
     intDtype.set(out, dtype);

@@ -106,7 +106,12 @@ function windowShape(node: NodeProto, x: Dim[], kernel: number[], channels: Dim,
   return [x[0], channels, ...out];
 }
 
-export function inferShapes(model: OnnxModel, inputShapes: Record<string, Dim[]> = {}): ShapeInference {
+/**
+ * Shapes of every tensor, batch symbolic. `observed` holds shapes measured by running the model
+ * (see engine/autodiff/observe.ts); they stand in for the outputs of nodes whose shape no rule
+ * here can derive, so that one such node does not leave everything after it unknown.
+ */
+export function inferShapes(model: OnnxModel, inputShapes: Record<string, Dim[]> = {}, observed?: ReadonlyMap<string, Dim[]>): ShapeInference {
   const shapes = new Map<string, Dim[]>();
   const ints = new Map<string, SymbolicInts>();
   const unknown: ShapeInference['unknown'] = [];
@@ -131,6 +136,7 @@ export function inferShapes(model: OnnxModel, inputShapes: Record<string, Dim[]>
 
   for (const node of model.nodes) {
     const name = model.nodeName(node);
+    let failure: string | undefined;
     try {
       const ins = node.input.map((i) => (i ? shapes.get(i) : undefined));
       const need = (i: number): Dim[] => {
@@ -143,6 +149,24 @@ export function inferShapes(model: OnnxModel, inputShapes: Record<string, Dim[]>
       if (sameShapeOps.has(op)) {
         setOut(need(0));
         if (op === 'Dropout' && node.output[1]) setOut(need(0), 1);
+        // Shape arithmetic passes through integer casts (ShuffleNet's `channels // groups`).
+        const v = intsOf(node.input[0]);
+        if (v && (op === 'Identity' || (op === 'Cast' && [6, 7].includes(attrInt(node, 'to', 0))))) ints.set(node.output[0], v);
+      } else if (op === 'LayerNormalization') {
+        const xs = need(0);
+        const axis = normAxis(attrInt(node, 'axis', -1), xs.length);
+        setOut(xs);
+        const reduced = xs.map((d, i) => (i < axis ? d : 1));
+        if (node.output[1]) setOut(reduced, 1);
+        if (node.output[2]) setOut(reduced, 2);
+      } else if (op === 'ScatterND' || op === 'ScatterElements') {
+        setOut(need(0));
+      } else if (op === 'Range') {
+        const [start, limit, delta] = [0, 1, 2].map((i) => intsOf(node.input[i])?.values[0]);
+        const known = [start, limit, delta].every((v) => typeof v === 'number');
+        const length = known ? Math.max(0, Math.ceil(((limit as number) - (start as number)) / (delta as number))) : '?';
+        setOut([length]);
+        if (typeof length === 'number' && length <= 64) ints.set(node.output[0], { dims: [length], values: Array.from({ length }, (_, i) => (start as number) + i * (delta as number)) });
       } else if (broadcastOps.has(op)) {
         setOut(broadcastShapes(node.input.map((_, i) => need(i))));
         foldElementwise(node, ints);
@@ -176,11 +200,16 @@ export function inferShapes(model: OnnxModel, inputShapes: Record<string, Dim[]>
         const xs = need(0);
         const target = intsOf(node.input[1]);
         if (!target) throw new Error(`Reshape target '${node.input[1]}' is not a constant`);
-        setOut(reshapeTarget(xs, target.values, attrInt(node, 'allowzero', 0) === 1));
+        const out = reshapeTarget(xs, target.values, attrInt(node, 'allowzero', 0) === 1);
+        setOut(out);
+        const v = intsOf(node.input[0]);
+        if (v && out.every((d) => typeof d === 'number')) ints.set(node.output[0], { dims: out as number[], values: v.values });
       } else if (op === 'Transpose') {
         const xs = need(0);
         const perm = attrInts(node, 'perm') ?? xs.map((_, i) => xs.length - 1 - i);
         setOut(perm.map((p) => xs[p]));
+        const v = intsOf(node.input[0]);
+        if (v) ints.set(node.output[0], gatherInts(v, perm.map((p) => v.dims[p]), (index) => perm.reduce<number[]>((src, p, i) => ((src[p] = index[i]), src), [])));
       } else if (op === 'Concat') {
         const parts = node.input.map((_, i) => need(i));
         const axis = normAxis(attrInt(node, 'axis', 0), parts[0].length);
@@ -218,12 +247,17 @@ export function inferShapes(model: OnnxModel, inputShapes: Record<string, Dim[]>
         });
         setOut(out);
         const v = intsOf(node.input[0]);
-        if (v && v.dims.length === 1 && axes.length === 1) {
-          const idx: number[] = [];
-          const len = v.values.length;
-          const s = clampIndex(starts[0], len, steps[0]), e = clampIndex(ends[0], len, steps[0]);
-          for (let i = s; steps[0] > 0 ? i < e : i > e; i += steps[0]) idx.push(i);
-          ints.set(node.output[0], { dims: [idx.length], values: idx.map((i) => v.values[i]) });
+        if (v) {
+          // Picked positions per axis (F.pad reverses its pads this way: Reshape, Slice with step −1, Transpose).
+          const picked = v.dims.map((len, axis) => {
+            const k = axes.findIndex((a) => normAxis(a, v.dims.length) === axis);
+            if (k < 0) return Array.from({ length: len }, (_, i) => i);
+            const idx: number[] = [];
+            const s = clampIndex(starts[k], len, steps[k]), e = clampIndex(ends[k], len, steps[k]);
+            for (let i = s; steps[k] > 0 ? i < e : i > e; i += steps[k]) idx.push(i);
+            return idx;
+          });
+          ints.set(node.output[0], gatherInts(v, picked.map((p) => p.length), (index) => index.map((i, axis) => picked[axis][i])));
         }
       } else if (op === 'Pad') {
         const xs = need(0);
@@ -291,6 +325,11 @@ export function inferShapes(model: OnnxModel, inputShapes: Record<string, Dim[]>
         const target = intsOf(node.input[0]);
         if (!target) throw new Error(`ConstantOfShape shape '${node.input[0]}' is not a constant`);
         setOut(target.values);
+        const fill = attrTensor(node, 'value');
+        const count = target.values.every((d) => typeof d === 'number') ? sizeOf(target.values as number[]) : Infinity;
+        if (fill && (fill.dtype === 'int64' || fill.dtype === 'int32') && count <= 64) {
+          ints.set(node.output[0], { dims: target.values as number[], values: new Array<Dim>(count).fill(toNumbers(fill)[0]) });
+        }
       } else if (op === 'Expand') {
         const target = intsOf(node.input[1]);
         if (!target) throw new Error(`Expand shape '${node.input[1]}' is not a constant`);
@@ -307,10 +346,32 @@ export function inferShapes(model: OnnxModel, inputShapes: Record<string, Dim[]>
         throw new Error(`no shape rule for ${op}`);
       }
     } catch (e) {
-      unknown.push({ node: name, op: node.op_type, reason: e instanceof Error ? e.message : String(e) });
+      failure = e instanceof Error ? e.message : String(e);
     }
+    for (const o of node.output) {
+      const measured = o ? observed?.get(o) : undefined;
+      if (measured && (!shapes.has(o) || shapes.get(o)!.includes('?'))) shapes.set(o, measured);
+    }
+    if (failure !== undefined && !node.output.every((o) => !o || observed?.has(o))) unknown.push({ node: name, op: node.op_type, reason: failure });
   }
   return { shapes, ints, unknown };
+}
+
+/** A small integer tensor of the given dims whose element at `index` is v's element at source(index). */
+function gatherInts(v: SymbolicInts, dims: number[], source: (index: number[]) => number[]): SymbolicInts {
+  const values: Dim[] = [];
+  const strides = v.dims.map((_, i) => v.dims.slice(i + 1).reduce((a, b) => a * b, 1));
+  const count = sizeOf(dims);
+  for (let flat = 0; flat < count; flat++) {
+    const index: number[] = [];
+    let rest = flat;
+    for (let i = dims.length - 1; i >= 0; i--) {
+      index[i] = rest % dims[i];
+      rest = Math.floor(rest / dims[i]);
+    }
+    values.push(v.values[source(index).reduce((at, x, i) => at + x * strides[i], 0)]);
+  }
+  return { dims, values };
 }
 
 function clampIndex(i: number, len: number, step: number): number {
@@ -357,18 +418,57 @@ function quotient(total: { symbols: string[]; number: number }, known: { symbols
   return n === 1 ? rest.join('*') : `${rest.join('*')}*${n}`;
 }
 
-/** Integer arithmetic on shape values (e.g. Mul of a Gather'd dim by a constant). */
+/**
+ * Integer arithmetic on shape values (e.g. Mul of a Gather'd dim by a constant, Swin's padding
+ * `(window − size % window) % window`, ViT's `Where(Equal(shape, −1), 1, shape)` for expand).
+ * Booleans are 0 / 1; a symbolic dimension equals itself and is never negative.
+ */
 function foldElementwise(node: NodeProto, ints: Map<string, SymbolicInts>): void {
-  const a = ints.get(node.input[0]), b = ints.get(node.input[1]);
-  if (!a || !b) return;
-  const n = Math.max(a.values.length, b.values.length);
+  const operands = node.input.map((i) => ints.get(i));
+  if (operands.length === 0 || operands.some((o) => !o)) return;
+  const known = operands as SymbolicInts[];
+  const n = Math.max(...known.map((o) => o.values.length));
+  if (known.some((o) => o.values.length !== 1 && o.values.length !== n)) return;
+  const at = (o: SymbolicInts, i: number) => o.values[o.values.length === 1 ? 0 : i];
   const values: Dim[] = [];
   for (let i = 0; i < n; i++) {
-    const x = a.values[a.values.length === 1 ? 0 : i], y = b.values[b.values.length === 1 ? 0 : i];
-    if (typeof x !== 'number' || typeof y !== 'number') return;
-    const r = node.op_type === 'Add' ? x + y : node.op_type === 'Sub' ? x - y : node.op_type === 'Mul' ? x * y : node.op_type === 'Div' ? Math.trunc(x / y) : undefined;
+    const r = foldOne(node, known.map((o) => at(o, i)));
     if (r === undefined) return;
     values.push(r);
   }
-  ints.set(node.output[0], { dims: a.values.length >= b.values.length ? a.dims : b.dims, values });
+  const widest = known.reduce((w, o) => (o.values.length > w.values.length ? o : w));
+  ints.set(node.output[0], { dims: widest.dims, values });
+}
+
+function foldOne(node: NodeProto, v: Dim[]): Dim | undefined {
+  const op = node.op_type;
+  if (op === 'Where') return v[0] === 1 ? v[1] : v[0] === 0 ? v[2] : undefined;
+  const [x, y] = v;
+  if (op === 'Equal') {
+    if (typeof x === 'number' && typeof y === 'number') return x === y ? 1 : 0;
+    if (x === y) return 1;
+    return (typeof x === 'number' && x < 0) || (typeof y === 'number' && y < 0) ? 0 : undefined;
+  }
+  if (typeof x !== 'number' || typeof y !== 'number') {
+    // A symbolic batch times a number (ViT's attention heads: N·12), and back.
+    if (op === 'Mul') return product([x, y]);
+    if (op === 'Div' && typeof y === 'number') {
+      const q = quotient(factors([x]), factors([y]));
+      return q === '?' ? undefined : q;
+    }
+    return undefined;
+  }
+  switch (op) {
+    case 'Add': return x + y;
+    case 'Sub': return x - y;
+    case 'Mul': return x * y;
+    case 'Div': return y === 0 ? undefined : Math.trunc(x / y);
+    case 'Mod': {
+      if (y === 0) return undefined;
+      // fmod = 0: the result takes the divisor's sign (Python's %); fmod = 1: the dividend's (C's fmod).
+      const r = x % y;
+      return attrInt(node, 'fmod', 0) === 1 || r === 0 || (r < 0) === (y < 0) ? r : r + y;
+    }
+    default: return undefined;
+  }
 }

@@ -12,6 +12,7 @@ export function formatReport(report: ScanReport): string {
   const m = report.model;
   lines.push(`Backdoor Lens ${report.tool.version} — ${m.path}`);
   lines.push(`  model: ${m.format}${m.architecture ? ` (${m.architecture})` : ''}, input ${m.input.name} [${m.input.dims.join(', ')}], ${m.numClasses ?? '?'} classes, BatchNorm ${m.bn}`);
+  for (const note of m.notes ?? []) lines.push(`         ${note}`);
   if (report.data) lines.push(`  data:  ${report.data.path} — ${report.data.n} images, ${report.data.labelled ? 'labelled' : 'unlabelled'}, ${report.data.kind}`);
   else lines.push('  data:  none (data-free checks only)');
   lines.push('');

@@ -130,6 +130,8 @@ export interface ModelInfoSummary {
   numClasses: number | null;
   bn: 'kept' | 'folded' | 'absent' | 'unknown';
   architecture?: string;
+  /** How the graph was made from weights: the template match, where the input size came from. */
+  notes?: string[];
 }
 
 export interface ScanReport {

@@ -1,8 +1,11 @@
 /**
  * Whole-model gradients against PyTorch autograd (tools/fixtures/autodiff_models.py): the
  * Fashion-MNIST fixture CNN, a ResNet with residual adds and an overlapping max-pool, a
- * PreAct-ResNet (BN before conv, shape-chain flatten) and a MobileNetV2/V3 (depthwise, ReLU6,
- * hardswish, squeeze-excite), each exported with BN kept and BN folded.
+ * PreAct-ResNet (BN before conv, shape-chain flatten), a MobileNetV2/V3 (depthwise, ReLU6,
+ * hardswish, squeeze-excite), and few-channel members of the torchvision families built from
+ * torchvision's own classes (EfficientNet, ConvNeXt, DenseNet, RegNetY, Swin, ViT,
+ * ShuffleNetV2, SqueezeNet, GoogLeNet), each exported with BN kept and BN folded (models
+ * without BatchNorm once; the LayerNorm ones at opsets 13 and 17).
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -19,9 +22,10 @@ interface ModelEntry {
   name: string;
   opset: number;
   input: number[];
-  kept: string;
+  /** Absent for models without BatchNorm. */
+  kept?: string;
   folded: string;
-  affine: { kept: string; folded: string };
+  affine: { kept?: string; folded: string };
   data: string;
   bnParams: string[];
 }
@@ -51,10 +55,13 @@ for (const entry of entries) {
   const weights = floats(arrays.get('weights'), 'weights');
 
   for (const variant of ['kept', 'folded'] as const) {
-    const path = join(autodiffFixtures, entry[variant]);
+    const file = entry[variant];
+    const affineAt = entry.affine[variant];
+    if (!file || !affineAt) continue;
+    const path = join(autodiffFixtures, file);
     const model = OnnxModel.fromBytes(readFileSync(path), path);
 
-    describe(`${entry.name} (opset ${entry.opset}, BN ${variant})`, () => {
+    describe(`${entry.name} (opset ${entry.opset}, ${entry.kept ? `BN ${variant}` : 'no BatchNorm'})`, () => {
       for (const c of lossCases) {
         test(`input gradient of ${c.key} matches PyTorch`, async () => {
           const session = await GradientSession.create(runtime, model, { loss: c.loss, weighted: c.weighted, wrt: ['input'], fetch: ['logits'] });
@@ -75,8 +82,8 @@ for (const entry of entries) {
         });
       }
 
-      test(`gradients with respect to a channel scale and shift inserted after ${entry.affine[variant]} match PyTorch`, async () => {
-        const affine = insertChannelAffine(model, entry.affine[variant]);
+      test(`gradients with respect to a channel scale and shift inserted after ${affineAt} match PyTorch`, async () => {
+        const affine = insertChannelAffine(model, affineAt);
         const session = await GradientSession.create(runtime, affine.model, { loss: { kind: 'cross-entropy' }, wrt: [affine.scaleInput, affine.shiftInput] });
         const ones: Tensor = floatTensor([affine.channels], new Float32Array(affine.channels).fill(1));
         const zeros: Tensor = floatTensor([affine.channels]);

@@ -22,6 +22,27 @@ const div: GradientRule = (ctx) =>
     return i === 0 ? e.op('Div', [g, b]) : e.op('Neg', [e.op('Div', [e.mul(g, node.output[0]), b])]);
   });
 
+/**
+ * y = aᵇ: da = g·b·aᵇ⁻¹ (g·2a for squares, as LayerNorm decomposed below opset 17 has them).
+ * Exponents are constants in the exports seen; their gradient is refused, not guessed.
+ */
+const pow: GradientRule = (ctx) => {
+  const { e, node } = ctx;
+  if (ctx.needs(1)) ctx.fail('gradients with respect to the exponent are not supported');
+  const [a, b] = node.input;
+  const constant = e.model.initializer(b);
+  const exponent = constant && constant.data.length === 1 ? Number(constant.data[0]) : undefined;
+  const g = outputGrad(ctx);
+  let slope: string;
+  if (exponent === 2) slope = e.mul(a, e.scalar(2));
+  else if (exponent === 1) slope = e.scalar(1);
+  else {
+    const bFloat = constant && constant.dtype !== 'float32' ? e.op('Cast', [b], { to: 1 }) : b;
+    slope = e.mul(e.op('Pow', [a, e.op('Sub', [bFloat, e.scalar(1)])]), bFloat);
+  }
+  return [e.unbroadcast(e.mul(g, slope), ctx.dims(node.output[0]), a, node), undefined];
+};
+
 const sum: GradientRule = (ctx) => perOperand(ctx, (_, g) => g);
 
 const expand: GradientRule = (ctx) => {
@@ -30,4 +51,4 @@ const expand: GradientRule = (ctx) => {
   return [e.unbroadcast(outputGrad(ctx), ctx.dims(node.output[0]), node.input[0], node), undefined];
 };
 
-export const arithmeticRules: Record<string, GradientRule> = { Add: add, Sub: sub, Mul: mul, Div: div, Sum: sum, Expand: expand };
+export const arithmeticRules: Record<string, GradientRule> = { Add: add, Sub: sub, Mul: mul, Div: div, Pow: pow, Sum: sum, Expand: expand };

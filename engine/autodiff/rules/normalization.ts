@@ -2,9 +2,10 @@
  * BatchNormalization in inference mode: y = scale·(x − mean)/√(var + ε) + B, per channel
  * (axis 1). All five inputs are differentiable, so ANP-style masks on scale and bias and
  * promoted running statistics get their gradients too.
+ * LayerNormalization (opset 17): statistics over the axes from `axis` on, of each sample.
  */
-import { attrFloat } from '../../graph/attributes';
-import { outputGrad, type GradientRule } from './types';
+import { attrFloat, attrInt } from '../../graph/attributes';
+import { normalizeAxis, outputGrad, type GradientRule } from './types';
 
 const batchNormalization: GradientRule = (ctx) => {
   const { e, node } = ctx;
@@ -33,4 +34,34 @@ const batchNormalization: GradientRule = (ctx) => {
   return out;
 };
 
-export const normalizationRules: Record<string, GradientRule> = { BatchNormalization: batchNormalization };
+/**
+ * y = x̂·scale + B, x̂ = (x − μ)·r, r = 1/√(σ² + ε) over the normalised axes A. With
+ * d = g·scale: dx = r·(d − mean_A(d) − x̂·mean_A(d·x̂)); dscale = Σ g·x̂ and dB = Σ g over the
+ * axes the parameters are broadcast along. μ and r are the node's optional Mean and
+ * InvStdDev outputs, asked for when the export did not use them.
+ */
+const layerNormalization: GradientRule = (ctx) => {
+  const { e, node } = ctx;
+  const g = outputGrad(ctx);
+  const [x, scale, bias] = node.input;
+  const dims = ctx.dims(x);
+  const axis = normalizeAxis(attrInt(node, 'axis', -1), dims.length);
+  const axes = Array.from({ length: dims.length - axis }, (_, i) => axis + i);
+  if (attrInt(node, 'stash_type', 1) !== 1) ctx.fail('only stash_type 1 (float32 statistics) is supported');
+  for (const k of [1, 2]) if (!node.output[k]) node.output[k] = e.fresh(`${node.output[0]}_${k === 1 ? 'mean' : 'inv_std_dev'}`);
+  const [, mean, invStd] = node.output;
+  const normalized = e.mul(e.op('Sub', [x, mean]), invStd);
+  const outDims = ctx.dims(node.output[0]);
+  const out: (string | undefined)[] = node.input.map(() => undefined);
+  if (ctx.needs(0)) {
+    const d = e.mul(g, scale);
+    const meanOf = (t: string) => e.op('ReduceMean', [t, e.ints(axes)], { keepdims: 1 });
+    const centred = e.op('Sub', [d, meanOf(d)]);
+    out[0] = e.mul(e.op('Sub', [centred, e.mul(normalized, meanOf(e.mul(d, normalized)))]), invStd);
+  }
+  if (ctx.needs(1)) out[1] = e.unbroadcast(e.mul(g, normalized), outDims, scale, node);
+  if (bias && ctx.needs(2)) out[2] = e.unbroadcast(g, outDims, bias, node);
+  return out;
+};
+
+export const normalizationRules: Record<string, GradientRule> = { BatchNormalization: batchNormalization, LayerNormalization: layerNormalization };

@@ -120,7 +120,47 @@ const pad: GradientRule = (ctx) => {
   return [e.op('Pad', [outputGrad(ctx), e.ints(pads)]), undefined, undefined, undefined];
 };
 
+/**
+ * Gather with constant indices (ViT's class token x[:, 0], a fixed channel order): the picks go
+ * back where they came from. A scalar index or an increasing run pads g with zeros along the
+ * axis; any other pattern (repeats add up) multiplies by the [picks, size] one-hot matrix.
+ */
+const gather: GradientRule = (ctx) => {
+  const { e, node } = ctx;
+  const [data, indicesIn] = node.input;
+  if (ctx.needs(1)) ctx.fail('the indices cannot be differentiated');
+  const dataDims = ctx.dims(data);
+  const rank = dataDims.length;
+  const axis = normalizeAxis(attrInt(node, 'axis', 0), rank);
+  const size = staticSize(ctx, data, axis);
+  const constant = e.model.initializer(indicesIn);
+  if (!constant || (constant.dtype !== 'int64' && constant.dtype !== 'int32')) return ctx.fail(`the indices '${indicesIn}' must be a constant`);
+  const indices = Array.from(constant.data as ArrayLike<number | bigint>, (v) => {
+    const i = Number(v);
+    return i < 0 ? i + size : i;
+  });
+  let g = outputGrad(ctx);
+  const indexRank = constant.dims.length;
+  const run = indices.every((v, i) => v === indices[0] + i);
+  if (run && indexRank <= 1) {
+    if (indexRank === 0) g = e.op('Unsqueeze', [g, e.ints([axis])]);
+    const first = indices[0] ?? 0;
+    return [e.op('Pad', [g, e.ints(padsFor(rank, axis, first, size - first - indices.length))]), undefined];
+  }
+  // [before, picks, after] → [before, after, picks] · onehot[picks, size] → [before, size, after].
+  const picks = indices.length;
+  const oneHot = new Array<number>(picks * size).fill(0);
+  indices.forEach((v, i) => (oneHot[i * size + v] += 1));
+  const grouped = e.op('Reshape', [g, e.ints([...dataDims.slice(0, axis).map((d) => (typeof d === 'number' ? d : 0)), picks, -1])]);
+  const lead = axis;
+  const moved = e.op('Transpose', [grouped], { perm: [...Array.from({ length: lead }, (_, i) => i), lead + 1, lead] });
+  const spread = e.op('MatMul', [moved, e.floats(oneHot, [picks, size])]);
+  const back = e.op('Transpose', [spread], { perm: [...Array.from({ length: lead }, (_, i) => i), lead + 1, lead] });
+  return [e.reshapeLike(back, data), undefined];
+};
+
 export const shapeRules: Record<string, GradientRule> = {
+  Gather: gather,
   Flatten: reshapeBack,
   Reshape: reshapeBack,
   Squeeze: reshapeBack,

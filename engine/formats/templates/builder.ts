@@ -48,6 +48,13 @@ export class TemplateBuilder {
   readonly missing: string[] = [];
   readonly problems: string[] = [];
   private inputDims?: [number, number, number];
+  /** Feature maps whose size does not depend on the input's (adaptive pools' outputs). */
+  private readonly sizeFree = new Set<string>();
+  /**
+   * Whether a layer's shape depends on the input size: a flatten of a map no adaptive pool
+   * produced. Networks without one accept any input size their convolutions allow.
+   */
+  sizeDependent = false;
   private added = new Map<string, string>();
   private relu6Bounds?: [string, string];
 
@@ -186,6 +193,12 @@ export class TemplateBuilder {
    * Equal bins are an AveragePool; the general case (e.g. 2×2 → 7×7) is two MatMuls with the bin matrices.
    */
   adaptiveAvgPool(x: Act, oh: number, ow: number, hint = 'avgpool'): Act {
+    const pooled = this.adaptiveAvgPoolMap(x, oh, ow, hint);
+    this.sizeFree.add(pooled.name);
+    return pooled;
+  }
+
+  private adaptiveAvgPoolMap(x: Act, oh: number, ow: number, hint: string): Act {
     if (x.h === oh && x.w === ow) return x;
     if (oh === 1 && ow === 1) return { ...x, name: this.g.node('GlobalAveragePool', [x.name], {}, { name: hint, outputs: [this.out(hint)] })[0], h: 1, w: 1 };
     if (x.h % oh === 0 && x.w % ow === 0) {
@@ -211,6 +224,7 @@ export class TemplateBuilder {
   }
 
   flatten(x: Act): Vec {
+    if (!this.sizeFree.has(x.name)) this.sizeDependent = true;
     return { name: this.g.node('Flatten', [x.name], { axis: 1 }, { name: 'flatten', outputs: [this.out('flatten')] })[0], n: x.c * x.h * x.w };
   }
 
@@ -230,7 +244,7 @@ export class TemplateBuilder {
   }
 
   /** Checks every key was used and every needed key found, then makes the model. */
-  finish(logits: Vec): { onnx: OnnxModel; numClasses: number; input: [number, number, number] } {
+  finish(logits: Vec): { onnx: OnnxModel; numClasses: number; input: [number, number, number]; sizeAgnostic: boolean } {
     const unexpected = [...this.sd.keys()].filter((k) => !this.used.has(k) && !k.endsWith('.num_batches_tracked'));
     const last = this.g.nodes.find((n) => n.output[0] === logits.name);
     if (!last && !this.problems.length && !this.missing.length) this.problems.push('the template built no output layer');
@@ -239,6 +253,6 @@ export class TemplateBuilder {
     }
     last.output[0] = 'logits';
     this.g.output('logits', 'float32', ['N', logits.n]);
-    return { onnx: this.g.build(), numClasses: logits.n, input: this.inputDims };
+    return { onnx: this.g.build(), numClasses: logits.n, input: this.inputDims, sizeAgnostic: !this.sizeDependent };
   }
 }

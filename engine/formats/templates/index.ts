@@ -5,15 +5,16 @@
  */
 import type { OnnxModel } from '../../graph/model';
 import type { Tensor } from '../../tensor';
-import { TemplateBuilder, TemplateMismatch, type StateDict } from './builder';
+import { keyViews, type KeyView } from './aliases';
+import { TemplateBuilder, TemplateMismatch } from './builder';
 import { mobilenetV2Family } from './mobilenet';
 import { plainCnnFamily } from './plain-cnn';
 import { preactResnetFamily, resnetFamily } from './resnet';
-import { ArchitectureError, type ArchitectureFamily, type TemplateOptions } from './types';
+import { ArchitectureError, type ArchitectureFamily, type SizeOptions, type TemplateOptions } from './types';
 import { vggFamily } from './vgg';
 
 export type { StateDict } from './builder';
-export { ArchitectureError, type InputSize, type TemplateOptions, type ArchitectureFamily } from './types';
+export { ArchitectureError, type InputSize, type TemplateOptions, type SizeOptions, type ArchitectureFamily } from './types';
 
 /** Asked in this order; the plain CNN is the fallback. */
 export const architectureFamilies: readonly ArchitectureFamily[] = [mobilenetV2Family, vggFamily, preactResnetFamily, resnetFamily, plainCnnFamily];
@@ -33,25 +34,12 @@ export interface BuiltModel {
   input: [number, number, number];
   /** Initializer name → the key it came from, as the file spells it (prefixes included). */
   sourceKeys: Map<string, string>;
-}
-
-const DATA_PARALLEL = 'module.';
-
-/** Drops DataParallel's 'module.' prefix (when every key has it) and remembers the original keys. */
-export function normaliseKeys(weights: Map<string, Tensor>): { sd: StateDict; original: Map<string, string> } {
-  let keys = [...weights.keys()];
-  let strip = 0;
-  while (keys.length && keys.every((k) => k.startsWith(DATA_PARALLEL))) {
-    keys = keys.map((k) => k.slice(DATA_PARALLEL.length));
-    strip += DATA_PARALLEL.length;
-  }
-  const sd: StateDict = new Map();
-  const original = new Map<string, string>();
-  for (const [k, t] of weights) {
-    sd.set(k.slice(strip), t);
-    original.set(k.slice(strip), k);
-  }
-  return { sd, original };
+  /** Which template matched and how, for the report ("resnet18 template by structure: …"). */
+  match: string;
+  /** Whether the network takes any input size (no flatten of a map an adaptive pool did not make). */
+  sizeAgnostic: boolean;
+  /** Where the input size came from. */
+  inputSizeFrom: 'given' | 'data' | 'default';
 }
 
 function familyFor(name: string): ArchitectureFamily | undefined {
@@ -71,35 +59,75 @@ function mismatchMessage(name: string, e: TemplateMismatch, requested: boolean):
   return `the weights ${how}: ${parts.join('; ')}`;
 }
 
-/** Builds the graph for a state_dict, with the named template or the one its keys call for. */
-export function buildFromStateDict(weights: Map<string, Tensor>, options: TemplateOptions & { arch?: string } = {}): BuiltModel {
-  if (weights.size === 0) throw new ArchitectureError('the state_dict is empty');
-  const { sd, original } = normaliseKeys(weights);
-  let family: ArchitectureFamily | undefined;
-  let name: string;
-  if (options.arch) {
-    family = familyFor(options.arch);
-    if (!family) throw new ArchitectureError(`unknown architecture '${options.arch}'; templates: ${architectureNames.join(', ')}`);
-    name = options.arch;
-  } else {
-    family = architectureFamilies.find((f) => f.recognises(sd));
-    if (!family) {
-      throw new ArchitectureError(`no architecture template recognises these weights (keys ${list([...sd.keys()], 6)}); give --arch, one of ${architectureNames.join(', ')}`);
-    }
-    name = family.variantOf(sd);
-  }
-  const b = new TemplateBuilder(sd);
+type Attempt = { ok: true; model: ReturnType<TemplateBuilder['finish']> } | { ok: false; error: TemplateMismatch };
+
+function attempt(family: ArchitectureFamily, view: KeyView, name: string, options: TemplateOptions): Attempt {
+  const b = new TemplateBuilder(view.sd);
   try {
-    const logits = family.build(b, name, options);
-    const built = b.finish(logits);
-    const sourceKeys = new Map<string, string>();
-    for (const init of built.onnx.initializerNames()) {
-      const key = original.get(init);
-      if (key !== undefined) sourceKeys.set(init, key);
-    }
-    return { ...built, architecture: name, sourceKeys };
+    return { ok: true, model: b.finish(family.build(b, name, options)) };
   } catch (e) {
-    if (e instanceof TemplateMismatch) throw new ArchitectureError(mismatchMessage(name, e, !!options.arch));
+    if (e instanceof TemplateMismatch) return { ok: false, error: e };
     throw e;
   }
+}
+
+/**
+ * The template's graph at the given size, else — for a size-agnostic network — at the data's,
+ * else at the template's default. A data size the weights cannot take (too small for the
+ * strides) leaves the default, and the data loader then says the sizes differ.
+ */
+function sized(family: ArchitectureFamily, view: KeyView, name: string, options: SizeOptions): Omit<BuiltModel, 'sourceKeys' | 'match'> | TemplateMismatch {
+  const first = attempt(family, view, name, { inputSize: options.inputSize });
+  if (!first.ok) return first.error;
+  const base = { architecture: name, numClasses: first.model.numClasses, sizeAgnostic: first.model.sizeAgnostic };
+  const data = options.dataSize;
+  const [, h, w] = first.model.input;
+  if (!options.inputSize && data && first.model.sizeAgnostic && (data.height !== h || data.width !== w)) {
+    const atData = attempt(family, view, name, { inputSize: data });
+    if (atData.ok) return { ...base, onnx: atData.model.onnx, input: atData.model.input, inputSizeFrom: 'data' };
+  }
+  return { ...base, onnx: first.model.onnx, input: first.model.input, inputSizeFrom: options.inputSize ? 'given' : 'default' };
+}
+
+function finished(built: Omit<BuiltModel, 'sourceKeys' | 'match'>, family: ArchitectureFamily, view: KeyView): BuiltModel {
+  const sourceKeys = new Map<string, string>();
+  for (const init of built.onnx.initializerNames()) {
+    const key = view.original.get(init);
+    if (key !== undefined) sourceKeys.set(init, key);
+  }
+  const how = view.renames.length ? `matched by structure: ${view.renames.join('; ')}` : 'matched by key names';
+  const names = family.describe?.(view.sd) ?? [];
+  return { ...built, sourceKeys, match: `${built.architecture} template, ${how}${names.length ? `; ${names.join(', ')}` : ''}` };
+}
+
+/**
+ * Builds the graph for a state_dict, with the named template or the one its keys call for. The
+ * file's key names are tried first, then the structure-preserving renamings of aliases.ts.
+ */
+export function buildFromStateDict(weights: Map<string, Tensor>, options: SizeOptions & { arch?: string } = {}): BuiltModel {
+  if (weights.size === 0) throw new ArchitectureError('the state_dict is empty');
+  const views = keyViews(weights);
+  if (options.arch) {
+    const family = familyFor(options.arch);
+    if (!family) throw new ArchitectureError(`unknown architecture '${options.arch}'; templates: ${architectureNames.join(', ')}`);
+    let failure: { error: TemplateMismatch; view: KeyView } | undefined;
+    for (const view of views) {
+      const built = sized(family, view, options.arch, options);
+      if (!(built instanceof TemplateMismatch)) return finished(built, family, view);
+      // Report against the most renamed view the family recognises, else the file's own names.
+      if (!failure || family.recognises(view.sd)) failure = { error: built, view };
+    }
+    throw new ArchitectureError(mismatchMessage(options.arch, failure!.error, true));
+  }
+  let failure: { error: TemplateMismatch; name: string } | undefined;
+  for (const view of views) {
+    const family = architectureFamilies.find((f) => f.recognises(view.sd));
+    if (!family) continue;
+    const name = family.variantOf(view.sd);
+    const built = sized(family, view, name, options);
+    if (!(built instanceof TemplateMismatch)) return finished(built, family, view);
+    failure ??= { error: built, name };
+  }
+  if (failure) throw new ArchitectureError(mismatchMessage(failure.name, failure.error, false));
+  throw new ArchitectureError(`no architecture template recognises these weights (keys ${list([...weights.keys()], 6)}); give --arch, one of ${architectureNames.join(', ')}`);
 }

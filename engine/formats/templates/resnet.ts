@@ -4,7 +4,8 @@
  *
  * Structure read from the keys: blocks per stage from 'layer<i>.<j>.' indices, bottleneck blocks
  * when 'conv3' exists, widths from weight shapes (so narrow or wide variants build too), the head
- * named 'fc' (torchvision) or 'linear' (CIFAR code), shortcuts named 'downsample' or 'shortcut'.
+ * named 'fc' (torchvision), 'linear' (CIFAR code), 'classifier' or 'head', shortcuts named 'downsample'
+ * or 'shortcut'.
  * Not in the weights, hence fixed: stage i > 1 starts with a stride-2 block; a 7×7 stem conv has
  * stride 2 and is followed by a 3×3/2 max-pool (ImageNet stem), a 3×3 stem conv has stride 1 and no
  * pool (CIFAR stem). The pooled features go through a global average pool — torchvision's
@@ -63,9 +64,21 @@ function shortcutPrefix(b: TemplateBuilder, p: string): string | undefined {
   return undefined;
 }
 
+/** Names the classifier goes by: torchvision's 'fc', the CIFAR code's 'linear', others'. */
+const HEADS = ['fc', 'linear', 'classifier', 'head'];
+
+function headOf(sd: StateDict): string {
+  return HEADS.find((h) => sd.has(`${h}.weight`)) ?? 'fc';
+}
+
 function head(b: TemplateBuilder, x: Act): Vec {
-  const fc = b.has('fc.weight') || !b.has('linear.weight') ? 'fc' : 'linear';
-  return b.linear(b.flatten(b.adaptiveAvgPool(x, 1, 1)), fc);
+  return b.linear(b.flatten(b.adaptiveAvgPool(x, 1, 1)), headOf(b.sd));
+}
+
+function describeResnet(sd: StateDict): string[] {
+  const keys = [...sd.keys()];
+  const shortcuts = ['shortcut', 'downsample'].filter((s) => keys.some((k) => k.includes(`.${s}.`)));
+  return [`head '${headOf(sd)}'`, ...(shortcuts.length ? [`shortcuts '${shortcuts.join("', '")}'`] : [])];
 }
 
 function size(options: TemplateOptions, fallback: number): { h: number; w: number } {
@@ -92,6 +105,7 @@ export const resnetFamily: ArchitectureFamily = {
   names: ['resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152'],
   recognises: (sd) => sd.has('conv1.weight') && sd.has('bn1.weight') && sd.has('layer1.0.conv1.weight'),
   variantOf: (sd) => nameOf('resnet', layoutOf(sd)),
+  describe: describeResnet,
   build(b, name, options) {
     const layout = parseName('resnet', name);
     if (!layout) throw new ArchitectureError(`unknown ResNet variant ${name}`);
@@ -133,6 +147,7 @@ export const preactResnetFamily: ArchitectureFamily = {
   names: ['preactresnet18', 'preactresnet34', 'preactresnet50', 'preactresnet101', 'preactresnet152'],
   recognises: (sd) => sd.has('conv1.weight') && !sd.has('bn1.weight') && sd.has('layer1.0.bn1.weight') && sd.has('layer1.0.conv1.weight'),
   variantOf: (sd) => nameOf('preactresnet', layoutOf(sd)),
+  describe: describeResnet,
   build(b, name, options) {
     const layout = parseName('preactresnet', name);
     if (!layout) throw new ArchitectureError(`unknown pre-activation ResNet variant ${name}`);

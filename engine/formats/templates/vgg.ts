@@ -74,7 +74,8 @@ export const vggFamily: ArchitectureFamily = {
       x = b.maxPool(x, 2, 2, 0, `features.${index}`);
       index++;
     }
-    if (first && first[1] !== x.c * x.h * x.w && first[1] === x.c * 49) x = b.adaptiveAvgPool(x, 7, 7);
+    // torchvision's layout always pools to 7×7 (an identity on a 7×7 map), whatever the input size.
+    if (first && first[1] === x.c * 49) x = b.adaptiveAvgPool(x, 7, 7);
     let v = b.flatten(x);
     linears.forEach((l, i) => {
       const last = i === linears.length - 1;

@@ -11,7 +11,7 @@ import {
   evaluate,
   fixes,
   loadDataset,
-  loadModel,
+  loadModelForData,
   purifiedWeights,
   refusedScanReport,
   Runtime,
@@ -95,15 +95,18 @@ export class EngineJobs {
 
   private loadOptions(s: ScanSettings) {
     const limits = s.limits ?? {};
+    const { height, width } = s.preprocess ?? {};
     return {
       arch: s.arch,
       numClasses: s.numClasses,
+      // As the CLI: only graphs built from weights take it.
+      ...(height && width ? { inputSize: { height, width } } : {}),
       limits: { ...(limits.maxModelBytes ? { maxModelBytes: limits.maxModelBytes } : {}), ...(limits.maxTensorElements ? { maxTensorElements: limits.maxTensorElements } : {}) },
     };
   }
 
   private load(path: string, s: ScanSettings): Promise<LoadedModel> {
-    return loadModel(path, this.loadOptions(s));
+    return loadModelForData(path, this.loadOptions(s), s.data ? { path: s.data, labels: s.labels } : undefined);
   }
 
   private data(model: LoadedModel, s: ScanSettings, path = s.data): Dataset | undefined {
