@@ -1,7 +1,7 @@
 /**
  * npm run bench: runs every bench/cases/*.ts and prints one table per case.
  * A case exports `name` and `run(): Promise<Row[]>`; speed targets live here, never in unit tests.
- *   npm run bench [-- filter]
+ *   npm run bench [-- filter]      a case's exact name, or part of the names
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,7 +33,9 @@ export function table(rows: Row[]): string {
 async function main() {
   const filter = process.argv[2];
   const dir = join(__dirname, 'cases');
-  const files = readdirSync(dir).filter((f) => f.endsWith('.ts') && (!filter || f.includes(filter))).sort();
+  const all = readdirSync(dir).filter((f) => f.endsWith('.ts')).sort();
+  // A case's exact name runs that case alone ('efficacy' is not also 'efficacy-datafree').
+  const files = all.includes(`${filter}.ts`) ? [`${filter}.ts`] : all.filter((f) => !filter || f.includes(filter));
   for (const f of files) {
     const mod = (await import(join(dir, f))) as BenchCase;
     const t0 = Date.now();

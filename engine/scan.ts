@@ -4,7 +4,7 @@
  */
 import { analyses, findAnalysis } from './analyses/registry';
 import type { Analysis, AnalysisContext, AnalysisOutput, ArtifactImage, DataKind } from './analyses/types';
-import type { Dataset } from './data/types';
+import type { Dataset, PreprocessSpec } from './data/types';
 import { BackdoorLensError, asBackdoorLensError, usageError } from './errors';
 import type { LoadedModel } from './formats/types';
 import { bnStatus } from './graph/patterns';
@@ -18,13 +18,15 @@ export interface ScanProgress {
   method: string;
   /** Overall fraction in [0, 1]. */
   fraction: number;
-  /** For a person: the analysis and what it is doing, e.g. "Class-pair trigger reversal: reversing patch triggers for 90 class pairs (37 settled)". */
+  /** For a person: the analysis and what it is doing, e.g. "Trigger reversal step 410/1500 (10 targets, 9 class shifts, 5 screens)", "Fine-Pruning (dormant channels): measuring accuracy with 12 channels pruned". */
   stage: string;
 }
 
 export interface ScanRequest {
   runtime: Runtime;
   data?: Dataset;
+  /** The preprocessing the user gave; without data it tells data-free methods the input range (default: pixels in [0, 1]). */
+  preprocess?: PreprocessSpec;
   dataKind?: DataKind;
   /** Method ids; default: every analysis that runs by default. */
   methods?: string[];
@@ -65,8 +67,8 @@ export function missingData(a: Analysis, data: Dataset | undefined, kind: DataKi
   return undefined;
 }
 
-export function resolveMethods(methods: string[] | undefined): Analysis[] {
-  if (!methods || methods.length === 0) return analyses.filter((a) => a.runsByDefault);
+export function resolveMethods(methods: string[] | undefined, data?: Dataset): Analysis[] {
+  if (!methods || methods.length === 0) return analyses.filter((a) => a.runsByDefault === true || (a.runsByDefault === 'without-data' && !data?.labels));
   return methods.map((id) => {
     const a = findAnalysis(id);
     if (!a) {
@@ -82,9 +84,15 @@ function verdictOf(ran: { analysis: Analysis; output: AnalysisOutput }[]): Verdi
   return detectors.length > 0 ? 'clean' : 'inconclusive';
 }
 
+/** "Trigger reversal step 40/1500 …" rather than "Trigger reversal: trigger reversal step 40/1500 …". */
+function stageText(title: string, text: string): string {
+  if (!text.toLowerCase().startsWith(title.toLowerCase())) return `${title}: ${text}`;
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
 export async function scan(model: LoadedModel, request: ScanRequest): Promise<ScanResult> {
   const started = Date.now();
-  const selected = resolveMethods(request.methods);
+  const selected = resolveMethods(request.methods, request.data);
   const explicit = (request.methods?.length ?? 0) > 0;
   const dataKind = request.dataKind ?? 'clean';
   const input = imageInputOf(model.onnx);
@@ -148,6 +156,7 @@ export async function scan(model: LoadedModel, request: ScanRequest): Promise<Sc
         model,
         runtime: request.runtime,
         data: request.data,
+        preprocess: request.preprocess ?? {},
         dataKind,
         numClasses: model.numClasses,
         u: Number(request.methodOptions?.[a.id]?.u ?? request.u ?? 3),
@@ -158,7 +167,7 @@ export async function scan(model: LoadedModel, request: ScanRequest): Promise<Sc
         previous: outputs,
         progress: (fraction, text) => {
           during = text;
-          request.onProgress?.({ method: a.id, fraction: (done + weight(a) * Math.min(Math.max(fraction, 0), 1)) / toRun, stage: `${a.title}: ${text}` });
+          request.onProgress?.({ method: a.id, fraction: (done + weight(a) * Math.min(Math.max(fraction, 0), 1)) / toRun, stage: stageText(a.title, text) });
         },
       };
       during = `the ${a.title} analysis`;
@@ -188,8 +197,14 @@ export async function scan(model: LoadedModel, request: ScanRequest): Promise<Sc
         if (err.code === 'cancelled' || err.code === 'limit') throw err;
         const ms = Date.now() - t0;
         timings[a.id] = ms;
-        methods.push({ method: a.id, status: 'failed', reason: err.message, ms });
-        findings.push({ severity: codeInfo('BL022').severity, code: 'BL022', message: `${a.title} failed: ${err.message}`, method: a.id });
+        if (err.code === 'bad-data') {
+          // The data cannot support the method (too few images of a class, one class only): it gives no verdict, and says why.
+          methods.push({ method: a.id, status: 'skipped', reason: err.message, ms });
+          findings.push({ severity: codeInfo('BL023').severity, code: 'BL023', message: `${a.title}: ${err.message}`, method: a.id });
+        } else {
+          methods.push({ method: a.id, status: 'failed', reason: err.message, ms });
+          findings.push({ severity: codeInfo('BL022').severity, code: 'BL022', message: `${a.title} failed: ${err.message}`, method: a.id });
+        }
       }
       done += weight(a);
     }

@@ -87,6 +87,10 @@ function pairLine(f: Finding, report: ScanReport): string | undefined {
   const p = report.pairs.find((r) => r.source === pair.source && r.target === pair.target && r.flagged && (!f.method || (r.method ?? f.method).startsWith(f.method)));
   if (!p) return undefined;
   const threshold = report.evidence?.find((e) => e.method === p.method)?.threshold ?? report.methods.find((m) => m.method === f.method)?.threshold;
+  if (p.method?.startsWith('pairs:shifts:')) {
+    const moved = report.pairs.filter((r) => r.flagged && r.method === p.method).length;
+    return clip(`All-to-all backdoor: one trigger moves ${moved} classes to the next (${p.method} R ${num(p.anomalyIndex)}${threshold !== undefined ? ` > ${num(threshold)}` : ''})`);
+  }
   if (p.via === 'transfer') {
     const share = p.transferShare !== undefined ? `sends ${Math.round(100 * p.transferShare)}% of class ${pair.source} to ${pair.target}` : `also moves class ${pair.source}`;
     return clip(`Class pair ${pair.source} → ${pair.target}: the outliers' trigger ${share} (transfer; own index ${num(p.anomalyIndex)})`);
@@ -100,7 +104,9 @@ function labelLine(f: Finding, report: ScanReport): string | undefined {
   const l = report.labels.find((r) => r.label === label && r.flagged && (!r.method || r.method.startsWith(f.method)));
   if (!l) return undefined;
   const threshold = report.evidence?.find((e) => e.method === (l.method ?? f.method))?.threshold ?? report.methods.find((m) => m.method === f.method)?.threshold;
-  return clip(`Label ${label}: ${l.method ?? f.method} anomaly index ${num(l.anomalyIndex)}${threshold !== undefined ? ` > ${num(threshold)}` : ''} — target ${label}`);
+  const over = threshold !== undefined ? ` > ${num(threshold)}` : '';
+  if (l.method?.startsWith('pairs:targets:')) return clip(`Backdoor to class ${label}: its trigger is ${num(l.anomalyIndex)}× smaller than typical (${l.method} R ${num(l.anomalyIndex)}${over})`);
+  return clip(`Label ${label}: ${l.method ?? f.method} anomaly index ${num(l.anomalyIndex)}${over} — target ${label}`);
 }
 
 /** A finding in one line with its numbers; the engine's message, clipped, for codes without a shorter form. */

@@ -66,7 +66,7 @@ export async function scanCommand(args: string[]): Promise<CommandResult> {
   try {
     const opts = { ...cfg?.methodOptions, ...methodOptions(values.option as string[] | undefined) };
     const { report, images } = await scan(model, {
-      runtime, data, dataKind: s.dataKind, methods, u, seed: s.seed, batchSize: s.batchSize,
+      runtime, data, preprocess: s.preprocess, dataKind: s.dataKind, methods, u, seed: s.seed, batchSize: s.batchSize,
       methodOptions: opts, timeLimitMs: timeLimit ? timeLimit * 1000 : undefined, maxMemoryMB: numberOption(values, 'max-memory') ?? cfg?.limits?.maxMemoryMB,
       onProgress: process.stderr.isTTY ? (p) => process.stderr.write(`\r${(100 * p.fraction).toFixed(0).padStart(3)}% ${p.stage}`.padEnd(72).slice(0, 100)) : undefined,
     });

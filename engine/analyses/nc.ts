@@ -7,7 +7,7 @@ import type { Finding, LabelResult, VerdictEvidence } from '../report/types';
 import { defaultSchedulerOptions } from './karm';
 import { madOutliers } from './mad';
 import { positiveOption } from './positive-option';
-import { classCount, imagesByClass } from './pairs';
+import { classCount, imagesByClass } from './class-images';
 import { inputGradient } from './reversal-gradient';
 import { geometryOf, makeTask, runTasks } from './reversal-run';
 import { patchSchedule } from './reversal-task';
@@ -40,7 +40,7 @@ export const ncAnalysis: Analysis = {
       onRound: (done, total, fraction) => ctx.progress(fraction, `reversing a trigger for each of ${total} labels (${done} settled)`),
     });
     const r = madOutliers(tasks.map((t) => t.size), threshold, 'below');
-    const labels: LabelResult[] = tasks.map((t, i) => ({ label: i, l1: t.size, anomalyIndex: r.anomalyIndex[i], flagged: r.flagged[i] && t.succeeded, method: 'nc' }));
+    const labels: (LabelResult & { l1: number })[] = tasks.map((t, i) => ({ label: i, l1: t.size, anomalyIndex: r.anomalyIndex[i], flagged: r.flagged[i] && t.succeeded, method: 'nc' }));
     const flagged = labels.filter((l) => l.flagged);
     const findings: Finding[] = flagged.map((l) => ({
       severity: 'error',
@@ -56,7 +56,7 @@ export const ncAnalysis: Analysis = {
     });
     const steps = tasks.reduce((s, t) => s + t.step, 0);
     const below = labels.filter((l) => l.l1 < r.median);
-    const top = below.reduce<LabelResult | undefined>((a, b) => (!a || b.anomalyIndex > a.anomalyIndex ? b : a), undefined);
+    const top = below.reduce<(LabelResult & { l1: number }) | undefined>((a, b) => (!a || b.anomalyIndex > a.anomalyIndex ? b : a), undefined);
     const evidence: VerdictEvidence = {
       method: 'nc',
       statistic: 'anomaly index of |m|₁ over the target labels (smaller than the median)',

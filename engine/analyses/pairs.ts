@@ -1,171 +1,143 @@
 /**
- * Per-class-pair trigger reversal, the detector inside BNA: for every ordered pair (s, t) a trigger
- * that moves clean images of class s to t is reverse-engineered; MAD over all K(K−1) statistics
- * finds the pairs that are far too easy to flip. Detected pairs name the targets and the attack
- * shape (all-to-one, all-to-all, other).
+ * Trigger reversal, the default detector (method id `pairs`):
+ *
+ *  1. target screen: for every target class and trigger kind (patch, additive perturbation, warp),
+ *     one trigger that sends clean images of all the other classes to it (reversal-targets.ts);
+ *  2. shift screen: for every shift k and kind (patch, perturbation), one trigger that sends each
+ *     class c to (c + k) mod K — the all-to-all backdoor;
+ *  3. each screen's ratio R = median / smallest trigger size is compared with its threshold,
+ *     calibrated on clean models (calibration.ts); a flagged mapping's trigger is then stamped on
+ *     held-out images of every class, and the classes it moves become the detected pairs;
+ *  4. optionally (`--option pairs.classPairs=true`) the K(K−1) class-pair scan of BNA's paper
+ *     (reversal-pairs.ts), for source-specific backdoors and other class mappings.
  */
-import { indicesOfClass, subset, type Dataset } from '../data/types';
-import { usageError } from '../errors';
+import type { Dataset } from '../data/types';
+import { BackdoorLensError, usageError } from '../errors';
 import { predict } from '../evaluate';
-import type { Finding, PairResult, VerdictEvidence } from '../report/types';
-import { classifyAttack } from './attack-type';
-import { defaultSchedulerOptions, type SchedulerOptions } from './karm';
-import { madOutliers } from './mad';
+import type { AttackType, Finding, LabelResult, PairResult, VerdictEvidence } from '../report/types';
+import { networkFamily, screenThreshold, type ScreenKey } from './calibration';
+import { classCount, imagesByClass } from './class-images';
 import { positiveOption } from './positive-option';
-import { SeededRandom } from './random';
 import { inputGradient } from './reversal-gradient';
-import type { ObjectiveKind, SampleGeometry } from './reversal-objectives';
-import type { BatchGradient } from './reversal-batch';
-import { geometryOf, makeTask, runTasks } from './reversal-run';
-import { patchSchedule, perturbationSchedule, type ReversalTask, type ScheduleOptions } from './reversal-task';
+import type { ObjectiveKind } from './reversal-objectives';
+import { pairScanOptions, scanClassPairs } from './reversal-pairs';
+import { geometryOf } from './reversal-run';
+import { mappedClass, runScreens, type MappingScreen } from './reversal-targets';
 import { triggerArtifacts } from './trigger-artifacts';
 import { stampTrigger, type ReversedTrigger } from './trigger';
 import type { Analysis, AnalysisContext, AnalysisOutput, ArtifactImage } from './types';
 
+const KINDS: readonly ObjectiveKind[] = ['patch', 'perturbation', 'warp'];
+
 export interface PairsOptions {
+  /** Trigger kinds of the target screen. */
   objectives: ObjectiveKind[];
-  schedule: 'bandit' | 'plain';
-  /** Anomaly index above which a pair is an outlier (BNA's paper: 7). */
-  threshold: number;
-  /** Clean images of each source class used (at most). */
+  /** Trigger kinds of the shift (all-to-all) screen. */
+  shiftObjectives: ObjectiveKind[];
+  /** Clean images of each class the screens reverse on. */
   imagesPerClass: number;
-  /** Images per optimisation step. */
+  /** Further images of each class, never optimised on, that confirm a flagged trigger. */
+  heldOutPerClass: number;
+  /** Images per optimisation step, and steps per trigger. */
   batchSize: number;
   maxSteps: number;
   /** Samples per gradient call. */
   maxBatch: number;
-  /**
-   * How much the outliers' trigger must raise the share of a class's clean images sent to one class
-   * (which must also receive most of them) for that pair to join the detected pairs (see `transferredPairs`).
-   */
-  transfer: number;
-  scheduler: SchedulerOptions;
+  /** Fewest clean images every class needs; with fewer the method reports "not enough data". */
+  minImagesPerClass: number;
+  /** Share of a class's held-out images a trigger must move for that class to count as moved. */
+  moved: number;
+  /** A threshold for every screen instead of the calibrated ones. */
+  threshold?: number;
+  /** Also run the K(K−1) class-pair scan. */
+  classPairs: boolean;
+}
+
+function kindList(v: unknown, key: string, fallback: ObjectiveKind[]): ObjectiveKind[] {
+  if (v === undefined) return fallback;
+  const raw = String(v) === 'both' ? ['patch', 'perturbation'] : String(v).split(',').map((s) => s.trim()).filter(Boolean);
+  for (const k of raw) if (!KINDS.includes(k as ObjectiveKind)) throw usageError(`option pairs.${key} takes a comma-separated list of ${KINDS.join(', ')}, got '${String(v)}'`);
+  return [...new Set(raw)] as ObjectiveKind[];
 }
 
 export function pairsOptions(o: Record<string, unknown>): PairsOptions {
-  const objective = String(o.objective ?? 'patch');
-  const objectives: ObjectiveKind[] | undefined = objective === 'both' ? ['patch', 'perturbation'] : objective === 'patch' || objective === 'perturbation' ? [objective] : undefined;
-  if (!objectives) throw usageError(`option pairs.objective must be patch, perturbation or both, got '${objective}'`);
-  const schedule = String(o.schedule ?? 'bandit');
-  if (schedule !== 'bandit' && schedule !== 'plain') throw usageError(`option pairs.schedule must be bandit or plain, got '${schedule}'`);
-  const threshold = positiveOption(o, 'pairs', 'threshold', 7);
-  const maxSteps = Math.floor(positiveOption(o, 'pairs', 'maxSteps', patchSchedule.maxSteps));
-  let decideAt = Math.floor(positiveOption(o, 'pairs', 'decideAt', defaultSchedulerOptions.decideAt));
-  // Running on past the decision only helps when steps are left to separate in; with a step cap
-  // close behind it (quick scans), the decision waits for the cap, where every pair that has not
-  // stopped sits at the same step, as in the plain schedule.
-  if (maxSteps - decideAt < 2 * defaultSchedulerOptions.trendWindow) decideAt = maxSteps;
+  const moved = positiveOption(o, 'pairs', 'moved', 0.5);
+  if (moved > 1) throw usageError(`option pairs.moved is a share in (0, 1], got ${moved}`);
+  const classPairs = o.classPairs === undefined ? false : String(o.classPairs) === 'true' ? true : String(o.classPairs) === 'false' ? false : undefined;
+  if (classPairs === undefined) throw usageError(`option pairs.classPairs must be true or false, got '${String(o.classPairs)}'`);
   return {
-    objectives,
-    schedule,
-    threshold,
-    imagesPerClass: Math.floor(positiveOption(o, 'pairs', 'imagesPerClass', 100)),
-    batchSize: Math.floor(positiveOption(o, 'pairs', 'batchSize', patchSchedule.batchSize)),
-    maxSteps,
+    objectives: kindList(o.objective, 'objective', [...KINDS]),
+    shiftObjectives: kindList(o.shiftObjective, 'shiftObjective', ['patch', 'perturbation']),
+    imagesPerClass: Math.floor(positiveOption(o, 'pairs', 'imagesPerClass', 30)),
+    heldOutPerClass: Math.floor(positiveOption(o, 'pairs', 'heldOutPerClass', 30)),
+    batchSize: Math.floor(positiveOption(o, 'pairs', 'batchSize', 8)),
+    maxSteps: Math.floor(positiveOption(o, 'pairs', 'maxSteps', 60)),
     maxBatch: Math.floor(positiveOption(o, 'pairs', 'maxBatch', 512)),
-    transfer: positiveOption(o, 'pairs', 'transfer', 0.2),
-    scheduler: {
-      ...defaultSchedulerOptions,
-      mode: schedule,
-      threshold,
-      decideAt,
-      warmup: Math.floor(positiveOption(o, 'pairs', 'warmup', defaultSchedulerOptions.warmup)),
-      confirm: positiveOption(o, 'pairs', 'confirm', defaultSchedulerOptions.confirm),
-    },
+    minImagesPerClass: Math.floor(positiveOption(o, 'pairs', 'minImagesPerClass', 5)),
+    moved,
+    ...(o.threshold !== undefined ? { threshold: positiveOption(o, 'pairs', 'threshold', 1) } : {}),
+    classPairs,
   };
 }
 
-/** The number of classes: from the model when it says, else from one forward pass. */
-export async function classCount(ctx: AnalysisContext, data: Dataset): Promise<number> {
-  if (ctx.numClasses) return ctx.numClasses;
-  const one = { ...data, n: 1, x: data.x.subarray(0, data.x.length / data.n), dims: [1, ...data.dims.slice(1)] };
-  return (await predict(ctx.model.onnx, one, ctx.runtime)).numClasses;
+const sizeText = (kind: ObjectiveKind, size: number) => (kind === 'patch' ? `|m|₁ ${size.toFixed(1)}` : kind === 'warp' ? `‖d‖₂ ${size.toFixed(2)} px` : `‖v‖₂ ${size.toFixed(2)}`);
+const kindText = (kind: ObjectiveKind) => (kind === 'patch' ? 'patch' : kind === 'warp' ? 'warp' : 'additive perturbation');
+
+/** A screen's verdict: its threshold, whether it flagged, and the classes its best trigger moves on held-out images. */
+interface ScreenDecision {
+  screen: MappingScreen;
+  key: ScreenKey;
+  threshold: number;
+  thresholdSource: string;
+  flagged: boolean;
+  trigger?: ReversedTrigger;
+  /** Per class: the share of its held-out images the best trigger sends to the class the mapping names. */
+  movedShare?: number[];
+  /** Classes moved (share ≥ the `moved` option), with their destinations. */
+  pairs: { source: number; target: number; share: number }[];
 }
 
-/** Up to `cap` images of each class, in a seeded order. */
-export function imagesByClass(data: Dataset, k: number, cap: number, seed: number): number[][] {
-  return Array.from({ length: k }, (_, c) => new SeededRandom(SeededRandom.derive(seed, 7919, c)).shuffle(indicesOfClass(data, c)).slice(0, cap));
+/** Why the data cannot support the screens, if it cannot. */
+export function dataShortfall(counts: readonly number[], min: number): string | undefined {
+  if (counts.length < 2) return `the model has ${counts.length} output class${counts.length === 1 ? '' : 'es'}; trigger reversal needs two or more`;
+  const short = counts.flatMap((n, c) => (n < min ? [`class ${c}: ${n}`] : []));
+  if (short.length === 0) return undefined;
+  return `not enough data for trigger reversal: it needs ≥ ${min} clean images of every class, and ${short.length} of ${counts.length} class${short.length === 1 ? ' has' : 'es have'} fewer (${short.slice(0, 4).join(', ')}${short.length > 4 ? ', …' : ''})`;
 }
 
-interface PairRun {
-  kind: ObjectiveKind;
-  source: number;
-  target: number;
-  task: ReversalTask;
-  /** 1/size, projected to the end of the schedule when the bandit stopped the pair early. */
-  statistic: number;
-  anomalyIndex: number;
-  /** 'outlier': MAD flagged it; 'transfer': a detected pair's trigger also moves this class. */
-  via?: 'outlier' | 'transfer';
-  /** For 'transfer': the outlier pair whose trigger was stamped, and the share of images it moved. */
-  from?: PairRun;
-  rate?: number;
-}
-
-const sizeText = (kind: ObjectiveKind, size: number) => (kind === 'patch' ? `|m|₁ = ${size.toFixed(1)}` : `‖v‖₂ = ${size.toFixed(3)}`);
-
-function triggerOf(p: PairRun): ReversedTrigger {
-  const donor = p.from ?? p;
-  return donor.task.objective.toTrigger(p.target, [p.source], donor.task.bestParams);
-}
-
-/**
- * Trigger transfer. One trigger is reversed for all the outlier pairs of an objective at once
- * (each pair's source images sent to its own target, in one optimisation), then stamped into the
- * clean images of every class; when it sends most of a class's images to some class d, at least
- * `transfer` more of them than the model sends there unstamped, the pair (class, d) carries the
- * same backdoor and joins the detected pairs. An all-to-one backdoor answers to its trigger
- * whatever the class (every class goes to the target), an all-to-all one sends each class to its
- * own target, and a trigger shared by several pairs is the attacker's rather than one pair's
- * shortcut; so the outliers find the other backdoor pairs without relying on the weaker pair
- * statistics near the threshold.
- */
-async function transferredPairs(ctx: AnalysisContext, data: Dataset, images: number[][], runs: PairRun[], o: PairsOptions, gradient: BatchGradient, geometry: SampleGeometry): Promise<{ notes: string[]; sampleGradients: number }> {
-  const notes: string[] = [];
-  let sampleGradients = 0;
-  const K = images.length;
-  const sent = async (d: Dataset) => {
-    const labels = (await predict(ctx.model.onnx, d, ctx.runtime, { signal: ctx.signal })).labels;
-    const share = new Float64Array(K);
-    for (const c of labels) share[c] += 1 / d.n;
-    return share;
-  };
-  const unstamped = new Map<number, Float64Array>();
-  for (const [oi, kind] of o.objectives.entries()) {
-    const outliers = runs.filter((r) => r.kind === kind && r.via === 'outlier');
-    if (outliers.length === 0) continue;
-    const targets = new Map<number, number>();
-    for (const r of outliers) for (const i of images[r.source]) targets.set(i, r.target);
-    const schedule: ScheduleOptions = { ...(kind === 'patch' ? patchSchedule : perturbationSchedule), batchSize: 16, maxSteps: o.maxSteps };
-    const shared = makeTask(30_000 + oi, kind, outliers[0].target, [...targets.keys()].sort((a, b) => a - b), geometry, schedule, ctx.seed, targets);
-    const stats = await runTasks([shared], { ...defaultSchedulerOptions, mode: 'plain' }, data, gradient, { maxBatch: o.maxBatch, signal: ctx.signal });
-    sampleGradients += stats.sampleGradients;
-    if (!shared.succeeded) {
-      notes.push(`${kind}: no single trigger moved all ${outliers.length} outlier pairs at once; no pairs added by transfer`);
+async function shareMoved(ctx: AnalysisContext, data: Dataset, trigger: ReversedTrigger, held: number[][], destination: (c: number) => number | null): Promise<number[]> {
+  const shares: number[] = [];
+  for (let c = 0; c < held.length; c++) {
+    const d = destination(c);
+    if (d === null || held[c].length === 0) {
+      shares.push(NaN);
       continue;
     }
-    const trigger = shared.objective.toTrigger(outliers[0].target, [], shared.bestParams);
-    const joined: string[] = [];
-    for (let c = 0; c < K; c++) {
-      if (images[c].length === 0) continue;
-      if (!unstamped.has(c)) unstamped.set(c, await sent(subset(data, images[c])));
-      const base = unstamped.get(c)!, stamped = await sent(stampTrigger(trigger, data, images[c]));
-      let d = -1;
-      for (let k = 0; k < K; k++) if (k !== c && stamped[k] >= 0.5 && stamped[k] - base[k] >= o.transfer) d = k;
-      if (d < 0) continue;
-      const r = runs.find((x) => x.source === c && x.target === d && x.kind === kind)!;
-      joined.push(`${c} → ${d} (${(100 * base[d]).toFixed(0)}→${(100 * stamped[d]).toFixed(0)}%)`);
-      r.rate = stamped[d];
-      if (!r.via) Object.assign(r, { via: 'transfer', from: outliers.reduce((a, b) => (b.anomalyIndex > a.anomalyIndex ? b : a)) });
-    }
-    notes.push(`${kind}: one trigger reversed for the outlier pair${outliers.length > 1 ? 's' : ''} ${outliers.map((r) => `${r.source} → ${r.target}`).join(', ')} (size ${shared.size.toFixed(2)}) moves ${joined.join(', ') || 'no class'} (share sent, unstamped → stamped)`);
+    const labels = (await predict(ctx.model.onnx, stampTrigger(trigger, data, held[c]), ctx.runtime, { signal: ctx.signal })).labels;
+    let hits = 0;
+    for (const l of labels) if (l === d) hits++;
+    shares.push(hits / labels.length);
   }
-  return { notes, sampleGradients };
+  return shares;
+}
+
+function triggerOf(sc: MappingScreen, K: number): ReversedTrigger {
+  const i = sc.indices.indexOf(sc.best);
+  const task = sc.tasks[i];
+  const target = sc.family === 'targets' ? sc.best : -1;
+  const sources = Array.from({ length: K }, (_, c) => c).filter((c) => mappedClass(sc.family, sc.best, c, K) !== null);
+  return task.objective.toTrigger(target, sources, task.bestParams ?? task.objective.params);
+}
+
+function attackTypeOf(d: ScreenDecision, K: number): AttackType | null {
+  if (!d.flagged) return null;
+  if (d.screen.family === 'shifts') return 'all-to-all';
+  return d.pairs.length >= Math.max(2, Math.ceil((K - 1) / 2)) ? 'all-to-one' : 'other';
 }
 
 export const pairsAnalysis: Analysis = {
   id: 'pairs',
-  title: 'Class-pair trigger reversal',
+  title: 'Trigger reversal',
   needs: 'labelled',
   detector: true,
   runsByDefault: true,
@@ -173,91 +145,156 @@ export const pairsAnalysis: Analysis = {
     const data = ctx.data!;
     const o = pairsOptions(ctx.options);
     const K = await classCount(ctx, data);
-    const images = imagesByClass(data, K, o.imagesPerClass, ctx.seed);
-    const missing = images.flatMap((list, c) => (list.length === 0 ? [c] : []));
+    const all = imagesByClass(data, K, o.imagesPerClass + o.heldOutPerClass, ctx.seed);
+    const shortfall = dataShortfall(all.map((l) => l.length), o.minImagesPerClass);
+    if (shortfall) throw new BackdoorLensError('bad-data', shortfall, { file: data.source });
+    // With few images a class gives what it has to the screens and keeps a third for confirmation.
+    const split = all.map((l) => Math.min(o.imagesPerClass, l.length - Math.max(1, Math.floor(l.length / 3))));
+    const images = all.map((l, c) => l.slice(0, split[c]));
+    const held = all.map((l, c) => l.slice(split[c]));
     const geometry = geometryOf(data);
     const gradient = await inputGradient(ctx.runtime, ctx.model.onnx);
     const notes: string[] = [];
-    if (missing.length) notes.push(`no clean images of class${missing.length > 1 ? 'es' : ''} ${missing.join(', ')}: pairs with ${missing.length > 1 ? 'these sources' : 'this source'} were not reversed`);
-    const runs: PairRun[] = [];
-    let sampleGradients = 0;
-    for (const [oi, kind] of o.objectives.entries()) {
-      const schedule: ScheduleOptions = { ...(kind === 'patch' ? patchSchedule : perturbationSchedule), batchSize: o.batchSize, maxSteps: o.maxSteps };
-      const mine: PairRun[] = [];
-      for (let s = 0; s < K; s++) {
-        if (images[s].length === 0) continue;
-        for (let t = 0; t < K; t++) {
-          if (s === t) continue;
-          const id = oi * K * K + s * K + t;
-          mine.push({ kind, source: s, target: t, task: makeTask(id, kind, t, images[s], geometry, schedule, ctx.seed), statistic: 0, anomalyIndex: 0 });
-        }
+    const requests = [
+      ...(o.objectives.length ? [{ family: 'targets' as const, kinds: o.objectives }] : []),
+      ...(o.shiftObjectives.length && K > 2 ? [{ family: 'shifts' as const, kinds: o.shiftObjectives }] : []),
+    ];
+    const screenShare = o.classPairs ? 0.5 : 0.9;
+    const { screens, sampleGradients: screenGradients } = await runScreens(requests, images, data, geometry, gradient, o, ctx.seed, ctx.signal, (f, spent, budget) =>
+      ctx.progress(screenShare * f, `trigger reversal step ${spent}/${budget} (${K} targets${requests.length > 1 ? `, ${K - 1} class shifts` : ''}, ${requests.flatMap((r) => r.kinds).length} screens)`),
+    );
+    let sampleGradients = screenGradients;
+    notes.push(`${screens.length} screens (${screens.map((s) => `${s.family}:${s.kind}`).join(', ')}), ${screens.reduce((n, s) => n + s.tasks.length, 0)} triggers of ≤ ${o.maxSteps} steps × ${o.batchSize} images, ${images.reduce((n, l) => n + l.length, 0)} images reversed on and ${held.reduce((n, l) => n + l.length, 0)} held out (${sampleGradients} image gradients)`);
+
+    const decisions: ScreenDecision[] = [];
+    const family = networkFamily(ctx.model.onnx);
+    for (const [i, sc] of screens.entries()) {
+      ctx.progress(screenShare + ((1 - screenShare) * 0.5 * i) / screens.length, 'confirming flagged triggers on held-out images');
+      const key = `${sc.family}:${sc.kind}` as ScreenKey;
+      const calibrated = screenThreshold(key, family);
+      const threshold = o.threshold ?? calibrated.value;
+      const thresholdSource = o.threshold !== undefined ? `--option pairs.threshold (calibrated: ${calibrated.value.toFixed(2)})` : calibrated.source;
+      const decision: ScreenDecision = { screen: sc, key, threshold, thresholdSource, flagged: false, pairs: [] };
+      if (sc.ratio > threshold && sc.succeeded[sc.indices.indexOf(sc.best)]) {
+        const trigger = triggerOf(sc, K);
+        const movedShare = await shareMoved(ctx, data, trigger, held, (c) => mappedClass(sc.family, sc.best, c, K));
+        const pairs = movedShare.flatMap((share, c) => (share >= o.moved ? [{ source: c, target: mappedClass(sc.family, sc.best, c, K)!, share }] : []));
+        const enough = sc.family === 'targets' ? pairs.length >= 1 : pairs.length >= 2;
+        Object.assign(decision, { trigger, movedShare, pairs, flagged: enough });
+        if (!enough) notes.push(`${key}: R ${sc.ratio.toFixed(2)} > ${threshold.toFixed(2)}, but its trigger moves no held-out class (≥ ${Math.round(100 * o.moved)}%): not counted`);
       }
-      const stats = await runTasks(mine.map((r) => r.task), o.scheduler, data, gradient, {
-        maxBatch: o.maxBatch,
-        signal: ctx.signal,
-        onRound: (done, total, fraction) => ctx.progress((oi + fraction) / o.objectives.length, `reversing ${kind} triggers for ${total} class pairs (${done} settled)`),
-      });
-      sampleGradients += stats.sampleGradients;
-      mine.forEach((r, i) => (r.statistic = stats.statistics[i]));
-      const steps = mine.reduce((s, r) => s + r.task.step, 0);
-      notes.push(`${kind}: ${mine.length} pairs, ${o.schedule} schedule, ${steps} steps of ${schedule.batchSize} images (${stats.sampleGradients} image gradients in ${stats.calls} batched calls)${o.schedule === 'bandit' ? `; after ${o.scheduler.warmup} lockstep warm-up steps ${stats.dropped} pairs stopped early as unable to become outliers, the outlier test ran at step ${o.scheduler.decideAt} on all pairs at that common step, and ${stats.outliers} outlier pair(s) and ${stats.confirmed} undecided pair(s) with an anomaly index above ${o.scheduler.confirm * o.scheduler.threshold} ran on to their own stop for the final test` : ''}`);
-      runs.push(...mine);
+      decisions.push(decision);
     }
 
-    for (const kind of o.objectives) {
-      const mine = runs.filter((r) => r.kind === kind);
-      const r = madOutliers(mine.map((p) => p.statistic), o.threshold, 'above');
-      mine.forEach((p, i) => {
-        p.anomalyIndex = r.anomalyIndex[i];
-        if (r.flagged[i] && p.task.succeeded) p.via = 'outlier';
-      });
+    const flagged = decisions.filter((d) => d.flagged);
+    // Each flagged mapping once: a target found by patch and perturbation alike is one detection, kept from its strongest screen.
+    const byMapping = new Map<string, ScreenDecision>();
+    for (const d of [...flagged].sort((a, b) => b.screen.ratio / b.threshold - a.screen.ratio / a.threshold)) {
+      const id = `${d.screen.family}:${d.screen.best}`;
+      if (!byMapping.has(id)) byMapping.set(id, d);
     }
-    const transfer = await transferredPairs(ctx, data, images, runs, o, gradient, geometry);
-    notes.push(...transfer.notes);
-    sampleGradients += transfer.sampleGradients;
-    const flaggedRuns = runs.filter((p) => p.via);
-    const pairs: PairResult[] = runs.map((p) => ({ source: p.source, target: p.target, statistic: p.statistic, anomalyIndex: p.anomalyIndex, flagged: !!p.via, method: `pairs:${p.kind}`, ...(p.via ? { via: p.via } : {}), ...(p.via === 'transfer' ? { transferShare: p.rate } : {}) }));
-    const detected = dedupe(flaggedRuns.map((p) => ({ source: p.source, target: p.target })));
-    const targets = [...new Set(detected.map((p) => p.target))].sort((a, b) => a - b);
-    const attackType = classifyAttack(detected);
-    const findings: Finding[] = flaggedRuns.map((p) => ({
-      severity: 'error',
-      code: 'BL001',
-      method: 'pairs',
-      message:
-        p.via === 'outlier'
-          ? `Class pair ${p.source} → ${p.target} is an outlier under trigger reversal: a ${p.kind} of ${sizeText(p.kind, p.task.size)} moves ≥${Math.round(100 * p.task.options.successThreshold)}% of class-${p.source} images to class ${p.target} (statistic ${p.statistic.toFixed(4)}, anomaly index ${p.anomalyIndex.toFixed(1)} > ${o.threshold}). Target class ${p.target}.`
-          : `Class pair ${p.source} → ${p.target} carries the same backdoor: the trigger reversed for the outlier pairs sends ${(100 * p.rate!).toFixed(0)}% of class-${p.source} images to class ${p.target} (the pair's own statistic ${p.statistic.toFixed(4)}, anomaly index ${p.anomalyIndex.toFixed(1)}). Target class ${p.target}.`,
-      location: { pair: { source: p.source, target: p.target } },
-    }));
-    const triggers: ReversedTrigger[] = flaggedRuns.map(triggerOf);
-    const artifacts: ArtifactImage[] = flaggedRuns.flatMap((p, i) =>
-      triggerArtifacts(triggers[i], data, images[p.source][0], { stem: `pair-${p.source}-${p.target}${o.objectives.length > 1 ? `-${p.kind}` : ''}`, pair: { source: p.source, target: p.target } }),
-    );
-    const evidence: VerdictEvidence[] = o.objectives.map((kind) => {
-      const mine = runs.filter((p) => p.kind === kind);
-      const top = mine.reduce((a, b) => (b.anomalyIndex > a.anomalyIndex && b.statistic > 0 ? b : a), mine[0]);
-      const hit = dedupe(mine.filter((p) => p.via));
-      const kindTargets = [...new Set(hit.map((p) => p.target))].sort((a, b) => a - b);
-      return {
-        method: `pairs:${kind}`,
-        statistic: `anomaly index of ${kind === 'patch' ? '1/|m|₁' : '1/‖v‖₂'} over the ${mine.length} class pairs`,
-        value: top?.anomalyIndex ?? 0,
-        threshold: o.threshold,
-        direction: 'above',
-        thresholdSource: `BNA's default (${o.threshold}); --option pairs.threshold`,
-        flagged: hit.length > 0,
-        targets: kindTargets,
-        attackType: classifyAttack(hit),
-        summary: top ? `pairs:${kind}: ${top.source} → ${top.target} anomaly index ${top.anomalyIndex.toFixed(1)} ${top.anomalyIndex > o.threshold ? '>' : '≤'} ${o.threshold}${hit.length ? `; ${hit.length} pair(s) detected, target(s) ${kindTargets.join(', ')}` : ''}` : `pairs:${kind}: no pairs`,
-      };
+    const detections = [...byMapping.values()];
+
+    let extra: Awaited<ReturnType<typeof scanClassPairs>> | undefined;
+    if (o.classPairs) {
+      extra = await scanClassPairs(ctx, data, K, gradient, geometry, pairScanOptions(ctx.options), (f, text) => ctx.progress(0.5 + 0.45 * f, text));
+      sampleGradients += extra.gradientEvaluations ?? 0;
+      notes.push(...(extra.notes ?? []));
+    }
+
+    const detectedPairs = dedupe([...detections.flatMap((d) => d.pairs), ...(extra?.pairs ?? []).filter((p) => p.flagged)]);
+    const targets = [...new Set(detectedPairs.map((p) => p.target))].sort((a, b) => a - b);
+    const attackType: AttackType | null = detections.length === 0 ? (extra?.attackType ?? null) : detections.length === 1 && !extra?.backdoored ? attackTypeOf(detections[0], K) : detections.every((d) => d.screen.family === 'targets') && targets.length === 1 ? 'all-to-one' : 'other';
+
+    const findings: Finding[] = [...detections.map((d) => findingOf(d, K, o)), ...(extra?.findings ?? [])];
+    const triggers: ReversedTrigger[] = [
+      ...detections.flatMap((d) =>
+        d.screen.family === 'targets'
+          ? [{ ...d.trigger!, sources: d.pairs.map((p) => p.source), flaggedBelowSize: medianOf(d.screen.sizes) / d.threshold }]
+          : d.pairs.map((p) => ({ ...d.trigger!, target: p.target, sources: [p.source] })),
+      ),
+      ...(extra?.triggers ?? []),
+    ];
+    const artifacts: ArtifactImage[] = detections.flatMap((d) => {
+      const example = held[d.pairs[0].source][0] ?? images[d.pairs[0].source][0];
+      const naming = d.screen.family === 'targets' ? { stem: `target-${d.screen.best}-${d.screen.kind}`, label: d.screen.best } : { stem: `shift-${d.screen.best}-${d.screen.kind}`, pair: { source: d.pairs[0].source, target: d.pairs[0].target } };
+      return triggerArtifacts(d.trigger!, data, example, naming);
     });
-    if (targets.length) notes.push(`detected ${detected.length} pair${detected.length === 1 ? '' : 's'} with target${targets.length === 1 ? '' : 's'} ${targets.join(', ')} (${attackType}): ${flaggedRuns.filter((p) => p.via === 'outlier').length} MAD outlier(s), the rest by trigger transfer (the outliers' trigger sends most of a class, ≥${Math.round(100 * o.transfer)} points more than unstamped, to one class)`);
-    return { findings, pairs, targets, attackType, backdoored: detected.length > 0, evidence, threshold: o.threshold, artifacts, gradientEvaluations: sampleGradients, notes, state: { triggers } };
+    artifacts.push(...(extra?.artifacts ?? []));
+
+    const labels: LabelResult[] = screens
+      .filter((s) => s.family === 'targets')
+      .flatMap((s) => s.indices.map((t, i) => ({ label: t, l1: s.sizes[i], anomalyIndex: Math.min(...s.sizes) > 0 ? medianOf(s.sizes) / s.sizes[i] : 0, flagged: detections.some((d) => d.screen === s && d.screen.best === t), method: `pairs:targets:${s.kind}` })));
+    const pairs: PairResult[] = [
+      ...detections.flatMap((d) => d.pairs.map((p) => ({ source: p.source, target: p.target, statistic: p.share, anomalyIndex: d.screen.ratio, flagged: true, method: `pairs:${d.key}` }))),
+      ...(extra?.pairs ?? []),
+    ];
+    const evidence: VerdictEvidence[] = [...decisions.map((d) => evidenceOf(d, K)), ...(extra?.evidence ?? [])];
+    if (detections.length) notes.push(`detected: ${detections.map((d) => `${d.key} ${mappingText(d.screen, K)} (R ${d.screen.ratio.toFixed(2)} > ${d.threshold.toFixed(2)}; held-out classes moved: ${d.pairs.map((p) => `${p.source}→${p.target} ${Math.round(100 * p.share)}%`).join(', ')})`).join('; ')}`);
+    return {
+      findings,
+      labels,
+      pairs,
+      targets,
+      attackType: targets.length ? attackType : null,
+      backdoored: detections.length > 0 || !!extra?.backdoored,
+      evidence,
+      threshold: Math.min(...decisions.map((d) => d.threshold)),
+      artifacts,
+      gradientEvaluations: sampleGradients,
+      notes,
+      state: { triggers },
+    };
   },
 };
 
-function dedupe(pairs: { source: number; target: number }[]) {
+function medianOf(v: readonly number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function mappingText(sc: MappingScreen, K: number): string {
+  if (sc.family === 'targets') return `→ class ${sc.best}`;
+  return sc.best === 1 ? 'c → c+1' : `c → c+${sc.best} (mod ${K})`;
+}
+
+function findingOf(d: ScreenDecision, K: number, o: PairsOptions): Finding {
+  const sc = d.screen;
+  const size = sc.sizes[sc.indices.indexOf(sc.best)];
+  const moved = `${d.pairs.length} of ${sc.family === 'targets' ? K - 1 : K} classes`;
+  const message =
+    sc.family === 'targets'
+      ? `Backdoor to class ${sc.best}: a ${kindText(sc.kind)} trigger (${sizeText(sc.kind, size)}) moves ${moved}; ${sc.ratio.toFixed(1)}× smaller than typical (threshold ${d.threshold.toFixed(2)})`
+      : `All-to-all backdoor (${mappingText(sc, K)}): one ${kindText(sc.kind)} trigger moves ${moved} to their next class; R ${sc.ratio.toFixed(1)} > ${d.threshold.toFixed(2)}`;
+  return {
+    severity: 'error',
+    code: sc.family === 'targets' ? 'BL004' : 'BL005',
+    method: 'pairs',
+    message: `${message}. Held out: ${d.pairs.map((p) => `${p.source}→${p.target} ${Math.round(100 * p.share)}%`).join(', ')} (≥ ${Math.round(100 * o.moved)}% counts).`,
+    location: sc.family === 'targets' ? { label: sc.best } : { pair: { source: d.pairs[0].source, target: d.pairs[0].target } },
+  };
+}
+
+function evidenceOf(d: ScreenDecision, K: number): VerdictEvidence {
+  const sc = d.screen;
+  const what = sc.family === 'targets' ? `the ${sc.indices.length} target classes` : `the ${sc.indices.length} class shifts c → c+k`;
+  return {
+    method: `pairs:${d.key}`,
+    statistic: `median / smallest ${kindText(sc.kind)} trigger size over ${what}`,
+    value: sc.ratio,
+    threshold: d.threshold,
+    direction: 'above',
+    thresholdSource: d.thresholdSource,
+    flagged: d.flagged,
+    targets: d.flagged ? [...new Set(d.pairs.map((p) => p.target))].sort((a, b) => a - b) : [],
+    attackType: attackTypeOf(d, K),
+    summary: `pairs:${d.key}: smallest ${mappingText(sc, K)}, R ${sc.ratio.toFixed(2)} ${sc.ratio > d.threshold ? '>' : '≤'} ${d.threshold.toFixed(2)}${d.flagged ? `; moves ${d.pairs.length} held-out classes` : sc.ratio > d.threshold ? '; not confirmed on held-out images' : ''}`,
+  };
+}
+
+function dedupe<P extends { source: number; target: number }>(pairs: P[]): P[] {
   const seen = new Set<string>();
   return pairs.filter((p) => !seen.has(`${p.source},${p.target}`) && seen.add(`${p.source},${p.target}`));
 }
+

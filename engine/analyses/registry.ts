@@ -4,6 +4,7 @@ import { bnp } from './bnp';
 import { clp } from './clp';
 import { ep } from './ep';
 import { fp } from './fp';
+import { mmbdAnalysis } from './mmbd';
 import { ncAnalysis } from './nc';
 import { pairsAnalysis } from './pairs';
 import type { Analysis } from './types';
@@ -15,6 +16,7 @@ export const analyses: readonly Analysis[] = [
   ep,
   pairsAnalysis,
   ncAnalysis,
+  mmbdAnalysis,
   fp,
   anp,
 ];

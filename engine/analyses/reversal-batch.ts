@@ -7,8 +7,11 @@
 import { sampleSize, type Dataset } from '../data/types';
 import type { ReversalTask } from './reversal-task';
 
-/** ∂(Σ_i w_i·CE(f(x_i), y_i))/∂x_i and the logits, for one batch. */
-export type BatchGradient = (batch: { x: Float32Array; dims: number[]; labels: Int32Array; weights: Float32Array }) => Promise<{ dx: Float32Array; logits: Float32Array }>;
+/**
+ * ∂(Σ_i w_i·ℓ_i)/∂x_i and the logits, for one batch: ℓ_i = CE(f(x_i), labels_i) toward a target
+ * ('toward', the default), or −log(1 − p_{labels_i}) away from the true class ('away').
+ */
+export type BatchGradient = (batch: { x: Float32Array; dims: number[]; labels: Int32Array; weights: Float32Array; goal?: 'toward' | 'away' }) => Promise<{ dx: Float32Array; logits: Float32Array }>;
 
 export interface BatchStats {
   /** Per-sample gradient evaluations (images through forward and backward). */
@@ -16,8 +19,10 @@ export interface BatchStats {
   calls: number;
 }
 
-/** Groups tasks into calls of at most `maxBatch` samples (a task is never split). */
+/** Groups tasks of one goal into calls of at most `maxBatch` samples (a task is never split). */
 function chunks(tasks: readonly ReversalTask[], maxBatch: number): ReversalTask[][] {
+  const away = tasks.filter((t) => t.away);
+  if (away.length > 0 && away.length < tasks.length) return [...chunks(tasks.filter((t) => !t.away), maxBatch), ...chunks(away, maxBatch)];
   const out: ReversalTask[][] = [];
   let current: ReversalTask[] = [], size = 0;
   for (const t of tasks) {
@@ -47,12 +52,12 @@ export async function advanceTasks(tasks: readonly ReversalTask[], data: Dataset
     group.forEach((task, k) => {
       for (const i of batches[k]) {
         task.objective.compose(data.x, i * per, x, row * per);
-        labels[row] = task.targetOf(i);
+        labels[row] = task.away ? data.labels![i] : task.targetOf(i);
         weights[row] = 1 / batches[k].length;
         row++;
       }
     });
-    const { dx, logits } = await gradient({ x, dims: [n, ...data.dims.slice(1)], labels, weights });
+    const { dx, logits } = await gradient({ x, dims: [n, ...data.dims.slice(1)], labels, weights, goal: group[0].away ? 'away' : 'toward' });
     const K = logits.length / n;
     row = 0;
     group.forEach((task, k) => {
@@ -62,7 +67,7 @@ export async function advanceTasks(tasks: readonly ReversalTask[], data: Dataset
         task.objective.backward(data.x, i * per, dx, row * per, grad);
         let best = 0;
         for (let j = 1; j < K; j++) if (logits[row * K + j] > logits[row * K + best]) best = j;
-        if (best === task.targetOf(i)) hits++;
+        if (task.away ? best !== labels[row] : best === task.targetOf(i)) hits++;
         row++;
       }
       task.update(grad, hits / batches[k].length);

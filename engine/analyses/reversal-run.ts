@@ -6,7 +6,7 @@ import { pixelRange, type Dataset } from '../data/types';
 import { TriggerScheduler, type SchedulerOptions } from './karm';
 import { SeededRandom } from './random';
 import { advanceTasks, type BatchGradient } from './reversal-batch';
-import { PatchObjective, PerturbationObjective, type ObjectiveKind, type SampleGeometry } from './reversal-objectives';
+import { PatchObjective, PerturbationObjective, WarpObjective, type ObjectiveKind, type Objective, type SampleGeometry } from './reversal-objectives';
 import { ReversalTask, type ScheduleOptions } from './reversal-task';
 
 export function geometryOf(data: Dataset): SampleGeometry {
@@ -17,10 +17,10 @@ export function geometryOf(data: Dataset): SampleGeometry {
 /** Masks start uniform in [0, 0.1): small, so optimisation grows them where needed instead of first shrinking a half-covered image. */
 export const MASK_INIT_SCALE = 0.1;
 
-export function makeTask(id: number, kind: ObjectiveKind, target: number, images: number[], geometry: SampleGeometry, schedule: ScheduleOptions, seed: number, targets?: ReadonlyMap<number, number>): ReversalTask {
+export function makeTask(id: number, kind: ObjectiveKind, target: number, images: number[], geometry: SampleGeometry, schedule: ScheduleOptions, seed: number, targets?: ReadonlyMap<number, number>, away = false): ReversalTask {
   const rng = new SeededRandom(SeededRandom.derive(seed, id, 1));
-  const objective = kind === 'patch' ? new PatchObjective(geometry, () => rng.next(), MASK_INIT_SCALE) : new PerturbationObjective(geometry);
-  return new ReversalTask(id, target, images, objective, schedule, SeededRandom.derive(seed, id, 2), targets);
+  const objective: Objective = kind === 'patch' ? new PatchObjective(geometry, () => rng.next(), MASK_INIT_SCALE) : kind === 'warp' ? new WarpObjective(geometry) : new PerturbationObjective(geometry);
+  return new ReversalTask(id, target, images, objective, schedule, SeededRandom.derive(seed, id, 2), targets, away);
 }
 
 export interface RunStats {

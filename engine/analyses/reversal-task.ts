@@ -44,6 +44,13 @@ export const patchSchedule: ScheduleOptions = {
 
 export const perturbationSchedule: ScheduleOptions = { ...patchSchedule, lr: 0.01, successThreshold: 0.9, initCost: 1e-2 };
 
+/** The warp field moves in pixels: a step of 0.02 px lets it reach a 1-pixel displacement in 50 steps. */
+export const warpSchedule: ScheduleOptions = { ...perturbationSchedule, lr: 0.02 };
+
+export function scheduleFor(kind: 'patch' | 'perturbation' | 'warp'): ScheduleOptions {
+  return kind === 'patch' ? patchSchedule : kind === 'warp' ? warpSchedule : perturbationSchedule;
+}
+
 export type TaskStatus = 'running' | 'converged' | 'step-limit' | 'abandoned';
 
 export interface TaskSnapshot {
@@ -89,6 +96,12 @@ export class ReversalTask {
     seed: number,
     /** Per-image targets, for one trigger shared by several pairs; default: `target` for every image. */
     private readonly targets?: ReadonlyMap<number, number>,
+    /**
+     * Untargeted: the trigger must move each image away from its true class, to any other (the
+     * shape of an all-to-all backdoor); `target` is then only an id, and success counts the images
+     * that left their class.
+     */
+    readonly away = false,
   ) {
     if (images.length === 0) throw new Error(`reversal task ${id} has no images`);
     this.m = new Float64Array(objective.params.length);

@@ -28,6 +28,22 @@ function perturbationImages(v: Float32Array, p: ResolvedPreprocess): { mask: Flo
   return { mask, pattern };
 }
 
+/** A warp shown as its displacement magnitude per pixel (brightest where the field moves most) and the magnitude as the pattern. */
+function warpImages(flow: Float32Array, p: ResolvedPreprocess): { mask: Float32Array; pattern: Float32Array } {
+  const hw = p.height * p.width;
+  const mask = Float32Array.from({ length: hw }, (_, i) => Math.hypot(flow[i], flow[hw + i]));
+  let peak = 0;
+  for (const v of mask) peak = Math.max(peak, v);
+  if (peak > 0) for (let i = 0; i < hw; i++) mask[i] /= peak;
+  const pattern = new Float32Array(p.channels * hw);
+  for (let j = 0; j < pattern.length; j++) {
+    const c = p.layout === 'NCHW' ? Math.floor(j / hw) : j % p.channels;
+    const pixel = p.layout === 'NCHW' ? j % hw : Math.floor(j / p.channels);
+    pattern[j] = (mask[pixel] - (p.mean[c] ?? 0)) / (p.std[c] ?? 1);
+  }
+  return { mask, pattern };
+}
+
 export interface ArtifactNaming {
   /** File name stem, e.g. 'pair-3-0' or 'label-0'. */
   stem: string;
@@ -42,7 +58,9 @@ export function triggerArtifacts(trigger: ReversedTrigger, data: Dataset, exampl
   const images =
     trigger.kind === 'patch'
       ? { mask: trigger.mask!, pattern: trigger.pattern! }
-      : perturbationImages(trigger.perturbation!, p);
+      : trigger.kind === 'warp'
+        ? warpImages(trigger.flow!, p)
+        : perturbationImages(trigger.perturbation!, p);
   const stamped = stampTrigger(trigger, data, [example]);
   const per = sampleSize(data);
   return [

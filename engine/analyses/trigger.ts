@@ -3,11 +3,12 @@
  * (adaptive pruning, BNA). Values live in model-input space (after preprocessing).
  */
 import { sampleSize, type Dataset } from '../data/types';
+import { warpSample } from './reversal-objectives';
 import type { AnalysisOutput } from './types';
 
 export interface ReversedTrigger {
-  /** 'patch': x' = (1−m)·x + m·pattern; 'perturbation': x' = clamp(x + v). */
-  kind: 'patch' | 'perturbation';
+  /** 'patch': x' = (1−m)·x + m·pattern; 'perturbation': x' = clamp(x + v); 'warp': x resampled at p + d(p). */
+  kind: 'patch' | 'perturbation' | 'warp';
   target: number;
   /** Source classes the trigger was reversed on (all non-target classes for a per-label trigger). */
   sources: number[];
@@ -17,8 +18,15 @@ export interface ReversedTrigger {
   pattern?: Float32Array;
   /** Additive perturbation in model-input space, one sample's worth of values (perturbation). */
   perturbation?: Float32Array;
+  /** Displacement field in pixels, H·W row displacements then H·W column displacements (warp). */
+  flow?: Float32Array;
   /** Per-channel valid input range, used to clamp stamped images. */
   range: { min: number[]; max: number[] };
+  /**
+   * The largest trigger of this kind and mapping the detector would still flag (the screen's
+   * median size over its threshold): a fix that re-reverses the trigger compares against it.
+   */
+  flaggedBelowSize?: number;
 }
 
 /** Stamps the trigger on every sample (or the given ones); returns a new dataset, labels kept. */
@@ -31,6 +39,11 @@ export function stampTrigger(trigger: ReversedTrigger, data: Dataset, indices?: 
   const pixelOf = (j: number) => (layout === 'NCHW' ? j % (H * W) : Math.floor(j / C));
   for (let s = 0; s < ids.length; s++) {
     const src = ids[s] * per, dst = s * per;
+    if (trigger.kind === 'warp') {
+      const hw = H * W;
+      warpSample(data.preprocess, trigger.flow!.subarray(0, hw), trigger.flow!.subarray(hw), data.x, src, x, dst);
+      continue;
+    }
     for (let j = 0; j < per; j++) {
       const c = channelOf(j);
       let v: number;

@@ -2,7 +2,7 @@
  * The shape every analysis has: it takes a model and data and returns typed findings.
  * Adding one is one file in this folder and one line in registry.ts.
  */
-import type { Dataset } from '../data/types';
+import type { Dataset, PreprocessSpec } from '../data/types';
 import type { LoadedModel } from '../formats/types';
 import type { Runtime } from '../runtime/session';
 import type { AttackType, Finding, LabelResult, NeuronScore, PairResult, VerdictEvidence } from '../report/types';
@@ -16,6 +16,8 @@ export interface AnalysisContext {
   model: LoadedModel;
   runtime: Runtime;
   data?: Dataset;
+  /** The preprocessing the user gave (flags or backdoor-lens.json); data-free methods read the input range from it (absent: pixels in [0, 1]). */
+  preprocess?: PreprocessSpec;
   /** Whether `data` is known clean or may contain poisoned samples. */
   dataKind: DataKind;
   numClasses: number | null;
@@ -68,8 +70,11 @@ export interface Analysis {
   needs: DataNeed;
   /** Whether its results decide the verdict (trigger reversal does; neuron scores never do). */
   detector: boolean;
-  /** Whether a scan without --methods runs it. */
-  runsByDefault: boolean;
+  /**
+   * Whether a scan without --methods runs it; 'without-data' for a data-free detector that
+   * decides only when the scan has no labelled data (with data, trigger reversal decides).
+   */
+  runsByDefault: boolean | 'without-data';
   /** Why the method cannot run on this model, if it cannot (e.g. BN folded). */
   notApplicable?(model: LoadedModel): string | undefined;
   run(ctx: AnalysisContext): Promise<AnalysisOutput>;

@@ -1,7 +1,8 @@
 /**
  * The loss on the logits and its gradient with respect to them, written out analytically:
  * cross-entropy gives (softmax − onehot)·c, the margin z_t − max_{j≠t} z_j gives
- * (onehot(t) − onehot(argmax_{j≠t}))·c, with c = 1/N for the mean or w_i when weighted.
+ * (onehot(t) − onehot(argmax_{j≠t}))·c, and the away loss −mean_{j≠y} log p_j gives
+ * (softmax(z) − u)·c with u uniform over the classes j ≠ y; c = 1/N for the mean or w_i when weighted.
  * The runner-up is the first maximal logit, as torch.max picks it.
  */
 import { BackdoorLensError } from '../errors';
@@ -43,6 +44,11 @@ export function emitLoss(e: Emitter, logits: string, loss: LossSpec, labels: str
     const runnerUpClass = e.op('ArgMax', [others], { axis: 1, keepdims: 1, select_last_index: 0 }, 'runner_up_class');
     perSample = e.op('Sub', [target, runnerUp], {}, 'margin');
     direction = e.op('Sub', [onehot, e.op('Cast', [e.op('Equal', [runnerUpClass, classIds])], { to: 1 })]);
+  } else if (loss.kind === 'away-cross-entropy') {
+    const logProbs = e.op('LogSoftmax', [logits], { axis: 1 }, 'log_probs');
+    const uniform = e.op('Div', [e.op('Sub', [e.scalar(1), onehot]), e.scalar(classes - 1)], {}, 'uniform_others');
+    perSample = e.op('Neg', [e.op('ReduceSum', [e.mul(logProbs, uniform), e.ints([1])], { keepdims: 1 })], {}, 'away_nll');
+    direction = e.op('Sub', [e.op('Exp', [logProbs]), uniform]);
   } else {
     throw new BackdoorLensError('usage', `unknown loss kind '${(loss as { kind: string }).kind}'`);
   }

@@ -8,7 +8,12 @@ export type LossSpec =
   /** Same math; the labels input holds each sample's target class. */
   | { kind: 'target-cross-entropy' }
   /** ℓ_i = z[t_i] − max_{j≠t_i} z[j]. */
-  | { kind: 'margin' };
+  | { kind: 'margin' }
+  /**
+   * ℓ_i = −(1/(K−1))·Σ_{j≠y_i} log p[j]: cross-entropy toward the uniform distribution over the
+   * other classes, so every class a sample could leave y_i for pulls equally (untargeted attacks).
+   */
+  | { kind: 'away-cross-entropy' };
 
 export interface GradientSpec {
   loss: LossSpec;

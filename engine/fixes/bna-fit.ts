@@ -208,5 +208,8 @@ export function fitChannel(clean: ArrayLike<number>, stamped: ArrayLike<number>,
     const tv = tvObjective(t, stamped, p, bins, options.tau).tv;
     if (tv < best.tv) best = { transform: { ...t }, tv };
   }
+  // Ten steps from a moment-matched start can end farther from the clean histogram than BN's own
+  // normalisation; a correction that moves the stamped distribution away is no correction.
+  if (tvBefore <= best.tv) return { transform: identityTransform(), tvBefore, tvAfter: tvBefore };
   return { transform: best.transform, tvBefore, tvAfter: best.tv };
 }

@@ -5,11 +5,12 @@
  * one (per channel, a fitted clamp((z − μ)/σ, υ, ω) in place of BN's normalisation). The result
  * is one ONNX model holding f, every g_t and the inference rule; no weight of f changes.
  */
-import { imagesByClass, pairsAnalysis } from '../analyses/pairs';
+import { imagesByClass } from '../analyses/class-images';
+import { pairsAnalysis } from '../analyses/pairs';
 import { positiveOption } from '../analyses/positive-option';
 import { inputGradient } from '../analyses/reversal-gradient';
 import { geometryOf, makeTask, runTasks } from '../analyses/reversal-run';
-import { patchSchedule, perturbationSchedule } from '../analyses/reversal-task';
+import { scheduleFor } from '../analyses/reversal-task';
 import { defaultSchedulerOptions } from '../analyses/karm';
 import { stampTrigger, type ReversedTrigger } from '../analyses/trigger';
 import type { AnalysisOutput } from '../analyses/types';
@@ -172,7 +173,7 @@ export const bnaFix: Fix = {
       notes.push('no backdoor detected: the model is written with f unchanged and trigger_detected always false');
       return { method: 'bna', model: bnaModel(ctx.model.onnx, []), pruned: [], notes, details: { targets: [] } };
     }
-    const K = output.pairs?.length ? Math.max(...output.pairs.flatMap((p) => [p.source, p.target])) + 1 : (ctx.numClasses ?? 0);
+    const K = ctx.numClasses ?? Math.max(...found.flatMap((t) => [t.target, ...t.sources])) + 1;
     const byClass = imagesByClass(data, K, o.imagesPerClass, ctx.seed);
     const geometry = geometryOf(data);
     const gradient = await inputGradient(ctx.runtime, ctx.model.onnx);
@@ -184,7 +185,7 @@ export const bnaFix: Fix = {
       const images = sourceList.flatMap((s) => byClass[s]);
       if (images.length === 0) throw new BackdoorLensError('bad-data', `no clean images of the source classes ${sourceList.join(', ')} of target ${target} in ${data.source}`, { file: data.source });
       ctx.progress(step / (2 * byTarget.size), `target ${target}: re-estimating the trigger on classes ${sourceList.join(', ')}`);
-      const schedule = { ...(kind === 'patch' ? patchSchedule : perturbationSchedule), batchSize: 32 };
+      const schedule = { ...scheduleFor(kind), batchSize: 32 };
       const task = makeTask(20_000 + target, kind, target, images, geometry, schedule, ctx.seed);
       await runTasks([task], { ...defaultSchedulerOptions, mode: 'plain', armsPerRound: 1 }, data, gradient, { maxBatch: 512, signal: ctx.signal });
       if (!task.succeeded) throw new BackdoorLensError('internal', `could not re-estimate a trigger for target ${target} on classes ${sourceList.join(', ')} (no step reached ${schedule.successThreshold * 100}% success in ${task.step} steps)`);

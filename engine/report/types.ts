@@ -51,8 +51,10 @@ export interface PairResult {
 
 export interface LabelResult {
   label: number;
-  /** |m|₁ of the smallest trigger found for this target label. */
-  l1: number;
+  /** Neural Cleanse: |m|₁ of the smallest trigger found for this target label. */
+  l1?: number;
+  /** Other per-class detectors: the method's statistic (MM-BD: the maximum logit margin reached). */
+  statistic?: number;
   anomalyIndex: number;
   flagged: boolean;
   method?: string;

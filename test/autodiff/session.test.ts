@@ -43,6 +43,37 @@ describe('GradientSession', () => {
     assert.ok(maxRelativeError(b.grads.input, a.grads.input) < 1e-5);
   });
 
+  test('the away loss is −mean_{j≠y} log p_j of the logits, and its gradient is the mean of the cross-entropy gradients toward the other classes', async () => {
+    const session = await GradientSession.create(runtime, model, { loss: { kind: 'away-cross-entropy' }, weighted: true, wrt: ['input'], fetch: ['logits'] });
+    const count = 4, per = (x.data as Float32Array).length / n;
+    const xs = (x.data as Float32Array).slice(0, count * per);
+    const ys = labels.slice(0, count);
+    const weights = Float32Array.of(0.1, 0.2, 0.3, 0.4);
+    const run = (data: Float32Array) => session.run({ inputs: { input: { dtype: 'float32', dims: [count, 1, 28, 28], data } }, labels: ys, weights });
+    const r = await run(xs);
+    const z = r.fetched.logits.data as Float32Array;
+    let expected = 0;
+    for (let i = 0; i < count; i++) {
+      const row = Array.from(z.subarray(10 * i, 10 * i + 10));
+      const m = Math.max(...row);
+      const total = row.reduce((s, v) => s + Math.exp(v - m), 0);
+      const y = Number(ys[i]);
+      const meanLogP = row.reduce((s, v, j) => (j === y ? s : s + v - m - Math.log(total)), 0) / 9;
+      expected += weights[i] * -meanLogP;
+    }
+    assert.ok(Math.abs(r.loss - expected) < 1e-4 * Math.max(1, expected), `${r.loss} vs ${expected}`);
+    // The away loss is the mean of the cross-entropies toward the other classes, so its gradient is
+    // the mean of their gradients (the cross-entropy rule is checked against PyTorch elsewhere).
+    const ce = await GradientSession.create(runtime, model, { loss: { kind: 'target-cross-entropy' }, weighted: true, wrt: ['input'] });
+    const mean = new Float64Array(xs.length);
+    for (let k = 1; k < 10; k++) {
+      const others = BigInt64Array.from(ys, (y) => (y + BigInt(k)) % 10n);
+      const g = (await ce.run({ inputs: { input: { dtype: 'float32', dims: [count, 1, 28, 28], data: xs } }, labels: others, weights })).grads.input;
+      g.forEach((v, j) => (mean[j] += v / 9));
+    }
+    assert.ok(maxRelativeError(r.grads.input, Float32Array.from(mean)) < 1e-4, `relative error ${maxRelativeError(r.grads.input, Float32Array.from(mean))}`);
+  });
+
   test('weights are required exactly when the graph is weighted', async () => {
     const weighted = await GradientSession.create(runtime, model, { loss: { kind: 'cross-entropy' }, weighted: true, wrt: ['input'] });
     await assert.rejects(weighted.run({ inputs: { input: x }, labels }), (e: unknown) => e instanceof BackdoorLensError && e.code === 'usage');

@@ -88,7 +88,7 @@ describe('Backdoor Lens in VS Code, default scan settings', { timeout: 3_600_000
     await expandFolder(page, 'clean', 'clean-model.onnx');
     await wb!.shot('workspace');
     await explorerContextAction(page, 'clean-model.onnx', 'Scan for Backdoor');
-    const choose = toastButton(page, /clean-model\.onnx: Inconclusive: no clean data set/, 'Choose Clean Data…');
+    const choose = toastButton(page, /clean-model\.onnx: .*The report shows the data-free analyses/, 'Choose Clean Data…');
     await choose.waitFor({ timeout: 120_000 });
     await wb!.shot('no-data-offers-picker');
     await choose.click();
@@ -101,7 +101,7 @@ describe('Backdoor Lens in VS Code, default scan settings', { timeout: 3_600_000
     await until('the data setting is written', () => existsSync(settingsFile) && /backdoorLens\.data/.test(readFileSync(settingsFile, 'utf8')), 30_000);
     assert.equal(JSON.parse(readFileSync(settingsFile, 'utf8'))['backdoorLens.data'], join('data', 'clean.npz'));
     // The picker rescans with the data: a detector now decides.
-    await page.locator('.notifications-toasts .notification-toast', { hasText: /clean-model\.onnx: No backdoor found — pairs:patch/ }).waitFor({ timeout: SCAN_MS - 60_000 });
+    await page.locator('.notifications-toasts .notification-toast', { hasText: /clean-model\.onnx: No backdoor found — pairs:/ }).waitFor({ timeout: SCAN_MS - 60_000 });
     timings['clean model: data picked → verdict (s)'] = (Date.now() - t0) / 1000;
     await wb!.shot('clean-model-verdict');
   });
@@ -134,7 +134,7 @@ describe('Backdoor Lens in VS Code, default scan settings', { timeout: 3_600_000
     await toast.filter({ hasText: /\d+% — .+ — (about \d+ (s|min)|a few seconds) left/ }).waitFor({ timeout: 120_000 }).catch(() => undefined);
     await wb!.shot('scan-progress');
     const problems = await openProblems(page);
-    await problems.locator('.monaco-list-row', { hasText: /Backdoor: target class 0 .*pairs:patch/ }).first().waitFor({ timeout: SCAN_MS - 30_000 });
+    await problems.locator('.monaco-list-row', { hasText: /Backdoor: target class 0 .*pairs:/ }).first().waitFor({ timeout: SCAN_MS - 30_000 });
     timings['right-click → findings, bundled BadNets model (s)'] = (Date.now() - t0) / 1000;
     await wb!.shot('problems');
     const rows = await problemRows(page);
@@ -195,20 +195,23 @@ describe('Backdoor Lens in VS Code, default scan settings', { timeout: 3_600_000
       const threshold: number = evidence.threshold;
       assert.equal(Number(d.threshold), threshold, `${d.method}: chart threshold ${d.threshold}, report ${threshold}`);
     }
-    const pairsThreshold = report.methods.find((m) => m.method === 'pairs')?.threshold;
-    assert.equal(Number(drawn.find((d) => d.method?.startsWith('pairs'))?.threshold), pairsThreshold, 'the detector threshold of methods[]');
-    assert.equal(Number(await frame.locator('#anomaly .legend').first().getAttribute('data-threshold')), pairsThreshold, 'the legend states it');
+    // methods[].threshold is the smallest of the detector's screen thresholds.
+    const pairsEvidence = report.evidence.filter((e) => e.method.startsWith('pairs:'));
+    assert.equal(report.methods.find((m) => m.method === 'pairs')?.threshold, Math.min(...pairsEvidence.map((e) => e.threshold)), 'the detector threshold of methods[]');
+    const first = report.evidence.find((e) => e.method === drawn[0].method)!;
+    assert.equal(Number(await frame.locator('#anomaly .legend').first().getAttribute('data-threshold')), first.threshold, 'the legend states it');
     await frame.locator('#anomaly').scrollIntoViewIfNeeded();
     await wb!.shot('report-anomaly');
-    // The matrix explains every flagged pair; pairs found by trigger transfer are marked as such.
+    // The matrix explains every flagged pair: which trigger moves it, and how much of the class.
     const flagged = await frame.locator('#pairs td.flagged').evaluateAll((cells) => cells.map((c) => ({ pair: c.getAttribute('data-pair'), title: c.getAttribute('title') ?? '' })));
     assert.ok(flagged.length > 0, 'flagged class pairs in the matrix');
-    for (const f of flagged) assert.match(f.title, /Flagged(: an outlier| by trigger transfer)/, `${f.pair}: ${f.title}`);
+    for (const f of flagged) assert.match(f.title, /Flagged/, `${f.pair}: ${f.title}`);
     await frame.locator('#pairs').scrollIntoViewIfNeeded();
     await wb!.shot('report-pairs');
-    // One trigger row per flagged pair (up to the viewer's limit), each with its drawings.
+    // One trigger row per reversed trigger that was flagged (one per target, or per pair of a shift), each with its drawings.
     const rows = frame.locator('#triggers .trigger-row');
-    assert.equal(await rows.count(), Math.min(flagged.length, 24));
+    const count = await rows.count();
+    assert.ok(count >= 1 && count <= Math.min(flagged.length, 24), `${count} trigger rows for ${flagged.length} flagged pairs`);
     assert.ok((await frame.locator('#triggers .trigger-row').first().locator('canvas.pixels').count()) >= 4, 'clean, mask, pattern, stamped, difference');
     await frame.locator('#triggers').scrollIntoViewIfNeeded();
     await wb!.shot('report-triggers');

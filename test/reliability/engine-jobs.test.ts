@@ -26,11 +26,11 @@ describe('engine jobs and their sessions', () => {
     assert.equal(jobs.cachedSessions, 0);
   });
 
-  test('a scan job cancelled inside the pair reversal holds none either', async () => {
+  test('a scan job cancelled inside the trigger reversal holds none either', async () => {
     const abort = new AbortController();
     let held = 0;
     const progress = (_: number, stage: string) => {
-      if (!abort.signal.aborted && /^Class-pair trigger reversal: reversing patch triggers/.test(stage)) {
+      if (!abort.signal.aborted && /^Trigger reversal step \d+/.test(stage)) {
         held = jobs.cachedSessions;
         abort.abort();
       }

@@ -86,15 +86,15 @@ for (const m of models) {
 describe('a scan stopped by a limit says where it was', () => {
   const data = join(fmnist.data, 'clean.npz');
 
-  test('time limit on the BadNets model: stopped inside the pair reversal, with how far it got', async () => {
+  test('time limit on the BadNets model: stopped inside the trigger reversal, with how far it got', async () => {
     const line = limitFailure(await cli('scan', join(fmnist.badnets, 'model.onnx'), '--data', data, '--methods', 'pairs', '--time-limit', '3'));
-    assert.match(line, /^backdoor-lens: scan stopped: time limit 3 s reached during reversing patch triggers for 90 class pairs \((\d+) settled\); raise timeLimitSeconds \(--time-limit on the command line\) to let it finish$/);
+    assert.match(line, /^backdoor-lens: scan stopped: time limit 3 s reached during trigger reversal step \d+\/\d+ \(10 targets, 9 class shifts, 5 screens\); raise timeLimitSeconds \(--time-limit on the command line\) to let it finish$/);
   });
 
   test('timeLimitSeconds in backdoor-lens.json does the same; a fraction of a second reads as such', async () => {
     const path = folder(join(fmnist.badnets, 'model.onnx'), 'model.onnx', { data: data, methods: ['pairs'], timeLimitSeconds: 2.5 });
     const line = limitFailure(await cli('scan', path));
-    assert.match(line, /scan stopped: time limit 2\.5 s reached during reversing patch triggers for 90 class pairs \(\d+ settled\);/);
+    assert.match(line, /scan stopped: time limit 2\.5 s reached during trigger reversal step \d+\/\d+ /);
   });
 
   test('memory limit: stopped naming the limit, what the process used and the analysis it was in', async () => {

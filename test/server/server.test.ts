@@ -28,7 +28,7 @@ import { fileUri, startClient, type TestClient } from './lsp-client';
 const text = (d: Diagnostic) => (typeof d.message === 'string' ? d.message : d.message.value);
 const outlineOf = (path: string) => `backdoor-lens-outline:${new URL(fileUri(path)).pathname}.outline`;
 
-/** Resolves once the scan on this progress token reports a stage inside an analysis ("Class-pair trigger reversal: …"), not loading. */
+/** Resolves once the scan on this progress token reports a stage inside an analysis ("Trigger reversal step 40/1500 …"), not loading. */
 async function inAnalysis(client: TestClient, token: string, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(client.progress.get(token) ?? []).some((p) => p.kind === 'report' && !!p.message && !/^(queued|Starting|Loading|No data)/.test(p.message))) {

@@ -32,42 +32,41 @@ describe('BadNets all-to-one fixture (target 0)', () => {
     writeFileAtomic(fixedPath, fix.model.toBytes());
   });
 
-  test('backdoored, target 0, all-to-one, every detected pair goes to 0 from two or more sources', () => {
+  test('backdoored, target 0, all-to-one: the patch screen flags class 0 and its trigger moves most classes to it', () => {
     const { report } = result;
     assert.equal(report.verdict, 'backdoored');
     assert.deepEqual(report.targets, [0]);
     assert.equal(report.attackType, 'all-to-one');
     const flagged = report.pairs.filter((p) => p.flagged);
     assert.ok(flagged.every((p) => p.target === 0), JSON.stringify(flagged));
-    assert.ok(new Set(flagged.map((p) => p.source)).size >= 2, `sources ${flagged.map((p) => p.source)}`);
-    assert.equal(report.pairs.length, 90);
+    assert.ok(new Set(flagged.map((p) => p.source)).size >= 5, `sources ${flagged.map((p) => p.source)}`);
+    const decided = report.evidence.find((e) => e.flagged)!;
+    assert.equal(decided.method, 'pairs:targets:patch');
+    assert.ok(decided.value > decided.threshold);
+    assert.match(decided.thresholdSource, /^calibrated: highest of \d+ clean-control scans/);
+    assert.equal(report.labels.filter((l) => l.method === 'pairs:targets:patch').length, 10);
   });
 
-  test('BL001 findings name the pair, statistic, anomaly index and target; artifacts for every detected pair', () => {
+  test('BL004 names the target, the trigger size, the ratio and the threshold in its first 120 characters; artifacts for the target', () => {
     const { report, images } = result;
-    const flagged = report.pairs.filter((p) => p.flagged);
-    const bl001 = report.findings.filter((f) => f.code === 'BL001');
-    assert.equal(bl001.length, flagged.length);
-    for (const f of bl001) {
-      assert.equal(f.severity, 'error');
-      assert.match(f.message, /Class pair \d → 0 .*anomaly index [\d.]+.*Target class 0\./);
-      assert.ok(f.location?.pair);
-    }
-    assert.match(bl001.map((f) => f.message).join('\n'), /statistic [\d.]+/);
-    for (const p of flagged) {
-      for (const kind of ['mask', 'pattern', 'stamped']) {
-        const img = images.find((i) => i.kind === kind && i.pair?.source === p.source && i.pair?.target === p.target);
-        assert.ok(img, `${kind} image of ${p.source}→${p.target}`);
-        const png = decodePng(img.png);
-        assert.equal(png.width, 112);
-      }
+    const bl004 = report.findings.filter((f) => f.code === 'BL004');
+    assert.equal(bl004.length, 1);
+    const f = bl004[0];
+    assert.equal(f.severity, 'error');
+    assert.equal(f.location?.label, 0);
+    assert.match(f.message.slice(0, 120), /^Backdoor to class 0: a patch trigger \(\|m\|₁ [\d.]+\) moves \d+ of 9 classes; [\d.]+× smaller than typical \(threshold [\d.]+\)/);
+    for (const kind of ['mask', 'pattern', 'stamped']) {
+      const img = images.find((i) => i.kind === kind && i.label === 0);
+      assert.ok(img, `${kind} image of target 0`);
+      assert.equal(decodePng(img.png).width, 112);
     }
   });
 
   test('the reversed triggers are handed over as state.triggers, and the strongest sits on the real patch', () => {
     const triggers = (result.outputs.get('pairs')!.state as { triggers: ReversedTrigger[] }).triggers;
-    assert.ok(triggers.length >= 2);
-    for (const t of triggers) assert.equal(t.target, 0);
+    assert.equal(triggers.length, 1);
+    assert.equal(triggers[0].target, 0);
+    assert.ok(triggers[0].sources.length >= 5 && !triggers[0].sources.includes(0));
     const mask = triggers[0].mask!;
     let inside = 0, total = 0;
     mask.forEach((m, i) => {
@@ -95,10 +94,12 @@ describe('BadNets all-to-one fixture (target 0)', () => {
     assert.ok(after_.accuracy! >= before.accuracy! - 0.01, `accuracy ${before.accuracy} → ${after_.accuracy}`);
     const flags = (await triggerFlags(fix.model, triggered, runtime))!;
     const nonTarget = Array.from(flags).filter((_, i) => triggered.labels![i] !== 0);
-    assert.ok(nonTarget.reduce((a, b) => a + b, 0) / nonTarget.length >= 0.8, 'triggered inputs flagged');
+    const flagRate = nonTarget.reduce((a, b) => a + b, 0) / nonTarget.length;
+    assert.ok(flagRate >= 0.8, `triggered inputs flagged: ${(100 * flagRate).toFixed(1)}%`);
     const cleanFlags = (await triggerFlags(fix.model, test_, runtime))!;
     const cleanTarget = Array.from(cleanFlags).filter((_, i) => test_.labels![i] === 0);
-    assert.ok(cleanTarget.reduce((a, b) => a + b, 0) / cleanTarget.length <= 0.05, 'clean target-class inputs flagged');
+    const cleanRate = cleanTarget.reduce((a, b) => a + b, 0) / cleanTarget.length;
+    assert.ok(cleanRate <= 0.05, `clean target-class inputs flagged: ${(100 * cleanRate).toFixed(1)}% (${fix.notes.join('; ')})`);
   });
 
   test('BNA keeps every weight of f and adds trigger_detected', async () => {

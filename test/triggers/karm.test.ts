@@ -108,11 +108,11 @@ test('a pair that separates only late is confirmed: it runs on to its own stop a
   assert.ok(plain.steps >= 3 * bandit.steps, `plain ${plain.steps} steps, bandit ${bandit.steps}`);
 });
 
-test('pairs options: the decision waits for a step cap close behind it', async () => {
-  const { pairsOptions } = await import('../../engine/analyses/pairs');
-  assert.equal(pairsOptions({}).scheduler.decideAt, defaultSchedulerOptions.decideAt);
-  assert.equal(pairsOptions({ maxSteps: 60 }).scheduler.decideAt, 60);
-  assert.equal(pairsOptions({ maxSteps: 100 }).scheduler.decideAt, defaultSchedulerOptions.decideAt);
+test('class-pair scan options: the decision waits for a step cap close behind it', async () => {
+  const { pairScanOptions } = await import('../../engine/analyses/reversal-pairs');
+  assert.equal(pairScanOptions({}).scheduler.decideAt, defaultSchedulerOptions.decideAt);
+  assert.equal(pairScanOptions({ pairMaxSteps: 60 }).scheduler.decideAt, 60);
+  assert.equal(pairScanOptions({ pairMaxSteps: 100 }).scheduler.decideAt, defaultSchedulerOptions.decideAt);
 });
 
 test('an arm that stopped on its own before the decision can still be a yardstick of growth', () => {

@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import type { Dataset } from '../../engine/data/types';
 import { SeededRandom } from '../../engine/analyses/random';
 import { advanceTasks, type BatchGradient } from '../../engine/analyses/reversal-batch';
-import { PatchObjective, PerturbationObjective, type SampleGeometry } from '../../engine/analyses/reversal-objectives';
+import { PatchObjective, PerturbationObjective, WarpObjective, type Objective, type SampleGeometry } from '../../engine/analyses/reversal-objectives';
+import { stampTrigger } from '../../engine/analyses/trigger';
 import { makeTask } from '../../engine/analyses/reversal-run';
 import { ReversalTask, patchSchedule } from '../../engine/analyses/reversal-task';
 
@@ -11,9 +12,9 @@ const geometry: SampleGeometry = { channels: 2, height: 3, width: 4, layout: 'NC
 const n = 24;
 
 /** ∂L/∂params by central differences, for L = Σ_j w_j·x'_j. */
-function numeric(obj: PatchObjective | PerturbationObjective, x: Float32Array, w: Float32Array): Float64Array {
+function numeric(obj: Objective, x: Float32Array, w: Float32Array, size = n): Float64Array {
   const loss = () => {
-    const out = new Float32Array(n);
+    const out = new Float32Array(size);
     obj.compose(x, 0, out, 0);
     return out.reduce((s, v, j) => s + v * w[j], 0);
   };
@@ -60,6 +61,57 @@ test('perturbation objective: clamped x + v; no gradient through a clamped value
   const penalty = new Float64Array(n);
   obj.addPenaltyGradient(0.5, penalty);
   assert.ok(Math.abs(penalty[3] - obj.params[3]) < 1e-12, 'λ·∂‖v‖²/∂v = 2λv');
+});
+
+test('warp objective: zero field is the identity; bilinear resampling and its chain rule agree with finite differences', () => {
+  const rng = new SeededRandom(6);
+  for (const layout of ['NCHW', 'NHWC'] as const) {
+    const g: SampleGeometry = { channels: 3, height: 9, width: 7, layout, range: { min: [0, 0, 0], max: [1, 1, 1] } };
+    const size = 3 * 9 * 7;
+    const obj = new WarpObjective(g, 4);
+    const x = Float32Array.from({ length: size }, () => rng.next());
+    const out = new Float32Array(size);
+    obj.refresh();
+    obj.compose(x, 0, out, 0);
+    assert.deepEqual(out, x, 'no displacement, no change');
+    assert.equal(obj.norm(), 0);
+    // Displacements of up to ±0.9 px keep every sample position inside the image or clamped
+    // away from a grid line, where the bilinear map is differentiable.
+    obj.params.forEach((_, i) => (obj.params[i] = (rng.next() - 0.5) * 1.8));
+    obj.refresh();
+    const w = Float32Array.from({ length: size }, () => rng.next() - 0.5);
+    const grad = new Float64Array(obj.params.length);
+    obj.backward(x, 0, w, 0, grad);
+    const fd = numeric(obj, x, w, size);
+    grad.forEach((v, i) => assert.ok(Math.abs(v - fd[i]) < 2e-3, `${layout} param ${i}: ${v} vs ${fd[i]}`));
+    const penalty = new Float64Array(obj.params.length);
+    obj.addPenaltyGradient(1, penalty);
+    const h = 1e-4, keep = obj.params[5];
+    const sq = () => (obj.refresh(), obj.norm() ** 2);
+    obj.params[5] = keep + h;
+    const up = sq();
+    obj.params[5] = keep - h;
+    const down = sq();
+    obj.params[5] = keep;
+    obj.refresh();
+    assert.ok(Math.abs(penalty[5] - (up - down) / (2 * h)) < 1e-4, 'λ·∂‖d‖²/∂params');
+  }
+});
+
+test('warp trigger: a whole-pixel shift moves the image by one pixel, stamped as the objective composes it', () => {
+  const g: SampleGeometry = { channels: 1, height: 5, width: 6, layout: 'NCHW', range: { min: [0], max: [1] } };
+  const obj = new WarpObjective(g, 3);
+  obj.params.fill(0);
+  obj.params.fill(1, 9); // dx = +1 everywhere: each pixel reads its right neighbour
+  obj.refresh();
+  const x = Float32Array.from({ length: 30 }, (_, j) => j);
+  const out = new Float32Array(30);
+  obj.compose(x, 0, out, 0);
+  for (let i = 0; i < 5; i++) for (let j = 0; j < 6; j++) assert.equal(out[i * 6 + j], x[i * 6 + Math.min(j + 1, 5)]);
+  const trigger = obj.toTrigger(2, [0]);
+  assert.equal(trigger.kind, 'warp');
+  const data = { source: 't', n: 1, x, dims: [1, 1, 5, 6], labels: Int32Array.of(0), preprocess: { layout: 'NCHW', channels: 1, height: 5, width: 6, scale: 1, mean: [0], std: [1], resized: false, sourceLayout: 'NCHW' } } as unknown as Dataset;
+  assert.deepEqual(stampTrigger(trigger, data).x, out);
 });
 
 /** Steps a task with the given successes; the network's gradient exactly cancels the size penalty, so the trigger stays put. */

@@ -2,7 +2,7 @@
 """Trains the development zoo: backdoored and clean Fashion-MNIST classifiers of several attack
 families, the models detection and repair are measured on (npm run bench -- efficacy).
 
-    /usr/bin/python3 tools/zoo/generate.py [--out .cache/zoo] [--only a,b] [--list] [--threads 2]
+    /usr/bin/python3 tools/zoo/generate.py [--out .cache/zoo] [--only a,b] [--list] [--threads 1]
 
 Needs Debian's python3-torch, python3-onnx, python3-numpy and dataset-fashion-mnist. Each model
 takes 3-12 minutes on 2 idle cores; the whole zoo about three hours. A model whose truth.json
@@ -247,7 +247,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(REPO_ROOT, ".cache", "zoo"))
     ap.add_argument("--only", default="", help="comma-separated model names")
     ap.add_argument("--list", action="store_true")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     if args.list:
         for s in MODELS:

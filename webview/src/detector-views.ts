@@ -85,7 +85,10 @@ export function anomalySection(report: ScanReport, t: Theme): HTMLElement | unde
     const labels = labelsOf(report, e);
     const pairs = pairsOf(report, e);
     if (labels.length) {
-      charts.push(perClassChart(e, [...labels].sort((a, b) => a.label - b.label).map((l) => ({ label: l.label, value: l.anomalyIndex, flagged: l.flagged })), t, 'anomaly index'));
+      // A per-class statistic of its own (MM-BD's maximum margin) is what the method measured; else the anomaly index.
+      const own = labels.every((l) => l.statistic !== undefined && l.l1 === undefined);
+      const sorted = [...labels].sort((a, b) => a.label - b.label);
+      charts.push(perClassChart(e, sorted.map((l) => ({ label: l.label, value: own ? l.statistic! : l.anomalyIndex, flagged: l.flagged })), t, own ? 'per-class statistic' : 'anomaly index'));
     } else if (pairs.length) {
       const byTarget = new Map<number, { value: number; flagged: boolean }>();
       for (const p of pairs) {
@@ -100,8 +103,12 @@ export function anomalySection(report: ScanReport, t: Theme): HTMLElement | unde
   return section('anomaly', 'Anomaly index per class', ...charts);
 }
 
+/** A pair found by a mapping screen (trigger reversal per target or per shift): its statistic is the share of held-out images moved. */
+const screened = (p: PairResult) => /^pairs:(targets|shifts):/.test(p.method ?? '');
+
 /** Why a cell is (or is not) flagged, for its tooltip. */
 function cellText(p: PairResult, e: VerdictEvidence): string {
+  if (screened(p)) return `${p.source} → ${p.target}: Flagged: the ${p.method} trigger (R ${num(p.anomalyIndex)} > ${num(e.threshold)}) sends ${Math.round(100 * p.statistic)}% of held-out class-${p.source} images to class ${p.target}.`;
   const head = `${p.source} → ${p.target}: anomaly index ${num(p.anomalyIndex)} (threshold ${num(e.threshold)}), statistic ${p.statistic.toPrecision(3)}`;
   if (p.via === 'transfer') return `${head}. Flagged by trigger transfer: the trigger reversed for the outlier pairs sends ${p.transferShare !== undefined ? `${Math.round(100 * p.transferShare)}% of` : ''} class-${p.source} images to class ${p.target}, although its own index is below the threshold.`;
   if (p.flagged) return `${head}. Flagged: an outlier, above the threshold.`;
@@ -123,7 +130,8 @@ function pairMatrix(report: ScanReport, e: VerdictEvidence, pairs: PairResult[],
         const p = at.get(`${s},${c}`);
         if (!p) return h('td', { class: 'cell empty' }, s === c ? '—' : '');
         const kind = p.flagged ? (p.via === 'transfer' ? ' flagged transfer' : ' flagged outlier') : '';
-        const cell = h('td', { class: `cell${kind}`, title: cellText(p, e), 'data-pair': `${s}-${c}` }, `${p.anomalyIndex.toFixed(1)}${p.via === 'transfer' ? 'ᵗ' : ''}`);
+        const shown = screened(p) ? `${Math.round(100 * p.statistic)}%` : `${p.anomalyIndex.toFixed(1)}${p.via === 'transfer' ? 'ᵗ' : ''}`;
+        const cell = h('td', { class: `cell${kind}`, title: cellText(p, e), 'data-pair': `${s}-${c}` }, shown);
         cell.style.backgroundColor = scaleColour(t, p.anomalyIndex, e.threshold, e.direction);
         return cell;
       }),
@@ -132,13 +140,18 @@ function pairMatrix(report: ScanReport, e: VerdictEvidence, pairs: PairResult[],
   const outliers = pairs.filter((p) => p.flagged && p.via !== 'transfer');
   const transfers = pairs.filter((p) => p.via === 'transfer');
   const near = pairs.filter((p) => !p.flagged && p.anomalyIndex > 0.5 * e.threshold).sort((a, b) => b.anomalyIndex - a.anomalyIndex).slice(0, 3);
-  const lines = [
+  const lines = pairs.every(screened)
+    ? [
+        `${e.method}: R ${num(e.value)} > ${num(e.threshold)}; its reversed trigger, stamped on held-out images, sends these classes to their target (share of each class moved): ${pairs.map((p) => `${p.source}→${p.target} ${Math.round(100 * p.statistic)}%`).join(', ')}.`,
+        'Only the pairs the flagged trigger moves are drawn: the screens reverse one trigger per target class or per class shift, not one per pair.',
+      ]
+    : [
     `Flagged as outliers (anomaly index above ${num(e.threshold)}): ${outliers.map((p) => `${p.source}→${p.target} (${num(p.anomalyIndex)})`).join(', ') || 'none'}.`,
     transfers.length
       ? `Flagged by trigger transfer (ᵗ, dashed): ${transfers.map((p) => `${p.source}→${p.target} (index ${num(p.anomalyIndex)}${p.transferShare !== undefined ? `, ${Math.round(100 * p.transferShare)}% of class ${p.source} moved` : ''})`).join(', ')} — the trigger reversed for the outliers sends most of these classes to the target, so they carry the same backdoor although their own index is below the threshold.`
       : '',
     near.length ? `Highest unflagged: ${near.map((p) => `${p.source}→${p.target} (${num(p.anomalyIndex)})`).join(', ')} — below the threshold${transfers.length || outliers.length ? ", and the outliers' trigger does not move them" : ''}.` : '',
-  ].filter(Boolean);
+      ].filter(Boolean);
   const legendExtra = [h('span', { class: 'legend-item' }, h('span', { class: 'swatch outline-outlier' }), 'outlier'), h('span', { class: 'legend-item' }, h('span', { class: 'swatch outline-transfer' }), 'transfer')];
   return h(
     'div',

@@ -5,7 +5,7 @@
 import type { Connection, WorkDoneProgressReporter } from 'vscode-languageserver';
 
 export interface JobProgress {
-  /** fraction in [0, 1], stage text such as "pairs: pair 37/90". */
+  /** fraction in [0, 1], stage text such as "pairs: trigger reversal step 40/1500 …". */
   report(fraction: number, stage: string): void;
   done(): void;
 }

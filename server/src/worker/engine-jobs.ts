@@ -166,6 +166,7 @@ export class EngineJobs {
     const result = await scan(model, {
       runtime: this.runtime(s),
       data,
+      preprocess: s.preprocess ?? {},
       dataKind: s.dataKind,
       methods: s.methods,
       u: s.threshold,

@@ -65,9 +65,11 @@ function viewOf(id: string, t: ReversedTrigger, report: ScanReport, data: Datase
   const p = data.preprocess;
   const pair = t.sources.length === 1 ? { source: t.sources[0], target: t.target } : undefined;
   const reported = pair ? report.pairs.find((r) => r.source === pair.source && r.target === pair.target && r.flagged && (r.method ?? id).startsWith(id) && (!r.method?.includes(':') || r.method.endsWith(`:${t.kind}`))) : undefined;
+  // A per-target trigger (trigger reversal's target screen) is reported as its flagged label.
+  const label = pair ? undefined : report.labels.find((l) => l.label === t.target && l.flagged && (l.method ?? id).startsWith(id) && (!l.method?.includes(':') || l.method.endsWith(`:${t.kind}`)));
   const view: TriggerView = {
     kind: t.kind,
-    method: reported?.method ?? (id === 'pairs' ? `pairs:${t.kind}` : id),
+    method: reported?.method ?? label?.method ?? (id === 'pairs' ? `pairs:${t.kind}` : id),
     target: t.target,
     ...(pair ? { pair } : { label: t.target }),
     ...(reported?.via ? { via: reported.via } : {}),

@@ -1,0 +1,16 @@
+/**
+ * Detector decision thresholds that were calibrated rather than taken from a paper's default: the
+ * value, and where it comes from as the report states it (evidence[].thresholdSource). Calibration
+ * uses clean controls only, never backdoored models (docs/findings/ of each detector has the numbers).
+ */
+
+export interface CalibratedThreshold {
+  value: number;
+  source: string;
+}
+
+/** MM-BD: flag when the order-statistic p-value of the largest maximum margin is below this. */
+export const MMBD_THRESHOLD: CalibratedThreshold = {
+  value: 0.005,
+  source: 'calibrated on clean controls only (smallest clean p 0.017: zoo cnn-clean-a, BN-folded export, seed 0) ÷ 3.4, rounded down; the paper\'s 0.05 flags clean controls; --option mmbd.threshold',
+};

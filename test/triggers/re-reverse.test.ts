@@ -1,0 +1,42 @@
+/**
+ * The repair check of re-reverse.ts: reversing a detected trigger again finds one the detector would
+ * still flag on the backdoored model itself, and none on its clean twin (same data, same trigger
+ * kind, target and sources).
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { loadDataset, loadModel, Runtime, scan } from '../../engine';
+import type { ReversedTrigger } from '../../engine/analyses/trigger';
+import { imageInputOf } from '../../engine/evaluate';
+import { defaultReReverseOptions, reReverse } from '../../engine/fixes/re-reverse';
+import { fixtures, fmnist } from '../helpers';
+
+const runtime = new Runtime();
+after(() => runtime.dispose());
+
+describe('re-reversal after a repair', () => {
+  let trigger: ReversedTrigger;
+  before(async () => {
+    const model = await loadModel(join(fmnist.badnets, 'model.onnx'));
+    const set = loadDataset({ path: join(fmnist.data, 'clean.npz') }, imageInputOf(model.onnx));
+    const { outputs } = await scan(model, { runtime, data: set, methods: ['pairs'], seed: 0 });
+    [trigger] = (outputs.get('pairs')!.state as { triggers: ReversedTrigger[] }).triggers;
+  });
+
+  test('the detected trigger carries the largest size the detector would still flag', () => {
+    assert.equal(trigger.target, 0);
+    assert.ok(trigger.flaggedBelowSize! > 0 && Number.isFinite(trigger.flaggedBelowSize!));
+  });
+
+  test('on the backdoored model a flaggable trigger is found again; on the clean twin none is', async () => {
+    const options = { ...defaultReReverseOptions, seed: 1 };
+    const backdoored = await loadModel(join(fmnist.badnets, 'model.onnx'));
+    const set = loadDataset({ path: join(fmnist.data, 'clean.npz') }, imageInputOf(backdoored.onnx));
+    const [again] = await reReverse(backdoored.onnx, runtime, set, [trigger], options);
+    assert.ok(again.stillFlagged, `size ${again.size} vs ${trigger.flaggedBelowSize}`);
+    const clean = await loadModel(join(fixtures, 'fmnist/clean/model.onnx'));
+    const [twin] = await reReverse(clean.onnx, runtime, set, [trigger], options);
+    assert.ok(!twin.stillFlagged, `size ${twin.size} vs ${trigger.flaggedBelowSize}`);
+  });
+});
