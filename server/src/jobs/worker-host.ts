@@ -71,7 +71,7 @@ export class WorkerHost {
       }
       const p = this.pending.get(m.id);
       if (!p) return;
-      if (m.type === 'progress') p.onProgress?.(m.fraction, m.stage);
+      if (m.type === 'progress') p.onProgress?.(m.fraction, m.stage, m.method);
       else {
         this.pending.delete(m.id);
         if (m.type === 'done') p.resolve(m.result);
