@@ -280,7 +280,9 @@ describe('Backdoor Lens in VS Code, default scan settings', { timeout: 3_600_000
     await toast.first().waitFor({ timeout: 60_000 });
     const frame = reportFrame(page);
     await frame.locator('#fix').waitFor({ timeout: 60_000 });
-    await frame.locator('#verdict', { hasText: /No backdoor found|Inconclusive|Backdoor/ }).waitFor({ timeout: SCAN_MS });
+    // The rescan agrees with the outcome: a removal is confirmed by a scan that finds no backdoor.
+    await frame.locator('#verdict', { hasText: removed ? /No backdoor found|Inconclusive/ : /No backdoor found|Inconclusive|Backdoor/ }).waitFor({ timeout: SCAN_MS });
+    await frame.locator('#fix-outcome', { hasText: removed ? 'removed' : /reduced|failed/ }).waitFor({ timeout: 10_000 });
     // The compare view: original vs fixed, clean accuracy and attack success.
     const compare = await frame.locator('#fix table.compare').innerText();
     const asr = /attack success[^\n]*\t([\d.]+)%\t([\d.]+)%/.exec(compare);
