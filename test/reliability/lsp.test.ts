@@ -46,7 +46,8 @@ function workspace() {
 async function working(client: TestClient, token: string): Promise<void> {
   for (let i = 0; ; i++) {
     const values = client.progress.get(token) ?? [];
-    if (values.some((p) => p.kind === 'report' && /^(scan: )?[a-z0-9-]+: /.test(p.message ?? ''))) return;
+    // Stages read "<method title>: <step>" ("Scanning first: Trigger reversal step 3/900 …", "Channel Lipschitzness (CLP): …").
+    if (values.some((p) => p.kind === 'report' && /^(?!Loading|queued)[^:]+: \S/.test(p.message ?? ''))) return;
     if (values.some((p) => p.kind === 'end')) throw new Error(`the job on ${token} ended before it got going`);
     if (i > 12_000) throw new Error(`no working stage on ${token}`);
     await new Promise((r) => setTimeout(r, 20));
