@@ -136,8 +136,13 @@ describe('Backdoor Lens in VS Code, default scan settings', { timeout: 3_600_000
     // Real stage names and an estimate of the time left, once the scan is inside an analysis.
     await toast.filter({ hasText: /\d+% — .+ — (about \d+ (s|min)|a few seconds) left/ }).waitFor({ timeout: 120_000 }).catch(() => undefined);
     await wb!.shot('scan-progress');
-    const problems = await openProblems(page);
-    await problems.locator('.monaco-list-row', { hasText: /Backdoor: target class 0 .*pairs:/ }).first().waitFor({ timeout: SCAN_MS - 30_000 });
+    // Read through the panel's filter: the list renders only the rows in view, and earlier scans left rows above.
+    await openProblems(page);
+    const deadline = Date.now() + SCAN_MS - 30_000;
+    while (!(await problemRows(page, 'Backdoor: target class 0')).some((r) => r.file === 'model.onnx' && /pairs:/.test(r.text))) {
+      if (Date.now() > deadline) throw new Error('no "Backdoor: target class 0 … pairs:" problem on model.onnx');
+      await page.waitForTimeout(1000);
+    }
     timings['right-click → findings, bundled BadNets model (s)'] = (Date.now() - t0) / 1000;
     await wb!.shot('problems');
     const rows = await problemRows(page);
@@ -154,7 +159,10 @@ describe('Backdoor Lens in VS Code, default scan settings', { timeout: 3_600_000
   test('a finding code opens its page rendered, not as Markdown source', async () => {
     const page = wb!.page;
     const problems = await openProblems(page);
+    const filter = page.locator('.part.panel input[placeholder^="Filter"]').first();
+    await filter.fill('Backdoor: target class 0');
     await problems.locator('.monaco-list-row', { hasText: 'BL003' }).first().locator('a, .code-link', { hasText: 'BL003' }).first().click();
+    await filter.fill('');
     await page.locator('.tabs-container .tab', { hasText: 'Preview BL003.md' }).waitFor({ timeout: 20_000 });
     await reportFrame(page).locator('h1', { hasText: 'BL003' }).waitFor({ timeout: 60_000 });
     await hidePanel(page);

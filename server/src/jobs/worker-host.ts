@@ -141,7 +141,7 @@ export class WorkerHost {
         }, { graceMs: Math.max(30_000, 0.25 * (limits.timeLimitMs ?? 0)) });
       };
       const onProgress = options.onProgress;
-      options = { ...options, onProgress: (fraction, text) => (watch(), (stage = text), onProgress?.(fraction, text)) };
+      options = { ...options, onProgress: (fraction, text, step) => (watch(), (stage = text), onProgress?.(fraction, text, step)) };
       this.pending.set(id, { worker, resolve: settle(resolve), reject: settle(reject), onProgress: options.onProgress });
       options.signal?.addEventListener('abort', onAbort, { once: true });
       send(worker, { type: 'run', id, job });
