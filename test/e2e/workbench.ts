@@ -97,15 +97,18 @@ export async function runCommand(page: Page, title: string): Promise<void> {
   for (let attempt = 0; attempt < 10; attempt++) {
     await page.keyboard.press('F1');
     const input = page.locator('.quick-input-widget .quick-input-box input');
-    await input.waitFor();
-    await input.fill(`>${title}`);
     const row = page.locator('.quick-input-widget .quick-input-list .monaco-list-row', { hasText: title }).first();
     try {
+      // F1 pressed while a webview's frame holds the focus can open the palette and lose it again: retry.
+      await input.waitFor({ state: 'visible', timeout: 5000 });
+      await input.fill(`>${title}`, { timeout: 5000 });
       await row.waitFor({ timeout: 3000 });
       await row.click();
       return;
     } catch {
       await page.keyboard.press('Escape');
+      // Focus back on the workbench (out of a webview frame) before the next F1.
+      await page.locator('.part.sidebar .composite.title').first().click({ timeout: 2000 }).catch(() => undefined);
       await page.waitForTimeout(1000);
     }
   }
