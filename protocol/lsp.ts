@@ -3,7 +3,7 @@
  * (the VS Code client here; any LSP client can send them). Declared once, typed, used by both sides.
  */
 import { NotificationType, RequestType, RequestType0 } from 'vscode-jsonrpc';
-import type { ReportView } from './report-view';
+import type { CheckpointStatus, FixOffer, ReportView } from './report-view';
 
 /** Work-done progress a client may attach to long requests (LSP `workDoneToken`). */
 export interface WithWorkDone {
@@ -28,8 +28,12 @@ export interface ScanSummary {
   codes: string[];
   /** True when the result came from the content-hash cache. */
   cached: boolean;
-  /** A one-line message for the user (the error, or what was found). */
+  /** A one-line message for the user (the error, or the verdict with its evidence). */
   message: string;
+  /** The scan ran without data (data-free methods only): choosing clean data gives a detector verdict. */
+  noData?: boolean;
+  /** For a failed scan: the error code ('bad-file', 'bad-data', 'limit', …) and the file it is about. */
+  error?: { code: string; file?: string };
 }
 
 /** Scans a checkpoint; diagnostics are published as usual, and the summary is returned. Cancellable. */
@@ -100,8 +104,21 @@ export const ReportRequest = new RequestType<UriParams, ReportView, void>('backd
 /** The text of a checkpoint's model outline document. */
 export const OutlineRequest = new RequestType<UriParams, string, void>('backdoorLens/outline');
 
-/** The state of a checkpoint changed (scan started, finished, invalidated): report views refresh. */
-export const ReportChangedNotification = new NotificationType<UriParams>('backdoorLens/reportChanged');
+/** What changed about a checkpoint: enough for a status bar and file decorations without asking for the report. */
+export interface CheckpointChange extends UriParams {
+  status?: CheckpointStatus;
+  verdict?: 'backdoored' | 'clean' | 'inconclusive';
+  /** One line: the verdict with the evidence that decided it, the stage while scanning, or why it could not be scanned. */
+  summary?: string;
+  /** Whether the last scan ran without data (data-free methods only). */
+  noData?: boolean;
+}
+
+/** The state of a checkpoint changed (scan started, finished, invalidated): report views, decorations and the status bar refresh. */
+export const ReportChangedNotification = new NotificationType<CheckpointChange>('backdoorLens/reportChanged');
+
+/** The fixes the editor offers for a checkpoint's last scan, best first (the command palette's Apply Fix…). */
+export const FixOffersRequest = new RequestType<UriParams, FixOffer[], void>('backdoorLens/fixOffers');
 
 /** Memory of the server process, in bytes, as `process.memoryUsage()` reports it. */
 export interface MemoryUsage {
@@ -155,6 +172,10 @@ export const ClientCommands = {
   applyFix: 'backdoorLens.applyFix',
   openReport: 'backdoorLens.openReport',
   openOutline: 'backdoorLens.openOutline',
+  chooseData: 'backdoorLens.chooseData',
+  openFindingDoc: 'backdoorLens.openFindingDoc',
+  showLog: 'backdoorLens.showLog',
+  openConfig: 'backdoorLens.openConfig',
 } as const;
 
 /** Arguments of the applyFix commands. */

@@ -21,6 +21,64 @@ export interface AvailableFix {
   title: string;
   /** Why it cannot apply to this model, if it cannot. */
   notApplicable?: string;
+  /**
+   * What the fix works from: the channels a neuron method ranks ('neurons', the fix id is the
+   * method's id), or the trigger(s) a detector reversed ('trigger': BNA and the like).
+   */
+  basis?: 'neurons' | 'trigger';
+}
+
+/** A fix as the editor offers it for the last scan: the title says what it will do, its expected effect and its cost. */
+export interface FixOffer {
+  id: string;
+  /** e.g. "BNA correction for target 0 — est. ~2 min" or "Prune 4 channels BNP flagged (bn1, bn2, bn3) — est. ~5 s". */
+  title: string;
+  /** Whether it can act on what the last scan found; the lightbulb offers only these. */
+  helps: boolean;
+  basis?: AvailableFix['basis'];
+  /** Why it cannot help (nothing flagged, no trigger), or why it cannot apply (BN folded, no data). */
+  why?: string;
+  /** Set when it cannot run at all. */
+  disabled?: string;
+}
+
+/**
+ * An image in pixel space for the trigger viewer: `width`×`height`×`channels` bytes, row-major,
+ * channels last, base64. A signed image (a perturbation) stores 128 + 127·v/scale.
+ */
+export interface PixelImage {
+  width: number;
+  height: number;
+  channels: number;
+  data: string;
+  /** Signed images: the pixel value (0–1 range) that ±127 stands for. */
+  scale?: number;
+}
+
+/** One reversed trigger, for the trigger viewer: one row per flagged pair (or label). */
+export interface TriggerView {
+  /** 'patch' (mask + pattern), 'perturbation' (additive), 'warp' (a flow field), or a kind this viewer may not know. */
+  kind: string;
+  /** The detector and objective, e.g. 'pairs:patch', 'nc'. */
+  method: string;
+  target: number;
+  pair?: { source: number; target: number };
+  label?: number;
+  /** How the pair was flagged ('transfer': the trigger is the one reversed for the outlier pairs). */
+  via?: 'outlier' | 'transfer';
+  /** A clean image of the source class, and the same image with the trigger. */
+  clean?: PixelImage;
+  stamped?: PixelImage;
+  /** patch: the mask, one channel, 255 = fully the pattern. */
+  mask?: PixelImage;
+  /** patch: the pattern in pixel space. */
+  pattern?: PixelImage;
+  /** perturbation: the additive change in pixel space, signed. */
+  perturbation?: PixelImage;
+  /** warp: the displacement per pixel (dx, dy), signed, in pixels. */
+  flow?: PixelImage;
+  /** e.g. '|m|₁ = 2.9' or '‖v‖₂ = 0.41'. */
+  size?: string;
 }
 
 export interface ReportView {
@@ -31,11 +89,20 @@ export interface ReportView {
   message?: string;
   /** Fraction done while scanning. */
   fraction?: number;
+  /** When it is 'scanning': seconds left, estimated from the progress so far. */
+  etaSeconds?: number;
   report?: ScanReport;
+  /** Images the analyses wrote that the trigger viewer does not draw itself. */
   images: ReportImage[];
+  /** The reversed triggers of the flagged pairs or labels (at most `triggerLimit`). */
+  triggers: TriggerView[];
+  /** How many flagged pairs or labels had a trigger, when more than were sent. */
+  triggersTotal?: number;
   /** Set when this checkpoint was written by a fix: accuracy and ASR before and after. */
   fix?: FixSummary;
   fixes: AvailableFix[];
+  /** The fixes as offered for the last scan, best first. */
+  offers: FixOffer[];
 }
 
 /** Webview → extension. */
@@ -43,7 +110,11 @@ export type FromWebview =
   | { type: 'ready' }
   | { type: 'scan' }
   | { type: 'fix'; method: string }
-  | { type: 'openOutline' };
+  | { type: 'openOutline' }
+  | { type: 'chooseData' }
+  | { type: 'openDoc'; code: string }
+  | { type: 'showLog' }
+  | { type: 'openFile'; uri: string };
 
 /** Extension → webview. */
 export type ToWebview = { type: 'view'; view: ReportView };

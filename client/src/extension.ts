@@ -2,6 +2,7 @@
 import * as vscode from 'vscode';
 import type { LanguageClient } from 'vscode-languageclient/node';
 import { ReportChangedNotification } from '../../protocol/lsp';
+import { CheckpointStatus } from './checkpoint-status';
 import { Commands } from './commands';
 import { createLanguageClient } from './language-client';
 import { OutlineDocuments } from './outline-documents';
@@ -11,14 +12,18 @@ let client: LanguageClient | undefined;
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
   client = createLanguageClient(context);
+  const c = client;
   const outlines = new OutlineDocuments(client);
   const reports = new ReportEditor(context, client);
+  const status = new CheckpointStatus();
   outlines.register(context);
   reports.register();
-  new Commands(client).register(context);
+  status.register(context);
+  new Commands(client, () => c.outputChannel.show(true)).register(context);
   context.subscriptions.push(
-    client.onNotification(ReportChangedNotification, ({ uri }) => {
-      const checkpoint = vscode.Uri.parse(uri);
+    client.onNotification(ReportChangedNotification, (change) => {
+      const checkpoint = vscode.Uri.parse(change.uri);
+      status.update(change);
       outlines.checkpointChanged(checkpoint);
       void reports.refresh(checkpoint);
     }),

@@ -1,7 +1,7 @@
 /** Starts the Backdoor Lens language server (dist/server.js) over IPC and connects it to VS Code. */
 import * as vscode from 'vscode';
 import { LanguageClient, TransportKind, type LanguageClientOptions, type ServerOptions } from 'vscode-languageclient/node';
-import { OUTLINE_SCHEME, type InitializationOptions } from '../../protocol/lsp';
+import { ClientCommands, OUTLINE_SCHEME, type InitializationOptions } from '../../protocol/lsp';
 import { serverEnvironment } from '../../server/src/environment';
 
 export function createLanguageClient(context: vscode.ExtensionContext): LanguageClient {
@@ -21,6 +21,17 @@ export function createLanguageClient(context: vscode.ExtensionContext): Language
     initializationOptions,
     diagnosticCollectionName: 'backdoor-lens',
     outputChannelName: 'Backdoor Lens',
+    middleware: {
+      // A finding code links to its page rendered in the Markdown preview, not to the raw .md file.
+      handleDiagnostics(uri, diagnostics, next) {
+        for (const d of diagnostics) {
+          if (typeof d.code === 'object' && /^BL\d{3}$/.test(String(d.code.value))) {
+            d.code = { value: d.code.value, target: vscode.Uri.parse(`command:${ClientCommands.openFindingDoc}?${encodeURIComponent(JSON.stringify([String(d.code.value)]))}`) };
+          }
+        }
+        next(uri, diagnostics);
+      },
+    },
   };
   return new LanguageClient('backdoorLens', 'Backdoor Lens', serverOptions, clientOptions);
 }

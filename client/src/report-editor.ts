@@ -81,6 +81,18 @@ export class ReportEditor implements vscode.CustomReadonlyEditorProvider {
         case 'openOutline':
           void vscode.commands.executeCommand(ClientCommands.openOutline, document.uri);
           break;
+        case 'chooseData':
+          void vscode.commands.executeCommand(ClientCommands.chooseData, document.uri);
+          break;
+        case 'openDoc':
+          void vscode.commands.executeCommand(ClientCommands.openFindingDoc, m.code);
+          break;
+        case 'showLog':
+          void vscode.commands.executeCommand(ClientCommands.showLog);
+          break;
+        case 'openFile':
+          void vscode.commands.executeCommand('vscode.openWith', vscode.Uri.parse(m.uri), REPORT_VIEW_TYPE);
+          break;
       }
     });
   }

@@ -37,7 +37,7 @@ export const ncAnalysis: Analysis = {
     const stats = await runTasks(tasks, { ...defaultSchedulerOptions, mode: 'plain', armsPerRound: K }, data, gradient, {
       maxBatch: Math.floor(positiveOption(ctx.options, 'nc', 'maxBatch', 512)),
       signal: ctx.signal,
-      onRound: (done, total) => ctx.progress(done / total, `label reversal ${done}/${total}`),
+      onRound: (done, total, fraction) => ctx.progress(fraction, `reversing a trigger for each of ${total} labels (${done} settled)`),
     });
     const r = madOutliers(tasks.map((t) => t.size), threshold, 'below');
     const labels: (LabelResult & { l1: number })[] = tasks.map((t, i) => ({ label: i, l1: t.size, anomalyIndex: r.anomalyIndex[i], flagged: r.flagged[i] && t.succeeded, method: 'nc' }));

@@ -41,11 +41,13 @@ export async function runTasks(
   scheduler: SchedulerOptions,
   data: Dataset,
   gradient: BatchGradient,
-  options: { maxBatch: number; signal?: AbortSignal; onRound?(done: number, total: number): void },
+  options: { maxBatch: number; signal?: AbortSignal; onRound?(done: number, total: number, fraction: number): void },
 ): Promise<RunStats> {
   const s = new TriggerScheduler(tasks, scheduler);
   const stats: RunStats = { sampleGradients: 0, calls: 0, rounds: 0, dropped: 0, statistics: [], outliers: 0, confirmed: 0 };
-  options.onRound?.(0, tasks.length);
+  // The share of the step budget spent (a stopped task counts whole): moves every round, unlike the count of stopped tasks.
+  const spent = () => tasks.reduce((sum, t) => sum + (t.running ? Math.min(t.step / t.options.maxSteps, 1) : 1), 0) / Math.max(tasks.length, 1);
+  options.onRound?.(0, tasks.length, 0);
   for (;;) {
     options.signal?.throwIfAborted();
     const next = s.next();
@@ -54,7 +56,7 @@ export async function runTasks(
     stats.sampleGradients += r.sampleGradients;
     stats.calls += r.calls;
     stats.rounds++;
-    options.onRound?.(tasks.filter((t) => !t.running).length, tasks.length);
+    options.onRound?.(tasks.filter((t) => !t.running).length, tasks.length, spent());
   }
   stats.dropped = s.dropped.size;
   stats.outliers = s.outliers.size;

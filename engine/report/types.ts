@@ -40,6 +40,13 @@ export interface PairResult {
   anomalyIndex: number;
   flagged: boolean;
   method?: string;
+  /**
+   * Why a flagged pair is flagged: 'outlier' (its own anomaly index is above the threshold) or
+   * 'transfer' (the trigger reversed for the outlier pairs also sends this class to the target).
+   */
+  via?: 'outlier' | 'transfer';
+  /** For 'transfer': the share of the source class's clean images the stamped trigger sent to the target. */
+  transferShare?: number;
 }
 
 export interface LabelResult {

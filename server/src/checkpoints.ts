@@ -8,7 +8,7 @@ import { closeSync, createReadStream } from 'node:fs';
 import { openRegular } from '../../engine/io/files';
 import type { ScanReport } from '../../engine/report/types';
 import type { FixSummary } from '../../protocol/lsp';
-import type { AvailableFix, CheckpointStatus } from '../../protocol/report-view';
+import type { AvailableFix, CheckpointStatus, TriggerView } from '../../protocol/report-view';
 import type { ImageBytes, ModelOutline } from './jobs/messages';
 import type { JobFailure } from './jobs/worker-host';
 import { renderOutline, type RenderedOutline } from './features/outline';
@@ -18,6 +18,8 @@ export interface ScanOutcome {
   settingsKey: string;
   report: ScanReport;
   images: ImageBytes[];
+  triggers: TriggerView[];
+  triggersTotal: number;
   outline: ModelOutline;
   fixes: AvailableFix[];
 }
@@ -29,6 +31,8 @@ export interface CheckpointState {
   /** Stage text while scanning. */
   stage?: string;
   fraction?: number;
+  /** Seconds left while scanning, estimated from the progress so far. */
+  eta?: number;
   outcome?: ScanOutcome;
   /** The outline when the model was described but not scanned. */
   outline?: ModelOutline;
@@ -36,6 +40,8 @@ export interface CheckpointState {
   failure?: JobFailure;
   /** Set when a fix wrote this file. */
   fix?: FixSummary;
+  /** Fixes applied to this content, by method: their measured effect titles the next offers. */
+  tried?: Map<string, FixSummary>;
   /** Content hash the state belongs to; a change on disk invalidates it. */
   hash?: string;
   rendered?: RenderedOutline;

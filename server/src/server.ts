@@ -21,6 +21,7 @@ import {
 } from 'vscode-languageserver';
 import {
   DebugMemoryRequest,
+  FixOffersRequest,
   FixRequest,
   OutlineRequest,
   ReportChangedNotification,
@@ -34,7 +35,8 @@ import {
 import type { ReportView } from '../../protocol/report-view';
 import { TOOL_VERSION } from '../../engine/version';
 import type { CheckpointState } from './checkpoints';
-import { codeActionsFor, codeLensesFor } from './features/fix-actions';
+import { codeActionsFor, codeLensesFor, offersOf } from './features/fix-actions';
+import { changeOf, reportViewOf } from './features/report-view';
 import { diagnosticsFor, type DiagnosticOptions } from './features/diagnostics';
 import { hoverFor } from './features/hover';
 import { startProgress } from './features/progress';
@@ -85,6 +87,7 @@ export function startServer(connection: Connection, options: ServerOptions): Ser
     },
     changed: (state) => publish(state),
     progress: (title, abort) => startProgress(connection, { title, serverCreated: !!capabilities.window?.workDoneProgress, abort }),
+    log: (line) => connection.console.info(line),
   });
 
   function publish(state: CheckpointState): void {
@@ -96,7 +99,7 @@ export function startServer(connection: Connection, options: ServerOptions): Ser
       if (d.outline.length) published.add(d.outlineUri);
       else published.delete(d.outlineUri);
     }
-    void connection.sendNotification(ReportChangedNotification, { uri: state.uri });
+    void connection.sendNotification(ReportChangedNotification, changeOf(state));
     if (capabilities.workspace?.codeLens?.refreshSupport) void connection.sendRequest(CodeLensRefreshRequest.type);
   }
 
@@ -210,19 +213,10 @@ export function startServer(connection: Connection, options: ServerOptions): Ser
 
   connection.onRequest(ReportRequest, safely(async (params): Promise<ReportView> => {
     const path = pathOf(uriOf(ReportRequest.method, params));
-    const state = service.store.get(path);
-    const outcome = state?.outcome;
-    return {
-      uri: fileUri(path),
-      fileName: basename(path),
-      status: state?.status ?? 'not-scanned',
-      ...(state?.status === 'failed' ? { message: state.failure?.message } : state?.stage ? { message: state.stage, fraction: state.fraction } : {}),
-      ...(outcome ? { report: outcome.report } : {}),
-      images: (outcome?.images ?? []).map((i) => ({ kind: i.kind, name: i.name, ...(i.label !== undefined ? { label: i.label } : {}), ...(i.pair ? { pair: i.pair } : {}), dataUri: `data:image/png;base64,${Buffer.from(i.png).toString('base64')}` })),
-      ...(state?.fix ? { fix: state.fix } : {}),
-      fixes: outcome?.fixes ?? state?.fixes ?? [],
-    };
+    return reportViewOf(path, service.store.get(path));
   }));
+
+  connection.onRequest(FixOffersRequest, safely(async (params) => offersOf(await service.describe(uriOf(FixOffersRequest.method, params)))));
 
   connection.onRequest(OutlineRequest, safely(async (params) => {
     const uri = uriOf(OutlineRequest.method, params);

@@ -14,6 +14,9 @@ import type { FixJobResult, ScanJobResult, DescribeJobResult } from './jobs/mess
 import type { JobQueue } from './jobs/queue';
 import { cancelled, JobFailure } from './jobs/worker-host';
 import type { JobProgress } from './features/progress';
+import { Eta, etaText } from './features/eta';
+import { JobLog } from './features/scan-log';
+import { verdictLine } from '../../protocol/verdict-text';
 import { settingsKey, type ScanSettings } from './settings';
 import { fileUri, pathOf } from './uris';
 
@@ -22,6 +25,8 @@ export interface ServiceHost {
   /** Diagnostics, report views and lenses of this checkpoint need refreshing. */
   changed(state: CheckpointState): void;
   progress(title: string, abort: AbortController): Promise<JobProgress>;
+  /** A line for the scan log (the editor's Output channel). */
+  log(line: string): void;
 }
 
 export interface JobOptions {
@@ -60,21 +65,26 @@ export class CheckpointService {
 
   private async runScan(path: string, options: JobOptions & { force?: boolean }): Promise<ScanSummary> {
     const state = this.store.ensure(path, fileUri(path));
+    const log = new JobLog((l) => this.host.log(l), 'scan', path);
     let settings: ScanSettings, hash: string;
     try {
       if (!existsSync(path)) throw new JobFailure('bad-file', 'no such file', path);
       settings = await this.host.settingsFor(path);
       hash = await sha256File(path);
     } catch (e) {
-      return this.fail(state, failureOf(e));
+      const failure = failureOf(e);
+      log.failed(failure.code, failure.message);
+      return this.fail(state, failure);
     }
     const key = settingsKey(settings);
     const hit = options.force ? undefined : this.store.cached(hash, key);
     if (hit) {
-      this.store.update(state, { status: 'done', outcome: hit, hash, failure: undefined, stage: undefined, fraction: undefined });
+      log.cached();
+      this.store.update(state, { status: 'done', outcome: hit, hash, failure: undefined, stage: undefined, fraction: undefined, eta: undefined });
       this.host.changed(state);
       return this.summary(state, true);
     }
+    log.begin(settings);
 
     const abort = new AbortController();
     options.signal?.addEventListener('abort', () => abort.abort(), { once: true });
@@ -83,18 +93,23 @@ export class CheckpointService {
     this.store.update(state, { status: 'queued', stage: 'queued', fraction: 0 });
     this.host.changed(state);
     let lastNotified = 0;
+    let eta: Eta | undefined;
     try {
       const result = (await this.queue.run(
         { kind: 'scan', path, settings },
         {
           signal: abort.signal,
           onStart: () => {
-            this.store.update(state, { status: 'scanning', stage: 'starting' });
+            log.running();
+            eta = new Eta();
+            this.store.update(state, { status: 'scanning', stage: 'Starting' });
             this.host.changed(state);
           },
-          onProgress: (fraction, stage) => {
-            progress.report(fraction, stage);
-            this.store.update(state, { fraction, stage });
+          onProgress: (fraction, stage, step) => {
+            log.stage(step, stage);
+            const left = eta?.update(fraction);
+            progress.report(fraction, left === undefined ? stage : `${stage} — ${etaText(left)}`);
+            this.store.update(state, { fraction, stage, eta: left });
             // Report views follow the stage text; twice a second is enough for a person.
             if (Date.now() - lastNotified > 500) {
               lastNotified = Date.now();
@@ -103,17 +118,20 @@ export class CheckpointService {
           },
         },
       )) as ScanJobResult;
-      const outcome = { hash, settingsKey: key, report: result.report, images: result.images, outline: result.outline, fixes: result.fixes };
+      const outcome = { hash, settingsKey: key, report: result.report, images: result.images, triggers: result.triggers, triggersTotal: result.triggersTotal, outline: result.outline, fixes: result.fixes };
       this.store.remember(outcome);
-      this.store.update(state, { status: 'done', outcome, hash, failure: undefined, stage: undefined, fraction: undefined, outline: result.outline, fixes: result.fixes });
+      log.done(result.report);
+      const tried = state.hash === hash ? state.tried : undefined;
+      this.store.update(state, { status: 'done', outcome, hash, failure: undefined, stage: undefined, fraction: undefined, eta: undefined, outline: result.outline, fixes: result.fixes, tried });
       this.host.changed(state);
       return this.summary(state, false);
     } catch (e) {
       const failure = failureOf(e);
+      log.failed(failure.code, failure.message);
       if (failure.code === 'cancelled') {
         // A cancelled rescan keeps the results it would have replaced.
         const restored = previous.status === 'done' && previous.hash === hash;
-        this.store.update(state, restored ? { status: 'done', outcome: previous.outcome, stage: undefined, fraction: undefined } : { status: 'cancelled', outcome: undefined, stage: undefined, fraction: undefined });
+        this.store.update(state, restored ? { status: 'done', outcome: previous.outcome, stage: undefined, fraction: undefined, eta: undefined } : { status: 'cancelled', outcome: undefined, stage: undefined, fraction: undefined, eta: undefined });
         this.host.changed(state);
         throw cancelled();
       }
@@ -124,24 +142,19 @@ export class CheckpointService {
   }
 
   private fail(state: CheckpointState, failure: JobFailure): ScanSummary {
-    this.store.update(state, { status: 'failed', failure, outcome: undefined, stage: undefined, fraction: undefined });
+    this.store.update(state, { status: 'failed', failure, outcome: undefined, stage: undefined, fraction: undefined, eta: undefined });
     this.host.changed(state);
     return this.summary(state, false);
   }
 
   summary(state: CheckpointState, cached: boolean): ScanSummary {
     if (state.status === 'failed' || !state.outcome) {
-      return { uri: state.uri, status: 'failed', codes: [], cached, message: state.failure?.message ?? 'not scanned' };
+      const error = state.failure ? { code: state.failure.code, ...(state.failure.file ? { file: state.failure.file } : {}) } : undefined;
+      return { uri: state.uri, status: 'failed', codes: [], cached, message: state.failure?.message ?? 'not scanned', ...(error ? { error } : {}) };
     }
     const r = state.outcome.report;
     const codes = r.findings.map((f) => f.code);
-    const message =
-      r.verdict === 'backdoored'
-        ? `Backdoor detected${r.targets.length ? `: target class ${r.targets.join(', ')}` : ''}`
-        : r.verdict === 'clean'
-          ? 'No backdoor found'
-          : 'Inconclusive: no detector ran';
-    return { uri: state.uri, status: 'done', verdict: r.verdict, targets: r.targets, codes, cached, message };
+    return { uri: state.uri, status: 'done', verdict: r.verdict, targets: r.targets, codes, cached, message: verdictLine(r), ...(r.data ? {} : { noData: true }) };
   }
 
   /** The outline of a checkpoint that has not been scanned, for its outline document. */
@@ -193,9 +206,35 @@ export class CheckpointService {
     const abort = new AbortController();
     options.signal?.addEventListener('abort', () => abort.abort(), { once: true });
     const progress = await (options.progress ?? ((a) => this.host.progress(`Backdoor Lens: ${method} fix`, a)))(abort);
+    const log = new JobLog((l) => this.host.log(l), `fix ${method}`, path);
+    log.begin(settings);
+    let eta = new Eta();
     try {
-      const result = (await this.queue.run({ kind: 'fix', path, method, ...(layer ? { layer } : {}), settings, outputs }, { signal: abort.signal, onProgress: (f, s) => progress.report(f, s) })) as FixJobResult;
+      const result = (await this.queue
+        .run(
+          { kind: 'fix', path, method, ...(layer ? { layer } : {}), settings, outputs },
+          {
+            signal: abort.signal,
+            onStart: () => {
+              log.running();
+              eta = new Eta();
+            },
+            onProgress: (f, s, step) => {
+              log.stage(step, s);
+              const left = eta.update(f);
+              progress.report(f, left === undefined ? s : `${s} — ${etaText(left)}`);
+            },
+          },
+        )
+        .catch((e) => {
+          const failure = failureOf(e);
+          log.failed(failure.code, failure.message);
+          throw failure;
+        })) as FixJobResult;
       const summary: FixSummary = { source: state.uri, outputs: result.written.map(fileUri), ...result.summary };
+      log.finished(result.written.length ? `${summary.outcome ?? 'done'}: wrote ${result.written.join(', ')}` : `${summary.outcome ?? 'done'}: wrote nothing`);
+      state.tried = new Map(state.tried ?? []).set(method, summary);
+      this.host.changed(state);
       if (result.written.length === 0) return summary;
       const out = this.store.ensure(result.written[0], summary.outputs[0]);
       const hash = await sha256File(result.written[0]);
@@ -220,7 +259,7 @@ export class CheckpointService {
     const state = this.store.get(path);
     if (!state) return;
     if (deleted || !existsSync(path)) {
-      this.store.update(state, { status: 'stale', outcome: undefined, outline: undefined, fixes: undefined, failure: undefined, fix: undefined });
+      this.store.update(state, { status: 'stale', outcome: undefined, outline: undefined, fixes: undefined, failure: undefined, fix: undefined, tried: undefined });
       this.host.changed(state);
       this.store.delete(path);
       return;
@@ -232,7 +271,7 @@ export class CheckpointService {
       hash = undefined;
     }
     if (hash && hash === state.hash) return;
-    this.store.update(state, { status: 'stale', outcome: undefined, outline: undefined, fixes: undefined, failure: undefined, fix: undefined, hash });
+    this.store.update(state, { status: 'stale', outcome: undefined, outline: undefined, fixes: undefined, failure: undefined, fix: undefined, tried: undefined, hash });
     if (hash) {
       // Back to content scanned before (a revert): its results apply again.
       const settings = await this.host.settingsFor(path).catch(() => undefined);

@@ -32,13 +32,13 @@ const send = (m: FromWorker) => port.postMessage(m);
 /** Progress at most every 100 ms (and whenever the stage text changes) keeps the channel quiet. */
 function throttled(id: number) {
   let last = 0;
-  let lastStage = '';
-  return (fraction: number, stage: string) => {
+  let lastStep: string | undefined;
+  return (fraction: number, stage: string, step?: string) => {
     const now = Date.now();
-    if (stage === lastStage && now - last < 100) return;
+    if (step === lastStep && now - last < 100) return;
     last = now;
-    lastStage = stage;
-    send({ type: 'progress', id, fraction, stage });
+    lastStep = step;
+    send({ type: 'progress', id, fraction, stage, ...(step ? { method: step } : {}) });
   };
 }
 

@@ -1,5 +1,5 @@
 /** Driving the VS Code workbench in chromium with playwright-core: the few moves the test needs. */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type FrameLocator, type Locator, type Page } from 'playwright-core';
 
@@ -17,8 +17,9 @@ export async function openWorkbench(url: string, folder: string, shotsDir: strin
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
   const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
-  await page.goto(`${url}/?folder=${encodeURIComponent(folder)}`);
-  await page.locator('.monaco-workbench').waitFor({ timeout: 60_000 });
+  // A busy machine (CI on 2 cores, other jobs) can take well over the default 30 s to load the workbench.
+  await page.goto(`${url}/?folder=${encodeURIComponent(folder)}`, { timeout: 180_000, waitUntil: 'domcontentloaded' });
+  await page.locator('.monaco-workbench').waitFor({ timeout: 180_000 });
   let n = 0;
   return {
     browser,
@@ -39,7 +40,8 @@ export function explorerRow(page: Page, name: string): Locator {
 
 export async function expandFolder(page: Page, name: string, child: string): Promise<void> {
   const row = explorerRow(page, name);
-  await row.waitFor({ timeout: 30_000 });
+  // The Explorer fills in after the workbench appears; on a busy machine that takes a while.
+  await row.waitFor({ timeout: 120_000 });
   for (let attempt = 0; attempt < 5; attempt++) {
     if ((await row.getAttribute('aria-expanded')) !== 'true') await row.click();
     try {
@@ -57,9 +59,9 @@ export async function expandFolder(page: Page, name: string, child: string): Pro
  * Right-click a file in the Explorer and pick a context-menu item. Retries while the item is
  * missing: the menu lists an extension's items only once the extension host has read it.
  */
-export async function explorerContextAction(page: Page, file: string, item: string, timeoutMs = 60_000): Promise<void> {
+export async function explorerContextAction(page: Page, file: string, item: string, timeoutMs = 120_000): Promise<void> {
   const row = explorerRow(page, file);
-  await row.waitFor({ timeout: 30_000 });
+  await row.waitFor({ timeout: 60_000 });
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     await row.click({ button: 'right' });
@@ -95,15 +97,18 @@ export async function runCommand(page: Page, title: string): Promise<void> {
   for (let attempt = 0; attempt < 10; attempt++) {
     await page.keyboard.press('F1');
     const input = page.locator('.quick-input-widget .quick-input-box input');
-    await input.waitFor();
-    await input.fill(`>${title}`);
     const row = page.locator('.quick-input-widget .quick-input-list .monaco-list-row', { hasText: title }).first();
     try {
+      // F1 pressed while a webview's frame holds the focus can open the palette and lose it again: retry.
+      await input.waitFor({ state: 'visible', timeout: 5000 });
+      await input.fill(`>${title}`, { timeout: 5000 });
       await row.waitFor({ timeout: 3000 });
       await row.click();
       return;
     } catch {
       await page.keyboard.press('Escape');
+      // Focus back on the workbench (out of a webview frame) before the next F1.
+      await page.locator('.part.sidebar .composite.title').first().click({ timeout: 2000 }).catch(() => undefined);
       await page.waitForTimeout(1000);
     }
   }
@@ -113,7 +118,7 @@ export async function runCommand(page: Page, title: string): Promise<void> {
 export async function openProblems(page: Page): Promise<Locator> {
   const panel = page.locator('.markers-panel');
   if (!(await panel.isVisible())) await page.keyboard.press('Control+Shift+M');
-  await panel.waitFor({ timeout: 10_000 });
+  await panel.waitFor({ timeout: 30_000 });
   return panel;
 }
 
@@ -125,6 +130,84 @@ export function reportFrame(page: Page): FrameLocator {
 /** Hides the bottom panel (Problems) and the notification toasts so the editor area shows whole in screenshots. */
 export async function hidePanel(page: Page): Promise<void> {
   if (await page.locator('.part.panel').isVisible()) await page.keyboard.press('Control+J');
-  await page.locator('.part.panel').waitFor({ state: 'hidden', timeout: 5000 });
+  await page.locator('.part.panel').waitFor({ state: 'hidden', timeout: 20_000 });
   if (await page.locator('.notifications-toasts .notification-toast').count()) await runCommand(page, 'Notifications: Clear All Notifications');
+}
+
+export interface ProblemRow {
+  /** The file the marker belongs to (its group row's label). */
+  file: string;
+  text: string;
+  severity: 'error' | 'warning' | 'info' | 'unknown';
+}
+
+/**
+ * The marker rows of the Problems panel with their file and severity (read from the row's icon).
+ * The list only renders the rows in view: `filter` (the panel's own filter box) narrows it first.
+ */
+export async function problemRows(page: Page, filter = ''): Promise<ProblemRow[]> {
+  const panel = await openProblems(page);
+  const box = page.locator('.part.panel input[placeholder^="Filter"]').first();
+  await box.fill(filter);
+  await page.waitForTimeout(700);
+  const rows = await readProblemRows(panel);
+  if (filter) await box.fill('');
+  return rows;
+}
+
+function readProblemRows(panel: Locator): Promise<ProblemRow[]> {
+  return panel.evaluate((root) => {
+    const out: { file: string; text: string; severity: 'error' | 'warning' | 'info' | 'unknown' }[] = [];
+    let file = '';
+    for (const row of Array.from(root.querySelectorAll('.monaco-list-row'))) {
+      const level = row.getAttribute('aria-level');
+      const text = (row as HTMLElement).innerText.replace(/\s+/g, ' ').trim();
+      if (level === '1') {
+        file = row.querySelector('.label-name')?.textContent?.trim() ?? text;
+        continue;
+      }
+      // A marker row's icon is classed 'marker-icon error|warning|info'; related-information rows have none.
+      const icon = row.querySelector('.marker-icon')?.className;
+      if (icon === undefined) continue;
+      const severity = /\berror\b/.test(icon) ? 'error' : /\bwarning\b/.test(icon) ? 'warning' : /\binfo\b/.test(icon) ? 'info' : 'unknown';
+      out.push({ file, text, severity });
+    }
+    return out;
+  });
+}
+
+/** Answers VS Code's own file dialog (the "simple" one code-server shows) with an absolute path. */
+export async function answerFileDialog(page: Page, path: string): Promise<void> {
+  const widget = page.locator('.quick-input-widget');
+  const input = widget.locator('.quick-input-box input');
+  await input.waitFor({ timeout: 20_000 });
+  await input.fill(path);
+  await page.waitForTimeout(500);
+  await page.keyboard.press('Enter');
+  try {
+    await widget.waitFor({ state: 'hidden', timeout: 5000 });
+  } catch {
+    // The dialog first completed the path; the second Enter accepts it.
+    await page.keyboard.press('Enter');
+    await widget.waitFor({ state: 'hidden', timeout: 10_000 });
+  }
+}
+
+/** A toast's button, by the toast's text and the button's label. */
+export function toastButton(page: Page, text: string | RegExp, button: string): Locator {
+  return page.locator('.notifications-toasts .notification-toast', { hasText: text }).locator('.monaco-button', { hasText: button }).first();
+}
+
+/** The log files behind an extension's Output channel, newest last (VS Code writes each channel to the profile's logs folder). */
+export function outputChannelLogs(userData: string, channel: string): string[] {
+  const found: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith(`${channel}.log`)) found.push(p);
+    }
+  };
+  walk(join(userData, 'logs'));
+  return found.sort((a, b) => statSync(a).mtimeMs - statSync(b).mtimeMs);
 }

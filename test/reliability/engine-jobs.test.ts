@@ -30,7 +30,7 @@ describe('engine jobs and their sessions', () => {
     const abort = new AbortController();
     let held = 0;
     const progress = (_: number, stage: string) => {
-      if (!abort.signal.aborted && /^pairs: trigger reversal step/.test(stage)) {
+      if (!abort.signal.aborted && /^Trigger reversal step \d+/.test(stage)) {
         held = jobs.cachedSessions;
         abort.abort();
       }

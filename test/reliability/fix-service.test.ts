@@ -22,6 +22,7 @@ function service(): CheckpointService {
     settingsFor: async () => ({}),
     changed: () => undefined,
     progress: async () => ({ report: () => undefined, done: () => undefined }),
+    log: () => undefined,
   });
 }
 

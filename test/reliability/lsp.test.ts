@@ -1,6 +1,6 @@
 /**
  * Limits and fixes through the language server over stdio: a scan stopped by its time limit or a
- * model over the size limit gives one BL040 warning saying which limit and where, and the server
+ * model over the size limit gives one BL040 diagnostic saying which limit and where, and the server
  * goes on answering; two fixes of one file at once both succeed with distinct, whole outputs and
  * the input unchanged; a fix cancelled midway leaves the folder as it was; the debug memory request
  * answers.
@@ -46,14 +46,16 @@ function workspace() {
 async function working(client: TestClient, token: string): Promise<void> {
   for (let i = 0; ; i++) {
     const values = client.progress.get(token) ?? [];
-    if (values.some((p) => p.kind === 'report' && /^(scan: )?[a-z0-9-]+: /.test(p.message ?? ''))) return;
+    // Stages read "<method title>: <step>" ("Scanning first: Trigger reversal step 3/900 …", "Channel Lipschitzness (CLP): …").
+    if (values.some((p) => p.kind === 'report' && /^(?!Loading|queued)[^:]+: \S/.test(p.message ?? ''))) return;
     if (values.some((p) => p.kind === 'end')) throw new Error(`the job on ${token} ended before it got going`);
     if (i > 12_000) throw new Error(`no working stage on ${token}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
 
-describe('limits and fixes through the language server', { timeout: 600_000 }, () => {
+// A guard against a hang, sized for a loaded 2-core machine: there the two fixes and their rescans alone took 8 minutes.
+describe('limits and fixes through the language server', { timeout: 1_800_000 }, () => {
   const ws = workspace();
   let client: TestClient;
 
@@ -62,7 +64,7 @@ describe('limits and fixes through the language server', { timeout: 600_000 }, (
   });
   after(() => client?.stop());
 
-  test('a scan reaching its time limit: a BL040 warning naming the stage, and the server goes on answering', async () => {
+  test('a scan reaching its time limit: BL040 naming the stage, not a warning (the file was not judged), and the server goes on answering', async () => {
     const uri = fileUri(ws.slow);
     const summary = await client.connection.sendRequest(ScanRequest, { uri, workDoneToken: 'slow' });
     assert.equal(summary.status, 'failed');
@@ -71,8 +73,9 @@ describe('limits and fixes through the language server', { timeout: 600_000 }, (
     const [d, ...more] = await client.waitForDiagnostics(uri, (x) => x.length > 0);
     assert.equal(more.length, 0);
     assert.equal(d.code, 'BL040');
-    assert.equal(d.severity, DiagnosticSeverity.Warning);
-    assert.match(text(d), /^A scan limit was reached: scan stopped: time limit 3 s reached during trigger reversal step \d+\/\d+/);
+    // Not judged, so not a warning: the Explorer marks the file with its own "not scanned" decoration.
+    assert.equal(d.severity, DiagnosticSeverity.Information);
+    assert.match(text(d), /^Scan stopped: time limit 3 s reached during trigger reversal step \d+\/\d+( \(.*\)|…); raise timeLimitSeconds$/);
     assert.doesNotMatch(text(d), /\n\s+at /);
     const view = await client.connection.sendRequest(ReportRequest, { uri });
     assert.equal(view.status, 'failed');
@@ -85,13 +88,15 @@ describe('limits and fixes through the language server', { timeout: 600_000 }, (
     assert.equal(quick.verdict, 'backdoored');
   });
 
-  test('a model over limits.maxModelBytes: a BL040 warning naming its size, the limit and the setting', async () => {
+  test('a model over limits.maxModelBytes: BL040 naming its size, the limit and the setting', async () => {
     const uri = fileUri(ws.big);
     const summary = await client.connection.sendRequest(ScanRequest, { uri });
     assert.equal(summary.status, 'failed');
     const [d] = await client.waitForDiagnostics(uri, (x) => x.length > 0);
     assert.equal(d.code, 'BL040');
-    assert.ok(text(d).includes(`(${statSync(ws.big).size} bytes), over the model size limit of 97.7 KiB (100000 bytes); raise limits.maxModelBytes`), text(d));
+    assert.match(text(d), /^Scan stopped: model\.onnx is 217\.\d KiB, over the model size limit of 97\.7 KiB; raise limits\.maxModelBytes/);
+    // The exact size stays in the scan's answer (and the log).
+    assert.ok(summary.message.includes(`(${statSync(ws.big).size} bytes)`), summary.message);
   });
 
   test('two applyFix commands for one model at once: both succeed, with distinct whole outputs, and the input is unchanged', async () => {

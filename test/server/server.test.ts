@@ -28,10 +28,10 @@ import { fileUri, startClient, type TestClient } from './lsp-client';
 const text = (d: Diagnostic) => (typeof d.message === 'string' ? d.message : d.message.value);
 const outlineOf = (path: string) => `backdoor-lens-outline:${new URL(fileUri(path)).pathname}.outline`;
 
-/** Resolves once the scan on this progress token reports a stage inside an analysis ("pairs: trigger reversal step 40/1500 …"), not loading. */
+/** Resolves once the scan on this progress token reports a stage inside an analysis ("Trigger reversal step 40/1500 …"), not loading. */
 async function inAnalysis(client: TestClient, token: string, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!(client.progress.get(token) ?? []).some((p) => p.kind === 'report' && /^[a-z0-9-]+: /.test(p.message ?? ''))) {
+  while (!(client.progress.get(token) ?? []).some((p) => p.kind === 'report' && !!p.message && !/^(queued|Starting|Loading|No data)/.test(p.message))) {
     if ((client.progress.get(token) ?? []).some((p) => p.kind === 'end')) throw new Error(`the scan on ${token} ended before reaching an analysis`);
     if (Date.now() > deadline) throw new Error(`no analysis stage on ${token} within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 20));
@@ -96,11 +96,16 @@ describe('language server over stdio', { timeout: 600_000 }, () => {
     assert.match(text(onFile[0]), /target class 0/);
 
     const outline = (await client.connection.sendRequest(OutlineRequest, { uri })).split('\n');
-    const onOutline = await client.waitForDiagnostics(outlineOf(ws.model), (d) => d.length === report.findings.length);
+    // A neuron method's summary that flagged nothing says nothing in the editor; everything else is shown.
+    const neuronMethods = new Set(report.neurons.map((n) => n.method));
+    const shown = report.findings.filter((f) => !(neuronMethods.has(f.method) && !f.location?.layer && f.severity === 'information' && !report.neurons.some((n) => n.method === f.method && n.flagged)));
+    const onOutline = await client.waitForDiagnostics(outlineOf(ws.model), (d) => d.length === shown.length);
     onOutline.forEach((d, i) => {
-      const f = report.findings[i];
+      const f = shown[i];
       assert.equal(d.code, f.code);
+      // With a detected backdoor every finding keeps the engine's severity.
       assert.equal(d.severity, { error: 1, warning: 2, information: 3 }[f.severity]);
+      assert.ok(text(d).length <= 120, `one line of at most 120 characters: ${text(d)}`);
       const line = outline[d.range.start.line];
       if (f.location?.layer) assert.ok(line.startsWith(f.location.layer), `${f.code} on '${line}', expected layer ${f.location.layer}`);
       else assert.match(line, /^verdict: BACKDOORED/);
@@ -138,14 +143,17 @@ describe('language server over stdio', { timeout: 600_000 }, () => {
     }
     const error = client.diagnostics.get(outlineUri)!.find((d) => d.severity === DiagnosticSeverity.Error)!;
     const actions = (await client.connection.sendRequest(CodeActionRequest.type, { textDocument: { uri: outlineUri }, range: error.range, context: { diagnostics: [error] } })) as CodeAction[];
-    const usable = view.fixes.filter((f) => !f.notApplicable).map((f) => f.id);
-    assert.ok(usable.length > 0, 'at least one fix applies to the BadNets model');
-    const titles = actions.filter((a) => !a.disabled).map((a) => a.title);
-    const title = (id: string) => ({ auto: 'Repair: try each fix, keep the best', bna: 'Apply BNA correction', unlearn: 'Unlearn the reversed trigger' })[id] ?? `Prune with ${id.toUpperCase()}`;
-    for (const id of usable) assert.ok(titles.includes(title(id)), `${id} offered: ${titles}`);
-    // The first lightbulb action tries every applicable fix and keeps the best.
-    assert.equal(actions[0].title, 'Repair: try each fix, keep the best');
+    // Offered: Repair (auto) first and preferred, the trigger fixes for the detected target, then pruning by each method that flagged channels; nothing else.
+    const flaggedBy = new Set(report.neurons.filter((n) => n.flagged).map((n) => n.method));
+    const methods = actions.map((a) => (a.command?.arguments?.[0] as { method: string }).method);
+    const triggerFixes = ['bna', 'unlearn'];
+    assert.equal(methods[0], 'auto');
+    assert.match(actions[0].title, /^Repair \(each fix, keep the best\) for target 0 — est\. ~\d+ (s|min)$/);
     assert.equal(actions[0].isPreferred, true);
+    assert.ok(methods.includes('bna'), `BNA offered: ${methods}`);
+    for (const m of methods.slice(1)) assert.ok(triggerFixes.includes(m) || flaggedBy.has(m), `${m} offered though it flagged nothing: ${actions.map((a) => a.title)}`);
+    for (const a of actions.filter((_, i) => i > 0 && !triggerFixes.includes(methods[i]))) assert.match(a.title, /^Prune with [A-Z]+ \(\d+ flagged channels? in .+\) — est\. ~\d+ (s|min)$/);
+    assert.ok(!methods.includes('clp'), 'CLP did not run, so it is not offered');
     assert.equal(actions.filter((a) => a.isPreferred).length, 1);
   });
 
@@ -223,7 +231,9 @@ describe('language server over stdio', { timeout: 600_000 }, () => {
     const d = await client.waitForDiagnostics(fileUri(broken), (x) => x.length > 0);
     assert.equal(d.length, 1);
     assert.equal(d[0].code, 'BL050');
-    assert.equal(d[0].severity, DiagnosticSeverity.Error);
+    // Not judged, so not the red of a detected backdoor; the editor gives it a decoration of its own.
+    assert.equal(d[0].severity, DiagnosticSeverity.Information);
+    assert.match(text(d[0]), /^Could not be scanned: /);
     assert.doesNotMatch(text(d[0]), /\n\s+at /, 'no stack trace');
     const again = await client.connection.sendRequest(ScanRequest, { uri });
     assert.equal(again.status, 'done');

@@ -5,9 +5,13 @@ import { describe, test } from 'node:test';
 import { DiagnosticSeverity, type Diagnostic } from 'vscode-languageserver';
 import { loadModel } from '../../engine';
 import type { NeuronScore, ScanReport } from '../../engine/report/types';
+import { modelSizeLimitError } from '../../engine/formats/limits';
 import type { CheckpointState } from '../../server/src/checkpoints';
 import { diagnosticsFor } from '../../server/src/features/diagnostics';
 import { codeActionsFor, codeLensesFor, fixesFor } from '../../server/src/features/fix-actions';
+import { durationText, fixOffers } from '../../server/src/features/fix-offers';
+import type { AvailableFix } from '../../protocol/report-view';
+import type { FixSummary } from '../../protocol/lsp';
 import { hoverFor } from '../../server/src/features/hover';
 import { renderOutline } from '../../server/src/features/outline';
 import { fixOutputs, outputLabel } from '../../engine/fixes/output-name';
@@ -17,6 +21,7 @@ import { resolveSettings, settingsKey } from '../../server/src/settings';
 import { checkpointPathOfOutline, fileUri, outlineUri, pathOf } from '../../server/src/uris';
 import { describeModel } from '../../server/src/worker/describe';
 import { fmnist, root, tempDir } from '../helpers';
+import { scanReport } from './report-fixture';
 
 const badnets = join(fmnist.badnets, 'model.onnx');
 /** Diagnostic messages may be markup in LSP 3.18; ours are plain text. */
@@ -24,28 +29,7 @@ const text = (d: Diagnostic) => (typeof d.message === 'string' ? d.message : d.m
 const options = { outlineDocuments: true, docsBase: fileUri(join(root, 'docs/findings')) };
 
 /** A report as a scan of the BadNets fixture shapes it; the values are the inputs under test. */
-function report(over: Partial<ScanReport>): ScanReport {
-  return {
-    reportVersion: 1,
-    tool: { name: 'backdoor-lens', version: '0' },
-    createdAt: new Date(0).toISOString(),
-    model: { path: badnets, sha256: 'a'.repeat(64), format: 'onnx', input: { name: 'input', dims: ['N', 1, 28, 28] }, numClasses: 10, bn: 'kept' },
-    data: null,
-    verdict: 'clean',
-    evidence: [],
-    attackType: null,
-    targets: [],
-    pairs: [],
-    labels: [],
-    neurons: [],
-    findings: [],
-    methods: [],
-    timings: { total: 1 },
-    artifacts: [],
-    seed: 0,
-    ...over,
-  };
-}
+const report = (over: Partial<ScanReport>) => scanReport(over, badnets);
 
 const scores = (method: string, layer: string, n: number, flagged: number[]): NeuronScore[] =>
   Array.from({ length: n }, (_, c) => ({ method, layer, channel: c, score: flagged.includes(c) ? 9 : 1, threshold: 5, flagged: flagged.includes(c) }));
@@ -80,7 +64,7 @@ describe('diagnostics', async () => {
     path: badnets,
     uri: fileUri(badnets),
     status: 'done',
-    ...(r ? { outcome: { hash: 'h', settingsKey: 'k', report: r, images: [], outline, fixes: [] } } : {}),
+    ...(r ? { outcome: { hash: 'h', settingsKey: 'k', report: r, images: [], triggers: [], triggersTotal: 0, outline, fixes: [] } } : {}),
     ...patch,
   });
   const backdoored = report({
@@ -124,11 +108,31 @@ describe('diagnostics', async () => {
     assert.deepEqual(d.checkpoint.map((x) => x.code), ['BL003', 'BL001', 'BL011', 'BL021']);
   });
 
-  test('flagged neurons without a detected trigger: a warning summary', () => {
-    const r = report({ verdict: 'clean', neurons: scores('bnp', 'bn3', 64, [5]), findings: [backdoored.findings[1]] });
+  test('flagged neurons without a detector verdict are information, the summary too: a clean model is not marked', () => {
+    const evidence = [{ method: 'pairs:patch', statistic: 'anomaly index', value: 3.1, threshold: 7, direction: 'above' as const, thresholdSource: 'default', flagged: false, targets: [], attackType: null, summary: '' }];
+    const r = report({ verdict: 'clean', evidence, neurons: scores('bnp', 'bn3', 64, [5]), findings: [backdoored.findings[1]] });
     const d = diagnosticsFor(state(r), renderOutline(outline, r), options);
-    assert.equal(d.checkpoint[0].severity, DiagnosticSeverity.Warning);
-    assert.match(text(d.checkpoint[0]), /1 neuron flagged in model\.onnx \(BNP\), no trigger detected/);
+    assert.deepEqual([...d.checkpoint, ...d.outline].map((x) => x.severity), [DiagnosticSeverity.Information, DiagnosticSeverity.Information]);
+    assert.equal(text(d.checkpoint[0]), 'No backdoor found — pairs:patch 3.1 ≤ 7; BNP flagged 1 channels (no verdict alone)');
+    assert.equal(text(d.outline[0]), 'BNP: 1 of 64 channels of bn3 above the threshold 5 (channel 5)');
+  });
+
+  test('no data: an information summary that offers the data picker', () => {
+    const r = report({ verdict: 'inconclusive', data: null, findings: [{ severity: 'information', code: 'BL021', message: 'pairs skipped: needs data', method: 'pairs' }] });
+    const d = diagnosticsFor(state(r), renderOutline(outline, r), options);
+    assert.equal(d.checkpoint[0].severity, DiagnosticSeverity.Information);
+    assert.match(text(d.checkpoint[0]), /^Inconclusive: no clean data set, so no detector ran — choose clean data/);
+    const actions = codeActionsFor(d.checkpoint, state(r), true);
+    assert.deepEqual(actions.map((a) => [a.title, a.command?.command]), [['Choose clean data…', 'backdoorLens.chooseData']]);
+    assert.deepEqual(codeActionsFor(d.checkpoint, state(r), false), [], 'other editors have no picker');
+  });
+
+  test('messages are one line of at most 120 characters with the numbers', () => {
+    const long = { severity: 'warning' as const, code: 'BL014', method: 'fp', message: `Fine-Pruning: 22 of 64 channels of bn3 have a mean activation at or below ${'x'.repeat(300)}`, location: { layer: 'bn3' } };
+    const r = report({ verdict: 'backdoored', targets: [0], neurons: scores('fp', 'bn3', 64, Array.from({ length: 22 }, (_, i) => i)), findings: [long] });
+    const d = diagnosticsFor(state(r), renderOutline(outline, r), options);
+    for (const x of [...d.checkpoint, ...d.outline]) assert.ok(text(x).length <= 120 && !text(x).includes('\n'), text(x));
+    assert.match(text(d.outline[0]), /^FP: 22 of 64 channels of bn3 above the threshold 5 \(channels 0, 1, 2, 3, 4, 5, …\)$/);
   });
 
   test('a clean verdict with nothing flagged publishes nothing', () => {
@@ -137,15 +141,27 @@ describe('diagnostics', async () => {
     assert.deepEqual([d.checkpoint, d.outline], [[], []]);
   });
 
-  test('a scan that could not run: one error (BL050) naming the problem; a time limit: BL040 warning', () => {
+  test('a scan that could not run: one diagnostic naming the problem (BL050, BL040 for a limit), not backdoor-red, with the action that unblocks it', () => {
     const failed = diagnosticsFor(state(undefined, { status: 'failed', failure: new JobFailure('bad-file', 'is truncated', badnets) }), undefined, options);
     assert.equal(failed.checkpoint.length, 1);
     assert.equal(failed.checkpoint[0].code, 'BL050');
-    assert.equal(failed.checkpoint[0].severity, DiagnosticSeverity.Error);
-    assert.match(text(failed.checkpoint[0]), /could not be scanned: is truncated/);
+    assert.equal(failed.checkpoint[0].severity, DiagnosticSeverity.Information);
+    assert.equal(text(failed.checkpoint[0]), 'Could not be scanned: model.onnx is truncated');
+    assert.deepEqual(codeActionsFor(failed.checkpoint, undefined, true).map((a) => a.command?.command), ['backdoorLens.showLog']);
+    const badData = diagnosticsFor(state(undefined, { status: 'failed', failure: new JobFailure('bad-data', 'has no labels', '/w/data.npz') }), undefined, options);
+    assert.equal(text(badData.checkpoint[0]), 'Could not be scanned: /w/data.npz: has no labels');
+    assert.deepEqual(codeActionsFor(badData.checkpoint, undefined, true).map((a) => a.command?.command), ['backdoorLens.chooseData']);
     const limited = diagnosticsFor(state(undefined, { status: 'failed', failure: new JobFailure('limit', 'scan stopped: time limit 5 s reached during pairs') }), undefined, options);
     assert.equal(limited.checkpoint[0].code, 'BL040');
-    assert.equal(limited.checkpoint[0].severity, DiagnosticSeverity.Warning);
+    assert.equal(limited.checkpoint[0].severity, DiagnosticSeverity.Information);
+    assert.deepEqual(codeActionsFor(limited.checkpoint, undefined, true).map((a) => a.command?.arguments), [['backdoorLens.timeLimitSeconds']]);
+    // A load limit lives in backdoor-lens.json: the action opens it.
+    const big = diagnosticsFor(state(undefined, { status: 'failed', failure: new JobFailure('limit', modelSizeLimitError(badnets, 222916, 100000).message, badnets) }), undefined, options);
+    assert.equal(text(big.checkpoint[0]), 'Scan stopped: model.onnx is 217.7 KiB, over the model size limit of 97.7 KiB; raise limits.maxModelBytes');
+    assert.deepEqual(
+      codeActionsFor(big.checkpoint, undefined, true).map((a) => [a.title, a.command?.command]),
+      [['Raise limits.maxModelBytes in backdoor-lens.json…', 'backdoorLens.openConfig']],
+    );
   });
 
   test('hover on a layer line shows its statistics per method', () => {
@@ -158,44 +174,80 @@ describe('diagnostics', async () => {
   });
 });
 
-describe('fix actions and lenses', () => {
-  const fixes = [
-    { id: 'bnp', title: 'BNP' },
-    { id: 'clp', title: 'CLP' },
-    { id: 'bna', title: 'BNA' },
-    { id: 'ep', title: 'EP', notApplicable: "needs a possibly poisoned data set (dataKind 'mixed')" },
+describe('fix offers, actions and lenses', () => {
+  const fixes: AvailableFix[] = [
+    { id: 'bnp', title: 'BNP', basis: 'neurons' },
+    { id: 'clp', title: 'CLP', basis: 'neurons' },
+    { id: 'anp', title: 'ANP', basis: 'neurons' },
+    { id: 'bna', title: 'BNA', basis: 'trigger' },
+    { id: 'ep', title: 'EP', basis: 'neurons', notApplicable: "needs a possibly poisoned data set (dataKind 'mixed')" },
   ];
-  const diag = (code: string, severity: DiagnosticSeverity, method?: string) => ({ range: { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } }, code, severity, message: '', data: { checkpoint: 'file:///m.onnx', method } });
+  const methods = (ms: Record<string, number>) => Object.entries(ms).map(([method, ms]) => ({ method, status: 'ran' as const, ms }));
+  const backdoored = report({
+    verdict: 'backdoored',
+    targets: [0],
+    neurons: [...scores('bnp', 'bn3', 64, [1, 2]), ...scores('bnp', 'bn2', 32, [3]), ...scores('clp', 'bn3', 64, [])],
+    methods: methods({ clp: 90, bnp: 1400, pairs: 25_000, fp: 4000 }),
+    timings: { total: 30_500 },
+    data: { path: 'clean.npz', n: 1000, labelled: true, kind: 'clean' },
+  });
+  const diag = (code: string, severity: DiagnosticSeverity, method?: string) => ({ range: { start: { line: 0, character: 0 }, end: { line: 0, character: 0 } }, code, severity, message: '', data: { checkpoint: 'file:///m.onnx', kind: 'finding', method } });
+  const stateOf = (r: ScanReport) => ({ path: '/m.onnx', uri: 'file:///m.onnx', status: 'done', outcome: { report: r, fixes } }) as unknown as CheckpointState;
 
-  test('BNA first for a detected backdoor, the flagging method first for neurons, nothing for a failed scan', () => {
-    assert.deepEqual(fixesFor(diag('BL001', DiagnosticSeverity.Error, 'pairs'), fixes).map((f) => f.id), ['bna', 'bnp', 'ep', 'clp']);
-    assert.deepEqual(fixesFor(diag('BL010', DiagnosticSeverity.Warning, 'clp'), fixes).map((f) => f.id), ['clp', 'bna', 'bnp', 'ep']);
-    assert.deepEqual(fixesFor(diag('BL050', DiagnosticSeverity.Error), fixes), []);
-    assert.deepEqual(fixesFor(diag('BL021', DiagnosticSeverity.Information, 'ep'), fixes), []);
+  test('titles say what the fix acts on and its estimated cost; fixes that cannot help are not offered', () => {
+    const offers = fixOffers(fixes, backdoored);
+    assert.deepEqual(offers.map((o) => [o.id, o.helps]), [['bna', true], ['bnp', true], ['clp', false], ['anp', false], ['ep', false]]);
+    // BNA: 2.5× the class-pair detector's 25 s per target; pruning: about Fine-Pruning's 4 s of accuracy evaluations.
+    assert.equal(offers[0].title, 'BNA correction for target 0 — est. ~60 s');
+    assert.equal(offers[1].title, 'Prune with BNP (3 flagged channels in bn3, bn2) — est. ~5 s');
+    assert.equal(offers[2].why, 'CLP flagged no channels in the last scan');
+    assert.equal(offers[3].why, 'ANP did not run in the last scan (slow: minutes, hours on a ResNet-18)');
+    assert.match(offers[3].title, /slow: minutes or more$/);
+    assert.equal(offers[4].disabled, "needs a possibly poisoned data set (dataKind 'mixed')");
   });
 
-  test('code actions: quick fixes naming the fix, a disabled one with its reason, one per fix', () => {
-    const state = { path: '/m.onnx', uri: 'file:///m.onnx', status: 'done', fixes } as CheckpointState;
-    const actions = codeActionsFor([diag('BL001', DiagnosticSeverity.Error, 'pairs'), diag('BL011', DiagnosticSeverity.Warning, 'bnp')], state, true);
-    assert.deepEqual(actions.map((a) => a.title), ['Apply BNA correction', 'Prune with BNP', 'Prune with EP', 'Prune with CLP']);
+  test("'auto' comes first when it can help and costs the sum of the fixes it tries", () => {
+    const offers = fixOffers([...fixes, { id: 'auto', title: 'Repair', basis: 'trigger' }], backdoored);
+    assert.deepEqual(offers.slice(0, 3).map((o) => o.id), ['auto', 'bna', 'bnp']);
+    // BNA 62.5 s + BNP 5 s.
+    assert.equal(offers[0].title, 'Repair (each fix, keep the best) for target 0 — est. ~70 s');
+  });
+
+  test('a fix tried on this content titles its offer with the measured effect', () => {
+    const summary: FixSummary = { source: '', method: 'bna', requested: 'bna', outcome: 'reduced', headline: '', attacks: [], outputs: [], pruned: [], notes: [], before: { accuracy: 0.913, asr: 0.97 }, after: { accuracy: 0.918, asr: 0.047 } };
+    assert.equal(fixOffers(fixes, backdoored, new Map([['bna', summary]]))[0].title, 'BNA correction for target 0 — last run reduced: ASR 97.0% → 4.7%, accuracy 91.8%, est. ~60 s');
+  });
+
+  test('without a detected backdoor no trigger fix is offered; a clean scan offers only the pruning of what was flagged', () => {
+    const clean = { ...backdoored, verdict: 'clean' as const, targets: [] };
+    const offers = fixOffers(fixes, clean);
+    assert.deepEqual(offers.filter((o) => o.helps).map((o) => o.id), ['bnp']);
+    assert.equal(offers.find((o) => o.id === 'bna')?.why, 'no backdoor was detected, so there is no trigger to act on');
+  });
+
+  test('code actions: the backdoor finding gets the helpful fixes, trigger fix first and preferred; a neuron finding its own method', () => {
+    const actions = codeActionsFor([diag('BL001', DiagnosticSeverity.Error, 'pairs'), diag('BL011', DiagnosticSeverity.Warning, 'bnp')], stateOf(backdoored), true);
+    assert.deepEqual(actions.map((a) => (a.command?.arguments?.[0] as { method: string }).method), ['bna', 'bnp']);
     assert.equal(actions[0].isPreferred, true);
-    assert.deepEqual(actions[0].command?.arguments, [{ uri: 'file:///m.onnx', method: 'bna' }]);
     assert.equal(actions[0].command?.command, 'backdoorLens.applyFix');
-    assert.match(actions[2].disabled?.reason ?? '', /mixed/);
-    const server = codeActionsFor([diag('BL001', DiagnosticSeverity.Error)], state, false);
-    assert.equal(server[0].command?.command, 'backdoorLens.server.applyFix');
+    assert.equal(actions[0].title, 'BNA correction for target 0 — est. ~60 s');
+    assert.deepEqual(codeActionsFor([diag('BL010', DiagnosticSeverity.Information, 'clp')], stateOf(backdoored), true), [], 'CLP flagged nothing');
+    assert.deepEqual(codeActionsFor([diag('BL001', DiagnosticSeverity.Error)], stateOf(backdoored), false)[0].command?.command, 'backdoorLens.server.applyFix');
+    assert.deepEqual(fixesFor(diag('BL021', DiagnosticSeverity.Information, 'ep'), fixOffers(fixes, backdoored)), []);
   });
 
-  test('lenses: per flagged layer and method, with Prune when that fix exists', () => {
-    const r = report({ verdict: 'backdoored', targets: [0], neurons: [...scores('bnp', 'bn3', 64, [1, 2]), ...scores('fp', 'conv3', 64, [4])] });
-    const state = { path: '/m.onnx', uri: 'file:///m.onnx', status: 'done', outcome: { report: r, fixes } } as unknown as CheckpointState;
-    const lenses = codeLensesFor(state, { summaryLine: 1, layerLines: new Map([['bn3', 12], ['conv3', 11]]) }, true);
+  test('lenses: the trigger fix on the verdict line, per flagged layer and method with Prune when it can help', () => {
+    const lenses = codeLensesFor(stateOf(backdoored), { summaryLine: 1, layerLines: new Map([['bn3', 12], ['bn2', 8]]) }, true);
     assert.deepEqual(lenses.map((l) => [l.range.start.line, l.command?.title, l.command?.command]), [
-      [1, 'Apply BNA correction', 'backdoorLens.applyFix'],
+      [1, 'BNA correction for target 0 — est. ~60 s', 'backdoorLens.applyFix'],
       [1, 'Open report', 'backdoorLens.openReport'],
       [12, 'BNP: 2 neurons flagged — Prune bn3 channels 1, 2', 'backdoorLens.applyFix'],
-      [11, 'FP: 1 neuron flagged', ''],
+      [8, 'BNP: 1 neuron flagged — Prune bn2 channel 3', 'backdoorLens.applyFix'],
     ]);
+  });
+
+  test('cost estimates are rounded so they do not read as measurements', () => {
+    assert.deepEqual([400, 4_400, 44_000, 89_000, 200_000].map(durationText), ['~1 s', '~4 s', '~40 s', '~90 s', '~3 min']);
   });
 });
 

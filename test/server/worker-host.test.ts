@@ -13,11 +13,13 @@ describe('worker host', () => {
   const host = new WorkerHost(fake, { graceMs: 300 });
   after(() => host.dispose());
 
-  test('runs a job and relays its progress', async () => {
+  test('runs a job and relays its progress, with the step the log names', async () => {
     const stages: string[] = [];
-    const r = await host.run(job('sleep:100'), { onProgress: (_, s) => stages.push(s) });
+    const steps: (string | undefined)[] = [];
+    const r = await host.run(job('sleep:100'), { onProgress: (_, s, step) => (stages.push(s), steps.push(step)) });
     assert.equal(r.kind, 'describe');
     assert.ok(stages.length >= 2 && stages[0] === 'step 1', stages.join(','));
+    assert.deepEqual(steps.slice(0, 2), ['s1', 's2']);
   });
 
   test('a cancelled job that reaches an abort check ends as cancelled, and the thread is kept', async () => {

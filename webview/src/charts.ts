@@ -69,33 +69,55 @@ function base(t: Theme, yTitle: string, xTitle: string) {
   };
 }
 
-/** A bar per item, red where flagged, with a dashed threshold line. */
-export function barsWithThreshold(
-  canvas: HTMLCanvasElement,
-  t: Theme,
-  opts: { labels: string[]; values: number[]; flagged: boolean[]; threshold?: number; thresholdLabel?: string; valueLabel: string; xTitle: string },
-): Chart {
-  const config: ChartConfiguration<'bar' | 'line', number[], string> = {
+export interface ThresholdBars {
+  labels: string[];
+  values: number[];
+  /** Colour of each bar (a fixed scale), or flagged bars red and the rest blue. */
+  colours?: string[];
+  flagged: boolean[];
+  threshold?: number;
+  thresholdLabel?: string;
+  valueLabel: string;
+  xTitle: string;
+  /** The y axis reaches at least this far (e.g. 1.5× the threshold), so a low chart is seen as low. */
+  yMin?: number;
+  yMax?: number;
+}
+
+/**
+ * Bars with the dashed threshold line the report used. The threshold drawn is written on the
+ * canvas (data-threshold) from the chart's own dataset, so what a reader sees can be checked.
+ */
+export function barsWithThreshold(canvas: HTMLCanvasElement, t: Theme, opts: ThresholdBars): Chart {
+  const split = !opts.colours;
+  const bars = split
+    ? [
+        { type: 'bar' as const, label: `${opts.valueLabel}, flagged`, data: opts.values.map((v, i) => (opts.flagged[i] ? v : null)), backgroundColor: t.red, borderColor: t.red, borderWidth: 1, grouped: false, pointStyle: 'rect' as const },
+        { type: 'bar' as const, label: opts.valueLabel, data: opts.values.map((v, i) => (opts.flagged[i] ? null : v)), backgroundColor: t.blue, borderColor: t.blue, borderWidth: 1, grouped: false, pointStyle: 'rect' as const },
+      ]
+    : [{ type: 'bar' as const, label: opts.valueLabel, data: opts.values, backgroundColor: opts.colours!, borderColor: opts.flagged.map((f) => (f ? t.red : 'transparent')), borderWidth: opts.flagged.map((f) => (f ? 2 : 0)) }];
+  const options = base(t, opts.valueLabel, opts.xTitle);
+  const config = {
     type: 'bar',
     data: {
       labels: opts.labels,
       datasets: [
-        {
-          type: 'bar',
-          label: opts.valueLabel,
-          data: opts.values,
-          backgroundColor: opts.flagged.map((f) => (f ? t.red : t.blue)),
-          borderColor: opts.flagged.map((f) => (f ? t.red : t.blue)),
-          borderWidth: 1,
-        },
+        ...bars,
         ...(opts.threshold !== undefined
-          ? [{ type: 'line' as const, label: opts.thresholdLabel ?? 'threshold', data: opts.labels.map(() => opts.threshold!), borderColor: t.yellow, borderDash: [6, 4], borderWidth: 2, pointRadius: 0 }]
+          ? [{ type: 'line' as const, label: opts.thresholdLabel ?? 'threshold', data: opts.labels.map(() => opts.threshold!), borderColor: t.yellow, backgroundColor: t.yellow, borderDash: [6, 4], borderWidth: 2, pointRadius: 0, pointStyle: 'line' as const }]
           : []),
       ],
     },
-    options: base(t, opts.valueLabel, opts.xTitle),
+    options: {
+      ...options,
+      scales: { ...options.scales, y: { ...options.scales.y, ...(opts.yMin !== undefined ? { suggestedMax: opts.yMin } : {}), ...(opts.yMax !== undefined ? { max: opts.yMax } : {}) } },
+      // Scale-coloured bars have no single legend colour: their legend (scale and threshold) is drawn below the chart.
+      plugins: { ...options.plugins, legend: { ...options.plugins.legend, display: split, labels: { ...options.plugins.legend.labels, usePointStyle: true } } },
+    },
   };
-  const chart = new Chart(canvas, config as ChartConfiguration);
+  const chart = new Chart(canvas, config as unknown as ChartConfiguration);
+  const line = chart.data.datasets.find((d) => d.type === 'line');
+  if (line) canvas.dataset.threshold = String(line.data[0]);
   charts.add(chart);
   return chart;
 }

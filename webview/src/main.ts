@@ -11,7 +11,9 @@ import '@vscode-elements/elements/dist/vscode-single-select/index.js';
 import type { FromWebview, ReportView, ToWebview } from '../../protocol/report-view';
 import { clearCharts, theme } from './charts';
 import { h } from './dom';
-import { anomalySection, findingsSection, fixSection, maxMarginSection, neuronsSection, pairMatrixSection, summarySection, triggersSection } from './sections';
+import { anomalySection, evidenceSection, pairMatrixSection } from './detector-views';
+import { compareSection, findingsSection, imagesSection, neuronsSection, rawSection, summarySection } from './sections';
+import { triggerSection } from './trigger-viewer';
 import css from './styles.css';
 
 declare function acquireVsCodeApi(): { postMessage(m: FromWebview): void; setState(s: unknown): void; getState(): unknown };
@@ -37,41 +39,82 @@ const statusText: Record<ReportView['status'], string> = {
 
 function verdictBadge(view: ReportView): HTMLElement {
   const r = view.report;
-  const text = !r ? statusText[view.status] : r.verdict === 'backdoored' ? `Backdoor: target ${r.targets.join(', ') || '?'}` : r.verdict === 'clean' ? 'No backdoor found' : 'Inconclusive';
+  const text = !r ? statusText[view.status] : r.verdict === 'backdoored' ? `Backdoor: target ${r.targets.join(', ') || '?'}` : r.verdict === 'clean' ? 'No backdoor found' : r.data ? 'Inconclusive' : 'Inconclusive: no data';
   return h('vscode-badge', { id: 'verdict', variant: 'counter', class: `verdict verdict-${r?.verdict ?? view.status}` }, text);
+}
+
+const post = (m: FromWebview) => vscode.postMessage(m);
+
+function button(id: string | undefined, label: string, onClick: () => void, attrs: Record<string, string | boolean | undefined> = {}): HTMLElement {
+  const b = h('vscode-button', { ...(id ? { id } : {}), ...attrs }, label);
+  b.addEventListener('click', onClick);
+  return b;
 }
 
 function toolbar(view: ReportView): HTMLElement {
   const busy = view.status === 'scanning' || view.status === 'queued';
-  const scan = h('vscode-button', { id: 'scan', disabled: busy }, view.report ? 'Scan again' : 'Scan for backdoor');
-  scan.addEventListener('click', () => vscode.postMessage({ type: 'scan' }));
-  const outline = h('vscode-button', { id: 'outline', secondary: true }, 'Open outline');
-  outline.addEventListener('click', () => vscode.postMessage({ type: 'openOutline' }));
-  const fixes = view.report
-    ? view.fixes.map((f) => {
-        const b = h('vscode-button', { secondary: true, disabled: !!f.notApplicable || busy, title: f.notApplicable ?? f.title, 'data-fix': f.id }, f.id === 'bna' ? 'Apply BNA correction' : `Prune with ${f.id.toUpperCase()}`);
-        b.addEventListener('click', () => vscode.postMessage({ type: 'fix', method: f.id }));
-        return b;
-      })
-    : [];
-  return h('div', { class: 'toolbar' }, scan, outline, ...fixes);
+  const helpful = view.report ? view.offers.filter((o) => o.helps) : [];
+  return h(
+    'div',
+    { class: 'toolbar' },
+    button('scan', view.report ? 'Scan again' : 'Scan for backdoor', () => post({ type: 'scan' }), { disabled: busy }),
+    ...helpful.map((o, i) => button(undefined, o.title, () => post({ type: 'fix', method: o.id }), { secondary: i > 0, disabled: busy, 'data-fix': o.id, title: o.title })),
+    ...(view.report ? [button('other-fixes', helpful.length ? 'Other fixes…' : 'Fixes…', () => post({ type: 'fix', method: '' }), { secondary: true, disabled: busy })] : []),
+    button('outline', 'Open outline', () => post({ type: 'openOutline' }), { secondary: true }),
+    button('log', 'Show log', () => post({ type: 'showLog' }), { secondary: true }),
+  );
+}
+
+const eta = (s: number | undefined) => (s === undefined ? '' : s < 10 ? ' — a few seconds left' : s < 90 ? ` — about ${Math.round(s / 5) * 5} s left` : ` — about ${Math.round(s / 60)} min left`);
+
+/** What stops the scan from saying more, and the action that fixes it. */
+function callout(view: ReportView): HTMLElement | undefined {
+  if (view.status === 'scanning' || view.status === 'queued') {
+    const percent = Math.round(100 * (view.fraction ?? 0));
+    return h('div', { class: 'progress' }, h('vscode-progress-bar', { value: percent, max: 100 }), h('p', { id: 'stage' }, `${percent}% — ${view.message ?? statusText[view.status]}${eta(view.etaSeconds)}`));
+  }
+  if (view.status === 'failed') {
+    const dataProblem = /\.(npz|npy|gz|idx)\b|data/i.test(view.message ?? '');
+    return h(
+      'div',
+      { class: 'callout error', id: 'error' },
+      h('p', {}, `Could not be scanned: ${view.message ?? 'the scan failed'}`),
+      h('div', { class: 'toolbar' }, ...(dataProblem ? [button('choose-data', 'Choose clean data…', () => post({ type: 'chooseData' }))] : []), button(undefined, 'Show log', () => post({ type: 'showLog' }), { secondary: true })),
+    );
+  }
+  if (!view.report) return h('p', { class: 'muted' }, `${statusText[view.status]}. Scan it to see its findings.`);
+  if (!view.report.data) {
+    const ran = view.report.methods.filter((m) => m.status === 'ran').map((m) => m.method);
+    return h(
+      'div',
+      { class: 'callout', id: 'no-data' },
+      h('p', {}, `This scan had no clean data, so only the data-free analyses ran (${ran.join(', ') || 'none'}); their result is below. The detectors need a few hundred clean labelled images (.npz with x and y, .npy, IDX, or a folder per class).`),
+      h('div', { class: 'toolbar' }, button('choose-data', 'Choose clean data…', () => post({ type: 'chooseData' }))),
+    );
+  }
+  return undefined;
 }
 
 function render(view: ReportView): void {
   clearCharts();
   const t = theme();
   const header = h('header', {}, h('h1', {}, view.fileName), verdictBadge(view));
-  const parts: (HTMLElement | undefined)[] = [header, toolbar(view)];
-  if (view.status === 'scanning' || view.status === 'queued') {
-    parts.push(h('div', { class: 'progress' }, h('vscode-progress-bar', { value: Math.round(100 * (view.fraction ?? 0)), max: 100 }), h('p', { id: 'stage' }, `${Math.round(100 * (view.fraction ?? 0))}% — ${view.message ?? statusText[view.status]}`)));
-  } else if (view.status === 'failed') {
-    parts.push(h('p', { id: 'error', class: 'error' }, view.message ?? 'The scan failed.'));
-  } else if (!view.report) {
-    parts.push(h('p', { class: 'muted' }, `${statusText[view.status]}. Scan it to see its findings.`));
-  }
+  const parts: (HTMLElement | undefined)[] = [header, toolbar(view), callout(view)];
   const r = view.report;
-  parts.push(fixSection(view, t));
-  if (r) parts.push(summarySection(view, r), findingsSection(r), anomalySection(r, t), maxMarginSection(r, t), pairMatrixSection(r), triggersSection(view), neuronsSection(r, t));
+  parts.push(compareSection(view, t, (uri) => post({ type: 'openFile', uri })));
+  if (r) {
+    parts.push(
+      summarySection(view, r),
+      evidenceSection(r),
+      anomalySection(r, t),
+      pairMatrixSection(r, t),
+      triggerSection(view),
+      neuronsSection(r, t),
+      findingsSection(r, (code) => post({ type: 'openDoc', code })),
+      imagesSection(view),
+      rawSection(r),
+    );
+  }
   app.replaceChildren(...parts.filter((p): p is HTMLElement => !!p));
 }
 

@@ -1,11 +1,10 @@
-/** The report view's sections, each built from the report (engine report format v1). */
-import type { NeuronScore, PairResult, ScanReport } from '../../engine/report/types';
+/** The report view's general sections: summary, findings, neuron scores, the compare view, the raw report. */
+import type { NeuronScore, ScanReport } from '../../engine/report/types';
+import type { Measurement } from '../../protocol/lsp';
 import type { ReportView } from '../../protocol/report-view';
+import { verdictLine } from '../../protocol/verdict-text';
 import { barsWithThreshold, beforeAfter, type Theme } from './charts';
 import { h, pct } from './dom';
-
-/** Neural Cleanse's and the pair detector's MAD cut-off. */
-const ANOMALY_THRESHOLD = 2;
 
 export function section(id: string, title: string, ...body: (Node | string)[]): HTMLElement {
   const el = h('vscode-collapsible', { id, title, open: true, class: 'section' });
@@ -13,7 +12,7 @@ export function section(id: string, title: string, ...body: (Node | string)[]): 
   return el;
 }
 
-function chartBox(label: string, height = 260): { box: HTMLElement; canvas: HTMLCanvasElement } {
+export function chartBox(label: string, height = 260): { box: HTMLElement; canvas: HTMLCanvasElement } {
   const canvas = h('canvas', { role: 'img', 'aria-label': label });
   const box = h('div', { class: 'chart' }, canvas);
   box.style.height = `${height}px`;
@@ -22,7 +21,7 @@ function chartBox(label: string, height = 260): { box: HTMLElement; canvas: HTML
 
 export function summarySection(view: ReportView, report: ScanReport): HTMLElement {
   const rows: [string, string][] = [
-    ['Verdict', report.verdict === 'backdoored' ? `backdoored${report.targets.length ? ` — target class ${report.targets.join(', ')}` : ''}${report.attackType ? ` (${report.attackType})` : ''}` : report.verdict === 'clean' ? 'no backdoor found' : 'inconclusive: no detector ran'],
+    ['Verdict', verdictLine(report)],
     ['Model', `${report.model.format}, ${report.model.numClasses ?? '?'} classes, input ${report.model.input.name} [${report.model.input.dims.join(', ')}], BatchNorm ${report.model.bn}`],
     ['Data', report.data ? `${report.data.n} ${report.data.kind} samples${report.data.labelled ? ' with labels' : ''} from ${report.data.path}` : 'none (data-free methods only)'],
     ['Scanned', `${new Date(report.createdAt).toLocaleString()} in ${((report.timings.total ?? 0) / 1000).toFixed(1)} s, seed ${report.seed}`],
@@ -32,13 +31,21 @@ export function summarySection(view: ReportView, report: ScanReport): HTMLElemen
     'table',
     { class: 'grid' },
     h('tr', {}, h('th', {}, 'method'), h('th', {}, 'status'), h('th', {}, 'time'), h('th', {}, 'notes')),
-    ...report.methods.map((m) => h('tr', {}, h('td', {}, m.method), h('td', { class: `status-${m.status}` }, m.status), h('td', {}, m.status === 'ran' ? `${(m.ms / 1000).toFixed(1)} s` : ''), h('td', {}, [m.reason, ...(m.notes ?? [])].filter(Boolean).join(' · ')))),
+    ...report.methods.map((m) => h('tr', {}, h('td', {}, m.method), h('td', { class: `status-${m.status}` }, m.status), h('td', { class: 'num' }, m.status === 'ran' ? `${(m.ms / 1000).toFixed(1)} s` : ''), h('td', {}, [m.reason, ...(m.notes ?? [])].filter(Boolean).join(' · ')))),
   );
   return section('summary', 'Summary', table, report.methods.length ? methods : h('p', {}, 'No analysis ran.'), h('p', { class: 'muted' }, view.fileName));
 }
 
-export function findingsSection(report: ScanReport): HTMLElement {
+export function findingsSection(report: ScanReport, openDoc: (code: string) => void): HTMLElement {
   if (!report.findings.length) return section('findings', 'Findings', h('p', {}, 'No findings.'));
+  const codeLink = (code: string) => {
+    const a = h('a', { href: '#', title: `What ${code} means and what to do` }, code);
+    a.addEventListener('click', (e) => {
+      e.preventDefault();
+      openDoc(code);
+    });
+    return a;
+  };
   return section(
     'findings',
     `Findings (${report.findings.length})`,
@@ -47,95 +54,11 @@ export function findingsSection(report: ScanReport): HTMLElement {
       { class: 'grid' },
       h('tr', {}, h('th', {}, 'severity'), h('th', {}, 'code'), h('th', {}, 'where'), h('th', {}, 'message')),
       ...report.findings.map((f) =>
-        h('tr', { class: `sev-${f.severity}` }, h('td', {}, f.severity), h('td', {}, f.code), h('td', {}, f.location?.layer ?? (f.location?.pair ? `${f.location.pair.source}→${f.location.pair.target}` : f.location?.label !== undefined ? `class ${f.location.label}` : '')), h('td', {}, f.message)),
+        h('tr', { class: `sev-${f.severity}` }, h('td', {}, f.severity), h('td', {}, codeLink(f.code)), h('td', {}, f.location?.layer ?? (f.location?.pair ? `${f.location.pair.source}→${f.location.pair.target}` : f.location?.label !== undefined ? `class ${f.location.label}` : '')), h('td', {}, f.message)),
       ),
     ),
+    h('p', { class: 'caption' }, report.verdict === 'backdoored' ? 'Neuron flags point at layers the backdoor may use.' : 'Without a detector verdict, neuron flags are information: they alone say nothing about a backdoor.'),
   );
-}
-
-/** Anomaly index per class: per target label (Neural Cleanse), or the largest over pairs into each class. */
-export function anomalySection(report: ScanReport, t: Theme): HTMLElement | undefined {
-  const k = report.model.numClasses ?? 0;
-  let perClass: { label: number; index: number; flagged: boolean }[];
-  let threshold = ANOMALY_THRESHOLD;
-  let caption = (flagged: number[]) => `Classes above ${ANOMALY_THRESHOLD} (MAD) are flagged: ${flagged.length ? `class ${flagged.join(', ')}` : 'none'}.`;
-  let title = 'Anomaly index per class';
-  // Trigger reversal's target screens: one bar per class, R = median / its trigger size, against the
-  // calibrated threshold of the screen that decided (or came closest).
-  const screens = report.evidence.filter((e) => e.method.startsWith('pairs:targets:'));
-  const ncLabels = report.labels.filter((l) => l.method === 'nc');
-  if (screens.length) {
-    const chosen = screens.find((e) => e.flagged) ?? [...screens].sort((a, b) => b.value / b.threshold - a.value / a.threshold)[0];
-    perClass = report.labels.filter((l) => l.method === chosen.method).map((l) => ({ label: l.label, index: l.anomalyIndex, flagged: l.flagged }));
-    threshold = chosen.threshold;
-    title = `Trigger size ratio per target class (${chosen.method.replace('pairs:targets:', '')} triggers)`;
-    caption = (flagged) => `R = median / this class's trigger size; above ${threshold.toFixed(2)} (${chosen.thresholdSource}) a class is a candidate, confirmed on held-out images: ${flagged.length ? `class ${flagged.join(', ')}` : 'none'}.`;
-  } else if (ncLabels.length) perClass = ncLabels.map((l) => ({ label: l.label, index: l.anomalyIndex, flagged: l.flagged }));
-  else if (report.pairs.length) {
-    perClass = [];
-    for (let c = 0; c < Math.max(k, ...report.pairs.map((p) => p.target + 1)); c++) {
-      const into = report.pairs.filter((p) => p.target === c);
-      if (!into.length) continue;
-      perClass.push({ label: c, index: Math.max(...into.map((p) => p.anomalyIndex)), flagged: into.some((p) => p.flagged) });
-    }
-  } else return undefined;
-  perClass.sort((a, b) => a.label - b.label);
-  const flagged = perClass.filter((c) => c.flagged).map((c) => c.label);
-  const { box, canvas } = chartBox(`${title}; flagged: ${flagged.length ? flagged.join(', ') : 'none'}`);
-  const el = section('anomaly', title, box, h('p', { class: 'caption' }, caption(flagged)));
-  queueMicrotask(() =>
-    barsWithThreshold(canvas, t, { labels: perClass.map((c) => `class ${c.label}`), values: perClass.map((c) => c.index), flagged: perClass.map((c) => c.flagged), threshold, thresholdLabel: 'threshold', valueLabel: screens.length ? 'R' : 'anomaly index', xTitle: 'target class' }),
-  );
-  return el;
-}
-
-/** MM-BD (no data): the largest logit margin each class reaches; the verdict is the p-value of the largest. */
-export function maxMarginSection(report: ScanReport, t: Theme): HTMLElement | undefined {
-  const labels = report.labels.filter((l) => l.method === 'mmbd' && l.statistic !== undefined).sort((a, b) => a.label - b.label);
-  if (!labels.length) return undefined;
-  const evidence = report.evidence.find((e) => e.method === 'mmbd');
-  const { box, canvas } = chartBox(`Maximum logit margin per class without data; flagged: ${labels.filter((l) => l.flagged).map((l) => l.label).join(', ') || 'none'}`);
-  const el = section('max-margin', 'Maximum margin per class (MM-BD, no data)', box, h('p', { class: 'caption' }, evidence?.summary ?? ''));
-  queueMicrotask(() =>
-    barsWithThreshold(canvas, t, { labels: labels.map((l) => `class ${l.label}`), values: labels.map((l) => l.statistic!), flagged: labels.map((l) => l.flagged), valueLabel: 'maximum margin', xTitle: 'class' }),
-  );
-  return el;
-}
-
-/** The K×K class-pair matrix: anomaly index of each source→target reversal, flagged pairs outlined. */
-export function pairMatrixSection(report: ScanReport): HTMLElement | undefined {
-  if (!report.pairs.length) return undefined;
-  const k = Math.max(report.model.numClasses ?? 0, ...report.pairs.map((p) => Math.max(p.source, p.target) + 1));
-  const at = new Map<string, PairResult>(report.pairs.map((p) => [`${p.source},${p.target}`, p]));
-  const max = Math.max(ANOMALY_THRESHOLD, ...report.pairs.map((p) => p.anomalyIndex));
-  const header = h('tr', {}, h('th', { class: 'corner' }, 'source ↓ target →'), ...Array.from({ length: k }, (_, c) => h('th', {}, String(c))));
-  const rows = Array.from({ length: k }, (_, s) =>
-    h(
-      'tr',
-      {},
-      h('th', {}, String(s)),
-      ...Array.from({ length: k }, (_, c) => {
-        const p = at.get(`${s},${c}`);
-        if (!p) return h('td', { class: 'cell empty' }, s === c ? '—' : '');
-        const cell = h('td', { class: `cell${p.flagged ? ' flagged' : ''}`, title: `${s}→${c}: anomaly index ${p.anomalyIndex.toFixed(2)}, statistic ${p.statistic.toPrecision(3)}${p.flagged ? ' (flagged)' : ''}` }, p.anomalyIndex.toFixed(1));
-        const share = Math.round(100 * Math.min(Math.max(p.anomalyIndex, 0) / max, 1));
-        // CSSOM (not a style attribute), so the strict CSP allows it.
-        cell.style.backgroundColor = `color-mix(in srgb, var(--vscode-charts-red) ${share}%, transparent)`;
-        return cell;
-      }),
-    ),
-  );
-  const flagged = report.pairs.filter((p) => p.flagged).map((p) => `${p.source}→${p.target}`);
-  return section('pairs', `Class-pair matrix (${k}×${k})`, h('table', { class: 'matrix', 'aria-label': 'class-pair anomaly matrix' }, header, ...rows), h('p', { class: 'caption' }, `Flagged pairs: ${flagged.length ? flagged.join(', ') : 'none'}.`));
-}
-
-export function triggersSection(view: ReportView): HTMLElement | undefined {
-  if (!view.images.length) return undefined;
-  const figures = view.images.map((img) => {
-    const what = img.pair ? `${img.kind} ${img.pair.source}→${img.pair.target}` : img.label !== undefined ? `${img.kind} for class ${img.label}` : img.kind;
-    return h('figure', {}, h('img', { src: img.dataUri, alt: what }), h('figcaption', {}, what));
-  });
-  return section('triggers', 'Reversed triggers', h('div', { class: 'gallery' }, ...figures));
 }
 
 /** Per-layer neuron scores against the layer's threshold; pick the layer and method. */
@@ -146,7 +69,7 @@ export function neuronsSection(report: ScanReport, t: Theme): HTMLElement | unde
     const key = `${n.method} · ${n.layer}`;
     groups.set(key, [...(groups.get(key) ?? []), n]);
   }
-  const keys = [...groups.keys()].sort((a, b) => (groups.get(b)!.filter((n) => n.flagged).length - groups.get(a)!.filter((n) => n.flagged).length) || a.localeCompare(b));
+  const keys = [...groups.keys()].sort((a, b) => groups.get(b)!.filter((n) => n.flagged).length - groups.get(a)!.filter((n) => n.flagged).length || a.localeCompare(b));
   const select = h('vscode-single-select', { 'aria-label': 'layer and method' }, ...keys.map((key) => h('vscode-option', { value: key }, `${key} (${groups.get(key)!.filter((n) => n.flagged).length} flagged)`)));
   const { box, canvas } = chartBox('neuron scores against the threshold', 240);
   const caption = h('p', { class: 'caption' });
@@ -154,26 +77,81 @@ export function neuronsSection(report: ScanReport, t: Theme): HTMLElement | unde
   const draw = (key: string) => {
     chart?.destroy();
     const list = [...groups.get(key)!].sort((a, b) => a.channel - b.channel);
-    chart = barsWithThreshold(canvas, t, { labels: list.map((n) => String(n.channel)), values: list.map((n) => n.score), flagged: list.map((n) => n.flagged), threshold: list[0].threshold, thresholdLabel: 'layer threshold', valueLabel: 'score', xTitle: 'channel' });
+    const method = report.methods.find((m) => m.method === list[0].method);
+    chart = barsWithThreshold(canvas, t, { labels: list.map((n) => String(n.channel)), values: list.map((n) => n.score), flagged: list.map((n) => n.flagged), threshold: list[0].threshold, thresholdLabel: `layer threshold ${list[0].threshold.toPrecision(4)}`, valueLabel: 'score', xTitle: 'channel' });
     const flagged = list.filter((n) => n.flagged).map((n) => n.channel);
-    caption.textContent = `${key}: ${flagged.length} of ${list.length} channels flagged${flagged.length ? ` (${flagged.join(', ')})` : ''}; threshold ${list[0].threshold.toPrecision(4)}.`;
+    caption.textContent = `${key}: ${flagged.length} of ${list.length} channels flagged${flagged.length ? ` (${flagged.join(', ')})` : ''}; flagged ${method?.direction === 'below' ? 'at or below' : 'above'} ${list[0].threshold.toPrecision(4)}. ${report.verdict === 'backdoored' ? '' : 'No detector found a backdoor: these flags are information.'}`;
   };
   select.addEventListener('change', () => draw((select as unknown as { value: string }).value));
   queueMicrotask(() => draw(keys[0]));
   return section('neurons', 'Neuron scores per layer', select, box, caption);
 }
 
-export function fixSection(view: ReportView, t: Theme): HTMLElement | undefined {
-  const fix = view.fix;
+const diff = (before: number | null | undefined, after: number | null | undefined) =>
+  before === null || before === undefined || after === null || after === undefined ? '' : `${after >= before ? '+' : '−'}${(100 * Math.abs(after - before)).toFixed(1)} pts`;
+
+/**
+ * What a fix result may carry beyond accuracy and the overall attack success rate: its outcome
+ * and headline, every attack it measured (each reversed trigger, the true trigger), per-class
+ * accuracy. Whatever is there is shown.
+ */
+type FixResultView = NonNullable<ReportView['fix']> & {
+  outcome?: string;
+  headline?: string;
+  attacks?: { what: string; before: number; after: number; n?: number }[];
+  perClass?: { before: (number | null)[]; after: (number | null)[] };
+};
+
+/** Original vs fixed: clean accuracy, attack success (overall and per measured attack), per-class accuracy. */
+export function compareSection(view: ReportView, t: Theme, open: (uri: string) => void): HTMLElement | undefined {
+  const fix = view.fix as FixResultView | undefined;
   if (!fix) return undefined;
-  const { box, canvas } = chartBox(`accuracy ${pct(fix.before.accuracy)} to ${pct(fix.after.accuracy)}, attack success rate ${pct(fix.before.asr)} to ${pct(fix.after.asr)}`, 220);
-  queueMicrotask(() => beforeAfter(canvas, t, [{ label: 'clean accuracy', before: fix.before.accuracy, after: fix.after.accuracy }, { label: 'attack success rate', before: fix.before.asr, after: fix.after.asr }]));
+  const b: Measurement = fix.before, a: Measurement = fix.after;
+  const rows: { label: string; before: number | null; after: number | null; kind: 'accuracy' | 'asr' }[] = [
+    { label: 'clean accuracy', before: b.accuracy, after: a.accuracy, kind: 'accuracy' },
+    { label: `attack success${fix.asrSource ? ` (${fix.asrSource})` : ''}`, before: b.asr, after: a.asr, kind: 'asr' },
+  ];
+  for (const attack of fix.attacks ?? []) rows.push({ label: `attack success, ${attack.what}${attack.n ? ` (${attack.n} images)` : ''}`, before: attack.before, after: attack.after, kind: 'asr' });
+  const table = h(
+    'table',
+    { class: 'grid compare' },
+    h('tr', {}, h('th', {}, ''), h('th', {}, 'original'), h('th', {}, 'fixed'), h('th', {}, 'change')),
+    ...rows.map((r) => h('tr', { 'data-kind': r.kind }, h('th', {}, r.label), h('td', { class: 'num' }, pct(r.before)), h('td', { class: 'num' }, pct(r.after)), h('td', { class: 'num' }, diff(r.before, r.after)))),
+  );
+  const { box, canvas } = chartBox(`original vs fixed: accuracy ${pct(b.accuracy)} to ${pct(a.accuracy)}, attack success rate ${pct(b.asr)} to ${pct(a.asr)}`, 220);
+  queueMicrotask(() => beforeAfter(canvas, t, rows));
+  const parts: (Node | string)[] = [table, box];
+  if (fix.perClass?.before.length) {
+    const per = chartBox('per-class clean accuracy, original vs fixed', 220);
+    queueMicrotask(() => beforeAfter(per.canvas, t, fix.perClass!.before.map((x, i) => ({ label: `class ${i}`, before: x, after: fix.perClass!.after[i] ?? null }))));
+    parts.push(h('h3', {}, 'Clean accuracy per class'), per.box);
+  }
+  const source = h('a', { href: '#' }, decodeURIComponent(fix.source.split('/').pop() ?? fix.source));
+  source.addEventListener('click', (e) => {
+    e.preventDefault();
+    open(fix.source);
+  });
   const lines = [
-    `Written by ${fix.method.toUpperCase()} from ${decodeURIComponent(fix.source.split('/').pop() ?? fix.source)}: outcome ${fix.outcome}.`,
-    fix.headline,
-    `Clean accuracy ${pct(fix.before.accuracy)} → ${pct(fix.after.accuracy)}; attack success rate ${pct(fix.before.asr)} → ${pct(fix.after.asr)}${fix.asrSource ? ` (measured on ${fix.asrSource})` : ''}.`,
     fix.pruned.length ? `Pruned ${fix.pruned.length} neurons: ${fix.pruned.slice(0, 24).map((p) => `${p.layer}[${p.channel}]`).join(', ')}${fix.pruned.length > 24 ? ', …' : ''}.` : '',
     ...fix.notes,
   ].filter(Boolean);
-  return section('fix', 'Before and after the fix', box, ...lines.map((l) => h('p', { class: 'caption' }, l)));
+  const outcome = fix.outcome ? h('p', { class: `outcome outcome-${fix.outcome}`, id: 'fix-outcome' }, `Outcome: ${fix.outcome}${fix.headline ? ` — ${fix.headline}` : ''}`) : undefined;
+  return section('fix', 'Original vs fixed', h('p', {}, `Written by ${fix.method.toUpperCase()} from `, source, '.'), ...(outcome ? [outcome] : []), ...parts, ...lines.map((l) => h('p', { class: 'caption' }, l)));
+}
+
+/** Images the analyses wrote that the trigger viewer does not draw. */
+export function imagesSection(view: ReportView): HTMLElement | undefined {
+  if (!view.images.length) return undefined;
+  const figures = view.images.map((img) => {
+    const what = img.pair ? `${img.kind} ${img.pair.source}→${img.pair.target}` : img.label !== undefined ? `${img.kind} for class ${img.label}` : img.kind;
+    return h('figure', {}, h('img', { src: img.dataUri, alt: what }), h('figcaption', {}, what));
+  });
+  return section('images', 'Other images', h('div', { class: 'gallery' }, ...figures));
+}
+
+/** The whole report as JSON, for reading every number (and copying). */
+export function rawSection(report: ScanReport): HTMLElement {
+  const el = section('raw', 'Report (JSON)', h('pre', { id: 'report-json' }, JSON.stringify(report, null, 2)));
+  el.removeAttribute('open');
+  return el;
 }

@@ -2,9 +2,8 @@
  * Scan results as diagnostics: a summary on the checkpoint's own URI (so the file explorer marks
  * the file) and one per finding on the outline document, on the line of the layer it names.
  */
-import { basename } from 'node:path';
 import { DiagnosticSeverity, type Diagnostic, type Range } from 'vscode-languageserver';
-import { codeInfo } from '../../../engine/report/codes';
+import { clip, failureLine, findingMessage, limitSetting, neuronMethods, verdictLine } from '../../../protocol/verdict-text';
 import type { Finding, ScanReport, Severity } from '../../../engine/report/types';
 import type { CheckpointState } from '../checkpoints';
 import type { RenderedOutline } from './outline';
@@ -12,11 +11,20 @@ import { outlineUri } from '../uris';
 
 export const SOURCE = 'Backdoor Lens';
 
-/** What code actions need to find their checkpoint again. */
+/** What code actions need to find their checkpoint again, and what kind of diagnostic it is. */
 export interface DiagnosticData {
   checkpoint: string;
   method?: string;
   layer?: string;
+  /**
+   * 'verdict': the summary of a scan; 'finding': one finding; 'needs-data': no detector ran for
+   * want of data; 'failed': the scan could not run; 'limit': a limit stopped it.
+   */
+  kind?: 'verdict' | 'finding' | 'needs-data' | 'failed' | 'limit';
+  /** For 'failed': the data file the error is about, when it is not the model. */
+  dataFile?: string;
+  /** For 'limit': what lifts it, 'backdoorLens.timeLimitSeconds' or a key of backdoor-lens.json ('limits.maxModelBytes'). */
+  setting?: string;
 }
 
 const severityOf: Record<Severity, DiagnosticSeverity> = {
@@ -51,30 +59,41 @@ export function findingLine(finding: Finding, rendered: RenderedOutline | undefi
   return (layer !== undefined ? rendered.layerLines.get(layer) : undefined) ?? rendered.summaryLine;
 }
 
+/**
+ * The severity a finding is shown with. Severity follows the verdict: neuron flags without a
+ * detector's verdict are information (a clean model must not look suspicious in the Explorer);
+ * with a detected backdoor they are warnings that point at the layers involved.
+ */
+export function displaySeverity(f: Finding, report: ScanReport): DiagnosticSeverity {
+  if (f.severity === 'warning' && neuronMethods(report).has(f.method) && report.verdict !== 'backdoored') return DiagnosticSeverity.Information;
+  return severityOf[f.severity];
+}
+
+/** Findings that add nothing in the editor: a neuron method's summary that flagged nothing. */
+function worthShowing(f: Finding, report: ScanReport): boolean {
+  if (!neuronMethods(report).has(f.method) || f.location?.layer || f.severity !== 'information') return true;
+  return report.neurons.some((n) => n.method === f.method && n.flagged);
+}
+
 /** The one diagnostic on the checkpoint file itself, or none when there is nothing to report. */
 export function summaryDiagnostic(report: ScanReport, uri: string, options: DiagnosticOptions, related?: { uri: string; range: Range }): Diagnostic | undefined {
-  const data: DiagnosticData = { checkpoint: uri };
-  const name = basename(report.model.path);
-  const detectedBy = [...new Set(report.findings.filter((f) => f.severity === 'error' && (f.location?.pair || f.location?.label !== undefined)).map((f) => f.method))];
+  const data: DiagnosticData = { checkpoint: uri, kind: 'verdict' };
   let d: Diagnostic | undefined;
+  const error = report.findings.find((f) => f.severity === 'error');
   if (report.verdict === 'backdoored') {
-    const engineSummary = report.findings.find((f) => f.code === 'BL003');
-    const targets = report.targets.length ? `: target class${report.targets.length > 1 ? 'es' : ''} ${report.targets.join(', ')}` : '';
-    const message = engineSummary?.message ?? `Backdoor detected in ${name}${targets}${report.attackType ? ` (${report.attackType})` : ''}${detectedBy.length ? `, found by ${detectedBy.join(', ')}` : ''}`;
-    d = make('BL003', DiagnosticSeverity.Error, message, fileStart, options, data);
+    d = make('BL003', DiagnosticSeverity.Error, verdictLine(report), fileStart, options, data);
+  } else if (error) {
+    // A refused or dangerous checkpoint (BL030, BL032): the finding itself is the summary.
+    d = make(error.code, DiagnosticSeverity.Error, findingMessage(error, report), fileStart, options, { ...data, kind: 'finding', method: error.method });
+  } else if (report.verdict === 'inconclusive') {
+    const code = report.findings.find((f) => f.code === 'BL021')?.code ?? 'BL021';
+    const message = report.data ? verdictLine(report) : clip(`${verdictLine(report)} — choose clean data (quick fix) for a verdict`);
+    d = make(code, DiagnosticSeverity.Information, message, fileStart, options, report.data ? data : { ...data, kind: 'needs-data' });
   } else {
-    const top = report.findings.find((f) => f.severity === 'error') ?? report.findings.find((f) => f.severity === 'warning');
-    if (top) {
-      const flagged = report.neurons.filter((n) => n.flagged);
+    const flagged = report.neurons.filter((n) => n.flagged);
+    if (flagged.length) {
       const methods = [...new Set(flagged.map((n) => n.method.toUpperCase()))];
-      const message =
-        top.severity === 'warning' && flagged.length
-          ? `${flagged.length} neuron${flagged.length === 1 ? '' : 's'} flagged in ${name} (${methods.join(', ')}), no trigger detected${report.verdict === 'inconclusive' ? ' (no detector ran)' : ''}`
-          : `${name}: ${top.message}`;
-      d = make(top.code, severityOf[top.severity], message, fileStart, options, data);
-    } else if (report.verdict === 'inconclusive') {
-      const info = report.findings.find((f) => f.severity === 'information');
-      d = make(info?.code ?? 'BL021', DiagnosticSeverity.Information, `${name}: inconclusive, no backdoor detector ran${info ? ` (${info.message})` : ''}`, fileStart, options, data);
+      d = make(report.findings.find((f) => f.location?.layer && neuronMethods(report).has(f.method))?.code ?? 'BL003', DiagnosticSeverity.Information, clip(`${verdictLine(report)}; ${methods.join(', ')} flagged ${flagged.length} channels (no verdict alone)`), fileStart, options, data);
     }
   }
   if (d && related) d.relatedInformation = [{ location: related, message: 'findings per layer in the model outline' }];
@@ -85,11 +104,18 @@ export function diagnosticsFor(state: CheckpointState, rendered: RenderedOutline
   const out: PublishedDiagnostics = { checkpoint: [], outline: [], outlineUri: outlineUri(state.path) };
   const data: DiagnosticData = { checkpoint: state.uri };
   if (state.status === 'failed' && state.failure) {
-    const code = state.failure.code === 'limit' ? 'BL040' : 'BL050';
-    const severity = state.failure.code === 'limit' ? DiagnosticSeverity.Warning : DiagnosticSeverity.Error;
-    const where = state.failure.file && state.failure.file !== state.path && !state.failure.message.includes(state.failure.file) ? `${state.failure.file}: ` : '';
-    const what = codeInfo(code).title;
-    out.checkpoint.push(make(code, severity, `${what}: ${where}${state.failure.message}`, fileStart, options, data));
+    // Not the backdoor red: the file was not judged. The client marks it with its own decoration.
+    const limit = state.failure.code === 'limit';
+    const other = state.failure.file && state.failure.file !== state.path ? state.failure.file : undefined;
+    const setting = limit ? limitSetting(state.failure.message) : undefined;
+    out.checkpoint.push(
+      make(limit ? 'BL040' : 'BL050', DiagnosticSeverity.Information, failureLine(state.failure, state.path), fileStart, options, {
+        ...data,
+        kind: limit ? 'limit' : 'failed',
+        ...(other ? { dataFile: other } : {}),
+        ...(setting ? { setting } : {}),
+      }),
+    );
     return out;
   }
   const report = state.outcome?.report;
@@ -101,9 +127,10 @@ export function diagnosticsFor(state: CheckpointState, rendered: RenderedOutline
   const summary = summaryDiagnostic(report, state.uri, options, onOutline ? { uri: out.outlineUri, range: summaryRange } : undefined);
   if (summary) out.checkpoint.push(summary);
   for (const f of report.findings) {
+    if (!worthShowing(f, report)) continue;
     const line = onOutline ? findingLine(f, rendered) : 0;
     const range = onOutline ? lineRange(line, rendered!.lines[line]) : fileStart;
-    const d = make(f.code, severityOf[f.severity], f.message, range, options, { ...data, method: f.method, ...(f.location?.layer ? { layer: f.location.layer } : {}) });
+    const d = make(f.code, displaySeverity(f, report), findingMessage(f, report), range, options, { ...data, kind: 'finding', method: f.method, ...(f.location?.layer ? { layer: f.location.layer } : {}) });
     (onOutline ? out.outline : out.checkpoint).push(d);
   }
   return out;

@@ -3,6 +3,7 @@ import type { Hover } from 'vscode-languageserver';
 import type { NeuronScore, ScanReport } from '../../../engine/report/types';
 import type { RenderedOutline } from './outline';
 import { shapeText, verdictText } from './outline';
+import { evidenceText } from '../../../protocol/verdict-text';
 
 const fmt = (x: number) => (Math.abs(x) >= 1000 || (Math.abs(x) < 0.01 && x !== 0) ? x.toExponential(2) : x.toFixed(3));
 
@@ -30,13 +31,14 @@ export function hoverFor(line: number, rendered: RenderedOutline, report: ScanRe
     if (!report) return { contents: { kind: 'markdown', value: 'Not scanned yet: run **Backdoor Lens: Scan for Backdoor**.' }, range };
     const methods = report.methods.map((m) => `- \`${m.method}\` ${m.status}${m.status === 'ran' ? ` in ${(m.ms / 1000).toFixed(1)} s` : m.reason ? `: ${m.reason}` : ''}`);
     const data = report.data ? `${report.data.n} samples from \`${report.data.path}\`` : 'no data set';
-    return { contents: { kind: 'markdown', value: [`**Verdict:** ${verdictText(report)}`, '', `Data: ${data}`, '', ...methods].join('\n') }, range };
+    const evidence = (report.evidence ?? []).map((e) => `- ${e.flagged ? '**flagged**' : 'not flagged'}: ${evidenceText(e)} — ${e.statistic}; threshold: ${e.thresholdSource}`);
+    return { contents: { kind: 'markdown', value: [`**Verdict:** ${verdictText(report)}`, '', ...(evidence.length ? ['Evidence:', ...evidence, ''] : []), `Data: ${data}`, '', ...methods].join('\n') }, range };
   }
   const layer = rendered.layerAt.get(line);
   if (!layer) return null;
   const header = `**${layer.name}** — \`${layer.op}\` ${shapeText(layer.shape)}${layer.parameters ? ` · ${layer.parameters.toLocaleString('en-US')} parameters` : ''}`;
   const scores = report?.neurons.filter((n) => n.layer === layer.name) ?? [];
-  const findings = report?.findings.filter((f) => f.location?.layer === layer.name).map((f) => `- ${f.code}: ${f.message}`) ?? [];
+  // The findings on this line are diagnostics, which the editor shows in the same hover: not repeated here.
   const body = scores.length ? layerStats(scores) : [report ? 'No neuron scores for this layer.' : 'Not scanned yet.'];
-  return { contents: { kind: 'markdown', value: [header, '', ...body, ...(findings.length ? ['', ...findings] : [])].join('\n') }, range };
+  return { contents: { kind: 'markdown', value: [header, '', ...body].join('\n') }, range };
 }

@@ -6,6 +6,7 @@
 import { basename } from 'node:path';
 import type { NeuronScore, ScanReport } from '../../../engine/report/types';
 import type { Dim, ModelOutline, OutlineLayer } from '../jobs/messages';
+import { decisiveEvidence, evidenceText } from '../../../protocol/verdict-text';
 
 export interface RenderedOutline {
   text: string;
@@ -42,12 +43,14 @@ export function flagsByLayer(neurons: readonly NeuronScore[]): Map<string, Layer
 
 export function verdictText(report: ScanReport | undefined): string {
   if (!report) return 'not scanned yet';
+  const evidence = decisiveEvidence(report).map(evidenceText).join('; ');
+  const by = evidence ? `, ${evidence}` : '';
   if (report.verdict === 'backdoored') {
     const targets = report.targets.length ? ` — target class${report.targets.length > 1 ? 'es' : ''} ${report.targets.join(', ')}` : '';
-    return `BACKDOORED${targets}${report.attackType ? ` (${report.attackType})` : ''}`;
+    return `BACKDOORED${targets}${report.attackType ? ` (${report.attackType})` : ''}${by}`;
   }
-  if (report.verdict === 'clean') return 'no backdoor found';
-  return 'inconclusive: no detector ran';
+  if (report.verdict === 'clean') return `no backdoor found${by}`;
+  return report.data ? 'inconclusive: no detector could run on this data' : 'inconclusive: no clean data set, so no detector ran (Ctrl+. to choose one)';
 }
 
 export function renderOutline(outline: ModelOutline, report?: ScanReport): RenderedOutline {

@@ -1,7 +1,7 @@
 /** Messages between the language server and its engine worker thread (structured-clone safe). */
 import type { ErrorCode } from '../../../engine/errors';
 import type { ScanReport } from '../../../engine/report/types';
-import type { AvailableFix } from '../../../protocol/report-view';
+import type { AvailableFix, TriggerView } from '../../../protocol/report-view';
 import type { FixSummary } from '../../../protocol/lsp';
 import type { ScanSettings } from '../settings';
 
@@ -49,6 +49,9 @@ export interface ScanJobResult {
   kind: 'scan';
   report: ScanReport;
   images: ImageBytes[];
+  /** The reversed triggers, for the trigger viewer. */
+  triggers: TriggerView[];
+  triggersTotal: number;
   outline: ModelOutline;
   fixes: AvailableFix[];
 }
@@ -90,7 +93,7 @@ export interface WorkerMemory {
 export type ToWorker = { type: 'run'; id: number; job: JobRequest } | { type: 'cancel'; id: number } | { type: 'memory'; id: number };
 
 export type FromWorker =
-  | { type: 'progress'; id: number; fraction: number; stage: string }
+  | { type: 'progress'; id: number; fraction: number; stage: string; method?: string }
   | { type: 'done'; id: number; result: JobResult }
   | { type: 'failed'; id: number; error: JobError }
   | { type: 'memory'; id: number; memory: WorkerMemory };

@@ -71,7 +71,7 @@ export class WorkerHost {
       }
       const p = this.pending.get(m.id);
       if (!p) return;
-      if (m.type === 'progress') p.onProgress?.(m.fraction, m.stage);
+      if (m.type === 'progress') p.onProgress?.(m.fraction, m.stage, m.method);
       else {
         this.pending.delete(m.id);
         if (m.type === 'done') p.resolve(m.result);
@@ -141,7 +141,7 @@ export class WorkerHost {
         }, { graceMs: Math.max(30_000, 0.25 * (limits.timeLimitMs ?? 0)) });
       };
       const onProgress = options.onProgress;
-      options = { ...options, onProgress: (fraction, text) => (watch(), (stage = text), onProgress?.(fraction, text)) };
+      options = { ...options, onProgress: (fraction, text, step) => (watch(), (stage = text), onProgress?.(fraction, text, step)) };
       this.pending.set(id, { worker, resolve: settle(resolve), reject: settle(reject), onProgress: options.onProgress });
       options.signal?.addEventListener('abort', onAbort, { once: true });
       send(worker, { type: 'run', id, job });

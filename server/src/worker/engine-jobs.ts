@@ -6,6 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { basename } from 'node:path';
 import {
+  analyses,
   applyFix,
   AUTO,
   fixes,
@@ -26,14 +27,16 @@ import {
 } from '../../../engine';
 import type { AnalysisOutput } from '../../../engine/analyses/types';
 import { imageInputOf } from '../../../engine/evaluate';
-import type { AvailableFix } from '../../../protocol/report-view';
+import type { AvailableFix, TriggerView } from '../../../protocol/report-view';
 import type { DescribeJobResult, FixJobResult, JobRequest, JobResult, ScanJobResult } from '../jobs/messages';
 import { settingsKey, type ScanSettings } from '../settings';
 import { describeModel } from './describe';
+import { triggerViews } from './trigger-views';
 
 export interface JobContext {
   signal: AbortSignal;
-  progress(fraction: number, stage: string): void;
+  /** fraction in [0, 1]; the stage as a person reads it; `step` names the stage for logs ('load-model', an analysis id). */
+  progress(fraction: number, stage: string, step?: string): void;
 }
 
 interface RememberedScan {
@@ -114,7 +117,7 @@ export class EngineJobs {
   private availableFixes(model: LoadedModel, s: ScanSettings): AvailableFix[] {
     const each = this.eachFix(model, s);
     const usable = each.filter((f) => !f.notApplicable).map((f) => f.id);
-    const auto: AvailableFix = { id: AUTO, title: `Repair: try ${usable.join(', ') || 'the fixes'} cheapest first, keep the best`, ...(usable.length ? {} : { notApplicable: 'no fix applies to this model with these settings' }) };
+    const auto: AvailableFix = { id: AUTO, basis: 'trigger', title: `Repair: try ${usable.join(', ') || 'the fixes'} cheapest first, keep the best`, ...(usable.length ? {} : { notApplicable: 'no fix applies to this model with these settings' }) };
     return [auto, ...each];
   }
 
@@ -125,7 +128,8 @@ export class EngineJobs {
         if (!s.data) why = `needs ${dataNeeds[f.needs]} (set backdoorLens.data or "data" in backdoor-lens.json)`;
         else if (f.needs === 'mixed' && s.dataKind !== 'mixed') why = `needs ${dataNeeds.mixed}`;
       }
-      return { id: f.id, title: f.title, ...(why ? { notApplicable: why } : {}) };
+      const neurons = analyses.some((a) => a.id === f.id && !a.detector);
+      return { id: f.id, title: f.title, basis: neurons ? 'neurons' : 'trigger', ...(why ? { notApplicable: why } : {}) };
     });
   }
 
@@ -137,7 +141,7 @@ export class EngineJobs {
   }
 
   private async scan(path: string, s: ScanSettings, ctx: JobContext): Promise<ScanJobResult> {
-    ctx.progress(0, 'loading model');
+    ctx.progress(0, 'Loading the model', 'load-model');
     let model: LoadedModel;
     try {
       model = await this.load(path, s);
@@ -147,12 +151,24 @@ export class EngineJobs {
       throw e;
     }
     ctx.signal.throwIfAborted();
-    const { report, images, outputs } = await this.scanLoaded(model, s, ctx);
-    return { kind: 'scan', report, images: images.map((i) => ({ ...i })), outline: describeModel(model), fixes: this.availableFixes(model, s) };
+    const { report, images, outputs, data } = await this.scanLoaded(model, s, ctx);
+    const triggers = triggerViews(outputs, report, data);
+    // The viewer draws the triggers it has from their values; the PNGs stay for anything else.
+    const drawn = (i: { kind: string; pair?: { source: number; target: number }; label?: number }) =>
+      ['mask', 'pattern', 'stamped'].includes(i.kind) && triggers.views.some((v) => (i.pair ? v.pair?.source === i.pair.source && v.pair.target === i.pair.target : v.label === i.label));
+    return {
+      kind: 'scan',
+      report,
+      images: images.filter((i) => !drawn(i)).map((i) => ({ ...i })),
+      triggers: triggers.views,
+      triggersTotal: triggers.total,
+      outline: describeModel(model),
+      fixes: this.availableFixes(model, s),
+    };
   }
 
   private async scanLoaded(model: LoadedModel, s: ScanSettings, ctx: JobContext) {
-    ctx.progress(0, 'loading data');
+    ctx.progress(0, s.data ? `Loading the data (${basename(s.data)})` : 'No data set: data-free methods only', 'load-data');
     const data = this.data(model, s);
     const result = await scan(model, {
       runtime: this.runtime(s),
@@ -167,10 +183,10 @@ export class EngineJobs {
       signal: ctx.signal,
       timeLimitMs: s.timeLimitSeconds ? s.timeLimitSeconds * 1000 : undefined,
       maxMemoryMB: s.limits?.maxMemoryMB,
-      onProgress: (p) => ctx.progress(p.fraction, p.stage),
+      onProgress: (p) => ctx.progress(p.fraction, p.stage, p.method),
     });
     this.remember(`${model.sha256}\n${settingsKey(s)}`, { report: result.report, outputs: result.outputs });
-    return result;
+    return { ...result, data };
   }
 
   private async describe(path: string, s: ScanSettings): Promise<DescribeJobResult> {
@@ -179,19 +195,20 @@ export class EngineJobs {
   }
 
   private async fix(path: string, method: string, layer: string | undefined, s: ScanSettings, outputs: Record<string, FixOutputs>, ctx: JobContext): Promise<FixJobResult> {
-    ctx.progress(0, 'loading model');
+    ctx.progress(0, 'Loading the model', 'load-model');
     const model = await this.load(path, s);
     const key = `${model.sha256}\n${settingsKey(s)}`;
     // A fix may need what the scan found (reversed triggers for adaptive pruning, BNA, unlearning).
     let remembered = this.scans.get(key);
     if (!remembered) {
-      const scanned = await this.scanLoaded(model, s, { signal: ctx.signal, progress: (f, st) => ctx.progress(0.3 * f, `scan: ${st}`) });
+      const scanned = await this.scanLoaded(model, s, { signal: ctx.signal, progress: (f, st, step) => ctx.progress(0.3 * f, `Scanning first: ${st}`, step && `scan:${step}`) });
       remembered = { report: scanned.report, outputs: scanned.outputs };
     }
     const runtime = this.runtime(s);
     const data = this.data(model, s);
     const triggered = this.triggeredSet(model, s, remembered.report);
-    ctx.progress(0.3, `${method}: starting`);
+    const title = method === AUTO ? 'Trying each fix' : (fixes.find((f) => f.id === method)?.title ?? method);
+    ctx.progress(0.3, title, method);
     const result = await applyFix(model, {
       method,
       runtime,
@@ -207,7 +224,7 @@ export class EngineJobs {
       // The confirming rescan is the scan the editor shows for the written file: the same settings.
       rescan: { methods: s.methods, methodOptions: s.methodOptions, u: s.threshold, timeLimitMs: s.timeLimitSeconds ? s.timeLimitSeconds * 1000 : undefined, maxMemoryMB: s.limits?.maxMemoryMB },
       signal: ctx.signal,
-      onProgress: (f, st) => ctx.progress(0.3 + 0.65 * f, st),
+      onProgress: (f, st) => ctx.progress(0.3 + 0.65 * f, `${title}: ${st}`, method),
     });
     ctx.signal.throwIfAborted();
 
@@ -253,7 +270,7 @@ export class EngineJobs {
         ...(result.rescan ? { rescan: { verdict: result.rescan.report.verdict, targets: result.rescan.report.targets } } : {}),
       },
       ...(result.rescan && result.model && out
-        ? { rescan: { report: result.rescan.report, images: result.rescan.images.map((i) => ({ ...i })), outline: describeModel({ ...model, path: out.onnx, format: 'onnx', onnx: result.model, sourceKeys: undefined }), fixes: this.availableFixes({ ...model, onnx: result.model, sourceKeys: undefined }, s) } }
+        ? { rescan: { report: result.rescan.report, images: result.rescan.images.map((i) => ({ ...i })), ...rescanTriggers(result.rescan, data), outline: describeModel({ ...model, path: out.onnx, format: 'onnx', onnx: result.model, sourceKeys: undefined }), fixes: this.availableFixes({ ...model, onnx: result.model, sourceKeys: undefined }, s) } }
         : {}),
     };
   }
@@ -279,7 +296,15 @@ function refusedResult(path: string, e: UnsafeCheckpointError, s: ScanSettings):
     kind: 'scan',
     report,
     images: [],
+    triggers: [],
+    triggersTotal: 0,
     outline: { path, format: e.format, sha256: e.sha256, numClasses: null, bn: 'unknown', inputs: [], outputs: [], layers: [] },
     fixes: [],
   };
+}
+
+/** The trigger viewer's views of a fix's confirming rescan, as a scan job carries them. */
+function rescanTriggers(rescan: { outputs: ReadonlyMap<string, AnalysisOutput>; report: ScanReport }, data: Dataset | undefined): { triggers: TriggerView[]; triggersTotal: number } {
+  const { views, total } = triggerViews(rescan.outputs, rescan.report, data);
+  return { triggers: views, triggersTotal: total };
 }
