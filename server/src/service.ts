@@ -231,7 +231,7 @@ export class CheckpointService {
           throw failure;
         })) as FixJobResult;
       const summary: FixSummary = { source: state.uri, outputs: result.written.map(fileUri), ...result.summary };
-      log.finished(result.written.length ? `${summary.outcome ?? 'done'}: wrote ${result.written.join(', ')}` : `${summary.outcome ?? 'done'}: wrote nothing`);
+      log.finished(`${summary.outcome}: ${result.written.length ? `wrote ${result.written.join(', ')}` : 'wrote nothing'}`);
       state.tried = new Map(state.tried ?? []).set(method, summary);
       this.host.changed(state);
       if (result.written.length === 0) return summary;
