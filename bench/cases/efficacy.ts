@@ -42,10 +42,13 @@ export function judge(m: ZooModel, report: ScanReport): Outcome {
   return { verdictRight, targetRight: flagged && targetRight, modeRight: flagged && report.attackType === t.mode };
 }
 
+/** Two decimals, or two significant digits for small values (MM-BD's p-values against 1e-4 read "0.00 < 0.00" otherwise). */
+const statistic = (x: number) => (x === 0 || Math.abs(x) >= 0.01 ? x.toFixed(2) : x.toExponential(1));
+
 function deciding(report: ScanReport): string {
   const e = report.evidence.find((x) => x.flagged) ?? [...report.evidence].sort((a, b) => b.value / b.threshold - a.value / a.threshold)[0];
   if (!e) return '-';
-  return `${e.method} ${e.value.toFixed(2)} ${e.direction === 'above' ? (e.flagged ? '>' : '≤') : e.flagged ? '<' : '≥'} ${e.threshold.toFixed(2)}`;
+  return `${e.method} ${statistic(e.value)} ${e.direction === 'above' ? (e.flagged ? '>' : '≤') : e.flagged ? '<' : '≥'} ${statistic(e.threshold)}`;
 }
 
 async function scanOne(m: ZooModel, exp: 'onnx' | 'folded', seed: number, withData: boolean): Promise<{ report: ScanReport; seconds: number }> {

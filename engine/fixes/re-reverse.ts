@@ -7,14 +7,12 @@
  * reversed trigger failed after 16 BNP neurons while the real one still reached 17.7%).
  */
 import { imagesByClass } from '../analyses/class-images';
-import { defaultSchedulerOptions } from '../analyses/karm';
 import { inputGradient } from '../analyses/reversal-gradient';
-import { geometryOf, makeTask, runTasks } from '../analyses/reversal-run';
-import { scheduleFor } from '../analyses/reversal-task';
 import type { ReversedTrigger } from '../analyses/trigger';
 import type { Dataset } from '../data/types';
 import type { OnnxModel } from '../graph/model';
 import type { Runtime } from '../runtime/session';
+import { reestimateAll } from './reestimate';
 
 export interface ReReverseOptions {
   /** Clean images per source class, images per step and steps: the detector's defaults. */
@@ -45,17 +43,15 @@ export async function reReverse(model: OnnxModel, runtime: Runtime, data: Datase
   if (asked.length === 0 || !data.labels) return [];
   const K = Math.max(...Array.from(data.labels), ...asked.flatMap((t) => [t.target, ...t.sources])) + 1;
   const byClass = imagesByClass(data, K, o.imagesPerClass, o.seed);
-  const geometry = geometryOf(data);
-  const gradient = await inputGradient(runtime, model);
-  const tasks = asked.map((t, i) => {
-    const images = t.sources.flatMap((s) => byClass[s] ?? []);
-    return makeTask(30_000 + i, t.kind, t.target, images, geometry, { ...scheduleFor(t.kind), batchSize: o.batchSize, maxSteps: o.maxSteps }, o.seed);
-  });
-  await runTasks(tasks, { ...defaultSchedulerOptions, mode: 'plain', armsPerRound: tasks.length }, data, gradient, { maxBatch: 512, signal: o.signal });
+  const again = await reestimateAll(
+    asked.map((t, i) => ({ kind: t.kind, target: t.target, sources: t.sources, images: t.sources.flatMap((s) => byClass[s] ?? []), id: 30_000 + i })),
+    data,
+    await inputGradient(runtime, model),
+    { seed: o.seed, batchSize: o.batchSize, maxSteps: o.maxSteps, signal: o.signal },
+  );
   return asked.map((from, i) => {
-    const task = tasks[i];
-    if (!task.succeeded) return { from, size: task.size, stillFlagged: false };
-    const trigger = { ...task.objective.toTrigger(from.target, from.sources, task.bestParams ?? task.objective.params), flaggedBelowSize: from.flaggedBelowSize };
-    return { from, trigger, size: task.size, stillFlagged: task.size <= from.flaggedBelowSize! };
+    const r = again[i];
+    if (!r.trigger) return { from, size: r.size, stillFlagged: false };
+    return { from, trigger: { ...r.trigger, flaggedBelowSize: from.flaggedBelowSize }, size: r.size, stillFlagged: r.size <= from.flaggedBelowSize! };
   });
 }

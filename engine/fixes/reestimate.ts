@@ -29,12 +29,42 @@ export interface Reestimated {
   steps: number;
 }
 
-/** `success`: the share of images the trigger must move (default: the detectors' own for the kind). */
-export async function reestimate(kind: string, target: number, sources: number[], images: number[], data: Dataset, gradient: BatchGradient, options: { seed: number; id: number; maxSteps?: number; batchSize?: number; success?: number; signal?: AbortSignal }): Promise<Reestimated> {
-  const schedule = { ...scheduleFor(kind as ObjectiveKind), batchSize: options.batchSize ?? 32, ...(options.maxSteps ? { maxSteps: options.maxSteps } : {}), ...(options.success ? { successThreshold: options.success } : {}) };
-  const task = makeTask(options.id, kind as ObjectiveKind, target, images, geometryOf(data), schedule, options.seed);
-  await runTasks([task], { ...defaultSchedulerOptions, mode: 'plain', armsPerRound: 1 }, data, gradient, { maxBatch: 512, signal: options.signal });
-  return { kind, size: task.size, steps: task.step, ...(task.succeeded ? { trigger: task.objective.toTrigger(target, sources, task.bestParams) } : {}) };
+export interface ReestimateOptions {
+  seed: number;
+  maxSteps?: number;
+  batchSize?: number;
+  /** The share of images the trigger must move (default: the detectors' own for the kind). */
+  success?: number;
+  signal?: AbortSignal;
+}
+
+/** One trigger to reverse again: its kind, target and the source classes it names, on these images. */
+export interface ReestimateRequest {
+  kind: string;
+  target: number;
+  sources: number[];
+  images: number[];
+  /** Task id (seeds its random start). */
+  id: number;
+}
+
+/** Reverses each requested trigger again, all in one plain schedule; one result per request, in order. */
+export async function reestimateAll(requests: readonly ReestimateRequest[], data: Dataset, gradient: BatchGradient, options: ReestimateOptions): Promise<Reestimated[]> {
+  const geometry = geometryOf(data);
+  const tasks = requests.map((r) => {
+    const schedule = { ...scheduleFor(r.kind as ObjectiveKind), batchSize: options.batchSize ?? 32, ...(options.maxSteps ? { maxSteps: options.maxSteps } : {}), ...(options.success ? { successThreshold: options.success } : {}) };
+    return makeTask(r.id, r.kind as ObjectiveKind, r.target, r.images, geometry, schedule, options.seed);
+  });
+  await runTasks(tasks, { ...defaultSchedulerOptions, mode: 'plain', armsPerRound: tasks.length }, data, gradient, { maxBatch: 512, signal: options.signal });
+  return requests.map((r, i) => {
+    const task = tasks[i];
+    return { kind: r.kind, size: task.size, steps: task.step, ...(task.succeeded ? { trigger: task.objective.toTrigger(r.target, r.sources, task.bestParams) } : {}) };
+  });
+}
+
+export async function reestimate(kind: string, target: number, sources: number[], images: number[], data: Dataset, gradient: BatchGradient, options: ReestimateOptions & { id: number }): Promise<Reestimated> {
+  const [one] = await reestimateAll([{ kind, target, sources, images, id: options.id }], data, gradient, options);
+  return one;
 }
 
 /**

@@ -14,7 +14,7 @@ import type { FixJobResult, ScanJobResult, DescribeJobResult } from './jobs/mess
 import type { JobQueue } from './jobs/queue';
 import { cancelled, JobFailure } from './jobs/worker-host';
 import type { JobProgress } from './features/progress';
-import { Eta, etaText } from './features/eta';
+import { Eta, withEta } from './features/eta';
 import { JobLog } from './features/scan-log';
 import { verdictLine } from '../../protocol/verdict-text';
 import { settingsKey, type ScanSettings } from './settings';
@@ -108,7 +108,7 @@ export class CheckpointService {
           onProgress: (fraction, stage, step) => {
             log.stage(step, stage);
             const left = eta?.update(fraction);
-            progress.report(fraction, left === undefined ? stage : `${stage} — ${etaText(left)}`);
+            progress.report(fraction, withEta(stage, left));
             this.store.update(state, { fraction, stage, eta: left });
             // Report views follow the stage text; twice a second is enough for a person.
             if (Date.now() - lastNotified > 500) {
@@ -221,8 +221,7 @@ export class CheckpointService {
             },
             onProgress: (f, s, step) => {
               log.stage(step, s);
-              const left = eta.update(f);
-              progress.report(f, left === undefined ? s : `${s} — ${etaText(left)}`);
+              progress.report(f, withEta(s, eta.update(f)));
             },
           },
         )
@@ -232,7 +231,7 @@ export class CheckpointService {
           throw failure;
         })) as FixJobResult;
       const summary: FixSummary = { source: state.uri, outputs: result.written.map(fileUri), ...result.summary };
-      log.finished(result.written.length ? `${summary.outcome ?? 'done'}: wrote ${result.written.join(', ')}` : `${summary.outcome ?? 'done'}: wrote nothing`);
+      log.finished(`${summary.outcome}: ${result.written.length ? `wrote ${result.written.join(', ')}` : 'wrote nothing'}`);
       state.tried = new Map(state.tried ?? []).set(method, summary);
       this.host.changed(state);
       if (result.written.length === 0) return summary;

@@ -90,28 +90,16 @@ export function neuronsSection(report: ScanReport, t: Theme): HTMLElement | unde
 const diff = (before: number | null | undefined, after: number | null | undefined) =>
   before === null || before === undefined || after === null || after === undefined ? '' : `${after >= before ? '+' : '−'}${(100 * Math.abs(after - before)).toFixed(1)} pts`;
 
-/**
- * What a fix result may carry beyond accuracy and the overall attack success rate: its outcome
- * and headline, every attack it measured (each reversed trigger, the true trigger), per-class
- * accuracy. Whatever is there is shown.
- */
-type FixResultView = NonNullable<ReportView['fix']> & {
-  outcome?: string;
-  headline?: string;
-  attacks?: { what: string; before: number; after: number; n?: number }[];
-  perClass?: { before: (number | null)[]; after: (number | null)[] };
-};
-
-/** Original vs fixed: clean accuracy, attack success (overall and per measured attack), per-class accuracy. */
+/** Original vs fixed: the outcome, clean accuracy, attack success (overall and per measured attack). */
 export function compareSection(view: ReportView, t: Theme, open: (uri: string) => void): HTMLElement | undefined {
-  const fix = view.fix as FixResultView | undefined;
+  const fix = view.fix;
   if (!fix) return undefined;
   const b: Measurement = fix.before, a: Measurement = fix.after;
   const rows: { label: string; before: number | null; after: number | null; kind: 'accuracy' | 'asr' }[] = [
     { label: 'clean accuracy', before: b.accuracy, after: a.accuracy, kind: 'accuracy' },
     { label: `attack success${fix.asrSource ? ` (${fix.asrSource})` : ''}`, before: b.asr, after: a.asr, kind: 'asr' },
   ];
-  for (const attack of fix.attacks ?? []) rows.push({ label: `attack success, ${attack.what}${attack.n ? ` (${attack.n} images)` : ''}`, before: attack.before, after: attack.after, kind: 'asr' });
+  for (const attack of fix.attacks) rows.push({ label: `attack success, ${attack.what}${attack.n ? ` (${attack.n} images)` : ''}`, before: attack.before, after: attack.after, kind: 'asr' });
   const table = h(
     'table',
     { class: 'grid compare' },
@@ -120,12 +108,6 @@ export function compareSection(view: ReportView, t: Theme, open: (uri: string) =
   );
   const { box, canvas } = chartBox(`original vs fixed: accuracy ${pct(b.accuracy)} to ${pct(a.accuracy)}, attack success rate ${pct(b.asr)} to ${pct(a.asr)}`, 220);
   queueMicrotask(() => beforeAfter(canvas, t, rows));
-  const parts: (Node | string)[] = [table, box];
-  if (fix.perClass?.before.length) {
-    const per = chartBox('per-class clean accuracy, original vs fixed', 220);
-    queueMicrotask(() => beforeAfter(per.canvas, t, fix.perClass!.before.map((x, i) => ({ label: `class ${i}`, before: x, after: fix.perClass!.after[i] ?? null }))));
-    parts.push(h('h3', {}, 'Clean accuracy per class'), per.box);
-  }
   const source = h('a', { href: '#' }, decodeURIComponent(fix.source.split('/').pop() ?? fix.source));
   source.addEventListener('click', (e) => {
     e.preventDefault();
@@ -135,8 +117,8 @@ export function compareSection(view: ReportView, t: Theme, open: (uri: string) =
     fix.pruned.length ? `Pruned ${fix.pruned.length} neurons: ${fix.pruned.slice(0, 24).map((p) => `${p.layer}[${p.channel}]`).join(', ')}${fix.pruned.length > 24 ? ', …' : ''}.` : '',
     ...fix.notes,
   ].filter(Boolean);
-  const outcome = fix.outcome ? h('p', { class: `outcome outcome-${fix.outcome}`, id: 'fix-outcome' }, `Outcome: ${fix.outcome}${fix.headline ? ` — ${fix.headline}` : ''}`) : undefined;
-  return section('fix', 'Original vs fixed', h('p', {}, `Written by ${fix.method.toUpperCase()} from `, source, '.'), ...(outcome ? [outcome] : []), ...parts, ...lines.map((l) => h('p', { class: 'caption' }, l)));
+  const outcome = h('p', { class: `outcome outcome-${fix.outcome}`, id: 'fix-outcome' }, `Outcome: ${fix.outcome} — ${fix.headline}`);
+  return section('fix', 'Original vs fixed', h('p', {}, `Written by ${fix.method.toUpperCase()} from `, source, '.'), outcome, table, box, ...lines.map((l) => h('p', { class: 'caption' }, l)));
 }
 
 /** Images the analyses wrote that the trigger viewer does not draw. */

@@ -20,3 +20,8 @@ export function etaText(seconds: number | undefined): string {
   if (seconds < 90) return `about ${Math.round(seconds / 5) * 5} s left`;
   return `about ${Math.round(seconds / 60)} min left`;
 }
+
+/** The stage text with the time left, when there is an estimate: "Trigger reversal step 40/900 — about 20 s left". */
+export function withEta(stage: string, seconds: number | undefined): string {
+  return seconds === undefined ? stage : `${stage} — ${etaText(seconds)}`;
+}

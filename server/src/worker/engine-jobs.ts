@@ -23,11 +23,12 @@ import {
   type FixOutputs,
   type LoadedModel,
   type ScanReport,
+  type ScanResult,
   type TriggeredSet,
 } from '../../../engine';
 import type { AnalysisOutput } from '../../../engine/analyses/types';
 import { imageInputOf } from '../../../engine/evaluate';
-import type { AvailableFix, TriggerView } from '../../../protocol/report-view';
+import type { AvailableFix } from '../../../protocol/report-view';
 import type { DescribeJobResult, FixJobResult, JobRequest, JobResult, ScanJobResult } from '../jobs/messages';
 import { settingsKey, type ScanSettings } from '../settings';
 import { describeModel } from './describe';
@@ -151,20 +152,8 @@ export class EngineJobs {
       throw e;
     }
     ctx.signal.throwIfAborted();
-    const { report, images, outputs, data } = await this.scanLoaded(model, s, ctx);
-    const triggers = triggerViews(outputs, report, data);
-    // The viewer draws the triggers it has from their values; the PNGs stay for anything else.
-    const drawn = (i: { kind: string; pair?: { source: number; target: number }; label?: number }) =>
-      ['mask', 'pattern', 'stamped'].includes(i.kind) && triggers.views.some((v) => (i.pair ? v.pair?.source === i.pair.source && v.pair.target === i.pair.target : v.label === i.label));
-    return {
-      kind: 'scan',
-      report,
-      images: images.filter((i) => !drawn(i)).map((i) => ({ ...i })),
-      triggers: triggers.views,
-      triggersTotal: triggers.total,
-      outline: describeModel(model),
-      fixes: this.availableFixes(model, s),
-    };
+    const scanned = await this.scanLoaded(model, s, ctx);
+    return { kind: 'scan', report: scanned.report, ...scanViews(scanned, scanned.data), outline: describeModel(model), fixes: this.availableFixes(model, s) };
   }
 
   private async scanLoaded(model: LoadedModel, s: ScanSettings, ctx: JobContext) {
@@ -270,7 +259,7 @@ export class EngineJobs {
         ...(result.rescan ? { rescan: { verdict: result.rescan.report.verdict, targets: result.rescan.report.targets } } : {}),
       },
       ...(result.rescan && result.model && out
-        ? { rescan: { report: result.rescan.report, images: result.rescan.images.map((i) => ({ ...i })), ...rescanTriggers(result.rescan, data), outline: describeModel({ ...model, path: out.onnx, format: 'onnx', onnx: result.model, sourceKeys: undefined }), fixes: this.availableFixes({ ...model, onnx: result.model, sourceKeys: undefined }, s) } }
+        ? { rescan: { report: result.rescan.report, ...scanViews(result.rescan, data), outline: describeModel({ ...model, path: out.onnx, format: 'onnx', onnx: result.model, sourceKeys: undefined }), fixes: this.availableFixes({ ...model, onnx: result.model, sourceKeys: undefined }, s) } }
         : {}),
     };
   }
@@ -303,8 +292,11 @@ function refusedResult(path: string, e: UnsafeCheckpointError, s: ScanSettings):
   };
 }
 
-/** The trigger viewer's views of a fix's confirming rescan, as a scan job carries them. */
-function rescanTriggers(rescan: { outputs: ReadonlyMap<string, AnalysisOutput>; report: ScanReport }, data: Dataset | undefined): { triggers: TriggerView[]; triggersTotal: number } {
-  const { views, total } = triggerViews(rescan.outputs, rescan.report, data);
-  return { triggers: views, triggersTotal: total };
+/** What the editor shows of a scan besides its report: the trigger viewer's triggers, and the images it does not draw itself. */
+function scanViews(scanned: Pick<ScanResult, 'outputs' | 'report' | 'images'>, data: Dataset | undefined): Pick<ScanJobResult, 'images' | 'triggers' | 'triggersTotal'> {
+  const triggers = triggerViews(scanned.outputs, scanned.report, data);
+  // The viewer draws the triggers it has from their values; the PNGs stay for anything else.
+  const drawn = (i: { kind: string; pair?: { source: number; target: number }; label?: number }) =>
+    ['mask', 'pattern', 'stamped'].includes(i.kind) && triggers.views.some((v) => (i.pair ? v.pair?.source === i.pair.source && v.pair.target === i.pair.target : v.label === i.label));
+  return { images: scanned.images.filter((i) => !drawn(i)).map((i) => ({ ...i })), triggers: triggers.views, triggersTotal: triggers.total };
 }
