@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
-import { applyFix, assertNotInput, checkOutputPath, fixOutputs, outputLabel, purifiedWeights, writeFilesAtomic, type FixResult } from '../../engine';
+import { applyFix, assertNotInput, checkOutputPath, fixOutputs, outputLabel, purifiedWeights, reversedAgainText, writeFilesAtomic, type FixResult } from '../../engine';
 import { commonHelp, intOption, numberOption, parse, settingsFor, UsageError } from '../options';
 import { openData, openModel, openRuntime, stage, startJob } from '../load';
 import type { CommandResult } from '../main';
@@ -159,6 +159,7 @@ function describe(r: FixResult, written: string[] | undefined): string[] {
     if (m.accuracy) lines.push(`    ${m.accuracy.agreement ? 'agreement with the original' : 'clean accuracy'}: ${pct(m.accuracy.before)} → ${pct(m.accuracy.after)} (${m.accuracy.n} images)`);
     for (const t of m.triggers) lines.push(`    ${t.label}: ${pct(t.before)} → ${pct(t.after)} (${t.n} images)`);
     for (const u of m.unstamped) lines.push(`    ${u.label}: not measured (${u.reason})`);
+    for (const a of m.reversedAgain ?? []) lines.push(`    on the fixed model: ${reversedAgainText(a)}${a.survived ? ' — the backdoor survived' : ''}`);
     if (m.trueAttack) lines.push(`    true trigger (${basename(m.trueAttack.source)}): attack success ${pct(m.trueAttack.before)} → ${pct(m.trueAttack.after)} (${m.trueAttack.n} images)`);
   }
   if (r.rescan) {
