@@ -1,8 +1,5 @@
 /** Loading shared by the commands: the job's limits, the model, its data, a runtime. */
-import { loadDataset, loadModelForData, Runtime, type Dataset, type LoadedModel } from '../engine';
-import { asBackdoorLensError } from '../engine/errors';
-import { imageInputOf } from '../engine/evaluate';
-import { JobGuard } from '../engine/runtime/limits';
+import { loadDataset, loadModelForData, Runtime, asBackdoorLensError, imageInputOf, JobGuard, type Dataset, type LoadedModel } from '../engine';
 import type { Settings } from './options';
 
 /**

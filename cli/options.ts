@@ -1,8 +1,6 @@
 /** Command-line options shared by the subcommands, merged over backdoor-lens.json. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { BackdoorLensError, findConfig, readConfig, type BackdoorLensConfig, type PreprocessSpec } from '../engine';
-import { executionProviders, type ExecutionProvider } from '../engine/runtime';
-import { defaultTimeLimitSeconds, type JobLimits } from '../engine/runtime/limits';
+import { BackdoorLensError, findConfig, readConfig, executionProviders, defaultTimeLimitSeconds, type BackdoorLensConfig, type PreprocessSpec, type ExecutionProvider, type JobLimits } from '../engine';
 
 export const commonOptions = {
   json: { type: 'boolean' },

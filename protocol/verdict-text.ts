@@ -4,7 +4,7 @@
  * in the report (the report view's findings table, `--json`); these are for diagnostics, toasts,
  * the status bar and the log.
  */
-import type { Finding, NeuronScore, ScanReport, VerdictEvidence } from '../engine/report/types';
+import type { Finding, NeuronScore, ScanReport, VerdictEvidence } from '../engine';
 
 export const MAX_LINE = 120;
 

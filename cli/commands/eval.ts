@@ -1,6 +1,4 @@
-import { evaluate } from '../../engine';
-import { strip } from '../../engine/analyses/strip';
-import { triggerFlags } from '../../engine/fixes/bna-graph';
+import { evaluate, strip, triggerFlags } from '../../engine';
 import { commonHelp, intOption, parse, settingsFor, UsageError } from '../options';
 import { openData, openModel, openRuntime, stage, startJob } from '../load';
 import type { CommandResult } from '../main';

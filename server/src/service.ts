@@ -4,11 +4,9 @@
  * when something it shows has changed.
  */
 import { existsSync } from 'node:fs';
-import { asBackdoorLensError } from '../../engine/errors';
-import { removeTempFiles } from '../../engine/io/atomic';
+import { asBackdoorLensError, removeTempFiles, fixOutputs, type FixOutputs } from '../../engine';
 import type { FixSummary, ScanSummary } from '../../protocol/lsp';
 import { CheckpointStore, sha256File, type CheckpointState } from './checkpoints';
-import { fixOutputs, type FixOutputs } from '../../engine/fixes/output-name';
 import { possibleLabels } from './fix-output';
 import type { FixJobResult, ScanJobResult, DescribeJobResult } from './jobs/messages';
 import type { JobQueue } from './jobs/queue';

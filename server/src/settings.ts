@@ -4,7 +4,7 @@
  */
 import { statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { findConfig, type BackdoorLensConfig } from '../../engine/config';
+import { findConfig, type BackdoorLensConfig } from '../../engine';
 
 /** The editor settings section `backdoorLens`, as the client sends it. */
 export interface EditorSettings {

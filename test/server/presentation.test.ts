@@ -16,7 +16,7 @@ import { Eta, etaText } from '../../server/src/features/eta';
 import { changeOf } from '../../server/src/features/report-view';
 import { JobLog } from '../../server/src/features/scan-log';
 import { JobFailure } from '../../server/src/jobs/worker-host';
-import { triggerViews } from '../../server/src/worker/trigger-views';
+import { triggerViews } from '../../engine/report/trigger-views';
 import { scanReport } from './report-fixture';
 
 const evidence = (over: Partial<VerdictEvidence>): VerdictEvidence => ({ method: 'pairs:patch', statistic: 'anomaly index', value: 9.52, threshold: 7, direction: 'above', thresholdSource: "BNA's default (7)", flagged: true, targets: [0], attackType: 'all-to-one', summary: '', ...over });

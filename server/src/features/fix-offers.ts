@@ -5,7 +5,7 @@
  * method that flagged nothing, a trigger correction without a detected trigger) is not offered in
  * the lightbulb; the command palette lists it with the reason.
  */
-import type { ScanReport } from '../../../engine/report/types';
+import type { ScanReport } from '../../../engine';
 import type { FixSummary } from '../../../protocol/lsp';
 import type { AvailableFix, FixOffer } from '../../../protocol/report-view';
 import { clip } from '../../../protocol/verdict-text';

@@ -5,34 +5,10 @@
  */
 import { availableParallelism } from 'node:os';
 import { basename } from 'node:path';
-import {
-  analyses,
-  applyFix,
-  AUTO,
-  fixes,
-  outputLabel,
-  loadDataset,
-  loadModelForData,
-  purifiedWeights,
-  refusedScanReport,
-  Runtime,
-  scan,
-  UnsafeCheckpointError,
-  writeFilesAtomic,
-  type Dataset,
-  type FixOutputs,
-  type LoadedModel,
-  type ScanReport,
-  type ScanResult,
-  type TriggeredSet,
-} from '../../../engine';
-import type { AnalysisOutput } from '../../../engine/analyses/types';
-import { imageInputOf } from '../../../engine/evaluate';
+import { analyses, applyFix, AUTO, fixes, outputLabel, loadDataset, loadModelForData, purifiedWeights, refusedScanReport, Runtime, scan, UnsafeCheckpointError, writeFilesAtomic, imageInputOf, modelOutline, refusedOutline, triggerViews, type Dataset, type FixOutputs, type LoadedModel, type ScanReport, type ScanResult, type TriggeredSet, type AnalysisOutput } from '../../../engine';
 import type { AvailableFix } from '../../../protocol/report-view';
 import type { DescribeJobResult, FixJobResult, JobRequest, JobResult, ScanJobResult } from '../jobs/messages';
 import { settingsKey, type ScanSettings } from '../settings';
-import { describeModel } from './describe';
-import { triggerViews } from './trigger-views';
 
 export interface JobContext {
   signal: AbortSignal;
@@ -153,7 +129,7 @@ export class EngineJobs {
     }
     ctx.signal.throwIfAborted();
     const scanned = await this.scanLoaded(model, s, ctx);
-    return { kind: 'scan', report: scanned.report, ...scanViews(scanned, scanned.data), outline: describeModel(model), fixes: this.availableFixes(model, s) };
+    return { kind: 'scan', report: scanned.report, ...scanViews(scanned, scanned.data), outline: modelOutline(model), fixes: this.availableFixes(model, s) };
   }
 
   private async scanLoaded(model: LoadedModel, s: ScanSettings, ctx: JobContext) {
@@ -180,7 +156,7 @@ export class EngineJobs {
 
   private async describe(path: string, s: ScanSettings): Promise<DescribeJobResult> {
     const model = await this.load(path, s);
-    return { kind: 'describe', outline: describeModel(model), fixes: this.availableFixes(model, s) };
+    return { kind: 'describe', outline: modelOutline(model), fixes: this.availableFixes(model, s) };
   }
 
   private async fix(path: string, method: string, layer: string | undefined, s: ScanSettings, outputs: Record<string, FixOutputs>, ctx: JobContext): Promise<FixJobResult> {
@@ -259,7 +235,7 @@ export class EngineJobs {
         ...(result.rescan ? { rescan: { verdict: result.rescan.report.verdict, targets: result.rescan.report.targets } } : {}),
       },
       ...(result.rescan && result.model && out
-        ? { rescan: { report: result.rescan.report, ...scanViews(result.rescan, data), outline: describeModel({ ...model, path: out.onnx, format: 'onnx', onnx: result.model, sourceKeys: undefined }), fixes: this.availableFixes({ ...model, onnx: result.model, sourceKeys: undefined }, s) } }
+        ? { rescan: { report: result.rescan.report, ...scanViews(result.rescan, data), outline: modelOutline({ ...model, path: out.onnx, format: 'onnx', onnx: result.model, sourceKeys: undefined }), fixes: this.availableFixes({ ...model, onnx: result.model, sourceKeys: undefined }, s) } }
         : {}),
     };
   }
@@ -287,7 +263,7 @@ function refusedResult(path: string, e: UnsafeCheckpointError, s: ScanSettings):
     images: [],
     triggers: [],
     triggersTotal: 0,
-    outline: { path, format: e.format, sha256: e.sha256, numClasses: null, bn: 'unknown', inputs: [], outputs: [], layers: [] },
+    outline: refusedOutline(path, e.format, e.sha256),
     fixes: [],
   };
 }

@@ -4,11 +4,49 @@
  * warp's flow field), one per flagged pair or label. Kinds this module does not know still get a
  * row with the clean image, so the viewer can say what it cannot draw.
  */
-import { indicesOfClass, sampleSize, type Dataset, type ResolvedPreprocess } from '../../../engine/data/types';
-import type { AnalysisOutput } from '../../../engine/analyses/types';
-import { stampTrigger, type ReversedTrigger } from '../../../engine/analyses/trigger';
-import type { ScanReport } from '../../../engine/report/types';
-import type { PixelImage, TriggerView } from '../../../protocol/report-view';
+import { indicesOfClass, sampleSize, type Dataset, type ResolvedPreprocess } from '../data/types';
+import type { AnalysisOutput } from '../analyses/types';
+import { stampTrigger, type ReversedTrigger } from '../analyses/trigger';
+import type { ScanReport } from './types';
+
+/**
+ * An image in pixel space for the trigger viewer: `width`×`height`×`channels` bytes, row-major,
+ * channels last, base64. A signed image (a perturbation) stores 128 + 127·v/scale.
+ */
+export interface PixelImage {
+  width: number;
+  height: number;
+  channels: number;
+  data: string;
+  /** Signed images: the pixel value (0–1 range) that ±127 stands for. */
+  scale?: number;
+}
+
+/** One reversed trigger, for the trigger viewer: one row per flagged pair (or label). */
+export interface TriggerView {
+  /** 'patch' (mask + pattern), 'perturbation' (additive), 'warp' (a flow field), or a kind this viewer may not know. */
+  kind: string;
+  /** The detector and objective, e.g. 'pairs:patch', 'nc'. */
+  method: string;
+  target: number;
+  pair?: { source: number; target: number };
+  label?: number;
+  /** How the pair was flagged ('transfer': the trigger is the one reversed for the outlier pairs). */
+  via?: 'outlier' | 'transfer';
+  /** A clean image of the source class, and the same image with the trigger. */
+  clean?: PixelImage;
+  stamped?: PixelImage;
+  /** patch: the mask, one channel, 255 = fully the pattern. */
+  mask?: PixelImage;
+  /** patch: the pattern in pixel space. */
+  pattern?: PixelImage;
+  /** perturbation: the additive change in pixel space, signed. */
+  perturbation?: PixelImage;
+  /** warp: the displacement per pixel (dx, dy), signed, in pixels. */
+  flow?: PixelImage;
+  /** e.g. '|m|₁ = 2.9' or '‖v‖₂ = 0.41'. */
+  size?: string;
+}
 
 /** Rows the viewer gets at most (an all-to-all backdoor on 10 classes flags 90 pairs). */
 export const TRIGGER_LIMIT = 24;
