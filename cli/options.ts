@@ -1,6 +1,6 @@
 /** Command-line options shared by the subcommands, merged over backdoor-lens.json. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { BackdoorLensError, findConfig, readConfig, executionProviders, defaultTimeLimitSeconds, type BackdoorLensConfig, type PreprocessSpec, type ExecutionProvider, type JobLimits } from '../engine';
+import { BackdoorLensError, findConfig, readConfig, executionProviders, defaultTimeLimitSeconds, type BackdoorLensConfig, type PreprocessSpec, type ExecutionProvider, type JobLimits, type LoadedConfig, type SessionConfig } from '../engine';
 
 export const commonOptions = {
   json: { type: 'boolean' },
@@ -76,20 +76,17 @@ function numberList(values: OptionValues, name: string): number[] | undefined {
   return list;
 }
 
-export interface Settings {
-  config?: { path: string; config: BackdoorLensConfig };
-  provider: ExecutionProvider;
-  threads?: number;
-  arch?: string;
-  numClasses?: number;
-  data?: string;
-  labels?: string;
+/**
+ * A command's settings: the session's configuration (backdoor-lens.json's shape, flags over the
+ * file), the file it came from, and the job's limits.
+ */
+export interface Settings extends SessionConfig {
+  /** The backdoor-lens.json that was read, if any. */
+  file?: LoadedConfig;
+  executionProvider: ExecutionProvider;
   dataKind: 'clean' | 'mixed';
   preprocess: PreprocessSpec;
-  batchSize?: number;
   seed: number;
-  /** Load limits: the flags over `limits` in backdoor-lens.json; unset ones keep the engine's defaults. */
-  limits: { maxModelBytes?: number; maxTensorElements?: number };
   /** The job's limits: --time-limit over timeLimitSeconds over the default (0: none); --max-memory over limits.maxMemoryMB. */
   job: JobLimits;
 }
@@ -128,9 +125,10 @@ export function settingsFor(modelPath: string | undefined, values: OptionValues)
   if (timeLimit < 0) throw new UsageError(`--time-limit must be 0 (no limit) or more seconds, got '${values['time-limit']}'`);
   const maxMemoryMB = positiveOption(values, 'max-memory') ?? c.limits?.maxMemoryMB;
   return {
-    config: loaded,
+    ...c,
+    file: loaded,
     job: { timeLimitMs: timeLimit > 0 ? timeLimit * 1000 : undefined, maxMemoryMB },
-    provider: provider as ExecutionProvider,
+    executionProvider: provider as ExecutionProvider,
     threads: intOption(values, 'threads') ?? c.threads,
     arch: (values.arch as string | undefined) ?? c.arch,
     numClasses: intOption(values, 'num-classes', 2) ?? c.numClasses,
