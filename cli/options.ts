@@ -1,6 +1,6 @@
 /** Command-line options shared by the subcommands, merged over backdoor-lens.json. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { BackdoorLensError, findConfig, readConfig, executionProviders, defaultTimeLimitSeconds, type BackdoorLensConfig, type PreprocessSpec, type ExecutionProvider, type JobLimits, type LoadedConfig, type SessionConfig } from '../engine';
+import { BackdoorLensError, checkMethodOptions, findConfig, readConfig, executionProviders, defaultTimeLimitSeconds, type BackdoorLensConfig, type PreprocessSpec, type ExecutionProvider, type JobLimits, type LoadedConfig, type SessionConfig } from '../engine';
 
 export const commonOptions = {
   json: { type: 'boolean' },
@@ -95,6 +95,7 @@ export interface Settings extends SessionConfig {
 export function settingsFor(modelPath: string | undefined, values: OptionValues): Settings {
   const loaded = typeof values.config === 'string' ? readConfig(values.config) : modelPath ? findConfig(modelPath, process.cwd()) : undefined;
   const c: BackdoorLensConfig = loaded?.config ?? {};
+  if (loaded) checkMethodOptions(c.methodOptions, `methodOptions in ${loaded.path}`);
   const provider = (values.provider as string | undefined) ?? c.executionProvider ?? 'cpu';
   if (!executionProviders.includes(provider as ExecutionProvider)) throw new UsageError(`--provider must be one of ${executionProviders.join(', ')}, got '${provider}'`);
   const dataKind = (values['data-kind'] as string | undefined) ?? c.dataKind ?? 'clean';

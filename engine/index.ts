@@ -36,3 +36,5 @@ export { modelOutline, refusedOutline, type ModelOutline, type OutlineLayer, typ
 export { triggerViews, TRIGGER_LIMIT, type PixelImage, type TriggerView } from './report/trigger-views';
 export { Session, type SessionConfig, type SessionScan, type SessionFix, type DataRequest, type Measurement, type MeasureOptions, type FixFiles } from './session';
 export type { LoadedConfig } from './config';
+export { methodOptionSpecs, parseMethodOptions, checkOptions as checkMethodOptions, methodOptionsHelp } from './methods';
+export { mergeMethodOptions, type MethodOptions, type OptionSpec, type OptionSpecs } from './method-options';

@@ -72,7 +72,7 @@ const dataNeedText: Record<Analysis['needs'], string> = {
 };
 
 /** Why an analysis cannot run with this data, if it cannot. */
-export function missingData(a: Analysis, data: Dataset | undefined, kind: DataKind): string | undefined {
+export function missingData(a: Pick<Analysis, 'needs'>, data: Dataset | undefined, kind: DataKind): string | undefined {
   if (a.needs === 'none') return undefined;
   if (!data) return `needs ${dataNeedText[a.needs]}`;
   if (a.needs === 'labelled' && !data.labels) return `needs labels, and ${data.source} has none`;

@@ -15,6 +15,7 @@ import { purifiedWeights } from './formats';
 import type { LoadedModel, LoadOptions } from './formats/types';
 import { modelInfo, type ModelInfo } from './info';
 import { loadModelForData } from './load-for-data';
+import { checkOptions } from './methods';
 import { modelOutline, type ModelOutline } from './outline';
 import { strip, type StripResult } from './analyses/strip';
 import { Runtime } from './runtime';
@@ -66,11 +67,17 @@ export interface FixFiles {
 export class Session {
   private ownRuntime?: Runtime;
 
-  /** `runtime`: one the caller keeps (the worker's); by default the session makes its own when it first runs a model, and disposes it. */
+  /**
+   * `runtime`: one the caller keeps (the worker's); by default the session makes its own when it
+   * first runs a model, and disposes it. `configPath`: the backdoor-lens.json the settings came from, for messages.
+   */
   constructor(
     readonly config: SessionConfig,
-    private readonly options: { runtime?: Runtime } = {},
-  ) {}
+    private readonly options: { runtime?: Runtime; configPath?: string } = {},
+  ) {
+    // An option no method declares would be silently ignored: name the known ones instead.
+    checkOptions(config.methodOptions, options.configPath ? `methodOptions in ${options.configPath}` : 'methodOptions');
+  }
 
   /** The runtime models run on; made on first use, so opening or describing a model never needs an execution provider. */
   get runtime(): Runtime {

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
-import { assertNotInput, checkOutputPath, fixOutputs, outputLabel, writeFilesAtomic, type FixResult, type LoadedModel, type Session } from '../../engine';
+import { AUTO, assertNotInput, checkOutputPath, mergeMethodOptions, methodOptionsHelp, parseMethodOptions, fixOutputs, outputLabel, writeFilesAtomic, type FixResult, type LoadedModel, type Session } from '../../engine';
 import { commonHelp, intOption, numberOption, parse, settingsFor, UsageError } from '../options';
 import { openSession, stage, startJob } from '../load';
 import type { CommandResult } from '../main';
@@ -32,11 +32,14 @@ Fix options:
   --no-reversal          do not reverse triggers first: only --triggered can then show a removal
   --mode fixed|adaptive  pruning: the paper's threshold u, or by rank until the reversed trigger fails (default adaptive)
   --u X                  threshold multiplier for fixed mode (default 3)
-  --option key=value     an option of the method (repeatable), e.g. --option layer=bn3 prunes that layer's flags;
-                         method.key=value sets another method's, e.g. pairs.threshold=4 for the trigger reversal
+  --option m.key=value   a method option (repeatable; listed below), e.g. pairs.imagesPerClass=20 for the
+                         trigger reversal; a bare key=value is --method's own, e.g. layer=bn3 prunes that layer's flags
   --force                overwrite --out if it exists (never the input)
 
-${commonHelp}`;
+${commonHelp}
+
+Method options (--option method.key=value; "methodOptions" in backdoor-lens.json):
+${methodOptionsHelp('fix')}`;
 
 const pct = (x: number | null | undefined) => (x === null || x === undefined ? 'n/a' : `${(100 * x).toFixed(1)}%`);
 
@@ -82,16 +85,9 @@ export async function fixCommand(args: string[]): Promise<CommandResult> {
   const s = settingsFor(input, values);
   const target = intOption(values, 'target') ?? (values['all-to-all'] ? undefined : s.target);
   const allToAll = !!values['all-to-all'];
-  const methodOptions = { ...s.methodOptions };
-  const options: Record<string, unknown> = { ...methodOptions[method] };
-  // key=value is an option of --method; method.key=value one of another method (e.g. pairs.threshold for the trigger reversal).
-  for (const item of (values.option as string[] | undefined) ?? []) {
-    const m = /^(?:([A-Za-z0-9_-]+)\.)?([A-Za-z0-9_]+)=(.*)$/.exec(item);
-    if (!m) throw new UsageError(`--option must look like key=value or method.key=value, got '${item}'`);
-    const value = Number.isFinite(Number(m[3])) && m[3] !== '' ? Number(m[3]) : m[3];
-    if (!m[1] || m[1] === method) options[m[2]] = value;
-    else methodOptions[m[1]] = { ...methodOptions[m[1]], [m[2]]: value };
-  }
+  // method.key=value sets any method's option (pairs.* for the trigger reversal first); a bare key=value is --method's own.
+  const methodOptions = mergeMethodOptions(s.methodOptions, parseMethodOptions((values.option as string[] | undefined) ?? [], method === AUTO ? undefined : method));
+  const options = { ...methodOptions[method] };
   const guard = startJob('fix', s);
   const session = openSession({ ...s, threshold: numberOption(values, 'u') ?? s.threshold, methodOptions });
   try {

@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
-import { formatRefusedReport, formatReport, refusedScanReport, toSarif, UnsafeCheckpointError, writeFileAtomic, type LoadedModel, type ScanReport } from '../../engine';
+import { formatRefusedReport, formatReport, mergeMethodOptions, methodOptionsHelp, parseMethodOptions, refusedScanReport, toSarif, UnsafeCheckpointError, writeFileAtomic, type LoadedModel, type ScanReport } from '../../engine';
 import { commonHelp, intOption, numberOption, parse, settingsFor, UsageError } from '../options';
 import { openSession, stage, startJob } from '../load';
 import { exitCodeHelp, exitCodes, inconclusiveExitCode } from '../exit-codes';
@@ -13,23 +13,15 @@ ${exitCodeHelp}
 Scan options:
   --methods a,b          analyses to run (default: all that fit the data)
   --u X                  threshold multiplier u in mean ± u·std for neuron methods (default 3)
-  --option m.key=value   a method option, e.g. --option anp.iterations=500 (repeatable)
+  --option m.key=value   a method option, e.g. --option anp.iterations=500 (repeatable; listed below)
   --sarif                SARIF 2.1.0 output (for GitHub code scanning)
   --out FILE             write the JSON/SARIF report to FILE (text summary still printed)
   --artifacts DIR        where to write trigger images (default: beside --out)
 
-${commonHelp}`;
+${commonHelp}
 
-function methodOptions(list: string[] | undefined): Record<string, Record<string, unknown>> {
-  const out: Record<string, Record<string, unknown>> = {};
-  for (const item of list ?? []) {
-    const m = /^([a-z0-9-]+)\.([A-Za-z0-9_]+)=(.*)$/.exec(item);
-    if (!m) throw new UsageError(`--option must look like method.key=value, got '${item}'`);
-    const v = m[3];
-    (out[m[1]] ??= {})[m[2]] = v === 'true' ? true : v === 'false' ? false : v !== '' && Number.isFinite(Number(v)) ? Number(v) : v;
-  }
-  return out;
-}
+Method options (--option method.key=value; "methodOptions" in backdoor-lens.json):
+${methodOptionsHelp('scan')}`;
 
 export async function scanCommand(args: string[]): Promise<CommandResult> {
   const { values, positionals } = parse(args, {
@@ -48,7 +40,7 @@ export async function scanCommand(args: string[]): Promise<CommandResult> {
   const u = numberOption(values, 'u') ?? s.threshold;
   if (u !== undefined && u <= 0) throw new UsageError('--u must be positive');
   const guard = startJob('scan', s);
-  const session = openSession({ ...s, methods, threshold: u, methodOptions: { ...s.methodOptions, ...methodOptions(values.option as string[] | undefined) } });
+  const session = openSession({ ...s, methods, threshold: u, methodOptions: mergeMethodOptions(s.methodOptions, parseMethodOptions((values.option as string[] | undefined) ?? [])) });
   let model: LoadedModel;
   try {
     model = await stage(guard, 'loading the model', () => session.open(positionals[0], { interrupt: guard.interrupt }));

@@ -21,6 +21,7 @@ import type { OnnxModel } from '../graph/model';
 import type { Tensor } from '../tensor';
 import { gateLayers, gatedPredictions, pruningGates, type GatedModel } from './neuron-gates';
 import { checkDataFits, checkLabelRange, noNeuronLayers, preActivationLayers, ownParameters, requireLayers, type NeuronLayer } from './neuron-layers';
+import type { OptionSpecs } from '../method-options';
 import { firstSamples, numberOption } from './neuron-options';
 import { neuronOutput, type LayerScores } from './neuron-report';
 import { largestHolding } from './neuron-search';
@@ -277,6 +278,23 @@ export async function chooseThreshold(runtime: AnalysisContext['runtime'], gated
 
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 
+/** ANP's options (the paper's defaults, ANP_DEFAULTS), one line each. */
+export const ANP_OPTIONS: OptionSpecs = {
+  schedule: { type: 'string', default: 'interactive', doc: "'reference': the authors' schedule, 3 gradients per iteration; 'interactive' stops once the pruning settles" },
+  eps: { type: 'number', default: ANP_DEFAULTS.eps, doc: 'perturbation bound ε of the neuron masks' },
+  steps: { type: 'integer', default: ANP_DEFAULTS.steps, doc: 'ascent steps on the perturbation per iteration' },
+  alpha: { type: 'number', default: ANP_DEFAULTS.alpha, doc: 'weight α of the natural loss against the perturbed loss' },
+  batchSize: { type: 'integer', default: ANP_DEFAULTS.batchSize, doc: 'images per iteration' },
+  iterations: { type: 'integer', default: ANP_DEFAULTS.iterations, doc: 'mask optimisation iterations at most' },
+  lr: { type: 'number', default: ANP_DEFAULTS.lr, doc: 'mask learning rate' },
+  momentum: { type: 'number', default: ANP_DEFAULTS.momentum, doc: 'SGD momentum of the masks' },
+  budget: { type: 'number', default: ANP_DEFAULTS.budget, doc: 'clean accuracy (points) the chosen pruning threshold may cost' },
+  samples: { type: 'integer', default: ANP_DEFAULTS.samples, doc: 'clean images used (0: all given)' },
+  checkEvery: { type: 'integer', default: ANP_DEFAULTS.checkEvery, doc: 'interactive: iterations between pruning checks' },
+  patience: { type: 'integer', default: ANP_DEFAULTS.patience, doc: 'interactive: unchanged checks in a row that stop the run' },
+  minIterations: { type: 'integer', default: ANP_DEFAULTS.minIterations, doc: 'interactive: iterations before the run may stop' },
+};
+
 export const anp: Analysis = {
   id: 'anp',
   title: 'Adversarial neuron pruning (ANP)',
@@ -285,6 +303,7 @@ export const anp: Analysis = {
   // The reference defaults take 3 × 2000 gradient evaluations: minutes on a CPU even for a small
   // CNN. A scan runs ANP when asked for (--methods anp), not on every model it opens.
   runsByDefault: false,
+  options: ANP_OPTIONS,
   notApplicable: (model) => noNeuronLayers(model, preActivationLayers(model.onnx), 'BatchNormalization or convolution layers'),
   async run(ctx: AnalysisContext): Promise<AnalysisOutput> {
     const model = ownParameters(ctx.model.onnx);

@@ -10,7 +10,7 @@ import type { LoadedModel } from '../formats/types';
 import { bnStatus } from '../graph/patterns';
 import { forEachActivationBatch } from './neuron-activations';
 import { bnNeuronLayers, checkDataFits, ownParameters, requireLayers } from './neuron-layers';
-import { firstSamples, numberOption } from './neuron-options';
+import { firstSamples, numberOption, THRESHOLD_MULTIPLIER_OPTION } from './neuron-options';
 import { neuronOutput, type LayerScores } from './neuron-report';
 import { ChannelMoments, layerThreshold } from './neuron-stats';
 import type { Analysis, AnalysisContext, AnalysisOutput } from './types';
@@ -35,6 +35,10 @@ export const bnp: Analysis = {
   needs: 'clean',
   detector: false,
   runsByDefault: true,
+  options: {
+    u: THRESHOLD_MULTIPLIER_OPTION,
+    samples: { type: 'integer', default: BNP_DEFAULT_SAMPLES, doc: 'clean images the activations are collected on (0: all)' },
+  },
   notApplicable: bnFoldedReason,
   async run(ctx: AnalysisContext): Promise<AnalysisOutput> {
     const model = ownParameters(ctx.model.onnx);

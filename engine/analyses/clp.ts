@@ -14,6 +14,7 @@ import type { OnnxModel } from '../graph/model';
 import { convNeuronLayers, noNeuronLayers, ownParameters, requireLayers, type NeuronLayer } from './neuron-layers';
 import { neuronOutput, type LayerScores } from './neuron-report';
 import { largestSingularValue, layerThreshold } from './neuron-stats';
+import { THRESHOLD_MULTIPLIER_OPTION } from './neuron-options';
 import type { Analysis, AnalysisContext, AnalysisOutput } from './types';
 
 export function clpScores(model: OnnxModel, layer: NeuronLayer): Float64Array {
@@ -47,6 +48,9 @@ export const clp: Analysis = {
   needs: 'none',
   detector: false,
   runsByDefault: true,
+  options: {
+    u: THRESHOLD_MULTIPLIER_OPTION,
+  },
   notApplicable: (model) => noNeuronLayers(model, layersOf(model), 'convolution with stored weights'),
   async run(ctx: AnalysisContext): Promise<AnalysisOutput> {
     const model = ownParameters(ctx.model.onnx);

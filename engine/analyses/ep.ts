@@ -11,7 +11,7 @@ import type { OnnxModel } from '../graph/model';
 import { bnStatus } from '../graph/patterns';
 import { forEachActivationBatch } from './neuron-activations';
 import { checkDataFits, noNeuronLayers, preActivationLayers, ownParameters, requireLayers } from './neuron-layers';
-import { firstSamples, numberOption } from './neuron-options';
+import { firstSamples, numberOption, THRESHOLD_MULTIPLIER_OPTION } from './neuron-options';
 import { neuronOutput, type LayerScores } from './neuron-report';
 import { histogramEntropy, layerThreshold, mean, unbiasedStd } from './neuron-stats';
 import type { Analysis, AnalysisContext, AnalysisOutput } from './types';
@@ -60,6 +60,11 @@ export const ep: Analysis = {
   needs: 'mixed',
   detector: false,
   runsByDefault: true,
+  options: {
+    u: THRESHOLD_MULTIPLIER_OPTION,
+    samples: { type: 'integer', default: EP_DEFAULT_SAMPLES, doc: 'images the activations are collected on (0: all)' },
+    binWidth: { type: 'number', default: EP_DEFAULT_BIN_WIDTH, doc: 'histogram bin width of the entropy estimate' },
+  },
   notApplicable: (model) => noNeuronLayers(model, preActivationLayers(model.onnx), 'BatchNormalization or convolution layers'),
   async run(ctx: AnalysisContext): Promise<AnalysisOutput> {
     const model = ownParameters(ctx.model.onnx);

@@ -57,6 +57,9 @@ export const fp: Analysis = {
   needs: 'labelled',
   detector: false,
   runsByDefault: true,
+  options: {
+    margin: { type: 'number', default: FP_DEFAULT_MARGIN, doc: 'clean accuracy (fraction) the dormant-channel pruning may cost' },
+  },
   notApplicable: (model) => noNeuronLayers(model, convNeuronLayers(model.onnx), 'convolution with stored weights'),
   async run(ctx: AnalysisContext): Promise<AnalysisOutput> {
     const model = ownParameters(ctx.model.onnx);

@@ -24,6 +24,7 @@ import type { BatchGradient } from './reversal-batch';
 import { inputGradient } from './reversal-gradient';
 import { channelIndex, sampleValues, type SampleGeometry } from './reversal-objectives';
 import { MMBD_THRESHOLD } from './thresholds';
+import type { OptionSpecs } from '../method-options';
 import type { Analysis, AnalysisContext, AnalysisOutput } from './types';
 
 export interface MmbdOptions {
@@ -223,6 +224,18 @@ export function testMargins(statistics: readonly number[]): MarginTest {
 
 const fmtP = (p: number) => (p === 0 ? '0' : p < 1e-3 ? p.toExponential(1) : p.toFixed(3));
 
+/** MM-BD's options; the defaults are this tool's (defaultMmbdOptions), `preset=reference` the authors'. */
+export const MMBD_OPTIONS: OptionSpecs = {
+  preset: { type: 'string', doc: "'reference': the authors' settings (SGD, 30 starts, 300 steps) in place of this tool's" },
+  optimizer: { type: 'string', default: defaultMmbdOptions.optimizer, doc: 'adam or sgd (the ascent on each class margin)' },
+  starts: { type: 'integer', default: defaultMmbdOptions.starts, doc: 'random starts per class' },
+  steps: { type: 'integer', default: defaultMmbdOptions.steps, doc: 'ascent steps per start' },
+  lr: { type: 'number', default: defaultMmbdOptions.lr, doc: 'ascent step size (pixel units)' },
+  tolerance: { type: 'number', default: defaultMmbdOptions.tolerance, doc: 'stop a start once its margin gains less than this' },
+  threshold: { type: 'number', default: MMBD_THRESHOLD.value, doc: 'p-value below which the largest margin is flagged' },
+  maxBatch: { type: 'integer', default: defaultMmbdOptions.maxBatch, doc: 'images per gradient call at most (bounds memory)' },
+};
+
 export const mmbdAnalysis: Analysis = {
   id: 'mmbd',
   title: 'MM-BD maximum margin (data-free)',
@@ -231,6 +244,7 @@ export const mmbdAnalysis: Analysis = {
   // On the development zoo its margins are led by one natural class (bag) on clean and
   // backdoored models alike (docs/findings/BL006.md): with labelled data trigger reversal decides.
   runsByDefault: 'without-data',
+  options: MMBD_OPTIONS,
   async run(ctx): Promise<AnalysisOutput> {
     const o = mmbdOptions(ctx.options);
     const geometry = dataFreeGeometry(ctx, ctx.preprocess);

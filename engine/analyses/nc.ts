@@ -13,7 +13,17 @@ import { geometryOf, makeTask, runTasks } from './reversal-run';
 import { patchSchedule } from './reversal-task';
 import { triggerArtifacts } from './trigger-artifacts';
 import type { ReversedTrigger } from './trigger';
+import type { OptionSpecs } from '../method-options';
 import type { Analysis, AnalysisOutput } from './types';
+
+/** Neural Cleanse's options; the defaults are the paper's where it gives them. */
+export const NC_OPTIONS = {
+  threshold: { type: 'number', default: 2, doc: 'MAD anomaly index above which a label is flagged' },
+  imagesPerClass: { type: 'integer', default: 100, doc: 'clean images per class the triggers are reversed on' },
+  batchSize: { type: 'integer', default: 32, doc: 'images per optimisation step' },
+  maxSteps: { type: 'integer', default: 300, doc: 'optimisation steps per label at most' },
+  maxBatch: { type: 'integer', default: 512, doc: 'images per gradient call at most (bounds memory)' },
+} as const satisfies OptionSpecs;
 
 export const ncAnalysis: Analysis = {
   id: 'nc',
@@ -21,12 +31,13 @@ export const ncAnalysis: Analysis = {
   needs: 'labelled',
   detector: true,
   runsByDefault: false,
+  options: NC_OPTIONS,
   async run(ctx): Promise<AnalysisOutput> {
     const data = ctx.data!;
-    const threshold = positiveOption(ctx.options, 'nc', 'threshold', 2);
-    const schedule = { ...patchSchedule, batchSize: Math.floor(positiveOption(ctx.options, 'nc', 'batchSize', 32)), maxSteps: Math.floor(positiveOption(ctx.options, 'nc', 'maxSteps', 300)) };
+    const threshold = positiveOption(ctx.options, 'nc', 'threshold', NC_OPTIONS.threshold.default);
+    const schedule = { ...patchSchedule, batchSize: Math.floor(positiveOption(ctx.options, 'nc', 'batchSize', NC_OPTIONS.batchSize.default)), maxSteps: Math.floor(positiveOption(ctx.options, 'nc', 'maxSteps', NC_OPTIONS.maxSteps.default)) };
     const K = await classCount(ctx, data);
-    const perClass = Math.floor(positiveOption(ctx.options, 'nc', 'imagesPerClass', 100));
+    const perClass = Math.floor(positiveOption(ctx.options, 'nc', 'imagesPerClass', NC_OPTIONS.imagesPerClass.default));
     const byClass = imagesByClass(data, K, perClass, ctx.seed);
     const geometry = geometryOf(data);
     const gradient = await inputGradient(ctx.runtime, ctx.model.onnx);
@@ -35,7 +46,7 @@ export const ncAnalysis: Analysis = {
       return makeTask(10_000 + t, 'patch', t, sources, geometry, schedule, ctx.seed);
     });
     const stats = await runTasks(tasks, { ...defaultSchedulerOptions, mode: 'plain', armsPerRound: K }, data, gradient, {
-      maxBatch: Math.floor(positiveOption(ctx.options, 'nc', 'maxBatch', 512)),
+      maxBatch: Math.floor(positiveOption(ctx.options, 'nc', 'maxBatch', NC_OPTIONS.maxBatch.default)),
       signal: ctx.signal,
       onRound: (done, total, fraction) => ctx.progress(fraction, `reversing a trigger for each of ${total} labels (${done} settled)`),
     });

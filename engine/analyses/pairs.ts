@@ -11,6 +11,7 @@
  *  4. optionally (`--option pairs.classPairs=true`) the K(K−1) class-pair scan of BNA's paper
  *     (reversal-pairs.ts), for source-specific backdoors and other class mappings.
  */
+import type { OptionSpecs } from '../method-options';
 import type { Dataset } from '../data/types';
 import { BackdoorLensError, usageError } from '../errors';
 import { predict } from '../evaluate';
@@ -20,7 +21,7 @@ import { classCount, imagesByClass } from './class-images';
 import { positiveOption } from './positive-option';
 import { inputGradient } from './reversal-gradient';
 import type { ObjectiveKind } from './reversal-objectives';
-import { pairScanOptions, scanClassPairs } from './reversal-pairs';
+import { PAIR_SCAN_OPTIONS, pairScanOptions, scanClassPairs } from './reversal-pairs';
 import { geometryOf } from './reversal-run';
 import { mappedClass, runScreens, type MappingScreen } from './reversal-targets';
 import { triggerArtifacts } from './trigger-artifacts';
@@ -60,20 +61,35 @@ function kindList(v: unknown, key: string, fallback: ObjectiveKind[]): Objective
   return [...new Set(raw)] as ObjectiveKind[];
 }
 
+/** Trigger reversal's options (the per-target and per-shift screens; the class-pair scan's are PAIR_SCAN_OPTIONS). */
+export const PAIRS_OPTIONS = {
+  objective: { type: 'string', default: KINDS.join(','), doc: `trigger kinds of the per-target screens: a comma-separated list of ${KINDS.join(', ')}, or both (patch and perturbation)` },
+  shiftObjective: { type: 'string', default: 'patch,perturbation', doc: 'trigger kinds of the per-shift (all-to-all) screens, as objective' },
+  imagesPerClass: { type: 'integer', default: 30, doc: 'clean images per class the triggers are reversed on' },
+  heldOutPerClass: { type: 'integer', default: 30, doc: 'further images per class a flagged trigger is confirmed on' },
+  batchSize: { type: 'integer', default: 8, doc: 'images per optimisation step' },
+  maxSteps: { type: 'integer', default: 60, doc: 'optimisation steps per trigger at most' },
+  maxBatch: { type: 'integer', default: 512, doc: 'images per gradient call at most (bounds memory)' },
+  minImagesPerClass: { type: 'integer', default: 5, doc: 'fewest clean images every class needs; with fewer, no verdict' },
+  moved: { type: 'number', default: 0.5, doc: "share of a class's held-out images a trigger must move for the class to count as moved" },
+  threshold: { type: 'number', doc: 'one threshold for every screen instead of the calibrated ones' },
+  classPairs: { type: 'boolean', default: false, doc: 'also run the K(K−1) class-pair scan' },
+} as const satisfies OptionSpecs;
+
 export function pairsOptions(o: Record<string, unknown>): PairsOptions {
-  const moved = positiveOption(o, 'pairs', 'moved', 0.5);
+  const moved = positiveOption(o, 'pairs', 'moved', PAIRS_OPTIONS.moved.default);
   if (moved > 1) throw usageError(`option pairs.moved is a share in (0, 1], got ${moved}`);
   const classPairs = o.classPairs === undefined ? false : String(o.classPairs) === 'true' ? true : String(o.classPairs) === 'false' ? false : undefined;
   if (classPairs === undefined) throw usageError(`option pairs.classPairs must be true or false, got '${String(o.classPairs)}'`);
   return {
     objectives: kindList(o.objective, 'objective', [...KINDS]),
     shiftObjectives: kindList(o.shiftObjective, 'shiftObjective', ['patch', 'perturbation']),
-    imagesPerClass: Math.floor(positiveOption(o, 'pairs', 'imagesPerClass', 30)),
-    heldOutPerClass: Math.floor(positiveOption(o, 'pairs', 'heldOutPerClass', 30)),
-    batchSize: Math.floor(positiveOption(o, 'pairs', 'batchSize', 8)),
-    maxSteps: Math.floor(positiveOption(o, 'pairs', 'maxSteps', 60)),
-    maxBatch: Math.floor(positiveOption(o, 'pairs', 'maxBatch', 512)),
-    minImagesPerClass: Math.floor(positiveOption(o, 'pairs', 'minImagesPerClass', 5)),
+    imagesPerClass: Math.floor(positiveOption(o, 'pairs', 'imagesPerClass', PAIRS_OPTIONS.imagesPerClass.default)),
+    heldOutPerClass: Math.floor(positiveOption(o, 'pairs', 'heldOutPerClass', PAIRS_OPTIONS.heldOutPerClass.default)),
+    batchSize: Math.floor(positiveOption(o, 'pairs', 'batchSize', PAIRS_OPTIONS.batchSize.default)),
+    maxSteps: Math.floor(positiveOption(o, 'pairs', 'maxSteps', PAIRS_OPTIONS.maxSteps.default)),
+    maxBatch: Math.floor(positiveOption(o, 'pairs', 'maxBatch', PAIRS_OPTIONS.maxBatch.default)),
+    minImagesPerClass: Math.floor(positiveOption(o, 'pairs', 'minImagesPerClass', PAIRS_OPTIONS.minImagesPerClass.default)),
     moved,
     ...(o.threshold !== undefined ? { threshold: positiveOption(o, 'pairs', 'threshold', 1) } : {}),
     classPairs,
@@ -141,6 +157,7 @@ export const pairsAnalysis: Analysis = {
   needs: 'labelled',
   detector: true,
   runsByDefault: true,
+  options: { ...PAIRS_OPTIONS, ...PAIR_SCAN_OPTIONS },
   async run(ctx): Promise<AnalysisOutput> {
     const data = ctx.data!;
     const o = pairsOptions(ctx.options);

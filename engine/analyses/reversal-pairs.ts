@@ -7,6 +7,7 @@
  * (sneaker → sandal) reverse to triggers as small as a backdoor's (docs/detection.md), so its
  * threshold is BNA's, not calibrated, and it is off by default.
  */
+import type { OptionSpecs } from '../method-options';
 import { subset, type Dataset } from '../data/types';
 import { usageError } from '../errors';
 import { predict } from '../evaluate';
@@ -44,15 +45,29 @@ export interface PairScanOptions {
   scheduler: SchedulerOptions;
 }
 
+/** The class-pair scan's options (`pairs.classPairs=true`), part of trigger reversal's. */
+export const PAIR_SCAN_OPTIONS = {
+  pairObjective: { type: 'string', default: 'patch', doc: 'trigger kind of the class-pair scan: patch, perturbation or both' },
+  pairSchedule: { type: 'string', default: 'bandit', doc: "'bandit' stops hopeless pairs early; 'plain' runs every pair to its cap" },
+  pairThreshold: { type: 'number', default: defaultSchedulerOptions.threshold, doc: 'anomaly index above which a class pair is an outlier' },
+  pairMaxSteps: { type: 'integer', default: patchSchedule.maxSteps, doc: 'optimisation steps per pair at most' },
+  pairDecideAt: { type: 'integer', default: defaultSchedulerOptions.decideAt, doc: 'step at which the bandit schedule runs the outlier test' },
+  pairImagesPerClass: { type: 'integer', default: 100, doc: 'clean images per source class a pair is reversed on' },
+  pairBatchSize: { type: 'integer', default: patchSchedule.batchSize, doc: 'images per optimisation step' },
+  pairTransfer: { type: 'number', default: 0.2, doc: "rise in the share sent to the target by the outliers' trigger that adds a pair by transfer" },
+  pairWarmup: { type: 'integer', default: defaultSchedulerOptions.warmup, doc: 'lockstep steps before the bandit schedule stops any pair' },
+  pairConfirm: { type: 'number', default: defaultSchedulerOptions.confirm, doc: 'share of the threshold above which an undecided pair runs on to its own stop' },
+} as const satisfies OptionSpecs;
+
 export function pairScanOptions(o: Record<string, unknown>): PairScanOptions {
-  const objective = String(o.pairObjective ?? 'patch');
+  const objective = String(o.pairObjective ?? PAIR_SCAN_OPTIONS.pairObjective.default);
   const objectives: ObjectiveKind[] | undefined = objective === 'both' ? ['patch', 'perturbation'] : objective === 'patch' || objective === 'perturbation' ? [objective] : undefined;
   if (!objectives) throw usageError(`option pairs.pairObjective must be patch, perturbation or both, got '${objective}'`);
-  const schedule = String(o.pairSchedule ?? 'bandit');
+  const schedule = String(o.pairSchedule ?? PAIR_SCAN_OPTIONS.pairSchedule.default);
   if (schedule !== 'bandit' && schedule !== 'plain') throw usageError(`option pairs.pairSchedule must be bandit or plain, got '${schedule}'`);
-  const threshold = positiveOption(o, 'pairs', 'pairThreshold', 7);
-  const maxSteps = Math.floor(positiveOption(o, 'pairs', 'pairMaxSteps', patchSchedule.maxSteps));
-  let decideAt = Math.floor(positiveOption(o, 'pairs', 'pairDecideAt', defaultSchedulerOptions.decideAt));
+  const threshold = positiveOption(o, 'pairs', 'pairThreshold', PAIR_SCAN_OPTIONS.pairThreshold.default);
+  const maxSteps = Math.floor(positiveOption(o, 'pairs', 'pairMaxSteps', PAIR_SCAN_OPTIONS.pairMaxSteps.default));
+  let decideAt = Math.floor(positiveOption(o, 'pairs', 'pairDecideAt', PAIR_SCAN_OPTIONS.pairDecideAt.default));
   // Running on past the decision only helps when steps are left to separate in; with a step cap
   // close behind it (quick scans), the decision waits for the cap, where every pair that has not
   // stopped sits at the same step, as in the plain schedule.
@@ -61,18 +76,18 @@ export function pairScanOptions(o: Record<string, unknown>): PairScanOptions {
     objectives,
     schedule,
     threshold,
-    imagesPerClass: Math.floor(positiveOption(o, 'pairs', 'pairImagesPerClass', 100)),
-    batchSize: Math.floor(positiveOption(o, 'pairs', 'pairBatchSize', patchSchedule.batchSize)),
+    imagesPerClass: Math.floor(positiveOption(o, 'pairs', 'pairImagesPerClass', PAIR_SCAN_OPTIONS.pairImagesPerClass.default)),
+    batchSize: Math.floor(positiveOption(o, 'pairs', 'pairBatchSize', PAIR_SCAN_OPTIONS.pairBatchSize.default)),
     maxSteps,
     maxBatch: Math.floor(positiveOption(o, 'pairs', 'maxBatch', 512)),
-    transfer: positiveOption(o, 'pairs', 'pairTransfer', 0.2),
+    transfer: positiveOption(o, 'pairs', 'pairTransfer', PAIR_SCAN_OPTIONS.pairTransfer.default),
     scheduler: {
       ...defaultSchedulerOptions,
       mode: schedule,
       threshold,
       decideAt,
-      warmup: Math.floor(positiveOption(o, 'pairs', 'pairWarmup', defaultSchedulerOptions.warmup)),
-      confirm: positiveOption(o, 'pairs', 'pairConfirm', defaultSchedulerOptions.confirm),
+      warmup: Math.floor(positiveOption(o, 'pairs', 'pairWarmup', PAIR_SCAN_OPTIONS.pairWarmup.default)),
+      confirm: positiveOption(o, 'pairs', 'pairConfirm', PAIR_SCAN_OPTIONS.pairConfirm.default),
     },
   };
 }

@@ -64,6 +64,13 @@ export function neuronPruningFix(analysis: Analysis, cost: number): Fix {
     title: `Prune the neurons ${analysis.title} flags`,
     needs: analysis.needs,
     cost,
+    // The analysis's own options, and those only the fix reads.
+    options: {
+      ...analysis.options,
+      layer: { type: 'string', doc: "prune exactly the channels the scan flags in this layer (the editor's lens)" },
+      budget: { type: 'number', doc: 'clean accuracy (points) adaptive pruning may cost (default: --budget)' },
+      goal: { type: 'number', doc: 'attack success (percent) adaptive pruning stops at (default: --goal)' },
+    },
     notApplicable: analysis.notApplicable,
     async run(ctx: FixContext): Promise<FixRun> {
       const notes: string[] = [];

@@ -68,7 +68,7 @@ export class EngineJobs {
       r = new Runtime({ executionProvider: s.executionProvider, threads });
       this.runtimes.set(key, r);
     }
-    return new Session(s, { runtime: r });
+    return new Session(s, { runtime: r, configPath: s.configPath });
   }
 
   private availableFixes(model: LoadedModel, s: ScanSettings): AvailableFix[] {
