@@ -5,6 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { asBackdoorLensError, removeTempFiles, fixOutputs, type FixOutputs } from '../../engine';
+import { FIX_IDS } from '../../protocol/fix-names';
 import type { FixSummary, ScanSummary } from '../../protocol/lsp';
 import { CheckpointStore, sha256File, type CheckpointState } from './checkpoints';
 import { possibleLabels } from './fix-output';
@@ -186,7 +187,7 @@ export class CheckpointService {
     const outputs: Record<string, FixOutputs> = {};
     const targets: string[] = [];
     const known = (state.outcome?.fixes ?? state.fixes ?? []).map((f) => f.id);
-    for (const label of possibleLabels(method, known.length ? known : ['clp', 'bnp', 'ep', 'fp', 'bna', 'unlearn', 'anp'])) {
+    for (const label of possibleLabels(method, known.length ? known : FIX_IDS)) {
       outputs[label] = fixOutputs(path, label, format !== 'onnx', (p) => this.claimed.has(p) || existsSync(p));
       for (const t of [outputs[label].onnx, ...(outputs[label].safetensors ? [outputs[label].safetensors!] : [])]) (targets.push(t), this.claimed.add(t));
     }

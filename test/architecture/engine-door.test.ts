@@ -70,3 +70,11 @@ describe('the engine has one door', () => {
     assert.deepEqual(offenders, []);
   });
 });
+
+describe('names the front ends keep without bundling the engine', () => {
+  test("protocol's fix ids are the engine registry's, in its order (cheapest first)", async () => {
+    const { fixes } = await import('../../engine');
+    const { FIX_IDS } = await import('../../protocol/fix-names');
+    assert.deepEqual(FIX_IDS, fixes.map((f) => f.id));
+  });
+});
