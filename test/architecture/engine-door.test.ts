@@ -78,3 +78,14 @@ describe('names the front ends keep without bundling the engine', () => {
     assert.deepEqual(FIX_IDS, fixes.map((f) => f.id));
   });
 });
+
+describe('the methods stand alone', () => {
+  test('no registered analysis imports another: they share machinery, not each other', () => {
+    const dir = join(root, 'engine', 'analyses');
+    const registry = readFileSync(join(dir, 'registry.ts'), 'utf8');
+    const methods = specifiers(registry).filter((s) => s.startsWith('./') && s !== './types').map((s) => join(dir, `${s.slice(2)}.ts`));
+    assert.ok(methods.length >= 8, `registry lists ${methods.length} method files`);
+    const offenders = methods.flatMap((file) => specifiers(readFileSync(file, 'utf8')).filter((s) => methods.includes(resolve(dirname(file), `${s}.ts`))).map((s) => `${relative(root, file)}: ${s}`));
+    assert.deepEqual(offenders, []);
+  });
+});
