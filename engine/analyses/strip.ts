@@ -9,7 +9,7 @@ import { sampleSize, type Dataset } from '../data/types';
 import { imageInputOf } from '../evaluate';
 import type { OnnxModel } from '../graph/model';
 import type { Runtime } from '../runtime/session';
-import { SeededRandom } from './random';
+import { SeededRandom } from './stats/random';
 
 export interface StripOptions {
   /** Blends per input (STRIP's N; the paper uses up to 100). */

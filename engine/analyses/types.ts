@@ -1,6 +1,6 @@
 /**
  * The shape every analysis has: it takes a model and data and returns typed findings.
- * Adding one is one file in this folder and one line in registry.ts.
+ * Adding one is one file in methods/ and one line in registry.ts (docs/adding-a-method.md).
  */
 import type { Dataset, PreprocessSpec } from '../data/types';
 import type { LoadedModel } from '../formats/types';

@@ -6,11 +6,11 @@
  * is one ONNX model holding f, every g_t and the inference rule; no weight of f changes.
  */
 import type { OptionSpecs } from '../method-options';
-import { imagesByClass } from '../analyses/class-images';
+import { imagesByClass } from '../analyses/reversal/class-images';
 import { positiveOption } from '../analyses/positive-option';
-import type { BatchGradient } from '../analyses/reversal-batch';
-import { inputGradient } from '../analyses/reversal-gradient';
-import { stampTrigger, type ReversedTrigger } from '../analyses/trigger';
+import type { BatchGradient } from '../analyses/reversal/batch';
+import { inputGradient } from '../analyses/reversal/gradient';
+import { stampTrigger, type ReversedTrigger } from '../analyses/reversal/trigger';
 import { subset, type Dataset } from '../data/types';
 import { BackdoorLensError, usageError } from '../errors';
 import { exposeTensors } from '../graph/surgery';

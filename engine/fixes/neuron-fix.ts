@@ -6,10 +6,10 @@
  * With option `layer` it prunes exactly the channels the method flagged in that layer (what a
  * layer's code lens names), nothing else. The purified model is always a new model.
  */
-import { neuronStateOf, type NeuronState, type RankedNeuron } from '../analyses/neuron-report';
-import { numberOption } from '../analyses/neuron-options';
-import { pruneNeurons } from '../analyses/neuron-prune';
-import type { ReversedTrigger } from '../analyses/trigger';
+import { neuronStateOf, type NeuronState, type RankedNeuron } from '../analyses/neurons/report';
+import { numberOption } from '../analyses/neurons/options';
+import { pruneNeurons } from '../analyses/neurons/prune';
+import type { ReversedTrigger } from '../analyses/reversal/trigger';
 import type { Analysis } from '../analyses/types';
 import { BackdoorLensError, usageError } from '../errors';
 import { adaptivePrune, type AdaptiveOutcome } from './adaptive';

@@ -1,5 +1,5 @@
 import type { OptionSpecs } from '../method-options';
-import type { ReversedTrigger } from '../analyses/trigger';
+import type { ReversedTrigger } from '../analyses/reversal/trigger';
 import type { AnalysisContext } from '../analyses/types';
 import type { LoadedModel } from '../formats/types';
 import type { OnnxModel } from '../graph/model';

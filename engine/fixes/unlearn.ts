@@ -13,9 +13,9 @@
  */
 import type { OptionSpecs } from '../method-options';
 import { GradientSession } from '../autodiff';
-import { numberOption } from '../analyses/neuron-options';
-import { SeededRandom } from '../analyses/random';
-import { stampTrigger, type ReversedTrigger } from '../analyses/trigger';
+import { numberOption } from '../analyses/neurons/options';
+import { SeededRandom } from '../analyses/stats/random';
+import { stampTrigger, type ReversedTrigger } from '../analyses/reversal/trigger';
 import { subset, type Dataset } from '../data/types';
 import { argmaxRows, imageInputOf } from '../evaluate';
 import type { OnnxModel } from '../graph/model';

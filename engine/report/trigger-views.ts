@@ -6,7 +6,7 @@
  */
 import { indicesOfClass, sampleSize, type Dataset, type ResolvedPreprocess } from '../data/types';
 import type { AnalysisOutput } from '../analyses/types';
-import { stampTrigger, type ReversedTrigger } from '../analyses/trigger';
+import { stampTrigger, type ReversedTrigger } from '../analyses/reversal/trigger';
 import type { ScanReport } from './types';
 
 /**

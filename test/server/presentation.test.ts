@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { AnalysisOutput } from '../../engine/analyses/types';
-import type { ReversedTrigger } from '../../engine/analyses/trigger';
+import type { ReversedTrigger } from '../../engine/analyses/reversal/trigger';
 import type { Dataset } from '../../engine/data/types';
 import type { ScanReport, VerdictEvidence } from '../../engine/report/types';
 import type { PixelImage } from '../../protocol/report-view';

@@ -1,7 +1,7 @@
 /** Reads a neuron method's options (`--option bnp.samples=500`, "methodOptions" in the config) with errors a user can act on. */
-import { subset, type Dataset } from '../data/types';
-import { usageError } from '../errors';
-import type { OptionSpec } from '../method-options';
+import { subset, type Dataset } from '../../data/types';
+import { usageError } from '../../errors';
+import type { OptionSpec } from '../../method-options';
 
 /** `u`, the threshold multiplier of mean ± u·std, which every neuron method with a per-layer threshold takes. */
 export const THRESHOLD_MULTIPLIER_OPTION: OptionSpec = { type: 'number', doc: 'threshold multiplier u of mean ± u·std for this method (default: --u, else 3)' };

@@ -2,12 +2,12 @@
  * Drives a set of reversal tasks to the end under a scheduler, one batched gradient call per round,
  * and builds tasks from the options the analyses share.
  */
-import { pixelRange, type Dataset } from '../data/types';
+import { pixelRange, type Dataset } from '../../data/types';
 import { TriggerScheduler, type SchedulerOptions } from './karm';
-import { SeededRandom } from './random';
-import { advanceTasks, type BatchGradient } from './reversal-batch';
-import { PatchObjective, PerturbationObjective, WarpObjective, type ObjectiveKind, type Objective, type SampleGeometry } from './reversal-objectives';
-import { ReversalTask, type ScheduleOptions } from './reversal-task';
+import { SeededRandom } from '../stats/random';
+import { advanceTasks, type BatchGradient } from './batch';
+import { PatchObjective, PerturbationObjective, WarpObjective, type ObjectiveKind, type Objective, type SampleGeometry } from './objectives';
+import { ReversalTask, type ScheduleOptions } from './task';
 
 export function geometryOf(data: Dataset): SampleGeometry {
   const p = data.preprocess;

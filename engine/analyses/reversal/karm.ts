@@ -24,7 +24,7 @@
  *     on (ordinary arms near the top, unlike the outliers; at least three, topped up from the next
  *     arms down), as a plain run would have let it grow.
  */
-import { madAnomaly, median } from './mad';
+import { madAnomaly, median } from '../stats/mad';
 
 export interface Arm {
   readonly id: number;

@@ -1,5 +1,5 @@
 /** Names the attack a set of detected (source, target) pairs describes. */
-import type { AttackType } from '../report/types';
+import type { AttackType } from '../../report/types';
 
 export interface Pair {
   source: number;

@@ -3,14 +3,14 @@
  * one channel of a BatchNormalization). Layers are found by following the graph
  * (engine/graph/patterns.ts), so a BN is paired with the conv that really feeds it.
  */
-import type { Dataset } from '../data/types';
-import { badData, BackdoorLensError } from '../errors';
-import { imageInputOf } from '../evaluate';
-import type { LoadedModel } from '../formats/types';
-import type { OnnxModel } from '../graph/model';
-import { bnLayers, bnStatus, convLayers, type BnLayer, type ConvLayer } from '../graph/patterns';
-import type { NodeProto } from '../graph/proto';
-import type { Tensor } from '../tensor';
+import type { Dataset } from '../../data/types';
+import { badData, BackdoorLensError } from '../../errors';
+import { imageInputOf } from '../../evaluate';
+import type { LoadedModel } from '../../formats/types';
+import type { OnnxModel } from '../../graph/model';
+import { bnLayers, bnStatus, convLayers, type BnLayer, type ConvLayer } from '../../graph/patterns';
+import type { NodeProto } from '../../graph/proto';
+import type { Tensor } from '../../tensor';
 
 export interface NeuronLayer {
   /** The name reports use: the BN's module path when a BN normalises the channels, else the conv's. */

@@ -3,19 +3,19 @@
  * that stay dormant on clean data (mean activation, ascending) are pruned until clean accuracy
  * drops by more than a margin (default 4 points, the paper's stopping rule). Needs clean
  * labelled images. The fine-tuning step of the paper is not done (no weights are trained).
- * The accuracy curve is searched by galloping and bisection (neuron-search.ts) rather than one
+ * The accuracy curve is searched by galloping and bisection (neurons/search.ts) rather than one
  * evaluation per channel.
  */
-import type { OnnxModel } from '../graph/model';
-import type { NodeProto } from '../graph/proto';
-import { forEachActivationBatch } from './neuron-activations';
-import { gateLayers, gatedPredictions, openGates, pruningGates } from './neuron-gates';
-import { checkDataFits, checkLabelRange, convNeuronLayers, noNeuronLayers, ownParameters, requireLayers, type NeuronLayer } from './neuron-layers';
-import { numberOption } from './neuron-options';
-import { neuronOutput } from './neuron-report';
-import { largestHolding } from './neuron-search';
-import { ChannelMoments } from './neuron-stats';
-import type { Analysis, AnalysisContext, AnalysisOutput } from './types';
+import type { OnnxModel } from '../../graph/model';
+import type { NodeProto } from '../../graph/proto';
+import { forEachActivationBatch } from '../neurons/activations';
+import { gateLayers, gatedPredictions, openGates, pruningGates } from '../neurons/gates';
+import { checkDataFits, checkLabelRange, convNeuronLayers, noNeuronLayers, ownParameters, requireLayers, type NeuronLayer } from '../neurons/layers';
+import { numberOption } from '../neurons/options';
+import { neuronOutput } from '../neurons/report';
+import { largestHolding } from '../neurons/search';
+import { ChannelMoments } from '../neurons/stats';
+import type { Analysis, AnalysisContext, AnalysisOutput } from '../types';
 
 export const FP_DEFAULT_MARGIN = 0.04;
 

@@ -3,11 +3,11 @@
  * trigger stamped. A perturbation has no mask; its "mask" image is |v| per pixel (brightest where
  * the perturbation is largest) and its "pattern" image is v around mid-grey.
  */
-import type { Dataset, ResolvedPreprocess } from '../data/types';
-import { sampleSize } from '../data/types';
-import { maskPng, samplePng } from '../image/png';
+import type { Dataset, ResolvedPreprocess } from '../../data/types';
+import { sampleSize } from '../../data/types';
+import { maskPng, samplePng } from '../../image/png';
 import { stampTrigger, type ReversedTrigger } from './trigger';
-import type { ArtifactImage } from './types';
+import type { ArtifactImage } from '../types';
 
 function perturbationImages(v: Float32Array, p: ResolvedPreprocess): { mask: Float32Array; pattern: Float32Array } {
   const { channels: C, height: H, width: W, layout } = p;

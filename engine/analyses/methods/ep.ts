@@ -7,14 +7,14 @@
  * Channels below mean − u·std of their layer are flagged: a backdoor splits a channel's maxima
  * into two populations, which lowers its standardised entropy.
  */
-import type { OnnxModel } from '../graph/model';
-import { bnStatus } from '../graph/patterns';
-import { forEachActivationBatch } from './neuron-activations';
-import { checkDataFits, noNeuronLayers, preActivationLayers, ownParameters, requireLayers } from './neuron-layers';
-import { firstSamples, numberOption, THRESHOLD_MULTIPLIER_OPTION } from './neuron-options';
-import { neuronOutput, type LayerScores } from './neuron-report';
-import { histogramEntropy, layerThreshold, mean, unbiasedStd } from './neuron-stats';
-import type { Analysis, AnalysisContext, AnalysisOutput } from './types';
+import type { OnnxModel } from '../../graph/model';
+import { bnStatus } from '../../graph/patterns';
+import { forEachActivationBatch } from '../neurons/activations';
+import { checkDataFits, noNeuronLayers, preActivationLayers, ownParameters, requireLayers } from '../neurons/layers';
+import { firstSamples, numberOption, THRESHOLD_MULTIPLIER_OPTION } from '../neurons/options';
+import { neuronOutput, type LayerScores } from '../neurons/report';
+import { histogramEntropy, layerThreshold, mean, unbiasedStd } from '../neurons/stats';
+import type { Analysis, AnalysisContext, AnalysisOutput } from '../types';
 
 export const EP_DEFAULT_SAMPLES = 500;
 export const EP_DEFAULT_BIN_WIDTH = 0.01;

@@ -5,7 +5,7 @@
  * margin. `npm run bench -- calibrate` measures the clean controls and rewrites calibration.json;
  * docs/detection.md explains the numbers.
  */
-import type { OnnxModel } from '../graph/model';
+import type { OnnxModel } from '../../graph/model';
 import record from './calibration.json';
 
 export type ScreenKey = 'targets:patch' | 'targets:perturbation' | 'targets:warp' | 'shifts:patch' | 'shifts:perturbation' | 'shifts:warp';

@@ -4,8 +4,8 @@
  * the weighted loss Σ w_i·CE_i is each task's mean CE, side by side), and ∂L/∂x per sample is
  * chained back to each task's trigger parameters in JS.
  */
-import { sampleSize, type Dataset } from '../data/types';
-import type { ReversalTask } from './reversal-task';
+import { sampleSize, type Dataset } from '../../data/types';
+import type { ReversalTask } from './task';
 
 /**
  * ∂(Σ_i w_i·ℓ_i)/∂x_i and the logits, for one batch: ℓ_i = CE(f(x_i), labels_i) toward a target

@@ -3,18 +3,18 @@
  * images of every other class to the label; MAD over the mask norms flags labels whose trigger is
  * anomalously small (below the median, anomaly index > 2).
  */
-import type { Finding, LabelResult, VerdictEvidence } from '../report/types';
-import { defaultSchedulerOptions } from './karm';
-import { madOutliers } from './mad';
-import { positiveOption } from './positive-option';
-import { classCount, imagesByClass } from './class-images';
-import { inputGradient } from './reversal-gradient';
-import { geometryOf, makeTask, runTasks } from './reversal-run';
-import { patchSchedule } from './reversal-task';
-import { triggerArtifacts } from './trigger-artifacts';
-import type { ReversedTrigger } from './trigger';
-import type { OptionSpecs } from '../method-options';
-import type { Analysis, AnalysisOutput } from './types';
+import type { Finding, LabelResult, VerdictEvidence } from '../../report/types';
+import { defaultSchedulerOptions } from '../reversal/karm';
+import { madOutliers } from '../stats/mad';
+import { positiveOption } from '../positive-option';
+import { classCount, imagesByClass } from '../reversal/class-images';
+import { inputGradient } from '../reversal/gradient';
+import { geometryOf, makeTask, runTasks } from '../reversal/run';
+import { patchSchedule } from '../reversal/task';
+import { triggerArtifacts } from '../reversal/trigger-artifacts';
+import type { ReversedTrigger } from '../reversal/trigger';
+import type { OptionSpecs } from '../../method-options';
+import type { Analysis, AnalysisOutput } from '../types';
 
 /** Neural Cleanse's options; the defaults are the paper's where it gives them. */
 export const NC_OPTIONS = {

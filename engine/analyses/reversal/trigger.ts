@@ -2,9 +2,9 @@
  * A reverse-engineered trigger, as the trigger-reversal detector hands it to fixes
  * (adaptive pruning, BNA). Values live in model-input space (after preprocessing).
  */
-import { sampleSize, type Dataset } from '../data/types';
-import { warpSample } from './reversal-objectives';
-import type { AnalysisOutput } from './types';
+import { sampleSize, type Dataset } from '../../data/types';
+import { warpSample } from './objectives';
+import type { AnalysisOutput } from '../types';
 
 export interface ReversedTrigger {
   /** 'patch': x' = (1−m)·x + m·pattern; 'perturbation': x' = clamp(x + v); 'warp': x resampled at p + d(p). */

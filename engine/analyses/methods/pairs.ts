@@ -2,31 +2,31 @@
  * Trigger reversal, the default detector (method id `pairs`):
  *
  *  1. target screen: for every target class and trigger kind (patch, additive perturbation, warp),
- *     one trigger that sends clean images of all the other classes to it (reversal-targets.ts);
+ *     one trigger that sends clean images of all the other classes to it (reversal/targets.ts);
  *  2. shift screen: for every shift k and kind (patch, perturbation), one trigger that sends each
  *     class c to (c + k) mod K — the all-to-all backdoor;
  *  3. each screen's ratio R = median / smallest trigger size is compared with its threshold,
  *     calibrated on clean models (calibration.ts); a flagged mapping's trigger is then stamped on
  *     held-out images of every class, and the classes it moves become the detected pairs;
  *  4. optionally (`--option pairs.classPairs=true`) the K(K−1) class-pair scan of BNA's paper
- *     (reversal-pairs.ts), for source-specific backdoors and other class mappings.
+ *     (reversal/pairs.ts), for source-specific backdoors and other class mappings.
  */
-import type { OptionSpecs } from '../method-options';
-import type { Dataset } from '../data/types';
-import { BackdoorLensError, usageError } from '../errors';
-import { predict } from '../evaluate';
-import type { AttackType, Finding, LabelResult, PairResult, VerdictEvidence } from '../report/types';
-import { networkFamily, screenThreshold, type ScreenKey } from './calibration';
-import { classCount, imagesByClass } from './class-images';
-import { positiveOption } from './positive-option';
-import { inputGradient } from './reversal-gradient';
-import type { ObjectiveKind } from './reversal-objectives';
-import { PAIR_SCAN_OPTIONS, pairScanOptions, scanClassPairs } from './reversal-pairs';
-import { geometryOf } from './reversal-run';
-import { mappedClass, runScreens, type MappingScreen } from './reversal-targets';
-import { triggerArtifacts } from './trigger-artifacts';
-import { stampTrigger, type ReversedTrigger } from './trigger';
-import type { Analysis, AnalysisContext, AnalysisOutput, ArtifactImage } from './types';
+import type { OptionSpecs } from '../../method-options';
+import type { Dataset } from '../../data/types';
+import { BackdoorLensError, usageError } from '../../errors';
+import { predict } from '../../evaluate';
+import type { AttackType, Finding, LabelResult, PairResult, VerdictEvidence } from '../../report/types';
+import { networkFamily, screenThreshold, type ScreenKey } from '../reversal/calibration';
+import { classCount, imagesByClass } from '../reversal/class-images';
+import { positiveOption } from '../positive-option';
+import { inputGradient } from '../reversal/gradient';
+import type { ObjectiveKind } from '../reversal/objectives';
+import { PAIR_SCAN_OPTIONS, pairScanOptions, scanClassPairs } from '../reversal/pairs';
+import { geometryOf } from '../reversal/run';
+import { mappedClass, runScreens, type MappingScreen } from '../reversal/targets';
+import { triggerArtifacts } from '../reversal/trigger-artifacts';
+import { stampTrigger, type ReversedTrigger } from '../reversal/trigger';
+import type { Analysis, AnalysisContext, AnalysisOutput, ArtifactImage } from '../types';
 
 const KINDS: readonly ObjectiveKind[] = ['patch', 'perturbation', 'warp'];
 

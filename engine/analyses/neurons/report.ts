@@ -3,9 +3,9 @@
  * layer with flagged channels, a model-level summary) and into the in-memory state the pruning
  * fixes read (every neuron ranked, most suspicious first).
  */
-import type { Finding, NeuronScore } from '../report/types';
-import { beyond, suspicion as suspicionOf, type Direction } from './neuron-stats';
-import type { AnalysisOutput } from './types';
+import type { Finding, NeuronScore } from '../../report/types';
+import { beyond, suspicion as suspicionOf, type Direction } from './stats';
+import type { AnalysisOutput } from '../types';
 
 export interface LayerScores {
   layer: string;

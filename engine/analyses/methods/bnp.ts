@@ -6,14 +6,14 @@
  * Channels above mean + u·std of their layer are flagged. Needs the BN layers: on a BN-folded
  * export it does not apply (the scan reports BL020 with how to re-export).
  */
-import type { LoadedModel } from '../formats/types';
-import { bnStatus } from '../graph/patterns';
-import { forEachActivationBatch } from './neuron-activations';
-import { bnNeuronLayers, checkDataFits, ownParameters, requireLayers } from './neuron-layers';
-import { firstSamples, numberOption, THRESHOLD_MULTIPLIER_OPTION } from './neuron-options';
-import { neuronOutput, type LayerScores } from './neuron-report';
-import { ChannelMoments, layerThreshold } from './neuron-stats';
-import type { Analysis, AnalysisContext, AnalysisOutput } from './types';
+import type { LoadedModel } from '../../formats/types';
+import { bnStatus } from '../../graph/patterns';
+import { forEachActivationBatch } from '../neurons/activations';
+import { bnNeuronLayers, checkDataFits, ownParameters, requireLayers } from '../neurons/layers';
+import { firstSamples, numberOption, THRESHOLD_MULTIPLIER_OPTION } from '../neurons/options';
+import { neuronOutput, type LayerScores } from '../neurons/report';
+import { ChannelMoments, layerThreshold } from '../neurons/stats';
+import type { Analysis, AnalysisContext, AnalysisOutput } from '../types';
 
 /** BNP reads at most this many clean images unless `bnp.samples` says otherwise (the paper shows 10 suffice). */
 export const BNP_DEFAULT_SAMPLES = 256;

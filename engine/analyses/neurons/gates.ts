@@ -5,17 +5,17 @@
  * session then evaluates any pruning, which is what the threshold searches need, and the gate
  * inputs are what ANP differentiates with respect to.
  */
-import type { Dataset } from '../data/types';
-import { badData } from '../errors';
-import { argmaxRows, imageInputOf } from '../evaluate';
-import { valueInfo } from '../graph/builder';
-import type { OnnxModel } from '../graph/model';
-import { inferShapes } from '../graph/shapes';
-import type { NodeProto } from '../graph/proto';
-import type { Runtime } from '../runtime/session';
-import type { Tensor } from '../tensor';
-import type { NeuronLayer } from './neuron-layers';
-import type { NeuronRef } from './neuron-prune';
+import type { Dataset } from '../../data/types';
+import { badData } from '../../errors';
+import { argmaxRows, imageInputOf } from '../../evaluate';
+import { valueInfo } from '../../graph/builder';
+import type { OnnxModel } from '../../graph/model';
+import { inferShapes } from '../../graph/shapes';
+import type { NodeProto } from '../../graph/proto';
+import type { Runtime } from '../../runtime/session';
+import type { Tensor } from '../../tensor';
+import type { NeuronLayer } from './layers';
+import type { NeuronRef } from './prune';
 
 export interface Gate {
   layer: NeuronLayer;

@@ -18,13 +18,13 @@
  * input size or trigger norm) and, unlike a MAD anomaly index over ten values, does not shrink
  * when the natural mappings happen to spread widely.
  */
-import type { Dataset } from '../data/types';
+import type { Dataset } from '../../data/types';
 import { defaultSchedulerOptions } from './karm';
-import { median } from './mad';
-import type { BatchGradient } from './reversal-batch';
-import type { ObjectiveKind, SampleGeometry } from './reversal-objectives';
-import { makeTask, runTasks } from './reversal-run';
-import { scheduleFor, type ReversalTask } from './reversal-task';
+import { median } from '../stats/mad';
+import type { BatchGradient } from './batch';
+import type { ObjectiveKind, SampleGeometry } from './objectives';
+import { makeTask, runTasks } from './run';
+import { scheduleFor, type ReversalTask } from './task';
 
 export type MappingFamily = 'targets' | 'shifts';
 

@@ -4,10 +4,10 @@
  * bias. Either way the channel's output becomes exactly 0. Returns a new model; the input model
  * is never changed.
  */
-import { BackdoorLensError } from '../errors';
-import { OnnxModel } from '../graph/model';
-import type { Tensor } from '../tensor';
-import { bnNeuronLayers, convNeuronLayers, ownParameters, type NeuronLayer } from './neuron-layers';
+import { BackdoorLensError } from '../../errors';
+import { OnnxModel } from '../../graph/model';
+import type { Tensor } from '../../tensor';
+import { bnNeuronLayers, convNeuronLayers, ownParameters, type NeuronLayer } from './layers';
 
 export interface NeuronRef {
   layer: string;

@@ -8,14 +8,14 @@
  * γ/√(var+ε), so the bound is computed from them directly. A conv no BN follows directly is
  * scored from its own weights, as its own layer.
  */
-import { BackdoorLensError } from '../errors';
-import type { LoadedModel } from '../formats/types';
-import type { OnnxModel } from '../graph/model';
-import { convNeuronLayers, noNeuronLayers, ownParameters, requireLayers, type NeuronLayer } from './neuron-layers';
-import { neuronOutput, type LayerScores } from './neuron-report';
-import { largestSingularValue, layerThreshold } from './neuron-stats';
-import { THRESHOLD_MULTIPLIER_OPTION } from './neuron-options';
-import type { Analysis, AnalysisContext, AnalysisOutput } from './types';
+import { BackdoorLensError } from '../../errors';
+import type { LoadedModel } from '../../formats/types';
+import type { OnnxModel } from '../../graph/model';
+import { convNeuronLayers, noNeuronLayers, ownParameters, requireLayers, type NeuronLayer } from '../neurons/layers';
+import { neuronOutput, type LayerScores } from '../neurons/report';
+import { largestSingularValue, layerThreshold } from '../neurons/stats';
+import { THRESHOLD_MULTIPLIER_OPTION } from '../neurons/options';
+import type { Analysis, AnalysisContext, AnalysisOutput } from '../types';
 
 export function clpScores(model: OnnxModel, layer: NeuronLayer): Float64Array {
   const conv = layer.conv!;

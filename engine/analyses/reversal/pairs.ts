@@ -7,23 +7,23 @@
  * (sneaker → sandal) reverse to triggers as small as a backdoor's (docs/detection.md), so its
  * threshold is BNA's, not calibrated, and it is off by default.
  */
-import type { OptionSpecs } from '../method-options';
-import { subset, type Dataset } from '../data/types';
-import { usageError } from '../errors';
-import { predict } from '../evaluate';
-import type { Finding, PairResult, VerdictEvidence } from '../report/types';
+import type { OptionSpecs } from '../../method-options';
+import { subset, type Dataset } from '../../data/types';
+import { usageError } from '../../errors';
+import { predict } from '../../evaluate';
+import type { Finding, PairResult, VerdictEvidence } from '../../report/types';
 import { classifyAttack } from './attack-type';
 import { defaultSchedulerOptions, type SchedulerOptions } from './karm';
-import { madOutliers } from './mad';
-import { positiveOption } from './positive-option';
+import { madOutliers } from '../stats/mad';
+import { positiveOption } from '../positive-option';
 import { imagesByClass } from './class-images';
-import type { ObjectiveKind, SampleGeometry } from './reversal-objectives';
-import type { BatchGradient } from './reversal-batch';
-import { makeTask, runTasks } from './reversal-run';
-import { patchSchedule, perturbationSchedule, type ReversalTask, type ScheduleOptions } from './reversal-task';
+import type { ObjectiveKind, SampleGeometry } from './objectives';
+import type { BatchGradient } from './batch';
+import { makeTask, runTasks } from './run';
+import { patchSchedule, perturbationSchedule, type ReversalTask, type ScheduleOptions } from './task';
 import { triggerArtifacts } from './trigger-artifacts';
 import { stampTrigger, type ReversedTrigger } from './trigger';
-import type { AnalysisContext, AnalysisOutput, ArtifactImage } from './types';
+import type { AnalysisContext, AnalysisOutput, ArtifactImage } from '../types';
 
 export interface PairScanOptions {
   objectives: ObjectiveKind[];

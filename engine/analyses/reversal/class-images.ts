@@ -1,8 +1,8 @@
 /** The clean images of each class the reversal methods draw from, and the class count. */
-import { indicesOfClass, type Dataset } from '../data/types';
-import { predict } from '../evaluate';
-import { SeededRandom } from './random';
-import type { AnalysisContext } from './types';
+import { indicesOfClass, type Dataset } from '../../data/types';
+import { predict } from '../../evaluate';
+import { SeededRandom } from '../stats/random';
+import type { AnalysisContext } from '../types';
 
 /** The number of classes: from the model when it says, else from one forward pass. */
 export async function classCount(ctx: AnalysisContext, data: Dataset): Promise<number> {

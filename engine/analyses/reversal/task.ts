@@ -6,8 +6,8 @@
  * many tasks in one batched gradient call and stop any of them between steps. A task's trajectory
  * depends only on its own seed and gradients, not on which tasks share its batches.
  */
-import { SeededRandom } from './random';
-import type { Objective } from './reversal-objectives';
+import { SeededRandom } from '../stats/random';
+import type { Objective } from './objectives';
 
 export interface ScheduleOptions {
   /** Adam step size (NC: 0.1 for the patch). */

@@ -6,27 +6,27 @@
  * SGD step (momentum) on m for α·CE(masked) + (1 − α)·CE(masked and perturbed); m is clamped to
  * [0, 1]. Neurons with small masks are the backdoor's.
  *
- * The masked BN is a gate after the layer (neuron-gates.ts): out = BN(x)·s + t with
+ * The masked BN is a gate after the layer (neurons/gates.ts): out = BN(x)·s + t with
  * s = m + δ and t = (1 + ξ − m − δ)·β equals γ(m + δ)·x̂ + β(1 + ξ), so gradients w.r.t. s and t
  * (the autodiff gradient graph) give ∂L/∂m = ∂L/∂δ = ∂L/∂s − β·∂L/∂t and ∂L/∂ξ = β·∂L/∂t.
  *
  * The threshold is chosen from clean data only: the largest of 0, 0.05, …, 0.9 (the authors'
  * sweep) whose pruning keeps clean accuracy within a budget. Never from triggered data.
  */
-import { GradientSession } from '../autodiff';
-import { usageError } from '../errors';
-import { subset, type Dataset } from '../data/types';
-import { bnStatus } from '../graph/patterns';
-import type { OnnxModel } from '../graph/model';
-import type { Tensor } from '../tensor';
-import { gateLayers, gatedPredictions, pruningGates, type GatedModel } from './neuron-gates';
-import { checkDataFits, checkLabelRange, noNeuronLayers, preActivationLayers, ownParameters, requireLayers, type NeuronLayer } from './neuron-layers';
-import type { OptionSpecs } from '../method-options';
-import { firstSamples, numberOption } from './neuron-options';
-import { neuronOutput, type LayerScores } from './neuron-report';
-import { largestHolding } from './neuron-search';
-import { mulberry32 } from './random';
-import type { Analysis, AnalysisContext, AnalysisOutput } from './types';
+import { GradientSession } from '../../autodiff';
+import { usageError } from '../../errors';
+import { subset, type Dataset } from '../../data/types';
+import { bnStatus } from '../../graph/patterns';
+import type { OnnxModel } from '../../graph/model';
+import type { Tensor } from '../../tensor';
+import { gateLayers, gatedPredictions, pruningGates, type GatedModel } from '../neurons/gates';
+import { checkDataFits, checkLabelRange, noNeuronLayers, preActivationLayers, ownParameters, requireLayers, type NeuronLayer } from '../neurons/layers';
+import type { OptionSpecs } from '../../method-options';
+import { firstSamples, numberOption } from '../neurons/options';
+import { neuronOutput, type LayerScores } from '../neurons/report';
+import { largestHolding } from '../neurons/search';
+import { mulberry32 } from '../stats/random';
+import type { Analysis, AnalysisContext, AnalysisOutput } from '../types';
 
 export const ANP_DEFAULTS = { eps: 0.4, steps: 1, alpha: 0.2, batchSize: 128, iterations: 2000, lr: 0.2, momentum: 0.9, budget: 1, samples: 0, checkEvery: 50, patience: 3, minIterations: 150 };
 

@@ -12,20 +12,20 @@
  * with step 0.01 on the sum of the starts' margins, stop when that sum changes by < 1e-5
  * (relative) or after the step limit. Deviations are in DEVIATIONS below and docs/findings/BL006.md.
  */
-import { expectationFromInput, type PreprocessSpec } from '../data';
-import { BackdoorLensError, usageError } from '../errors';
-import { imageInputOf, predict } from '../evaluate';
-import type { Finding, LabelResult, VerdictEvidence } from '../report/types';
-import { fitGamma, maxOrderPValue, type GammaFit } from './gamma';
-import { madAnomaly } from './mad';
-import { positiveOption } from './positive-option';
-import { SeededRandom } from './random';
-import type { BatchGradient } from './reversal-batch';
-import { inputGradient } from './reversal-gradient';
-import { channelIndex, sampleValues, type SampleGeometry } from './reversal-objectives';
-import { MMBD_THRESHOLD } from './thresholds';
-import type { OptionSpecs } from '../method-options';
-import type { Analysis, AnalysisContext, AnalysisOutput } from './types';
+import { expectationFromInput, type PreprocessSpec } from '../../data';
+import { BackdoorLensError, usageError } from '../../errors';
+import { imageInputOf, predict } from '../../evaluate';
+import type { Finding, LabelResult, VerdictEvidence } from '../../report/types';
+import { fitGamma, maxOrderPValue, type GammaFit } from '../stats/gamma';
+import { madAnomaly } from '../stats/mad';
+import { positiveOption } from '../positive-option';
+import { SeededRandom } from '../stats/random';
+import type { BatchGradient } from '../reversal/batch';
+import { inputGradient } from '../reversal/gradient';
+import { channelIndex, sampleValues, type SampleGeometry } from '../reversal/objectives';
+import { MMBD_THRESHOLD } from '../thresholds';
+import type { OptionSpecs } from '../../method-options';
+import type { Analysis, AnalysisContext, AnalysisOutput } from '../types';
 
 export interface MmbdOptions {
   /** Random starts per class (the authors' code: 30; here 10). */

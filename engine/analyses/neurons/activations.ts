@@ -3,12 +3,12 @@
  * to the caller batch by batch, as per-channel views: the methods reduce them on the fly, so no
  * activation of the whole set is ever held.
  */
-import type { Dataset } from '../data/types';
-import { BackdoorLensError } from '../errors';
-import { imageInputOf } from '../evaluate';
-import type { OnnxModel } from '../graph/model';
-import { exposeTensors } from '../graph/surgery';
-import type { Runtime } from '../runtime/session';
+import type { Dataset } from '../../data/types';
+import { BackdoorLensError } from '../../errors';
+import { imageInputOf } from '../../evaluate';
+import type { OnnxModel } from '../../graph/model';
+import { exposeTensors } from '../../graph/surgery';
+import type { Runtime } from '../../runtime/session';
 
 /** One fetched tensor of one batch: data laid out [count, channels, spatial]. */
 export interface ActivationBatch {

@@ -4,11 +4,11 @@
  * sample's target (trigger reversal; or −log(1 − p_y) away from the true class for an 'away' goal,
  * built on first use) or the margin z_t − max_{j≠t} z_j (MM-BD).
  */
-import { GradientSession, type LossSpec } from '../autodiff';
-import { imageInputOf } from '../evaluate';
-import type { OnnxModel } from '../graph/model';
-import type { Runtime } from '../runtime/session';
-import type { BatchGradient } from './reversal-batch';
+import { GradientSession, type LossSpec } from '../../autodiff';
+import { imageInputOf } from '../../evaluate';
+import type { OnnxModel } from '../../graph/model';
+import type { Runtime } from '../../runtime/session';
+import type { BatchGradient } from './batch';
 
 export async function inputGradient(runtime: Runtime, model: OnnxModel, loss: LossSpec = { kind: 'target-cross-entropy' }): Promise<BatchGradient> {
   const input = imageInputOf(model).name;
