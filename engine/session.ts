@@ -177,9 +177,11 @@ export class Session {
     return { eval: result, ...(flags ? { triggerFlags: flags } : {}) };
   }
 
-  /** STRIP: blends each image of `data` with clean images and flags low prediction entropy (a test-time trigger check). */
+  /** STRIP with the configured `strip` options: blends each image of `data` with clean images and flags low prediction entropy. */
   strip(model: LoadedModel, data: Dataset, clean: Dataset): Promise<StripResult> {
-    return strip(model.onnx, data, clean, this.runtime, { seed: this.config.seed ?? 0, batchSize: Math.max(this.config.batchSize ?? 0, 200) });
+    const o = this.config.methodOptions?.strip ?? {};
+    const given = (key: string) => (o[key] === undefined ? {} : { [key]: Number(o[key]) });
+    return strip(model.onnx, data, clean, this.runtime, { seed: this.config.seed ?? 0, batchSize: Math.max(this.config.batchSize ?? 0, 200), ...given('perturbations'), ...given('alpha'), ...given('frr') });
   }
 
   async dispose(): Promise<void> {

@@ -24,18 +24,18 @@ describe('method option declarations', () => {
   });
 
   test('values take their declared types; a bare key belongs to the command\'s own method', () => {
-    assert.deepEqual(parseMethodOptions(['pairs.imagesPerClass=20', 'pairs.classPairs=true', 'pairs.objective=patch', 'layer=3'], 'clp'), {
+    assert.deepEqual(parseMethodOptions(['pairs.imagesPerClass=20', 'pairs.classPairs=true', 'pairs.objective=patch', 'layer=3'], { command: 'fix', own: 'clp' }), {
       pairs: { imagesPerClass: 20, classPairs: true, objective: 'patch' },
       clp: { layer: '3' },
     });
-    assert.throws(() => parseMethodOptions(['pairs.imagesPerClass=20.5']), /pairs\.imagesPerClass must be a whole number/);
-    assert.throws(() => parseMethodOptions(['pairs.classPairs=yes']), /true or false/);
-    assert.throws(() => parseMethodOptions(['imagesPerClass=20']), /names no method/);
+    assert.throws(() => parseMethodOptions(['pairs.imagesPerClass=20.5'], { command: 'scan' }), /pairs\.imagesPerClass must be a whole number/);
+    assert.throws(() => parseMethodOptions(['pairs.classPairs=yes'], { command: 'scan' }), /true or false/);
+    assert.throws(() => parseMethodOptions(['imagesPerClass=20'], { command: 'scan' }), /names no method/);
   });
 
   test('an unknown method or key names the known ones', () => {
-    assert.throws(() => parseMethodOptions(['pairs.imagesPerClas=20']), (e: Error & { code?: string }) => e.code === 'usage' && /unknown option 'pairs\.imagesPerClas'/.test(e.message) && /imagesPerClass/.test(e.message));
-    assert.throws(() => parseMethodOptions(['pair.imagesPerClass=20']), /unknown method 'pair'.*pairs, .*bna/);
+    assert.throws(() => parseMethodOptions(['pairs.imagesPerClas=20'], { command: 'scan' }), (e: Error & { code?: string }) => e.code === 'usage' && /unknown option 'pairs\.imagesPerClas'/.test(e.message) && /imagesPerClass/.test(e.message));
+    assert.throws(() => parseMethodOptions(['pair.imagesPerClass=20'], { command: 'fix' }), /unknown method 'pair'.*pairs, .*bna/);
     assert.throws(() => new Session({ methodOptions: { nc: { steps: 3 } } }), /unknown option 'nc\.steps'; nc takes threshold, imagesPerClass, batchSize, maxSteps, maxBatch \(methodOptions\)/);
   });
 });
@@ -72,11 +72,21 @@ describe('--option on the command line', () => {
     assert.match(out.headline, /bna: failed/);
   });
 
+  test('eval --option sets STRIP\'s options, and names them when a key is unknown', async () => {
+    const r = await cli('eval', badnets, '--data', join(fmnist.data, 'triggered.npz'), '--target', '0', '--strip', clean, '--option', 'strip.perturbations=4', '--json');
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).strip.perturbations, 4);
+    const bad = await cli('eval', badnets, '--data', clean, '--option', 'pairs.imagesPerClass=20');
+    assert.equal(bad.exitCode, 4);
+    assert.match(bad.stderr, /unknown method 'pairs'.*strip/);
+  });
+
   test('--help lists every declared option with its default', async () => {
     const scan = (await cli('scan', '--help')).stdout;
     const fix = (await cli('fix', '--help')).stdout;
     for (const a of analyses) for (const key of Object.keys(a.options)) assert.match(scan, new RegExp(`^  ${a.id}\\.${key} `, 'm'), `scan --help lists ${a.id}.${key}`);
     for (const f of fixes) for (const key of Object.keys(methodOptionSpecs.get(f.id)!)) assert.match(fix, new RegExp(`^  ${f.id}\\.${key} `, 'm'), `fix --help lists ${f.id}.${key}`);
     assert.match(scan, /^  pairs\.imagesPerClass +integer +clean images per class the triggers are reversed on \(default 30\)$/m);
+    assert.match((await cli('eval', '--help')).stdout, /^  strip\.perturbations +integer /m);
   });
 });

@@ -1,3 +1,4 @@
+import { mergeMethodOptions, methodOptionsHelp, parseMethodOptions } from '../../engine';
 import { commonHelp, intOption, parse, settingsFor, UsageError } from '../options';
 import { openSession, stage, startJob } from '../load';
 import type { CommandResult } from '../main';
@@ -10,21 +11,26 @@ reports the share of images it flags as triggered (its trigger_detected output).
 
   --strip CLEAN   also run STRIP: blend each image with clean images from CLEAN and flag it when
                   the mean prediction entropy falls below the 1% quantile of CLEAN's own
+  --option strip.key=value  a STRIP option (repeatable; listed below)
 
-${commonHelp}`;
+${commonHelp}
+
+Method options (--option method.key=value; "methodOptions" in backdoor-lens.json):
+${methodOptionsHelp('eval')}`;
 
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 
 export async function evalCommand(args: string[]): Promise<CommandResult> {
-  const { values, positionals } = parse(args, { target: { type: 'string' }, 'all-to-all': { type: 'boolean' }, strip: { type: 'string' } });
+  const { values, positionals } = parse(args, { target: { type: 'string' }, 'all-to-all': { type: 'boolean' }, strip: { type: 'string' }, option: { type: 'string', multiple: true } });
   if (values.help) return { stdout: evalHelp, exitCode: 0 };
   if (positionals.length !== 1) throw new UsageError('eval takes one model file');
   const s = settingsFor(positionals[0], values);
   if (!s.data) throw new UsageError('eval needs --data <set>');
   const target = intOption(values, 'target') ?? (values['all-to-all'] ? undefined : s.target);
   if (target !== undefined && values['all-to-all']) throw new UsageError('give --target or --all-to-all, not both');
+  const methodOptions = mergeMethodOptions(s.methodOptions, parseMethodOptions((values.option as string[] | undefined) ?? [], { command: 'eval' }));
   const guard = startJob('eval', s);
-  const session = openSession(s);
+  const session = openSession({ ...s, methodOptions });
   try {
     const model = await stage(guard, 'loading the model', () => session.open(positionals[0], { interrupt: guard.interrupt }));
     const data = await stage(guard, 'loading the data', () => session.loadData(model, { path: s.data!, labels: s.labels })!);
@@ -42,7 +48,7 @@ export async function evalCommand(args: string[]): Promise<CommandResult> {
       model: model.path, data: data.source, n: r.n, numClasses: r.numClasses, accuracy: r.accuracy,
       ...(r.asr !== undefined ? { asr: r.asr, asrN: r.asrN, sourceAccuracy: r.sourceAccuracy, target: target ?? null, allToAll: !!values['all-to-all'] } : {}),
       ...(flags ? { triggerDetected: shares(flags) } : {}),
-      ...(stripResult ? { strip: { threshold: stripResult.threshold, perturbations: 20, calibration: stripResult.calibration, ...shares(stripResult.flagged) } } : {}),
+      ...(stripResult ? { strip: { threshold: stripResult.threshold, perturbations: stripResult.perturbations, calibration: stripResult.calibration, ...shares(stripResult.flagged) } } : {}),
     };
     if (values.json) return { stdout: JSON.stringify(out, null, 2), exitCode: 0 };
     const lines = [`${model.path} on ${data.source} (${r.n} images, ${r.numClasses} classes)`];

@@ -86,7 +86,7 @@ export async function fixCommand(args: string[]): Promise<CommandResult> {
   const target = intOption(values, 'target') ?? (values['all-to-all'] ? undefined : s.target);
   const allToAll = !!values['all-to-all'];
   // method.key=value sets any method's option (pairs.* for the trigger reversal first); a bare key=value is --method's own.
-  const methodOptions = mergeMethodOptions(s.methodOptions, parseMethodOptions((values.option as string[] | undefined) ?? [], method === AUTO ? undefined : method));
+  const methodOptions = mergeMethodOptions(s.methodOptions, parseMethodOptions((values.option as string[] | undefined) ?? [], { command: 'fix', own: method === AUTO ? undefined : method }));
   const options = { ...methodOptions[method] };
   const guard = startJob('fix', s);
   const session = openSession({ ...s, threshold: numberOption(values, 'u') ?? s.threshold, methodOptions });

@@ -40,7 +40,7 @@ export async function scanCommand(args: string[]): Promise<CommandResult> {
   const u = numberOption(values, 'u') ?? s.threshold;
   if (u !== undefined && u <= 0) throw new UsageError('--u must be positive');
   const guard = startJob('scan', s);
-  const session = openSession({ ...s, methods, threshold: u, methodOptions: mergeMethodOptions(s.methodOptions, parseMethodOptions((values.option as string[] | undefined) ?? [])) });
+  const session = openSession({ ...s, methods, threshold: u, methodOptions: mergeMethodOptions(s.methodOptions, parseMethodOptions((values.option as string[] | undefined) ?? [], { command: 'scan' })) });
   let model: LoadedModel;
   try {
     model = await stage(guard, 'loading the model', () => session.open(positionals[0], { interrupt: guard.interrupt }));
