@@ -69,14 +69,14 @@ export class Session {
 
   /**
    * `runtime`: one the caller keeps (the worker's); by default the session makes its own when it
-   * first runs a model, and disposes it. `configPath`: the backdoor-lens.json the settings came from, for messages.
+   * first runs a model, and disposes it. `optionsSource`: where the method options came from, for messages.
    */
   constructor(
     readonly config: SessionConfig,
-    private readonly options: { runtime?: Runtime; configPath?: string } = {},
+    private readonly options: { runtime?: Runtime; optionsSource?: string } = {},
   ) {
     // An option no method declares would be silently ignored: name the known ones instead.
-    checkOptions(config.methodOptions, options.configPath ? `methodOptions in ${options.configPath}` : 'methodOptions');
+    checkOptions(config.methodOptions, options.optionsSource ?? 'methodOptions');
   }
 
   /** The runtime models run on; made on first use, so opening or describing a model never needs an execution provider. */

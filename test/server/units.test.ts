@@ -288,6 +288,17 @@ describe('settings', () => {
     assert.equal(s.configPath, join(dir, 'models', 'backdoor-lens.json'));
   });
 
+  test('editor settings carry method options; backdoor-lens.json wins key by key', () => {
+    const dir = tempDir();
+    const model = join(dir, 'm.onnx');
+    writeFileSync(model, '');
+    const editor = { methodOptions: { pairs: { imagesPerClass: 20, maxSteps: 30 }, mmbd: { starts: 3 } } };
+    assert.deepEqual(resolveSettings(model, editor, dir).methodOptions, editor.methodOptions);
+    writeFileSync(join(dir, 'backdoor-lens.json'), JSON.stringify({ methodOptions: { pairs: { imagesPerClass: 50 } } }));
+    assert.deepEqual(resolveSettings(model, editor, dir).methodOptions, { pairs: { imagesPerClass: 50, maxSteps: 30 }, mmbd: { starts: 3 } });
+    assert.equal(resolveSettings(model, {}, dir).methodOptions?.pairs.imagesPerClass, 50);
+  });
+
   test('an invalid backdoor-lens.json is an error naming the file', () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'backdoor-lens.json'), JSON.stringify({ treshold: 3 }));

@@ -68,7 +68,8 @@ export class EngineJobs {
       r = new Runtime({ executionProvider: s.executionProvider, threads });
       this.runtimes.set(key, r);
     }
-    return new Session(s, { runtime: r, configPath: s.configPath });
+    const optionsSource = s.configPath ? `backdoorLens.methodOptions or ${s.configPath}` : 'backdoorLens.methodOptions';
+    return new Session(s, { runtime: r, optionsSource });
   }
 
   private availableFixes(model: LoadedModel, s: ScanSettings): AvailableFix[] {
