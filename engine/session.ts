@@ -46,11 +46,11 @@ export interface MeasureOptions {
   target?: number;
   allToAll?: boolean;
   signal?: AbortSignal;
-  /** Called as each step starts ('evaluating …', 'reading trigger_detected', 'STRIP'), so the caller's limits name it. */
+  /** Called as each step starts ('evaluating …', 'reading trigger_detected'), so the caller's limits name it. */
   onStage?(stage: string): void;
 }
 
-/** What a model does on a data set: accuracy, attack success, and the flags a BNA model or STRIP raise. */
+/** What a model does on a data set: accuracy, attack success, and the images a BNA model flags. */
 export interface Measurement {
   eval: EvalResult;
   /** Per image, 1 when a BNA-corrected model's `trigger_detected` output flags it; absent for other models. */
