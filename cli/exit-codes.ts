@@ -1,5 +1,5 @@
 /** The CLI's exit codes, in one place: the commands, --help and the README say the same. */
-import type { ErrorCode } from '../engine/errors';
+import type { ErrorCode } from '../engine';
 
 /**
  * Exit codes follow model scanners: 0 nothing found, 1 found, 2 bad file/data or a limit reached, 3 no

@@ -1,8 +1,5 @@
-/** Loading shared by the commands: the job's limits, the model, its data, a runtime. */
-import { loadDataset, loadModelForData, Runtime, type Dataset, type LoadedModel } from '../engine';
-import { asBackdoorLensError } from '../engine/errors';
-import { imageInputOf } from '../engine/evaluate';
-import { JobGuard } from '../engine/runtime/limits';
+/** What the commands share around the engine session: the job's limits and its stages. */
+import { asBackdoorLensError, JobGuard, Session } from '../engine';
 import type { Settings } from './options';
 
 /**
@@ -32,25 +29,7 @@ export async function stage<T>(guard: JobGuard, name: string, run: () => T | Pro
   }
 }
 
-export async function openModel(path: string, s: Settings, guard?: JobGuard): Promise<LoadedModel> {
-  const { maxModelBytes, maxTensorElements } = s.limits;
-  const { height, width } = s.preprocess;
-  const options = {
-    arch: s.arch,
-    numClasses: s.numClasses,
-    // Only graphs built from weights take it; an ONNX model keeps the input size it declares.
-    ...(height && width ? { inputSize: { height, width } } : {}),
-    limits: { ...(maxModelBytes ? { maxModelBytes } : {}), ...(maxTensorElements ? { maxTensorElements } : {}) },
-    interrupt: guard?.interrupt,
-  };
-  // A size-agnostic network built from weights takes the data's image size.
-  return loadModelForData(path, options, s.data ? { path: s.data, labels: s.labels } : undefined);
-}
-
-export function openData(model: LoadedModel, path: string, s: Settings, labels = s.labels): Dataset {
-  return loadDataset({ path, labels }, imageInputOf(model.onnx), s.preprocess);
-}
-
-export function openRuntime(s: Settings): Runtime {
-  return new Runtime({ executionProvider: s.provider, threads: s.threads });
+/** The engine session a command runs in, on the settings' runtime; the caller disposes it. */
+export function openSession(s: Settings): Session {
+  return new Session(s);
 }

@@ -1,6 +1,5 @@
 /** backdoor-lens: scan | fix | eval | info. A thin front end over the engine. */
-import { BackdoorLensError, TOOL_VERSION, UnsafeCheckpointError } from '../engine';
-import { asBackdoorLensError } from '../engine/errors';
+import { BackdoorLensError, TOOL_VERSION, UnsafeCheckpointError, asBackdoorLensError } from '../engine';
 import { exitCodeHelp, exitCodes } from './exit-codes';
 import { evalCommand, evalHelp } from './commands/eval';
 import { fixCommand, fixHelp } from './commands/fix';

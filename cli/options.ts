@@ -1,8 +1,6 @@
 /** Command-line options shared by the subcommands, merged over backdoor-lens.json. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { BackdoorLensError, findConfig, readConfig, type BackdoorLensConfig, type PreprocessSpec } from '../engine';
-import { executionProviders, type ExecutionProvider } from '../engine/runtime';
-import { defaultTimeLimitSeconds, type JobLimits } from '../engine/runtime/limits';
+import { BackdoorLensError, checkMethodOptions, findConfig, readConfig, executionProviders, defaultTimeLimitSeconds, type BackdoorLensConfig, type PreprocessSpec, type ExecutionProvider, type JobLimits, type LoadedConfig, type SessionConfig } from '../engine';
 
 export const commonOptions = {
   json: { type: 'boolean' },
@@ -78,20 +76,17 @@ function numberList(values: OptionValues, name: string): number[] | undefined {
   return list;
 }
 
-export interface Settings {
-  config?: { path: string; config: BackdoorLensConfig };
-  provider: ExecutionProvider;
-  threads?: number;
-  arch?: string;
-  numClasses?: number;
-  data?: string;
-  labels?: string;
+/**
+ * A command's settings: the session's configuration (backdoor-lens.json's shape, flags over the
+ * file), the file it came from, and the job's limits.
+ */
+export interface Settings extends SessionConfig {
+  /** The backdoor-lens.json that was read, if any. */
+  file?: LoadedConfig;
+  executionProvider: ExecutionProvider;
   dataKind: 'clean' | 'mixed';
   preprocess: PreprocessSpec;
-  batchSize?: number;
   seed: number;
-  /** Load limits: the flags over `limits` in backdoor-lens.json; unset ones keep the engine's defaults. */
-  limits: { maxModelBytes?: number; maxTensorElements?: number };
   /** The job's limits: --time-limit over timeLimitSeconds over the default (0: none); --max-memory over limits.maxMemoryMB. */
   job: JobLimits;
 }
@@ -100,6 +95,7 @@ export interface Settings {
 export function settingsFor(modelPath: string | undefined, values: OptionValues): Settings {
   const loaded = typeof values.config === 'string' ? readConfig(values.config) : modelPath ? findConfig(modelPath, process.cwd()) : undefined;
   const c: BackdoorLensConfig = loaded?.config ?? {};
+  if (loaded) checkMethodOptions(c.methodOptions, `methodOptions in ${loaded.path}`);
   const provider = (values.provider as string | undefined) ?? c.executionProvider ?? 'cpu';
   if (!executionProviders.includes(provider as ExecutionProvider)) throw new UsageError(`--provider must be one of ${executionProviders.join(', ')}, got '${provider}'`);
   const dataKind = (values['data-kind'] as string | undefined) ?? c.dataKind ?? 'clean';
@@ -130,9 +126,10 @@ export function settingsFor(modelPath: string | undefined, values: OptionValues)
   if (timeLimit < 0) throw new UsageError(`--time-limit must be 0 (no limit) or more seconds, got '${values['time-limit']}'`);
   const maxMemoryMB = positiveOption(values, 'max-memory') ?? c.limits?.maxMemoryMB;
   return {
-    config: loaded,
+    ...c,
+    file: loaded,
     job: { timeLimitMs: timeLimit > 0 ? timeLimit * 1000 : undefined, maxMemoryMB },
-    provider: provider as ExecutionProvider,
+    executionProvider: provider as ExecutionProvider,
     threads: intOption(values, 'threads') ?? c.threads,
     arch: (values.arch as string | undefined) ?? c.arch,
     numClasses: intOption(values, 'num-classes', 2) ?? c.numClasses,

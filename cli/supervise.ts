@@ -9,7 +9,7 @@
  * ends it and prints the one-line reason with the stage the child last reported.
  */
 import { spawn } from 'node:child_process';
-import { memoryLimitError, ProcessWatchdog, timeLimitError, watchdogGraceMs, type JobLimits } from '../engine/runtime/limits';
+import { memoryLimitError, ProcessWatchdog, timeLimitError, watchdogGraceMs, type JobLimits } from '../engine';
 import { exitCodes } from './exit-codes';
 
 /** Commands that run a job worth supervising. */

@@ -6,8 +6,8 @@
  * (removed / reduced / failed) with the numbers. The fixed model carries a record of that
  * measurement (engine/fixes/record.ts) so a later scan measures the same triggers again.
  */
-import type { ReversedTrigger } from './analyses/trigger';
-import { triggersFrom } from './analyses/trigger';
+import type { ReversedTrigger } from './analyses/reversal/trigger';
+import { triggersFrom } from './analyses/reversal/trigger';
 import type { AnalysisOutput, DataKind } from './analyses/types';
 import type { Dataset } from './data/types';
 import { BackdoorLensError, asBackdoorLensError, usageError } from './errors';

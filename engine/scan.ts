@@ -2,7 +2,7 @@
  * Runs the registered analyses that fit the model and data, and assembles the report.
  * Everything a scan needs is passed in; nothing is global, so scans can run side by side.
  */
-import { analyses, findAnalysis } from './analyses/registry';
+import { analyses } from './analyses/registry';
 import type { Analysis, AnalysisContext, AnalysisOutput, ArtifactImage, DataKind } from './analyses/types';
 import type { Dataset, PreprocessSpec } from './data/types';
 import { BackdoorLensError, asBackdoorLensError, usageError } from './errors';
@@ -32,6 +32,8 @@ export interface ScanRequest {
   dataKind?: DataKind;
   /** Method ids; default: every analysis that runs by default. */
   methods?: string[];
+  /** The analyses to pick from (default: engine/analyses/registry.ts); a test of a new method adds it here. */
+  analyses?: readonly Analysis[];
   u?: number;
   seed?: number;
   batchSize?: number;
@@ -72,7 +74,7 @@ const dataNeedText: Record<Analysis['needs'], string> = {
 };
 
 /** Why an analysis cannot run with this data, if it cannot. */
-export function missingData(a: Analysis, data: Dataset | undefined, kind: DataKind): string | undefined {
+export function missingData(a: Pick<Analysis, 'needs'>, data: Dataset | undefined, kind: DataKind): string | undefined {
   if (a.needs === 'none') return undefined;
   if (!data) return `needs ${dataNeedText[a.needs]}`;
   if (a.needs === 'labelled' && !data.labels) return `needs labels, and ${data.source} has none`;
@@ -81,12 +83,12 @@ export function missingData(a: Analysis, data: Dataset | undefined, kind: DataKi
   return undefined;
 }
 
-export function resolveMethods(methods: string[] | undefined, data?: Dataset): Analysis[] {
-  if (!methods || methods.length === 0) return analyses.filter((a) => a.runsByDefault === true || (a.runsByDefault === 'without-data' && !data?.labels));
+export function resolveMethods(methods: string[] | undefined, data?: Dataset, registry: readonly Analysis[] = analyses): Analysis[] {
+  if (!methods || methods.length === 0) return registry.filter((a) => a.runsByDefault === true || (a.runsByDefault === 'without-data' && !data?.labels));
   return methods.map((id) => {
-    const a = findAnalysis(id);
+    const a = registry.find((x) => x.id === id);
     if (!a) {
-      throw usageError(`unknown method '${id}'; available: ${analyses.map((x) => x.id).join(', ') || 'none registered'}`);
+      throw usageError(`unknown method '${id}'; available: ${registry.map((x) => x.id).join(', ') || 'none registered'}`);
     }
     return a;
   });
@@ -116,7 +118,7 @@ export async function scan(model: LoadedModel, request: ScanRequest): Promise<Sc
 
 async function scanModel(model: LoadedModel, request: ScanRequest): Promise<ScanResult> {
   const started = Date.now();
-  const selected = resolveMethods(request.methods, request.data);
+  const selected = resolveMethods(request.methods, request.data, request.analyses);
   const explicit = (request.methods?.length ?? 0) > 0;
   const dataKind = request.dataKind ?? 'clean';
   const input = imageInputOf(model.onnx);

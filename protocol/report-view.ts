@@ -1,8 +1,8 @@
 /**
  * What the report view shows, and the messages between the report webview and the extension.
- * Types only: the webview bundle imports nothing from the engine or the language client.
+ * Types only: the webview bundle takes types from the engine (engine/index.ts) and nothing else.
  */
-import type { ScanReport } from '../engine/report/types';
+import type { ScanReport, TriggerView } from '../engine';
 import type { FixSummary } from './lsp';
 
 export type CheckpointStatus = 'not-scanned' | 'queued' | 'scanning' | 'done' | 'failed' | 'cancelled' | 'stale';
@@ -42,44 +42,8 @@ export interface FixOffer {
   disabled?: string;
 }
 
-/**
- * An image in pixel space for the trigger viewer: `width`×`height`×`channels` bytes, row-major,
- * channels last, base64. A signed image (a perturbation) stores 128 + 127·v/scale.
- */
-export interface PixelImage {
-  width: number;
-  height: number;
-  channels: number;
-  data: string;
-  /** Signed images: the pixel value (0–1 range) that ±127 stands for. */
-  scale?: number;
-}
-
-/** One reversed trigger, for the trigger viewer: one row per flagged pair (or label). */
-export interface TriggerView {
-  /** 'patch' (mask + pattern), 'perturbation' (additive), 'warp' (a flow field), or a kind this viewer may not know. */
-  kind: string;
-  /** The detector and objective, e.g. 'pairs:patch', 'nc'. */
-  method: string;
-  target: number;
-  pair?: { source: number; target: number };
-  label?: number;
-  /** How the pair was flagged ('transfer': the trigger is the one reversed for the outlier pairs). */
-  via?: 'outlier' | 'transfer';
-  /** A clean image of the source class, and the same image with the trigger. */
-  clean?: PixelImage;
-  stamped?: PixelImage;
-  /** patch: the mask, one channel, 255 = fully the pattern. */
-  mask?: PixelImage;
-  /** patch: the pattern in pixel space. */
-  pattern?: PixelImage;
-  /** perturbation: the additive change in pixel space, signed. */
-  perturbation?: PixelImage;
-  /** warp: the displacement per pixel (dx, dy), signed, in pixels. */
-  flow?: PixelImage;
-  /** e.g. '|m|₁ = 2.9' or '‖v‖₂ = 0.41'. */
-  size?: string;
-}
+/** The trigger viewer's rows and images, as the engine draws them from the reversed triggers. */
+export type { PixelImage, TriggerView } from '../engine';
 
 export interface ReportView {
   uri: string;

@@ -4,7 +4,8 @@
  * in the report (the report view's findings table, `--json`); these are for diagnostics, toasts,
  * the status bar and the log.
  */
-import type { Finding, NeuronScore, ScanReport, VerdictEvidence } from '../engine/report/types';
+import { fixTitle } from './fix-names';
+import type { Finding, NeuronScore, ScanReport, VerdictEvidence } from '../engine';
 
 export const MAX_LINE = 120;
 
@@ -114,7 +115,7 @@ export function findingMessage(f: Finding, report: ScanReport): string {
   const line = pairLine(f, report) ?? labelLine(f, report) ?? neuronLayerLine(f, report) ?? neuronSummaryLine(f, report);
   if (line) return line;
   // Command-line advice has an editor equivalent: the quick fix on the same line.
-  const text = f.message.replace(/`backdoor-lens fix --method (\w+)`/g, (_, m: string) => `the quick fix "Prune with ${m.toUpperCase()}"`);
+  const text = f.message.replace(/`backdoor-lens fix --method (\w+)`/g, (_, m: string) => `the quick fix "${fixTitle(m)}"`);
   return clip(text);
 }
 

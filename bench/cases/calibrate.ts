@@ -1,8 +1,8 @@
 /**
  * Calibration of the detectors' thresholds on the development zoo's clean controls only: the
  * default trigger-reversal scan of every clean model (both exports, seeds 0–2), the value of every
- * screen's statistic, and engine/analyses/calibration.json rewritten with them (the thresholds
- * are the highest clean value × the margin, see engine/analyses/calibration.ts).
+ * screen's statistic, and engine/analyses/reversal/calibration.json rewritten with them (the thresholds
+ * are the highest clean value × the margin, see engine/analyses/reversal/calibration.ts).
  *
  *   npm run bench -- calibrate          BENCH_CALIBRATE_WRITE=0 to print without writing
  *   BENCH_ZOO=rn32-clean npm run bench -- calibrate   measure these clean models only and keep
@@ -11,7 +11,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadDataset, loadModel, Runtime, scan } from '../../engine';
-import { calibration, networkFamily, screenThreshold, type CalibrationRecord, type CleanValue, type NetworkFamily, type ScreenKey } from '../../engine/analyses/calibration';
+import { calibration, networkFamily, screenThreshold, type CalibrationRecord, type CleanValue, type NetworkFamily, type ScreenKey } from '../../engine/analyses/reversal/calibration';
 import { imageInputOf } from '../../engine/evaluate';
 import { root } from '../models';
 import type { Row } from '../run';
@@ -54,7 +54,7 @@ export async function run(): Promise<Row[]> {
     made: `npm run bench -- calibrate on ${new Date().toISOString().slice(0, 10)}: ${new Set([...values.values()].flat().map((c) => c.model)).size} clean zoo models × 2 exports × seeds ${seeds.join(', ')}`,
     screens: Object.fromEntries([...values].sort(([a], [b]) => a.localeCompare(b))),
   };
-  if (process.env.BENCH_CALIBRATE_WRITE !== '0') writeFileSync(join(root, 'engine/analyses/calibration.json'), `${JSON.stringify(record, null, 1)}\n`);
+  if (process.env.BENCH_CALIBRATE_WRITE !== '0') writeFileSync(join(root, 'engine/analyses/reversal/calibration.json'), `${JSON.stringify(record, null, 1)}\n`);
   Object.assign(calibration, record);
   return [...values.keys()].sort().flatMap((key) =>
     (['plain', 'residual'] as NetworkFamily[]).flatMap((family) => {

@@ -9,7 +9,7 @@
  * took 514 s on this model on a busy 2-core CPU.
  */
 import { join } from 'node:path';
-import { anp } from '../../engine/analyses/anp';
+import { anp } from '../../engine/analyses/methods/anp';
 import type { AnalysisOutput } from '../../engine/analyses/types';
 import { applyFix, evaluate, loadDataset, loadModel, Runtime } from '../../engine';
 import { imageInputOf } from '../../engine/evaluate';

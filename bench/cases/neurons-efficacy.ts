@@ -11,11 +11,11 @@
  * ANP runs with the reference defaults (2000 iterations, tens of minutes on a CPU); set
  * BENCH_ANP_ITERATIONS to shorten it.
  */
-import { anp } from '../../engine/analyses/anp';
-import { gateLayers, gatedPredictions, pruningGates } from '../../engine/analyses/neuron-gates';
-import { preActivationLayers } from '../../engine/analyses/neuron-layers';
-import { pruneNeurons, type NeuronRef } from '../../engine/analyses/neuron-prune';
-import { stampTrigger } from '../../engine/analyses/trigger';
+import { anp } from '../../engine/analyses/methods/anp';
+import { gateLayers, gatedPredictions, pruningGates } from '../../engine/analyses/neurons/gates';
+import { preActivationLayers } from '../../engine/analyses/neurons/layers';
+import { pruneNeurons, type NeuronRef } from '../../engine/analyses/neurons/prune';
+import { stampTrigger } from '../../engine/analyses/reversal/trigger';
 import type { AnalysisOutput } from '../../engine/analyses/types';
 import { applyFix, evaluate, loadDataset, loadModel, Runtime } from '../../engine';
 import { imageInputOf } from '../../engine/evaluate';

@@ -8,8 +8,8 @@
  * far earlier (its iteration count is in the scan's ANP notes).
  */
 import { loadModel, scan } from '../../engine';
-import { anpSettings, optimiseMasks, type AnpSchedule } from '../../engine/analyses/anp';
-import { preActivationLayers } from '../../engine/analyses/neuron-layers';
+import { anpSettings, optimiseMasks, type AnpSchedule } from '../../engine/analyses/methods/anp';
+import { preActivationLayers } from '../../engine/analyses/neurons/layers';
 import type { Dataset } from '../../engine/data/types';
 import { Runtime } from '../../engine/runtime';
 import type { Row } from '../run';

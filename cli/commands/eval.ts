@@ -1,8 +1,6 @@
-import { evaluate } from '../../engine';
-import { strip } from '../../engine/analyses/strip';
-import { triggerFlags } from '../../engine/fixes/bna-graph';
+import { mergeMethodOptions, methodOptionsHelp, parseMethodOptions } from '../../engine';
 import { commonHelp, intOption, parse, settingsFor, UsageError } from '../options';
-import { openData, openModel, openRuntime, stage, startJob } from '../load';
+import { openSession, stage, startJob } from '../load';
 import type { CommandResult } from '../main';
 
 export const evalHelp = `Usage: backdoor-lens eval <model> --data <set> [--target T | --all-to-all] [--strip CLEAN] [--json]
@@ -13,38 +11,44 @@ reports the share of images it flags as triggered (its trigger_detected output).
 
   --strip CLEAN   also run STRIP: blend each image with clean images from CLEAN and flag it when
                   the mean prediction entropy falls below the 1% quantile of CLEAN's own
+  --option strip.key=value  a STRIP option (repeatable; listed below)
 
-${commonHelp}`;
+${commonHelp}
+
+Method options (--option method.key=value; "methodOptions" in backdoor-lens.json):
+${methodOptionsHelp('eval')}`;
 
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
 
 export async function evalCommand(args: string[]): Promise<CommandResult> {
-  const { values, positionals } = parse(args, { target: { type: 'string' }, 'all-to-all': { type: 'boolean' }, strip: { type: 'string' } });
+  const { values, positionals } = parse(args, { target: { type: 'string' }, 'all-to-all': { type: 'boolean' }, strip: { type: 'string' }, option: { type: 'string', multiple: true } });
   if (values.help) return { stdout: evalHelp, exitCode: 0 };
   if (positionals.length !== 1) throw new UsageError('eval takes one model file');
   const s = settingsFor(positionals[0], values);
   if (!s.data) throw new UsageError('eval needs --data <set>');
-  const target = intOption(values, 'target') ?? (values['all-to-all'] ? undefined : s.config?.config.target);
+  const target = intOption(values, 'target') ?? (values['all-to-all'] ? undefined : s.target);
   if (target !== undefined && values['all-to-all']) throw new UsageError('give --target or --all-to-all, not both');
+  const methodOptions = mergeMethodOptions(s.methodOptions, parseMethodOptions((values.option as string[] | undefined) ?? [], { command: 'eval' }));
   const guard = startJob('eval', s);
-  const model = await stage(guard, 'loading the model', () => openModel(positionals[0], s, guard));
-  const data = await stage(guard, 'loading the data', () => openData(model, s.data!, s));
-  const runtime = openRuntime(s);
+  const session = openSession({ ...s, methodOptions });
   try {
-    const r = await stage(guard, `evaluating ${data.source}`, () => evaluate(model.onnx, data, runtime, { batchSize: s.batchSize, target, allToAll: !!values['all-to-all'], signal: guard.signal }));
+    const model = await stage(guard, 'loading the model', () => session.open(positionals[0], { interrupt: guard.interrupt }));
+    const data = await stage(guard, 'loading the data', () => session.loadData(model, { path: s.data!, labels: s.labels })!);
+    const measured = await stage(guard, `evaluating ${data.source}`, () => session.measure(model, data, { target, allToAll: !!values['all-to-all'], signal: guard.signal, onStage: (name) => guard.check(name) }));
+    const r = measured.eval;
     // Shares of flagged images: all of them, and those the ASR counts (non-target classes).
     const shares = (flags: ArrayLike<number>) => {
       const counted = data.labels && target !== undefined ? Array.from(flags).filter((_, i) => data.labels![i] !== target) : Array.from(flags);
       return { share: Array.from(flags).reduce((a, b) => a + b, 0) / Math.max(1, data.n), ...(counted.length !== data.n ? { shareNonTarget: counted.reduce((a, b) => a + b, 0) / Math.max(1, counted.length) } : {}) };
     };
-    const flags = await stage(guard, 'reading trigger_detected', () => triggerFlags(model.onnx, data, runtime, s.batchSize));
-    const stripSet = typeof values.strip === 'string' ? await stage(guard, 'loading the STRIP set', () => openData(model, values.strip as string, s)) : undefined;
-    const stripResult = stripSet ? await stage(guard, 'STRIP', () => strip(model.onnx, data, stripSet, runtime, { seed: s.seed, batchSize: Math.max(s.batchSize ?? 0, 200) })) : undefined;
+    const flags = measured.triggerFlags;
+    const stripSet = typeof values.strip === 'string' ? await stage(guard, 'loading the STRIP set', () => session.loadData(model, { path: values.strip as string, labels: s.labels })!) : undefined;
+    const stripResult = stripSet ? await stage(guard, 'STRIP', () => session.strip(model, data, stripSet)) : undefined;
     const out = {
       model: model.path, data: data.source, n: r.n, numClasses: r.numClasses, accuracy: r.accuracy,
       ...(r.asr !== undefined ? { asr: r.asr, asrN: r.asrN, sourceAccuracy: r.sourceAccuracy, target: target ?? null, allToAll: !!values['all-to-all'] } : {}),
       ...(flags ? { triggerDetected: shares(flags) } : {}),
-      ...(stripResult ? { strip: { threshold: stripResult.threshold, perturbations: 20, calibration: stripResult.calibration, ...shares(stripResult.flagged) } } : {}),
+      ...(stripResult ? { strip: { threshold: stripResult.threshold, perturbations: stripResult.perturbations, calibration: stripResult.calibration, ...shares(stripResult.flagged) } } : {}),
     };
     if (values.json) return { stdout: JSON.stringify(out, null, 2), exitCode: 0 };
     const lines = [`${model.path} on ${data.source} (${r.n} images, ${r.numClasses} classes)`];
@@ -60,6 +64,6 @@ export async function evalCommand(args: string[]): Promise<CommandResult> {
     return { stdout: lines.join('\n'), exitCode: 0 };
   } finally {
     guard.dispose();
-    await runtime.dispose();
+    await session.dispose();
   }
 }

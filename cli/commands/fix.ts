@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
-import { applyFix, assertNotInput, checkOutputPath, fixOutputs, outputLabel, purifiedWeights, reversedAgainText, writeFilesAtomic, type FixResult } from '../../engine';
+import { AUTO, assertNotInput, checkOutputPath, mergeMethodOptions, methodOptionsHelp, parseMethodOptions, fixOutputs, outputLabel, reversedAgainText, writeFilesAtomic, type FixResult, type LoadedModel, type Session } from '../../engine';
 import { commonHelp, intOption, numberOption, parse, settingsFor, UsageError } from '../options';
-import { openData, openModel, openRuntime, stage, startJob } from '../load';
+import { openSession, stage, startJob } from '../load';
 import type { CommandResult } from '../main';
 
 export const fixHelp = `Usage: backdoor-lens fix <model> --method M|auto [--data <set>] [--out FILE]
@@ -32,11 +32,14 @@ Fix options:
   --no-reversal          do not reverse triggers first: only --triggered can then show a removal
   --mode fixed|adaptive  pruning: the paper's threshold u, or by rank until the reversed trigger fails (default adaptive)
   --u X                  threshold multiplier for fixed mode (default 3)
-  --option key=value     an option of the method (repeatable), e.g. --option layer=bn3 prunes that layer's flags;
-                         method.key=value sets another method's, e.g. pairs.threshold=4 for the trigger reversal
+  --option m.key=value   a method option (repeatable; listed below), e.g. pairs.imagesPerClass=20 for the
+                         trigger reversal; a bare key=value is --method's own, e.g. layer=bn3 prunes that layer's flags
   --force                overwrite --out if it exists (never the input)
 
-${commonHelp}`;
+${commonHelp}
+
+Method options (--option method.key=value; "methodOptions" in backdoor-lens.json):
+${methodOptionsHelp('fix')}`;
 
 const pct = (x: number | null | undefined) => (x === null || x === undefined ? 'n/a' : `${(100 * x).toFixed(1)}%`);
 
@@ -80,50 +83,44 @@ export async function fixCommand(args: string[]): Promise<CommandResult> {
   const goal = percentOption(values, 'goal', 100);
   const budget = percentOption(values, 'budget', 100);
   const s = settingsFor(input, values);
-  const target = intOption(values, 'target') ?? (values['all-to-all'] ? undefined : s.config?.config.target);
+  const target = intOption(values, 'target') ?? (values['all-to-all'] ? undefined : s.target);
   const allToAll = !!values['all-to-all'];
-  const methodOptions = { ...s.config?.config.methodOptions };
-  const options: Record<string, unknown> = { ...methodOptions[method] };
-  // key=value is an option of --method; method.key=value one of another method (e.g. pairs.threshold for the trigger reversal).
-  for (const item of (values.option as string[] | undefined) ?? []) {
-    const m = /^(?:([A-Za-z0-9_-]+)\.)?([A-Za-z0-9_]+)=(.*)$/.exec(item);
-    if (!m) throw new UsageError(`--option must look like key=value or method.key=value, got '${item}'`);
-    const value = Number.isFinite(Number(m[3])) && m[3] !== '' ? Number(m[3]) : m[3];
-    if (!m[1] || m[1] === method) options[m[2]] = value;
-    else methodOptions[m[1]] = { ...methodOptions[m[1]], [m[2]]: value };
-  }
+  // method.key=value sets any method's option (pairs.* for the trigger reversal first); a bare key=value is --method's own.
+  const methodOptions = mergeMethodOptions(s.methodOptions, parseMethodOptions((values.option as string[] | undefined) ?? [], { command: 'fix', own: method === AUTO ? undefined : method }));
+  const options = { ...methodOptions[method] };
   const guard = startJob('fix', s);
-  const model = await stage(guard, 'loading the model', () => openModel(input, s, guard));
-  // Checked before any work: the weights twin of an explicit --out must be free too.
-  const weightsOut = explicitOut && model.sourceKeys ? `${explicitOut.replace(/\.onnx$/i, '')}.safetensors` : undefined;
-  if (weightsOut) {
-    assertNotInput(weightsOut, [input]);
-    if (existsSync(weightsOut) && !values.force) throw new UsageError(`${weightsOut} exists; pass --force to replace it`);
-  }
-  const data = s.data ? openData(model, s.data, s) : undefined;
-  const heldOut = typeof values['held-out'] === 'string' ? openData(model, values['held-out'], s) : undefined;
-  if (heldOut && !data) throw new UsageError('--held-out needs --data to fit on');
-  const triggeredData = typeof values.triggered === 'string' ? openData(model, values.triggered, s) : undefined;
-  if (triggeredData && target === undefined && !allToAll) throw new UsageError('--triggered needs --target T or --all-to-all');
-  const runtime = openRuntime(s);
+  const session = openSession({ ...s, threshold: numberOption(values, 'u') ?? s.threshold, methodOptions });
   try {
-    const result = await stage(guard, `the ${method} fix`, () => applyFix(model, {
-      method, runtime, data, dataKind: s.dataKind, mode, u: numberOption(values, 'u') ?? s.config?.config.threshold, seed: s.seed, batchSize: s.batchSize,
-      options, methodOptions, heldOut, goal, budget,
+    const model = await stage(guard, 'loading the model', () => session.open(input, { interrupt: guard.interrupt }));
+    // Checked before any work: the weights twin of an explicit --out must be free too.
+    const weightsOut = explicitOut && model.sourceKeys ? `${explicitOut.replace(/\.onnx$/i, '')}.safetensors` : undefined;
+    if (weightsOut) {
+      assertNotInput(weightsOut, [input]);
+      if (existsSync(weightsOut) && !values.force) throw new UsageError(`${weightsOut} exists; pass --force to replace it`);
+    }
+    const load = (path: string | undefined) => (typeof path === 'string' ? session.loadData(model, { path, labels: s.labels }) : undefined);
+    const data = load(s.data);
+    const heldOut = load(values['held-out'] as string | undefined);
+    if (heldOut && !data) throw new UsageError('--held-out needs --data to fit on');
+    const triggeredData = load(values.triggered as string | undefined);
+    if (triggeredData && target === undefined && !allToAll) throw new UsageError('--triggered needs --target T or --all-to-all');
+    const result = await stage(guard, `the ${method} fix`, () => session.fix(model, {
+      method, data, mode, options, heldOut, goal, budget,
       reverse: !values['no-reversal'],
       ...(triggeredData ? { triggered: { data: triggeredData, target, allToAll } } : {}),
-      rescan: values['no-rescan'] ? false : { timeLimitMs: s.config?.config.timeLimitSeconds ? s.config.config.timeLimitSeconds * 1000 : undefined },
+      // The CLI's rescan runs the default detectors, under backdoor-lens.json's time limit only.
+      rescan: values['no-rescan'] ? false : { timeLimitMs: s.file?.config.timeLimitSeconds ? s.file.config.timeLimitSeconds * 1000 : undefined },
       outPath: explicitOut,
       signal: guard.signal,
     }));
-    const written = write(result, input, explicitOut, !!values.force, model, s);
+    const written = write(session, result, input, explicitOut, !!values.force, model);
     const exitCode = result.outcome === 'removed' ? 0 : 1;
     const line = `backdoor-lens: ${result.headline}${written ? `; wrote ${written.paths.join(' and ')}` : ''}`;
     if (values.json) return { stdout: JSON.stringify(toJson(result, input, written), null, 2), exitCode, ...(exitCode ? { stderr: line } : {}) };
     return { stdout: describe(result, written?.paths).join('\n'), exitCode, ...(exitCode ? { stderr: line } : {}) };
   } finally {
     guard.dispose();
-    await runtime.dispose();
+    await session.dispose();
   }
 }
 
@@ -133,18 +130,14 @@ interface Written {
 }
 
 /** Writes the fixed model (and weights) where the outcome says, or to --out; nothing when the fix produced no model. */
-function write(result: FixResult, input: string, explicitOut: string | undefined, force: boolean, model: Parameters<typeof purifiedWeights>[0], s: ReturnType<typeof settingsFor>): Written | undefined {
+function write(session: Session, result: FixResult, input: string, explicitOut: string | undefined, force: boolean, model: LoadedModel): Written | undefined {
   if (!result.model) return undefined;
   const out = explicitOut ? { onnx: explicitOut, ...(model.sourceKeys ? { safetensors: `${explicitOut.replace(/\.onnx$/i, '')}.safetensors` } : {}) } : fixOutputs(input, outputLabel(result.method, result.outcome), !!model.sourceKeys, existsSync);
-  const weights = model.sourceKeys ? purifiedWeights(model, result.model, { limits: s.limits }) : undefined;
-  if (weights && !('bytes' in weights)) result.notes.push(`no weights file: ${weights.reason}`);
+  const { files, weights } = session.fixFiles(model, result, out);
+  if (weights?.path === null) result.notes.push(`no weights file: ${weights.reason}`);
   // Both files or neither; without --force, a file that appeared meanwhile (another fix) is never replaced.
-  const files = [{ path: out.onnx, data: result.model.toBytes() }, ...(weights && 'bytes' in weights && out.safetensors ? [{ path: out.safetensors, data: weights.bytes }] : [])];
   writeFilesAtomic(files, { exclusive: !force });
-  return {
-    paths: files.map((f) => f.path),
-    ...(weights ? { weights: 'bytes' in weights && out.safetensors ? { path: out.safetensors, tensors: weights.tensors, changed: weights.changed } : { path: null, reason: 'reason' in weights ? weights.reason : 'no weights path' } } : {}),
-  };
+  return { paths: files.map((f) => f.path), ...(weights ? { weights } : {}) };
 }
 
 function describe(r: FixResult, written: string[] | undefined): string[] {

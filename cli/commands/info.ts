@@ -1,6 +1,6 @@
-import { formatInfo, modelInfo } from '../../engine';
+import { formatInfo } from '../../engine';
 import { commonHelp, parse, settingsFor, UsageError } from '../options';
-import { openModel, stage, startJob } from '../load';
+import { openSession, stage, startJob } from '../load';
 import type { CommandResult } from '../main';
 
 export const infoHelp = `Usage: backdoor-lens info <model> [--json]
@@ -15,10 +15,12 @@ export async function infoCommand(args: string[]): Promise<CommandResult> {
   if (positionals.length !== 1) throw new UsageError('info takes one model file');
   const s = settingsFor(positionals[0], values);
   const guard = startJob('info', s);
+  const session = openSession(s);
   try {
-    const info = await stage(guard, 'loading the model', async () => modelInfo(await openModel(positionals[0], s, guard)));
+    const info = await stage(guard, 'loading the model', async () => session.info(await session.open(positionals[0], { interrupt: guard.interrupt })));
     return { stdout: values.json ? JSON.stringify(info, null, 2) : formatInfo(info), exitCode: 0 };
   } finally {
     guard.dispose();
+    await session.dispose();
   }
 }

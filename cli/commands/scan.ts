@@ -1,8 +1,8 @@
 import { mkdirSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
-import { formatRefusedReport, formatReport, refusedScanReport, scan, toSarif, UnsafeCheckpointError, writeFileAtomic, type LoadedModel, type ScanReport } from '../../engine';
+import { formatRefusedReport, formatReport, mergeMethodOptions, methodOptionsHelp, parseMethodOptions, refusedScanReport, toSarif, UnsafeCheckpointError, writeFileAtomic, type LoadedModel, type ScanReport } from '../../engine';
 import { commonHelp, intOption, numberOption, parse, settingsFor, UsageError } from '../options';
-import { openData, openModel, openRuntime, stage, startJob } from '../load';
+import { openSession, stage, startJob } from '../load';
 import { exitCodeHelp, exitCodes, inconclusiveExitCode } from '../exit-codes';
 import type { CommandResult } from '../main';
 
@@ -13,23 +13,15 @@ ${exitCodeHelp}
 Scan options:
   --methods a,b          analyses to run (default: all that fit the data)
   --u X                  threshold multiplier u in mean ± u·std for neuron methods (default 3)
-  --option m.key=value   a method option, e.g. --option anp.iterations=500 (repeatable)
+  --option m.key=value   a method option, e.g. --option anp.iterations=500 (repeatable; listed below)
   --sarif                SARIF 2.1.0 output (for GitHub code scanning)
   --out FILE             write the JSON/SARIF report to FILE (text summary still printed)
   --artifacts DIR        where to write trigger images (default: beside --out)
 
-${commonHelp}`;
+${commonHelp}
 
-function methodOptions(list: string[] | undefined): Record<string, Record<string, unknown>> {
-  const out: Record<string, Record<string, unknown>> = {};
-  for (const item of list ?? []) {
-    const m = /^([a-z0-9-]+)\.([A-Za-z0-9_]+)=(.*)$/.exec(item);
-    if (!m) throw new UsageError(`--option must look like method.key=value, got '${item}'`);
-    const v = m[3];
-    (out[m[1]] ??= {})[m[2]] = v === 'true' ? true : v === 'false' ? false : v !== '' && Number.isFinite(Number(v)) ? Number(v) : v;
-  }
-  return out;
-}
+Method options (--option method.key=value; "methodOptions" in backdoor-lens.json):
+${methodOptionsHelp('scan')}`;
 
 export async function scanCommand(args: string[]): Promise<CommandResult> {
   const { values, positionals } = parse(args, {
@@ -44,27 +36,25 @@ export async function scanCommand(args: string[]): Promise<CommandResult> {
   if (positionals.length !== 1) throw new UsageError('scan takes one model file');
   if (values.json && values.sarif) throw new UsageError('give --json or --sarif, not both');
   const s = settingsFor(positionals[0], values);
-  const cfg = s.config?.config;
-  const methods = typeof values.methods === 'string' ? values.methods.split(',').map((m) => m.trim()).filter(Boolean) : cfg?.methods;
-  const u = numberOption(values, 'u') ?? cfg?.threshold;
+  const methods = typeof values.methods === 'string' ? values.methods.split(',').map((m) => m.trim()).filter(Boolean) : s.methods;
+  const u = numberOption(values, 'u') ?? s.threshold;
   if (u !== undefined && u <= 0) throw new UsageError('--u must be positive');
   const guard = startJob('scan', s);
+  const session = openSession({ ...s, methods, threshold: u, methodOptions: mergeMethodOptions(s.methodOptions, parseMethodOptions((values.option as string[] | undefined) ?? [], { command: 'scan' })) });
   let model: LoadedModel;
   try {
-    model = await stage(guard, 'loading the model', () => openModel(positionals[0], s, guard));
+    model = await stage(guard, 'loading the model', () => session.open(positionals[0], { interrupt: guard.interrupt }));
   } catch (e) {
     guard.dispose();
+    await session.dispose();
     // A refused checkpoint is itself the result: report why, in the format asked for.
     if (e instanceof UnsafeCheckpointError) return refusedOutput(refusedScanReport(e, s.seed), values, e.dangerous ? 1 : 3);
     throw e;
   }
-  const runtime = openRuntime(s);
   try {
-    const data = s.data ? await stage(guard, 'loading the data', () => openData(model, s.data!, s)) : undefined;
-    const opts = { ...cfg?.methodOptions, ...methodOptions(values.option as string[] | undefined) };
-    const { report, images, stopped } = await scan(model, {
-      runtime, data, preprocess: s.preprocess, dataKind: s.dataKind, methods, u, seed: s.seed, batchSize: s.batchSize,
-      methodOptions: opts, guard, partialResults: true,
+    const data = s.data ? await stage(guard, 'loading the data', () => session.loadData(model, { path: s.data!, labels: s.labels })) : undefined;
+    const { report, images, stopped } = await session.scan(model, {
+      data, guard, partialResults: true,
       onProgress: process.stderr.isTTY ? (p) => process.stderr.write(`\r${(100 * p.fraction).toFixed(0).padStart(3)}% ${p.stage}`.padEnd(72).slice(0, 100)) : undefined,
     });
     if (process.stderr.isTTY) process.stderr.write('\r'.padEnd(100) + '\r');
@@ -90,7 +80,7 @@ export async function scanCommand(args: string[]): Promise<CommandResult> {
     return { stdout, exitCode: exitCodeFor(report) };
   } finally {
     guard.dispose();
-    await runtime.dispose();
+    await session.dispose();
   }
 }
 

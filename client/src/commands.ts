@@ -8,6 +8,7 @@ import { basename } from 'node:path';
 import * as vscode from 'vscode';
 import { LSPErrorCodes, ResponseError, WorkDoneProgress, type LanguageClient } from 'vscode-languageclient/node';
 import { ClientCommands, FixOffersRequest, FixRequest, OUTLINE_SCHEME, ScanRequest, type ApplyFixArgs, type FixSummary, type ScanSummary } from '../../protocol/lsp';
+import { fixTitle } from '../../protocol/fix-names';
 import { failureLine, limitSetting } from '../../protocol/verdict-text';
 import { chooseCleanData } from './data-picker';
 import { checkpointOfOutline, outlineUriOf } from './outline-documents';
@@ -16,13 +17,6 @@ import { REPORT_VIEW_TYPE } from './report-editor';
 const CHECKPOINT_GLOB = '**/*.{onnx,pt,pth,safetensors}';
 /** The engine's settings file (engine/config.ts), named here so the client does not bundle the engine. */
 const CONFIG_FILE = 'backdoor-lens.json';
-
-export function fixTitle(method: string): string {
-  if (method === 'auto') return 'Repair';
-  if (method === 'bna') return 'BNA correction';
-  if (method === 'unlearn') return 'Unlearn the reversed trigger';
-  return `Prune with ${method.toUpperCase()}`;
-}
 
 function isCancellation(e: unknown, token: vscode.CancellationToken): boolean {
   return token.isCancellationRequested || (e instanceof ResponseError && e.code === LSPErrorCodes.RequestCancelled);

@@ -2,7 +2,7 @@
 import * as vscode from 'vscode';
 import { LanguageClient, TransportKind, type LanguageClientOptions, type ServerOptions } from 'vscode-languageclient/node';
 import { ClientCommands, OUTLINE_SCHEME, type InitializationOptions } from '../../protocol/lsp';
-import { serverEnvironment } from '../../server/src/environment';
+import { serverEnvironment } from '../../protocol/server-environment';
 
 export function createLanguageClient(context: vscode.ExtensionContext): LanguageClient {
   const module = vscode.Uri.joinPath(context.extensionUri, 'dist', 'server.js').fsPath;

@@ -1,12 +1,12 @@
 /** Every analysis `scan --methods` can run, in the order a scan runs them. */
-import { anp } from './anp';
-import { bnp } from './bnp';
-import { clp } from './clp';
-import { ep } from './ep';
-import { fp } from './fp';
-import { mmbdAnalysis } from './mmbd';
-import { ncAnalysis } from './nc';
-import { pairsAnalysis } from './pairs';
+import { anp } from './methods/anp';
+import { bnp } from './methods/bnp';
+import { clp } from './methods/clp';
+import { ep } from './methods/ep';
+import { fp } from './methods/fp';
+import { mmbdAnalysis } from './methods/mmbd';
+import { ncAnalysis } from './methods/nc';
+import { pairsAnalysis } from './methods/pairs';
 import type { Analysis } from './types';
 
 // Cheap data-free and statistics checks first, so a time limit still leaves their findings.

@@ -8,8 +8,9 @@
 import { sampleSize, type Dataset } from '../data/types';
 import { imageInputOf } from '../evaluate';
 import type { OnnxModel } from '../graph/model';
+import type { OptionSpecs } from '../method-options';
 import type { Runtime } from '../runtime/session';
-import { SeededRandom } from './random';
+import { SeededRandom } from './stats/random';
 
 export interface StripOptions {
   /** Blends per input (STRIP's N; the paper uses up to 100). */
@@ -24,6 +25,13 @@ export interface StripOptions {
 }
 
 export const defaultStripOptions: StripOptions = { perturbations: 20, alpha: 0.5, frr: 0.01, seed: 0, batchSize: 256 };
+
+/** The options `eval --strip` takes (`--option strip.perturbations=50`, "methodOptions": { "strip": … }). */
+export const STRIP_OPTIONS: OptionSpecs = {
+  perturbations: { type: 'integer', default: defaultStripOptions.perturbations, doc: 'clean images each input is blended with (STRIP\'s N)' },
+  alpha: { type: 'number', default: defaultStripOptions.alpha, doc: "weight of the input in each blend; the rest is the clean image's" },
+  frr: { type: 'number', default: defaultStripOptions.frr, doc: 'false rejection rate on the clean set that sets the entropy threshold' },
+};
 
 function entropyOfLogits(logits: Float32Array, offset: number, k: number): number {
   let max = -Infinity;
@@ -87,6 +95,8 @@ export function quantile(values: ArrayLike<number>, q: number): number {
 
 export interface StripResult {
   threshold: number;
+  /** Blends per input. */
+  perturbations: number;
   /** Mean blend entropy per input. */
   entropies: Float64Array;
   /** 1 where the entropy is below the threshold (the input looks triggered). */
@@ -104,5 +114,5 @@ export async function strip(model: OnnxModel, inputs: Dataset, clean: Dataset, r
   const threshold = quantile(cleanH, o.frr);
   const entropies = await stripEntropies(model, inputs, clean, runtime, { ...o, seed: SeededRandom.derive(o.seed, 2) });
   const flagged = Uint8Array.from(entropies, (h) => (h < threshold ? 1 : 0));
-  return { threshold, entropies, flagged, share: flagged.reduce((a, b) => a + b, 0) / Math.max(1, inputs.n), calibration: { source: clean.source, n: clean.n, frr: o.frr } };
+  return { threshold, perturbations: o.perturbations, entropies, flagged, share: flagged.reduce((a, b) => a + b, 0) / Math.max(1, inputs.n), calibration: { source: clean.source, n: clean.n, frr: o.frr } };
 }

@@ -1,10 +1,11 @@
 /**
  * The shape every analysis has: it takes a model and data and returns typed findings.
- * Adding one is one file in this folder and one line in registry.ts.
+ * Adding one is one file in methods/ and one line in registry.ts (docs/adding-a-method.md).
  */
 import type { Dataset, PreprocessSpec } from '../data/types';
 import type { LoadedModel } from '../formats/types';
 import type { Runtime } from '../runtime/session';
+import type { OptionSpecs } from '../method-options';
 import type { AttackType, Finding, LabelResult, NeuronScore, PairResult, VerdictEvidence } from '../report/types';
 
 /** What data a method needs: none (data-free), clean images (labels optional), clean labelled images, or a possibly poisoned set. */
@@ -75,6 +76,8 @@ export interface Analysis {
    * decides only when the scan has no labelled data (with data, trigger reversal decides).
    */
   runsByDefault: boolean | 'without-data';
+  /** The options it reads (`--option <id>.key=value`, "methodOptions"): type, default, one line each. */
+  options: OptionSpecs;
   /** Why the method cannot run on this model, if it cannot (e.g. BN folded). */
   notApplicable?(model: LoadedModel): string | undefined;
   run(ctx: AnalysisContext): Promise<AnalysisOutput>;

@@ -11,11 +11,11 @@
  * samples labelled (or predicted) as a target class are left out of both, since poisoned samples
  * carry the target label.
  */
-import { gateLayers, gatedPredictions, openGates, pruningGates, type GatedModel } from '../analyses/neuron-gates';
-import { prunableLayers } from '../analyses/neuron-prune';
-import type { RankedNeuron } from '../analyses/neuron-report';
-import { largestHolding } from '../analyses/neuron-search';
-import { stampTrigger, type ReversedTrigger } from '../analyses/trigger';
+import { gateLayers, gatedPredictions, openGates, pruningGates, type GatedModel } from '../analyses/neurons/gates';
+import { prunableLayers } from '../analyses/neurons/prune';
+import type { RankedNeuron } from '../analyses/neurons/report';
+import { largestHolding } from '../analyses/neurons/search';
+import { stampTrigger, type ReversedTrigger } from '../analyses/reversal/trigger';
 import type { DataKind } from '../analyses/types';
 import { subset, type Dataset } from '../data/types';
 import { BackdoorLensError } from '../errors';

@@ -5,11 +5,12 @@
  * one (per channel, a fitted clamp((z − μ)/σ, υ, ω) in place of BN's normalisation). The result
  * is one ONNX model holding f, every g_t and the inference rule; no weight of f changes.
  */
-import { imagesByClass } from '../analyses/class-images';
+import type { OptionSpecs } from '../method-options';
+import { imagesByClass } from '../analyses/reversal/class-images';
 import { positiveOption } from '../analyses/positive-option';
-import type { BatchGradient } from '../analyses/reversal-batch';
-import { inputGradient } from '../analyses/reversal-gradient';
-import { stampTrigger, type ReversedTrigger } from '../analyses/trigger';
+import type { BatchGradient } from '../analyses/reversal/batch';
+import { inputGradient } from '../analyses/reversal/gradient';
+import { stampTrigger, type ReversedTrigger } from '../analyses/reversal/trigger';
 import { subset, type Dataset } from '../data/types';
 import { BackdoorLensError, usageError } from '../errors';
 import { exposeTensors } from '../graph/surgery';
@@ -158,12 +159,29 @@ function sameTrigger(a: ReversedTrigger, b: ReversedTrigger): boolean {
   });
 }
 
+/** BNA's options as bnaOptions reads them, one line each. */
+export const BNA_OPTIONS: OptionSpecs = {
+  granularity: { type: 'string', default: 'unit', doc: "one transform per 'unit' (channel and position) or per 'channel'" },
+  init: { type: 'string', default: defaultFitOptions.init, doc: "start of the fit: 'moments' (moment matching) or 'identity' (BN's normalisation)" },
+  binWidth: { type: 'number', default: defaultFitOptions.binWidth, doc: 'histogram bin width of the total-variation objective' },
+  tau: { type: 'number', default: defaultFitOptions.tau, doc: 'temperature τ of the soft histogram' },
+  lr: { type: 'number', default: defaultFitOptions.lr, doc: 'Adam learning rate of the transform fit' },
+  iterations: { type: 'integer', default: defaultFitOptions.iterations, doc: 'fit iterations per unit' },
+  clip: { type: 'number', default: defaultFitOptions.clip, doc: 'bound ± on the fitted transform' },
+  imagesPerClass: { type: 'integer', default: 100, doc: 'clean images per class the activations are compared on' },
+  maxValues: { type: 'integer', default: 50_000, doc: 'activation values per unit at most' },
+  minChange: { type: 'number', default: 0.05, doc: 'a unit whose stamped activations move less than this is left as it is' },
+  minScale: { type: 'number', default: 1, doc: 'floor of the moment-matched scale (1 never sharpens a unit)' },
+  reestimate: { type: 'boolean', default: true, doc: "re-estimate each trigger on all of its target's source classes (the paper's step)" },
+};
+
 export const bnaFix: Fix = {
   id: 'bna',
   title: 'BNA: activation-distribution correction with triggered-input flagging',
   needs: 'labelled',
   cost: 60,
   needsTrigger: true,
+  options: BNA_OPTIONS,
   notApplicable(model) {
     return bnLayers(model.onnx).length === 0 ? 'the model has no BatchNormalization layers (BN folded or absent); BNA corrects BN statistics' : undefined;
   },

@@ -6,7 +6,7 @@
  * draws the same held-out part from the same data (the share and seed travel in the model's
  * fix record), so its "after" numbers are measured on the same images.
  */
-import { SeededRandom } from '../analyses/random';
+import { SeededRandom } from '../analyses/stats/random';
 import { subset, type Dataset } from '../data/types';
 import { badData } from '../errors';
 

@@ -5,7 +5,7 @@
  * set (clean images and every stamped copy in one batch set) and read once per model, so `auto`
  * reads the original model once and each candidate once.
  */
-import type { ReversedTrigger } from '../analyses/trigger';
+import type { ReversedTrigger } from '../analyses/reversal/trigger';
 import type { DataKind } from '../analyses/types';
 import { sampleSize, type Dataset } from '../data/types';
 import { evaluate, predict } from '../evaluate';

@@ -6,10 +6,10 @@
  * With option `layer` it prunes exactly the channels the method flagged in that layer (what a
  * layer's code lens names), nothing else. The purified model is always a new model.
  */
-import { neuronStateOf, type NeuronState, type RankedNeuron } from '../analyses/neuron-report';
-import { numberOption } from '../analyses/neuron-options';
-import { pruneNeurons } from '../analyses/neuron-prune';
-import type { ReversedTrigger } from '../analyses/trigger';
+import { neuronStateOf, type NeuronState, type RankedNeuron } from '../analyses/neurons/report';
+import { numberOption } from '../analyses/neurons/options';
+import { pruneNeurons } from '../analyses/neurons/prune';
+import type { ReversedTrigger } from '../analyses/reversal/trigger';
 import type { Analysis } from '../analyses/types';
 import { BackdoorLensError, usageError } from '../errors';
 import { adaptivePrune, type AdaptiveOutcome } from './adaptive';
@@ -64,6 +64,13 @@ export function neuronPruningFix(analysis: Analysis, cost: number): Fix {
     title: `Prune the neurons ${analysis.title} flags`,
     needs: analysis.needs,
     cost,
+    // The analysis's own options, and those only the fix reads.
+    options: {
+      ...analysis.options,
+      layer: { type: 'string', doc: "prune exactly the channels the scan flags in this layer (the editor's lens)" },
+      budget: { type: 'number', doc: 'clean accuracy (points) adaptive pruning may cost (default: --budget)' },
+      goal: { type: 'number', doc: 'attack success (percent) adaptive pruning stops at (default: --goal)' },
+    },
     notApplicable: analysis.notApplicable,
     async run(ctx: FixContext): Promise<FixRun> {
       const notes: string[] = [];

@@ -6,9 +6,9 @@
  * model, so it breaks before the attacker's (measured on the prunable BadNets fixture: the
  * reversed trigger failed after 16 BNP neurons while the real one still reached 17.7%).
  */
-import { imagesByClass } from '../analyses/class-images';
-import { inputGradient } from '../analyses/reversal-gradient';
-import type { ReversedTrigger } from '../analyses/trigger';
+import { imagesByClass } from '../analyses/reversal/class-images';
+import { inputGradient } from '../analyses/reversal/gradient';
+import type { ReversedTrigger } from '../analyses/reversal/trigger';
 import type { Dataset } from '../data/types';
 import type { OnnxModel } from '../graph/model';
 import type { Runtime } from '../runtime/session';

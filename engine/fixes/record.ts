@@ -6,7 +6,7 @@
  * A record read from a file is untrusted input: it is validated, and a trigger that does not
  * fit the data is reported as unstampable, never trusted.
  */
-import type { ReversedTrigger } from '../analyses/trigger';
+import type { ReversedTrigger } from '../analyses/reversal/trigger';
 import type { OnnxModel } from '../graph/model';
 import type { FixMeasurement } from './measure';
 import type { FixOutcome } from './outcome';

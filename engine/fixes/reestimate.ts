@@ -5,13 +5,13 @@
  * unlearns what still works rather than only what worked before it started. Only the kinds the
  * detectors have an objective for can be re-estimated; other kinds are used as handed over.
  */
-import { defaultSchedulerOptions } from '../analyses/karm';
+import { defaultSchedulerOptions } from '../analyses/reversal/karm';
 import { GradientSession } from '../autodiff';
-import type { BatchGradient } from '../analyses/reversal-batch';
-import type { ObjectiveKind } from '../analyses/reversal-objectives';
-import { geometryOf, makeTask, runTasks } from '../analyses/reversal-run';
-import { scheduleFor } from '../analyses/reversal-task';
-import type { ReversedTrigger } from '../analyses/trigger';
+import type { BatchGradient } from '../analyses/reversal/batch';
+import type { ObjectiveKind } from '../analyses/reversal/objectives';
+import { geometryOf, makeTask, runTasks } from '../analyses/reversal/run';
+import { scheduleFor } from '../analyses/reversal/task';
+import type { ReversedTrigger } from '../analyses/reversal/trigger';
 import type { Dataset } from '../data/types';
 import { imageInputOf } from '../evaluate';
 import type { OnnxModel } from '../graph/model';

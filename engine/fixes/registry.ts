@@ -1,9 +1,9 @@
 /** Every fix `fix --method` can apply, cheapest first (the order `auto` tries them in). */
-import { anp } from '../analyses/anp';
-import { bnp } from '../analyses/bnp';
-import { clp } from '../analyses/clp';
-import { ep } from '../analyses/ep';
-import { fp } from '../analyses/fp';
+import { anp } from '../analyses/methods/anp';
+import { bnp } from '../analyses/methods/bnp';
+import { clp } from '../analyses/methods/clp';
+import { ep } from '../analyses/methods/ep';
+import { fp } from '../analyses/methods/fp';
 import { bnaFix } from './bna';
 import { neuronPruningFix } from './neuron-fix';
 import type { Fix } from './types';

@@ -9,7 +9,7 @@
  * larger than the detector would flag, and that still works on held-out images, is the backdoor
  * still there.
  */
-import type { ReversedTrigger } from '../analyses/trigger';
+import type { ReversedTrigger } from '../analyses/reversal/trigger';
 import type { Dataset } from '../data/types';
 import type { OnnxModel } from '../graph/model';
 import type { Runtime } from '../runtime/session';

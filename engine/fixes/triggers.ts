@@ -4,7 +4,7 @@
  * stamped in input space (a feature-space trigger) is reported with the reason, never dropped
  * silently.
  */
-import { stampTrigger, type ReversedTrigger } from '../analyses/trigger';
+import { stampTrigger, type ReversedTrigger } from '../analyses/reversal/trigger';
 import type { Dataset } from '../data/types';
 
 export type Stamped = { ok: true; data: Dataset } | { ok: false; reason: string };

@@ -1,4 +1,5 @@
-import type { ReversedTrigger } from '../analyses/trigger';
+import type { OptionSpecs } from '../method-options';
+import type { ReversedTrigger } from '../analyses/reversal/trigger';
 import type { AnalysisContext } from '../analyses/types';
 import type { LoadedModel } from '../formats/types';
 import type { OnnxModel } from '../graph/model';
@@ -68,6 +69,8 @@ export interface FixResult extends FixRun {
 export interface Fix {
   id: string;
   title: string;
+  /** The options it reads besides its analysis's (`--option <id>.key=value`): type, default, one line each. */
+  options?: OptionSpecs;
   needs: 'none' | 'clean' | 'labelled' | 'mixed';
   /** Relative cost, for `auto`'s cheapest-first order (seconds on the fixture CNN, roughly). */
   cost: number;

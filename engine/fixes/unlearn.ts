@@ -11,10 +11,11 @@
  * fit images (never the held-out ones the fix is graded on) and the best epoch is kept: the
  * lowest trigger success among those within the accuracy budget.
  */
+import type { OptionSpecs } from '../method-options';
 import { GradientSession } from '../autodiff';
-import { numberOption } from '../analyses/neuron-options';
-import { SeededRandom } from '../analyses/random';
-import { stampTrigger, type ReversedTrigger } from '../analyses/trigger';
+import { numberOption } from '../analyses/neurons/options';
+import { SeededRandom } from '../analyses/stats/random';
+import { stampTrigger, type ReversedTrigger } from '../analyses/reversal/trigger';
 import { subset, type Dataset } from '../data/types';
 import { argmaxRows, imageInputOf } from '../evaluate';
 import type { OnnxModel } from '../graph/model';
@@ -150,12 +151,27 @@ function imagesAvoiding(labels: Int32Array, target: number, perClass: number, se
   return [...byClass.entries()].sort((a, b) => a[0] - b[0]).flatMap(([c, list]) => new SeededRandom(SeededRandom.derive(seed, 0x554e, c)).shuffle(list).slice(0, perClass));
 }
 
+/** Unlearning's options (defaults UNLEARN_DEFAULTS), one line each. */
+export const UNLEARN_OPTIONS: OptionSpecs = {
+  epochs: { type: 'integer', default: UNLEARN_DEFAULTS.epochs, doc: 'fine-tuning epochs at most' },
+  maxSeconds: { type: 'number', default: UNLEARN_DEFAULTS.maxSeconds, doc: 'wall-clock limit of the training loop, seconds' },
+  lr: { type: 'number', default: UNLEARN_DEFAULTS.lr, doc: 'Adam learning rate' },
+  batchSize: { type: 'integer', default: UNLEARN_DEFAULTS.batchSize, doc: 'images per training step' },
+  stampShare: { type: 'number', default: UNLEARN_DEFAULTS.stampShare, doc: 'share of each batch stamped with a reversed trigger' },
+  validationShare: { type: 'number', default: UNLEARN_DEFAULTS.validationShare, doc: 'share of the fit images kept aside to choose the epoch' },
+  reversalSteps: { type: 'integer', default: UNLEARN_DEFAULTS.reversalSteps, doc: 'steps of each re-estimation against the current weights (0: none)' },
+  reversalImagesPerClass: { type: 'integer', default: UNLEARN_DEFAULTS.reversalImagesPerClass, doc: 'images per class a re-estimation reverses on' },
+  reversalSuccess: { type: 'number', default: UNLEARN_DEFAULTS.reversalSuccess, doc: 'share of images a re-estimated trigger must move' },
+  reestimateAll: { type: 'boolean', default: UNLEARN_DEFAULTS.reestimateAll, doc: 're-estimate every kind with an objective, not only those handed over' },
+};
+
 export const unlearnFix: Fix = {
   id: 'unlearn',
   title: 'Unlearn the reversed triggers (fine-tune on stamped images with their true labels)',
   needs: 'labelled',
   cost: 120,
   needsTrigger: true,
+  options: UNLEARN_OPTIONS,
   async run(ctx): Promise<FixRun> {
     const o = unlearnOptions(ctx.options);
     const data = ctx.data!;

@@ -5,8 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { closeSync, createReadStream } from 'node:fs';
-import { openRegular } from '../../engine/io/files';
-import type { ScanReport } from '../../engine/report/types';
+import { openRegular, type ScanReport } from '../../engine';
 import type { FixSummary } from '../../protocol/lsp';
 import type { AvailableFix, CheckpointStatus, TriggerView } from '../../protocol/report-view';
 import type { ImageBytes, ModelOutline } from './jobs/messages';

@@ -1,5 +1,5 @@
 /** The output names a fix may end with, claimed before it runs (engine/fixes/output-name.ts names them). */
-import { outputLabel } from '../../engine/fixes/output-name';
+import { outputLabel } from '../../engine';
 
 /**
  * Every label the fix may write under: purified / corrected for a removal, <method>-reduced /

@@ -33,7 +33,7 @@ import {
   type InitializationOptions,
 } from '../../protocol/lsp';
 import type { ReportView } from '../../protocol/report-view';
-import { TOOL_VERSION } from '../../engine/version';
+import { TOOL_VERSION } from '../../engine';
 import type { CheckpointState } from './checkpoints';
 import { codeActionsFor, codeLensesFor, offersOf } from './features/fix-actions';
 import { changeOf, reportViewOf } from './features/report-view';

@@ -4,11 +4,10 @@
  * when something it shows has changed.
  */
 import { existsSync } from 'node:fs';
-import { asBackdoorLensError } from '../../engine/errors';
-import { removeTempFiles } from '../../engine/io/atomic';
+import { asBackdoorLensError, removeTempFiles, fixOutputs, type FixOutputs } from '../../engine';
+import { FIX_IDS } from '../../protocol/fix-names';
 import type { FixSummary, ScanSummary } from '../../protocol/lsp';
 import { CheckpointStore, sha256File, type CheckpointState } from './checkpoints';
-import { fixOutputs, type FixOutputs } from '../../engine/fixes/output-name';
 import { possibleLabels } from './fix-output';
 import type { FixJobResult, ScanJobResult, DescribeJobResult } from './jobs/messages';
 import type { JobQueue } from './jobs/queue';
@@ -188,7 +187,7 @@ export class CheckpointService {
     const outputs: Record<string, FixOutputs> = {};
     const targets: string[] = [];
     const known = (state.outcome?.fixes ?? state.fixes ?? []).map((f) => f.id);
-    for (const label of possibleLabels(method, known.length ? known : ['clp', 'bnp', 'ep', 'fp', 'bna', 'unlearn', 'anp'])) {
+    for (const label of possibleLabels(method, known.length ? known : FIX_IDS)) {
       outputs[label] = fixOutputs(path, label, format !== 'onnx', (p) => this.claimed.has(p) || existsSync(p));
       for (const t of [outputs[label].onnx, ...(outputs[label].safetensors ? [outputs[label].safetensors!] : [])]) (targets.push(t), this.claimed.add(t));
     }

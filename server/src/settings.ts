@@ -4,7 +4,7 @@
  */
 import { statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import { findConfig, type BackdoorLensConfig } from '../../engine/config';
+import { findConfig, mergeMethodOptions, type BackdoorLensConfig, type MethodOptions } from '../../engine';
 
 /** The editor settings section `backdoorLens`, as the client sends it. */
 export interface EditorSettings {
@@ -13,6 +13,8 @@ export interface EditorSettings {
   triggeredData?: string;
   methods?: string[];
   threshold?: number;
+  /** Options per method, as "methodOptions" in backdoor-lens.json (`{ "pairs": { "imagesPerClass": 50 } }`). */
+  methodOptions?: MethodOptions;
   executionProvider?: 'cpu' | 'cuda' | 'webgpu';
   timeLimitSeconds?: number;
 }
@@ -44,6 +46,7 @@ export function resolveSettings(modelPath: string, editor: EditorSettings, works
     triggeredData: absolute(editor.triggeredData, workspaceRoot),
     methods: editor.methods?.length ? editor.methods : undefined,
     threshold: editor.threshold,
+    methodOptions: editor.methodOptions && Object.keys(editor.methodOptions).length ? editor.methodOptions : undefined,
     executionProvider: editor.executionProvider,
     timeLimitSeconds: editor.timeLimitSeconds && editor.timeLimitSeconds > 0 ? editor.timeLimitSeconds : undefined,
   };
@@ -51,6 +54,8 @@ export function resolveSettings(modelPath: string, editor: EditorSettings, works
   const merged: ScanSettings = { ...fromEditor };
   if (found) {
     for (const [k, v] of Object.entries(found.config)) if (v !== undefined) (merged as Record<string, unknown>)[k] = v;
+    // Method options merge per key: the file's win, the editor's other keys stay.
+    if (fromEditor.methodOptions && found.config.methodOptions) merged.methodOptions = mergeMethodOptions(fromEditor.methodOptions, found.config.methodOptions);
     merged.configPath = found.path;
   }
   for (const k of Object.keys(merged) as (keyof ScanSettings)[]) if (merged[k] === undefined) delete merged[k];

@@ -1,6 +1,6 @@
 /** Checkpoint URIs (file:) and their outline documents (backdoor-lens-outline:<path>.outline). */
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { BackdoorLensError } from '../../engine/errors';
+import { BackdoorLensError } from '../../engine';
 import { OUTLINE_SCHEME } from '../../protocol/lsp';
 
 const OUTLINE_SUFFIX = '.outline';

@@ -4,7 +4,7 @@
  * AbortSignal, and the server kills the process when the job does not stop (WorkerHost).
  */
 import { parentPort } from 'node:worker_threads';
-import { asBackdoorLensError, BackdoorLensError } from '../../engine/errors';
+import { asBackdoorLensError, BackdoorLensError } from '../../engine';
 import type { FromWorker, ToWorker } from './jobs/messages';
 import { EngineJobs } from './worker/engine-jobs';
 

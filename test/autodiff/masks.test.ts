@@ -12,7 +12,7 @@ import { buildVjpGraph } from '../../engine/autodiff';
 import { GraphBuilder } from '../../engine/graph/builder';
 import { Runtime } from '../../engine/runtime';
 import { floatTensor, type Tensor } from '../../engine/tensor';
-import { mulberry32 } from '../../engine/analyses/random';
+import { mulberry32 } from '../../engine/analyses/stats/random';
 import { floats } from './helpers';
 
 const runtime = new Runtime({ threads: 1 });

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { fitGamma, gammaPenalizedNll, logGamma, maxOrderPValue, regularizedGamma } from '../../engine/analyses/gamma';
-import { nelderMead } from '../../engine/analyses/nelder-mead';
+import { fitGamma, gammaPenalizedNll, logGamma, maxOrderPValue, regularizedGamma } from '../../engine/analyses/stats/gamma';
+import { nelderMead } from '../../engine/analyses/stats/nelder-mead';
 import { fixtures } from '../helpers';
 
 interface Case {

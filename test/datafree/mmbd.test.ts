@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { loadDataset, loadModel, resolveMethods, Runtime, scan } from '../../engine';
-import { dataFreeGeometry, mmbdOptions, testMargins } from '../../engine/analyses/mmbd';
+import { dataFreeGeometry, mmbdOptions, testMargins } from '../../engine/analyses/methods/mmbd';
 import { MMBD_THRESHOLD } from '../../engine/analyses/thresholds';
 import { imageInputOf } from '../../engine/evaluate';
 import { GraphBuilder } from '../../engine/graph/builder';

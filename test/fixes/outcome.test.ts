@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { evaluate, loadDataset, loadModel, Runtime } from '../../engine';
-import type { ReversedTrigger } from '../../engine/analyses/trigger';
+import type { ReversedTrigger } from '../../engine/analyses/reversal/trigger';
 import { imageInputOf } from '../../engine/evaluate';
 import { bnaModel, bnaStructure, networkOf } from '../../engine/fixes/bna-graph';
 import { heldOutIndices, splitForFix } from '../../engine/fixes/holdout';

@@ -3,7 +3,7 @@
  * in [0,1] input space, target 0), standing in for the trigger-reversal hand-off in tests.
  */
 import type { AnalysisOutput } from '../../engine/analyses/types';
-import type { ReversedTrigger } from '../../engine/analyses/trigger';
+import type { ReversedTrigger } from '../../engine/analyses/reversal/trigger';
 
 export function badnetsTrigger(): ReversedTrigger {
   const mask = new Float32Array(28 * 28);

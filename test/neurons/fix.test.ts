@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { applyFix, evaluate, loadDataset, loadModel, Runtime, scan } from '../../engine';
-import { triggersFrom } from '../../engine/analyses/trigger';
+import { triggersFrom } from '../../engine/analyses/reversal/trigger';
 import { subset, type Dataset } from '../../engine/data/types';
 import { imageInputOf } from '../../engine/evaluate';
 import type { LoadedModel } from '../../engine/formats/types';

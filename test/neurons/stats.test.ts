@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { gaussianKl } from '../../engine/analyses/bnp';
-import { layerEntropies } from '../../engine/analyses/ep';
-import { largestHolding } from '../../engine/analyses/neuron-search';
-import { ChannelMoments, histogramEntropy, largestSingularValue, layerThreshold, suspicion, unbiasedStd } from '../../engine/analyses/neuron-stats';
+import { gaussianKl } from '../../engine/analyses/methods/bnp';
+import { layerEntropies } from '../../engine/analyses/methods/ep';
+import { largestHolding } from '../../engine/analyses/neurons/search';
+import { ChannelMoments, histogramEntropy, largestSingularValue, layerThreshold, suspicion, unbiasedStd } from '../../engine/analyses/neurons/stats';
 
 const close = (a: number, b: number, tol = 1e-9) => assert.ok(Math.abs(a - b) <= tol * Math.max(1, Math.abs(b)), `${a} vs ${b}`);
 

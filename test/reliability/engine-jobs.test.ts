@@ -39,4 +39,10 @@ describe('engine jobs and their sessions', () => {
     assert.ok(held > 0, 'it was cancelled with sessions open');
     assert.equal(jobs.cachedSessions, 0);
   });
+
+  test('a method option no method declares fails the job, naming where it was set and the known keys', async () => {
+    const bad = { ...settings, methodOptions: { pairs: { imagesPerClas: 10 } }, configPath: '/w/backdoor-lens.json' };
+    await assert.rejects(jobs.run({ kind: 'scan', path: model, settings: bad }, { signal: new AbortController().signal, progress: () => {} }), (e: Error & { code?: string }) =>
+      e.code === 'usage' && /unknown option 'pairs\.imagesPerClas'; pairs takes .*imagesPerClass.* \(backdoorLens\.methodOptions or \/w\/backdoor-lens\.json\)/.test(e.message));
+  });
 });

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { AnalysisOutput } from '../../engine/analyses/types';
-import type { ReversedTrigger } from '../../engine/analyses/trigger';
+import type { ReversedTrigger } from '../../engine/analyses/reversal/trigger';
 import type { Dataset } from '../../engine/data/types';
 import type { ScanReport, VerdictEvidence } from '../../engine/report/types';
 import type { PixelImage } from '../../protocol/report-view';
@@ -16,7 +16,7 @@ import { Eta, etaText } from '../../server/src/features/eta';
 import { changeOf } from '../../server/src/features/report-view';
 import { JobLog } from '../../server/src/features/scan-log';
 import { JobFailure } from '../../server/src/jobs/worker-host';
-import { triggerViews } from '../../server/src/worker/trigger-views';
+import { triggerViews } from '../../engine/report/trigger-views';
 import { scanReport } from './report-fixture';
 
 const evidence = (over: Partial<VerdictEvidence>): VerdictEvidence => ({ method: 'pairs:patch', statistic: 'anomaly index', value: 9.52, threshold: 7, direction: 'above', thresholdSource: "BNA's default (7)", flagged: true, targets: [0], attackType: 'all-to-one', summary: '', ...over });

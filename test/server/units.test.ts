@@ -19,7 +19,7 @@ import { possibleLabels } from '../../server/src/fix-output';
 import { JobFailure } from '../../server/src/jobs/worker-host';
 import { resolveSettings, settingsKey } from '../../server/src/settings';
 import { checkpointPathOfOutline, fileUri, outlineUri, pathOf } from '../../server/src/uris';
-import { describeModel } from '../../server/src/worker/describe';
+import { modelOutline } from '../../engine';
 import { fmnist, root, tempDir } from '../helpers';
 import { scanReport } from './report-fixture';
 
@@ -35,7 +35,7 @@ const scores = (method: string, layer: string, n: number, flagged: number[]): Ne
   Array.from({ length: n }, (_, c) => ({ method, layer, channel: c, score: flagged.includes(c) ? 9 : 1, threshold: 5, flagged: flagged.includes(c) }));
 
 describe('model outline', async () => {
-  const outline = describeModel(await loadModel(badnets));
+  const outline = modelOutline(await loadModel(badnets));
 
   test('one line per layer with op and output shape, the verdict on line 1', () => {
     const r = renderOutline(outline);
@@ -59,7 +59,7 @@ describe('model outline', async () => {
 });
 
 describe('diagnostics', async () => {
-  const outline = describeModel(await loadModel(badnets));
+  const outline = modelOutline(await loadModel(badnets));
   const state = (r: ScanReport | undefined, patch: Partial<CheckpointState> = {}): CheckpointState => ({
     path: badnets,
     uri: fileUri(badnets),
@@ -286,6 +286,17 @@ describe('settings', () => {
     assert.equal(s.threshold, 4);
     assert.deepEqual(s.methods, ['bnp']);
     assert.equal(s.configPath, join(dir, 'models', 'backdoor-lens.json'));
+  });
+
+  test('editor settings carry method options; backdoor-lens.json wins key by key', () => {
+    const dir = tempDir();
+    const model = join(dir, 'm.onnx');
+    writeFileSync(model, '');
+    const editor = { methodOptions: { pairs: { imagesPerClass: 20, maxSteps: 30 }, mmbd: { starts: 3 } } };
+    assert.deepEqual(resolveSettings(model, editor, dir).methodOptions, editor.methodOptions);
+    writeFileSync(join(dir, 'backdoor-lens.json'), JSON.stringify({ methodOptions: { pairs: { imagesPerClass: 50 } } }));
+    assert.deepEqual(resolveSettings(model, editor, dir).methodOptions, { pairs: { imagesPerClass: 50, maxSteps: 30 }, mmbd: { starts: 3 } });
+    assert.equal(resolveSettings(model, {}, dir).methodOptions?.pairs.imagesPerClass, 50);
   });
 
   test('an invalid backdoor-lens.json is an error naming the file', () => {

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { applyFix, evaluate, loadDataset, loadModel, Runtime, scan, writeFileAtomic, type ScanResult } from '../../engine';
 import { imageInputOf } from '../../engine/evaluate';
 import { decodePng } from '../../engine/image/png';
-import type { ReversedTrigger } from '../../engine/analyses/trigger';
+import type { ReversedTrigger } from '../../engine/analyses/reversal/trigger';
 import { triggerFlags } from '../../engine/fixes/bna-graph';
 import type { FixResult } from '../../engine/fixes/types';
 import { cli, fmnist, tempDir } from '../helpers';

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { shrinkRate, TriggerScheduler, defaultSchedulerOptions, type Arm, type SchedulerOptions } from '../../engine/analyses/karm';
-import { madOutliers } from '../../engine/analyses/mad';
-import { SeededRandom } from '../../engine/analyses/random';
+import { shrinkRate, TriggerScheduler, defaultSchedulerOptions, type Arm, type SchedulerOptions } from '../../engine/analyses/reversal/karm';
+import { madOutliers } from '../../engine/analyses/stats/mad';
+import { SeededRandom } from '../../engine/analyses/stats/random';
 
 /** An arm whose size decays exponentially towards its floor and stops on its own after `stopAt` steps (140–200, as Neural Cleanse's stop rule does on the fixtures). */
 class SyntheticArm implements Arm {
@@ -109,7 +109,7 @@ test('a pair that separates only late is confirmed: it runs on to its own stop a
 });
 
 test('class-pair scan options: the decision waits for a step cap close behind it', async () => {
-  const { pairScanOptions } = await import('../../engine/analyses/reversal-pairs');
+  const { pairScanOptions } = await import('../../engine/analyses/reversal/pairs');
   assert.equal(pairScanOptions({}).scheduler.decideAt, defaultSchedulerOptions.decideAt);
   assert.equal(pairScanOptions({ pairMaxSteps: 60 }).scheduler.decideAt, 60);
   assert.equal(pairScanOptions({ pairMaxSteps: 100 }).scheduler.decideAt, defaultSchedulerOptions.decideAt);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { classifyAttack } from '../../engine/analyses/attack-type';
-import { madAnomaly, madOutliers, median } from '../../engine/analyses/mad';
+import { classifyAttack } from '../../engine/analyses/reversal/attack-type';
+import { madAnomaly, madOutliers, median } from '../../engine/analyses/stats/mad';
 
 test('median of odd and even counts', () => {
   assert.equal(median([5, 1, 3]), 3);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { loadDataset, loadModel, Runtime, scan } from '../../engine';
-import { dataShortfall } from '../../engine/analyses/pairs';
+import { dataShortfall } from '../../engine/analyses/methods/pairs';
 import { subset } from '../../engine/data/types';
 import { imageInputOf } from '../../engine/evaluate';
 import { fixtures, fmnist } from '../helpers';

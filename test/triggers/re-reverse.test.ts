@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadDataset, loadModel, Runtime, scan } from '../../engine';
-import type { ReversedTrigger } from '../../engine/analyses/trigger';
+import type { ReversedTrigger } from '../../engine/analyses/reversal/trigger';
 import { imageInputOf } from '../../engine/evaluate';
 import { defaultReReverseOptions, reReverse } from '../../engine/fixes/re-reverse';
 import { reverseAgain, reversedAgainText } from '../../engine/fixes/reverse-again';

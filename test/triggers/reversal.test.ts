@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Dataset } from '../../engine/data/types';
-import { SeededRandom } from '../../engine/analyses/random';
-import { advanceTasks, type BatchGradient } from '../../engine/analyses/reversal-batch';
-import { PatchObjective, PerturbationObjective, WarpObjective, type Objective, type SampleGeometry } from '../../engine/analyses/reversal-objectives';
-import { stampTrigger } from '../../engine/analyses/trigger';
-import { makeTask } from '../../engine/analyses/reversal-run';
-import { ReversalTask, patchSchedule } from '../../engine/analyses/reversal-task';
+import { SeededRandom } from '../../engine/analyses/stats/random';
+import { advanceTasks, type BatchGradient } from '../../engine/analyses/reversal/batch';
+import { PatchObjective, PerturbationObjective, WarpObjective, type Objective, type SampleGeometry } from '../../engine/analyses/reversal/objectives';
+import { stampTrigger } from '../../engine/analyses/reversal/trigger';
+import { makeTask } from '../../engine/analyses/reversal/run';
+import { ReversalTask, patchSchedule } from '../../engine/analyses/reversal/task';
 
 const geometry: SampleGeometry = { channels: 2, height: 3, width: 4, layout: 'NCHW', range: { min: [0, -1], max: [1, 2] } };
 const n = 24;

@@ -4,7 +4,7 @@
  */
 
 /** The engine's mulberry32 picks the mutations. */
-export { mulberry32 as rng } from '../../engine/analyses/random';
+export { mulberry32 as rng } from '../../engine/analyses/stats/random';
 
 export type Mutator = (input: Uint8Array, r: () => number) => Uint8Array;
 

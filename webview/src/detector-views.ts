@@ -4,7 +4,7 @@
  * for label statistics and for class pairs, and the class-pair matrix. Thresholds are always the
  * report's own (evidence[].threshold); a new detector's evidence shows without changes here.
  */
-import type { LabelResult, PairResult, ScanReport, VerdictEvidence } from '../../engine/report/types';
+import type { LabelResult, PairResult, ScanReport, VerdictEvidence } from '../../engine';
 import { evidenceText } from '../../protocol/verdict-text';
 import { barsWithThreshold, type Theme } from './charts';
 import { h } from './dom';

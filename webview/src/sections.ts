@@ -1,5 +1,5 @@
 /** The report view's general sections: summary, findings, neuron scores, the compare view, the raw report. */
-import type { NeuronScore, ScanReport } from '../../engine/report/types';
+import type { NeuronScore, ScanReport } from '../../engine';
 import type { Measurement } from '../../protocol/lsp';
 import type { ReportView } from '../../protocol/report-view';
 import { verdictLine } from '../../protocol/verdict-text';

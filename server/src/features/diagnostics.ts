@@ -4,7 +4,7 @@
  */
 import { DiagnosticSeverity, type Diagnostic, type Range } from 'vscode-languageserver';
 import { clip, failureLine, findingMessage, limitSetting, neuronMethods, verdictLine } from '../../../protocol/verdict-text';
-import type { Finding, ScanReport, Severity } from '../../../engine/report/types';
+import type { Finding, ScanReport, Severity } from '../../../engine';
 import type { CheckpointState } from '../checkpoints';
 import type { RenderedOutline } from './outline';
 import { outlineUri } from '../uris';

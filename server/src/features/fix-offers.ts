@@ -5,13 +5,12 @@
  * method that flagged nothing, a trigger correction without a detected trigger) is not offered in
  * the lightbulb; the command palette lists it with the reason.
  */
-import type { ScanReport } from '../../../engine/report/types';
+import type { ScanReport } from '../../../engine';
 import type { FixSummary } from '../../../protocol/lsp';
 import type { AvailableFix, FixOffer } from '../../../protocol/report-view';
+import { fixTitle, hasShortName } from '../../../protocol/fix-names';
 import { clip } from '../../../protocol/verdict-text';
 
-/** Short names for the quick-fix menu; a fix not listed here is named by its registry title. */
-const NAMES: Record<string, string> = { bna: 'BNA correction', auto: 'Repair (each fix, keep the best)', unlearn: 'Unlearn the trigger' };
 
 const pct = (x: number | null | undefined) => (x === null || x === undefined ? 'n/a' : `${(100 * x).toFixed(1)}%`);
 
@@ -67,7 +66,8 @@ function measuredText(tried: FixSummary | undefined): string | undefined {
 
 /** One fix as the editor offers it for this scan (or, before a scan, as it is). `others`: 'auto' tries them all, so costs their sum. */
 export function fixOffer(fix: AvailableFix, report: ScanReport | undefined, tried?: FixSummary, others: readonly AvailableFix[] = []): FixOffer {
-  const name = NAMES[fix.id] ?? (fix.basis === 'neurons' ? `Prune with ${fix.id.toUpperCase()}` : clip(fix.title, 48));
+  // The short names the client uses too; a fix without one is named by its registry title.
+  const name = fix.id === 'auto' ? `${fixTitle('auto')} (each fix, keep the best)` : hasShortName(fix.id) || fix.basis === 'neurons' ? fixTitle(fix.id) : clip(fix.title, 48);
   const disabled = fix.notApplicable;
   if (!report) return { id: fix.id, title: name, helps: false, ...(fix.basis ? { basis: fix.basis } : {}), why: 'scan the model first', ...(disabled ? { disabled } : {}) };
   let what = name;

@@ -1,6 +1,6 @@
 /** Hovers on outline lines: the layer's neuron statistics per method, or the scan summary. */
 import type { Hover } from 'vscode-languageserver';
-import type { NeuronScore, ScanReport } from '../../../engine/report/types';
+import type { NeuronScore, ScanReport } from '../../../engine';
 import type { RenderedOutline } from './outline';
 import { shapeText, verdictText } from './outline';
 import { evidenceText } from '../../../protocol/verdict-text';

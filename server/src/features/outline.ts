@@ -4,7 +4,7 @@
  * attach to.
  */
 import { basename } from 'node:path';
-import type { NeuronScore, ScanReport } from '../../../engine/report/types';
+import type { NeuronScore, ScanReport } from '../../../engine';
 import type { Dim, ModelOutline, OutlineLayer } from '../jobs/messages';
 import { decisiveEvidence, evidenceText } from '../../../protocol/verdict-text';
 

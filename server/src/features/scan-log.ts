@@ -3,7 +3,7 @@
  * stage with the time it started at, and the outcome with per-method timings or the error.
  */
 import { basename } from 'node:path';
-import type { ScanReport } from '../../../engine/report/types';
+import type { ScanReport } from '../../../engine';
 import type { ScanSettings } from '../settings';
 import { verdictLine } from '../../../protocol/verdict-text';
 

@@ -1,35 +1,11 @@
 /** Messages between the language server and its engine worker thread (structured-clone safe). */
-import type { ErrorCode } from '../../../engine/errors';
-import type { ScanReport } from '../../../engine/report/types';
+import type { ErrorCode, ModelOutline, ScanReport } from '../../../engine';
 import type { AvailableFix, TriggerView } from '../../../protocol/report-view';
 import type { FixSummary } from '../../../protocol/lsp';
 import type { ScanSettings } from '../settings';
 
-export type Dim = number | string;
-
-/** One line per graph node: what the outline document shows. */
-export interface OutlineLayer {
-  /** Layer name as findings and neuron scores name it (engine `layerName`). */
-  name: string;
-  op: string;
-  /** The node's own name in the graph. */
-  node: string;
-  shape?: Dim[];
-  /** Elements in the node's floating-point initializers. */
-  parameters: number;
-}
-
-export interface ModelOutline {
-  path: string;
-  format: string;
-  sha256: string;
-  numClasses: number | null;
-  bn: string;
-  architecture?: string;
-  inputs: { name: string; dtype: string; dims: Dim[] }[];
-  outputs: { name: string; dtype: string; dims: Dim[] }[];
-  layers: OutlineLayer[];
-}
+/** The outline document's model: the engine's outline of the loaded graph. */
+export type { Dim, ModelOutline, OutlineLayer } from '../../../engine';
 
 export interface ImageBytes {
   kind: string;

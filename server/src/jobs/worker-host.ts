@@ -8,8 +8,7 @@
  * same reason, and ends the job there with the stage it last reported.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { memoryLimitError, ProcessWatchdog, timeLimitError, type JobLimits } from '../../../engine/runtime/limits';
-import type { ErrorCode } from '../../../engine/errors';
+import { memoryLimitError, ProcessWatchdog, timeLimitError, type JobLimits, type ErrorCode } from '../../../engine';
 import type { FromWorker, JobError, JobRequest, JobResult, ToWorker, WorkerMemory } from './messages';
 
 export class JobFailure extends Error {

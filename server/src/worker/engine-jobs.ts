@@ -5,34 +5,10 @@
  */
 import { availableParallelism } from 'node:os';
 import { basename } from 'node:path';
-import {
-  analyses,
-  applyFix,
-  AUTO,
-  fixes,
-  outputLabel,
-  loadDataset,
-  loadModelForData,
-  purifiedWeights,
-  refusedScanReport,
-  Runtime,
-  scan,
-  UnsafeCheckpointError,
-  writeFilesAtomic,
-  type Dataset,
-  type FixOutputs,
-  type LoadedModel,
-  type ScanReport,
-  type ScanResult,
-  type TriggeredSet,
-} from '../../../engine';
-import type { AnalysisOutput } from '../../../engine/analyses/types';
-import { imageInputOf } from '../../../engine/evaluate';
+import { analyses, AUTO, fixes, outputLabel, refusedOutline, refusedScanReport, Runtime, Session, triggerViews, UnsafeCheckpointError, writeFilesAtomic, type AnalysisOutput, type Dataset, type FixOutputs, type LoadedModel, type ScanReport, type ScanResult, type TriggeredSet } from '../../../engine';
 import type { AvailableFix } from '../../../protocol/report-view';
 import type { DescribeJobResult, FixJobResult, JobRequest, JobResult, ScanJobResult } from '../jobs/messages';
 import { settingsKey, type ScanSettings } from '../settings';
-import { describeModel } from './describe';
-import { triggerViews } from './trigger-views';
 
 export interface JobContext {
   signal: AbortSignal;
@@ -82,7 +58,8 @@ export class EngineJobs {
     this.runtimes.clear();
   }
 
-  private runtime(s: ScanSettings): Runtime {
+  /** The job's engine session on the worker's runtime for these settings. */
+  private session(s: ScanSettings): Session {
     // Unless configured, leave one core to the language server's own thread so it keeps answering.
     const threads = s.threads || Math.max(1, availableParallelism() - 1);
     const key = `${s.executionProvider ?? 'cpu'}:${threads}`;
@@ -91,28 +68,8 @@ export class EngineJobs {
       r = new Runtime({ executionProvider: s.executionProvider, threads });
       this.runtimes.set(key, r);
     }
-    return r;
-  }
-
-  private loadOptions(s: ScanSettings) {
-    const limits = s.limits ?? {};
-    const { height, width } = s.preprocess ?? {};
-    return {
-      arch: s.arch,
-      numClasses: s.numClasses,
-      // As the CLI: only graphs built from weights take it.
-      ...(height && width ? { inputSize: { height, width } } : {}),
-      limits: { ...(limits.maxModelBytes ? { maxModelBytes: limits.maxModelBytes } : {}), ...(limits.maxTensorElements ? { maxTensorElements: limits.maxTensorElements } : {}) },
-    };
-  }
-
-  private load(path: string, s: ScanSettings): Promise<LoadedModel> {
-    return loadModelForData(path, this.loadOptions(s), s.data ? { path: s.data, labels: s.labels } : undefined);
-  }
-
-  private data(model: LoadedModel, s: ScanSettings, path = s.data): Dataset | undefined {
-    if (!path) return undefined;
-    return loadDataset({ path, labels: path === s.data ? s.labels : undefined }, imageInputOf(model.onnx), s.preprocess ?? {});
+    const optionsSource = s.configPath ? `backdoorLens.methodOptions or ${s.configPath}` : 'backdoorLens.methodOptions';
+    return new Session(s, { runtime: r, optionsSource });
   }
 
   private availableFixes(model: LoadedModel, s: ScanSettings): AvailableFix[] {
@@ -142,76 +99,58 @@ export class EngineJobs {
   }
 
   private async scan(path: string, s: ScanSettings, ctx: JobContext): Promise<ScanJobResult> {
+    const session = this.session(s);
     ctx.progress(0, 'Loading the model', 'load-model');
     let model: LoadedModel;
     try {
-      model = await this.load(path, s);
+      model = await session.open(path);
     } catch (e) {
       // A checkpoint refused as unsafe is a result in itself: its findings say why (BL030–BL032).
       if (e instanceof UnsafeCheckpointError) return refusedResult(path, e, s);
       throw e;
     }
     ctx.signal.throwIfAborted();
-    const scanned = await this.scanLoaded(model, s, ctx);
-    return { kind: 'scan', report: scanned.report, ...scanViews(scanned, scanned.data), outline: describeModel(model), fixes: this.availableFixes(model, s) };
+    const scanned = await this.scanLoaded(session, model, ctx);
+    return { kind: 'scan', report: scanned.report, ...scanViews(scanned, scanned.data), outline: session.describe(model), fixes: this.availableFixes(model, s) };
   }
 
-  private async scanLoaded(model: LoadedModel, s: ScanSettings, ctx: JobContext) {
+  private async scanLoaded(session: Session, model: LoadedModel, ctx: JobContext) {
+    const s = session.config;
     ctx.progress(0, s.data ? `Loading the data (${basename(s.data)})` : 'No data set: data-free methods only', 'load-data');
-    const data = this.data(model, s);
-    const result = await scan(model, {
-      runtime: this.runtime(s),
-      data,
-      preprocess: s.preprocess ?? {},
-      dataKind: s.dataKind,
-      methods: s.methods,
-      u: s.threshold,
-      seed: s.seed,
-      batchSize: s.batchSize,
-      methodOptions: s.methodOptions,
-      signal: ctx.signal,
-      timeLimitMs: s.timeLimitSeconds ? s.timeLimitSeconds * 1000 : undefined,
-      maxMemoryMB: s.limits?.maxMemoryMB,
-      onProgress: (p) => ctx.progress(p.fraction, p.stage, p.method),
-    });
+    const data = session.loadData(model);
+    const result = await session.scan(model, { data, signal: ctx.signal, onProgress: (p) => ctx.progress(p.fraction, p.stage, p.method) });
     this.remember(`${model.sha256}\n${settingsKey(s)}`, { report: result.report, outputs: result.outputs });
     return { ...result, data };
   }
 
   private async describe(path: string, s: ScanSettings): Promise<DescribeJobResult> {
-    const model = await this.load(path, s);
-    return { kind: 'describe', outline: describeModel(model), fixes: this.availableFixes(model, s) };
+    const session = this.session(s);
+    const model = await session.open(path);
+    return { kind: 'describe', outline: session.describe(model), fixes: this.availableFixes(model, s) };
   }
 
   private async fix(path: string, method: string, layer: string | undefined, s: ScanSettings, outputs: Record<string, FixOutputs>, ctx: JobContext): Promise<FixJobResult> {
+    const session = this.session(s);
     ctx.progress(0, 'Loading the model', 'load-model');
-    const model = await this.load(path, s);
+    const model = await session.open(path);
     const key = `${model.sha256}\n${settingsKey(s)}`;
     // A fix may need what the scan found (reversed triggers for adaptive pruning, BNA, unlearning).
     let remembered = this.scans.get(key);
     if (!remembered) {
-      const scanned = await this.scanLoaded(model, s, { signal: ctx.signal, progress: (f, st, step) => ctx.progress(0.3 * f, `Scanning first: ${st}`, step && `scan:${step}`) });
+      const scanned = await this.scanLoaded(session, model, { signal: ctx.signal, progress: (f, st, step) => ctx.progress(0.3 * f, `Scanning first: ${st}`, step && `scan:${step}`) });
       remembered = { report: scanned.report, outputs: scanned.outputs };
     }
-    const runtime = this.runtime(s);
-    const data = this.data(model, s);
-    const triggered = this.triggeredSet(model, s, remembered.report);
+    const data = session.loadData(model);
+    const triggered = this.triggeredSet(session, model, remembered.report);
     const title = method === AUTO ? 'Trying each fix' : (fixes.find((f) => f.id === method)?.title ?? method);
     ctx.progress(0.3, title, method);
-    const result = await applyFix(model, {
+    // The confirming rescan is the session's scan, the one the editor shows for the written file.
+    const result = await session.fix(model, {
       method,
-      runtime,
       data,
-      dataKind: s.dataKind,
-      u: s.threshold,
-      seed: s.seed,
-      batchSize: s.batchSize,
       options: { ...s.methodOptions?.[method], ...(layer ? { layer } : {}) },
-      methodOptions: s.methodOptions,
       previous: remembered.outputs,
       ...(triggered ? { triggered: triggered.set } : {}),
-      // The confirming rescan is the scan the editor shows for the written file: the same settings.
-      rescan: { methods: s.methods, methodOptions: s.methodOptions, u: s.threshold, timeLimitMs: s.timeLimitSeconds ? s.timeLimitSeconds * 1000 : undefined, maxMemoryMB: s.limits?.maxMemoryMB },
       signal: ctx.signal,
       onProgress: (f, st) => ctx.progress(0.3 + 0.65 * f, `${title}: ${st}`, method),
     });
@@ -220,17 +159,12 @@ export class EngineJobs {
     const label = outputLabel(result.method, result.outcome);
     const out = outputs[label];
     if (result.model && !out) throw new Error(`no output path was claimed for '${label}'`);
-    const files: { path: string; data: Uint8Array }[] = [];
     const notes = [...result.notes];
+    const { files, weights } = result.model && out ? session.fixFiles(model, result, out) : { files: [] };
     if (result.model && out) {
       if (result.rescan) result.rescan.report.model.path = out.onnx;
-      files.push({ path: out.onnx, data: result.model.toBytes() });
-      if (out.safetensors && model.sourceKeys) {
-        // The state_dict the user started from, with the tensors the fix changed; a graph change has no place in it.
-        const weights = purifiedWeights(model, result.model, this.loadOptions(s));
-        if ('bytes' in weights) files.push({ path: out.safetensors, data: weights.bytes });
-        else notes.push(`no ${basename(out.safetensors)}: ${weights.reason}`);
-      }
+      // The state_dict the user started from, with the tensors the fix changed; a graph change has no place in it.
+      if (out.safetensors && weights?.path === null) notes.push(`no ${basename(out.safetensors)}: ${weights.reason}`);
       ctx.signal.throwIfAborted();
       // Written last, after everything that can fail or be cancelled: all files or none, never over an existing one.
       writeFilesAtomic(files, { signal: ctx.signal, exclusive: true });
@@ -259,7 +193,7 @@ export class EngineJobs {
         ...(result.rescan ? { rescan: { verdict: result.rescan.report.verdict, targets: result.rescan.report.targets } } : {}),
       },
       ...(result.rescan && result.model && out
-        ? { rescan: { report: result.rescan.report, ...scanViews(result.rescan, data), outline: describeModel({ ...model, path: out.onnx, format: 'onnx', onnx: result.model, sourceKeys: undefined }), fixes: this.availableFixes({ ...model, onnx: result.model, sourceKeys: undefined }, s) } }
+        ? { rescan: { report: result.rescan.report, ...scanViews(result.rescan, data), outline: session.describe({ ...model, path: out.onnx, format: 'onnx', onnx: result.model, sourceKeys: undefined }), fixes: this.availableFixes({ ...model, onnx: result.model, sourceKeys: undefined }, s) } }
         : {}),
     };
   }
@@ -268,12 +202,13 @@ export class EngineJobs {
    * The triggered test set, when one is configured: with the configured target, else the target the
    * scan detected (or all-to-all when it found that).
    */
-  private triggeredSet(model: LoadedModel, s: ScanSettings, report: ScanReport): { set: TriggeredSet; description: string } | undefined {
+  private triggeredSet(session: Session, model: LoadedModel, report: ScanReport): { set: TriggeredSet; description: string } | undefined {
+    const s: ScanSettings = session.config;
     if (!s.triggeredData) return undefined;
     const allToAll = s.target === undefined && report.attackType === 'all-to-all';
     const target = s.target ?? report.targets[0];
     if (!allToAll && target === undefined) return undefined;
-    const data = this.data(model, s, s.triggeredData)!;
+    const data = session.loadData(model, { path: s.triggeredData })!;
     if (!data.labels) return undefined;
     return { set: { data, ...(allToAll ? { allToAll: true } : { target }) }, description: allToAll ? 'all-to-all' : `target class ${target}${s.target === undefined ? ' (detected)' : ''}` };
   }
@@ -287,7 +222,7 @@ function refusedResult(path: string, e: UnsafeCheckpointError, s: ScanSettings):
     images: [],
     triggers: [],
     triggersTotal: 0,
-    outline: { path, format: e.format, sha256: e.sha256, numClasses: null, bn: 'unknown', inputs: [], outputs: [], layers: [] },
+    outline: refusedOutline(path, e.format, e.sha256),
     fixes: [],
   };
 }
