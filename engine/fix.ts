@@ -15,6 +15,7 @@ import { splitForFix, type FixSplit } from './fixes/holdout';
 import { FixProbe, referenceClasses, type FixMeasurement, type ProbeReading, type TriggeredSet } from './fixes/measure';
 import { DEFAULT_BUDGET, DEFAULT_GOAL, judge, type FixOutcome, type Judgement, type RescanVerdict } from './fixes/outcome';
 import { writeRecord } from './fixes/record';
+import { canReverseAgain, reverseAgain } from './fixes/reverse-again';
 import { AUTO, findFix, fixes } from './fixes/registry';
 import type { Fix, FixContext, FixResult, FixRun, FixTrial } from './fixes/types';
 import type { LoadedModel } from './formats/types';
@@ -159,6 +160,15 @@ export async function applyFix(model: LoadedModel, request: FixRequest): Promise
     const span = (f: number) => 0.25 + (0.65 * (i + f)) / candidates.length;
     const c = await tryFix(fix, model, request, { found, split, probe, before, goal, budget, signal, read, dataKind, say: (f, s) => say(span(f), `${fix.id}: ${s}`) });
     tried.push(c);
+    // Removed or reduced only if no trigger the detector would flag can be reversed again on the fixed model.
+    if (c.measurement && c.judgement.outcome !== 'failed' && probe && split && canReverseAgain(probe.measuredTriggers, split.fit)) {
+      say(span(0.88), `${fix.id}: reversing the triggers again on the fixed model`);
+      c.measurement.reversedAgain = await reverseAgain({
+        fixed: c.run!.model!, runtime: request.runtime, fit: split.fit, heldOut: probe.heldOut, reference: probe.reference, triggers: probe.measuredTriggers,
+        goal, seed: (request.seed ?? 0) + 1, batchSize: request.batchSize, signal,
+      });
+      c.judgement = judge(c.measurement, goal, budget);
+    }
     // A removal stands only when a rescan of the fixed model agrees.
     if (c.judgement.outcome === 'removed' && request.rescan !== false && c.run?.model) {
       say(span(0.9), `${fix.id}: rescanning the fixed model`);

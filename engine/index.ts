@@ -11,6 +11,7 @@ export { scan, resolveMethods, type ScanRequest, type ScanResult, type ScanProgr
 export { applyFix, autoCandidates, type FixRequest, type RescanRequest } from './fix';
 export { fixOutputs, outputLabel, type FixOutputs } from './fixes/output-name';
 export { AUTO } from './fixes/registry';
+export { reversedAgainText, type ReversedAgain } from './fixes/reverse-again';
 export { evaluate, predict, type EvalResult, type EvalOptions } from './evaluate';
 export { modelInfo, formatInfo, type ModelInfo } from './info';
 export { Runtime, type RuntimeOptions, type ExecutionProvider } from './runtime';

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
-import { AUTO, assertNotInput, checkOutputPath, mergeMethodOptions, methodOptionsHelp, parseMethodOptions, fixOutputs, outputLabel, writeFilesAtomic, type FixResult, type LoadedModel, type Session } from '../../engine';
+import { AUTO, assertNotInput, checkOutputPath, mergeMethodOptions, methodOptionsHelp, parseMethodOptions, fixOutputs, outputLabel, reversedAgainText, writeFilesAtomic, type FixResult, type LoadedModel, type Session } from '../../engine';
 import { commonHelp, intOption, numberOption, parse, settingsFor, UsageError } from '../options';
 import { openSession, stage, startJob } from '../load';
 import type { CommandResult } from '../main';
@@ -152,6 +152,7 @@ function describe(r: FixResult, written: string[] | undefined): string[] {
     if (m.accuracy) lines.push(`    ${m.accuracy.agreement ? 'agreement with the original' : 'clean accuracy'}: ${pct(m.accuracy.before)} → ${pct(m.accuracy.after)} (${m.accuracy.n} images)`);
     for (const t of m.triggers) lines.push(`    ${t.label}: ${pct(t.before)} → ${pct(t.after)} (${t.n} images)`);
     for (const u of m.unstamped) lines.push(`    ${u.label}: not measured (${u.reason})`);
+    for (const a of m.reversedAgain ?? []) lines.push(`    on the fixed model: ${reversedAgainText(a)}${a.survived ? ' — the backdoor survived' : ''}`);
     if (m.trueAttack) lines.push(`    true trigger (${basename(m.trueAttack.source)}): attack success ${pct(m.trueAttack.before)} → ${pct(m.trueAttack.after)} (${m.trueAttack.n} images)`);
   }
   if (r.rescan) {

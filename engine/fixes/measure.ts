@@ -11,6 +11,7 @@ import { sampleSize, type Dataset } from '../data/types';
 import { evaluate, predict } from '../evaluate';
 import type { OnnxModel } from '../graph/model';
 import type { Runtime } from '../runtime/session';
+import type { ReversedAgain } from './reverse-again';
 import { byTarget, sourceIndices, stampOrExplain, triggerLabel } from './triggers';
 
 /** A triggered test set with the true trigger: labels are the true classes. */
@@ -53,6 +54,8 @@ export interface FixMeasurement {
   unstamped: { label: string; reason: string }[];
   /** ASR of the true trigger on the triggered set, when one was given. */
   trueAttack?: BeforeAfter & { n: number; source: string };
+  /** The flagged triggers reversed again on the fixed model and measured on held-out images (reverse-again.ts). */
+  reversedAgain?: ReversedAgain[];
   /** The ASR the outcome is judged by: the highest of the targets' pooled ASRs and the true ASR. */
   estimated: BeforeAfter | null;
 }

@@ -8,6 +8,7 @@
  * The goal and budget are the issue's definition of a removed backdoor, not tuned to any model.
  */
 import type { FixMeasurement } from './measure';
+import { reversedAgainText } from './reverse-again';
 
 export type FixOutcome = 'removed' | 'reduced' | 'failed';
 
@@ -52,6 +53,14 @@ export function judge(m: FixMeasurement, goal = DEFAULT_GOAL, budget = DEFAULT_B
   const both = `${attackText(m)}, ${accuracyText(m)}`;
   if (loss > budget + 1e-9) return { outcome: 'failed', reason: `costs ${points(loss)} of accuracy (budget ${points(budget)}); ${both}` };
   if (e.before <= goal) return { outcome: 'failed', reason: `the measured trigger already fails on the unfixed model, so nothing shows the fix working; ${both}` };
+  // A trigger reversed again on the fixed model, small enough to be flagged, that still works: the backdoor is there.
+  const survivor = (m.reversedAgain ?? []).filter((a) => a.survived).sort((a, b) => b.rate! - a.rate!)[0];
+  if (survivor && survivor.rate! > e.after) {
+    const worst = survivor.rate!;
+    const again = `${reversedAgainText(survivor)} (the detector flags ≤ ${survivor.bound.toFixed(2)})`;
+    if (worst <= e.before / 2) return { outcome: 'reduced', reason: `${both}, but ${again} (goal ≤ ${pct(goal)})` };
+    return { outcome: 'failed', reason: `the backdoor survived: ${again}; ${both}` };
+  }
   if (e.after <= goal) {
     if (rescan?.backdoored) return { outcome: 'failed', reason: `a rescan still finds a backdoor (${rescan.summary}); ${both}` };
     return { outcome: 'removed', reason: `${both}${rescan ? '; a rescan finds no backdoor' : ''}` };

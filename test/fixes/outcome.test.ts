@@ -12,6 +12,7 @@ import { bnaModel, bnaStructure, networkOf } from '../../engine/fixes/bna-graph'
 import { heldOutIndices, splitForFix } from '../../engine/fixes/holdout';
 import { FixProbe, type FixMeasurement } from '../../engine/fixes/measure';
 import { judge } from '../../engine/fixes/outcome';
+import type { ReversedAgain } from '../../engine/fixes/reverse-again';
 import { FIX_RECORD_KEY, readRecord, writeRecord } from '../../engine/fixes/record';
 import { stampOrExplain } from '../../engine/fixes/triggers';
 import { fmnist } from '../helpers';
@@ -54,6 +55,20 @@ describe('the outcome a fix states', () => {
     assert.equal(judge(measured({ accuracy: { before: 0.9, after: 0.88, n: 300, agreement: false } }), 0.02, 0.025).outcome, 'removed');
     assert.match(judge(measured({ estimated: null })).reason, /nothing shows the backdoor removed: no reversed trigger and no triggered data/);
     assert.match(judge(measured({ estimated: { before: 0.01, after: 0 } })).reason, /already fails on the unfixed model/);
+  });
+
+  test('a trigger reversed again on the fixed model that still works overrules the in-sample estimate', () => {
+    const again = (over: Partial<ReversedAgain>): ReversedAgain => ({ from: 'patch trigger 0, 1 → 2', kind: 'patch', target: 2, size: 0.4, bound: 1.3, rate: 0.85, n: 270, survived: true, ...over });
+    const survived = judge(measured({ reversedAgain: [again({})] }));
+    assert.equal(survived.outcome, 'failed');
+    assert.match(survived.reason, /^the backdoor survived: patch trigger → 2 reversed again at size 0\.40 ≤ 1\.30 moves 85\.0% of 270 held-out images/);
+    // Halved by the new trigger too: reduced, with the new trigger named.
+    const halved = judge(measured({ reversedAgain: [again({ rate: 0.3 })] }));
+    assert.equal(halved.outcome, 'reduced');
+    assert.match(halved.reason, /but patch trigger → 2 reversed again at size 0\.40 ≤ 1\.30 moves 30\.0%/);
+    // Too large to be flagged, or below the goal on held-out images: it does not count.
+    assert.equal(judge(measured({ reversedAgain: [again({ size: 2, survived: false })] })).outcome, 'removed');
+    assert.equal(judge(measured({ reversedAgain: [again({ size: null, rate: null, survived: false })] })).outcome, 'removed');
   });
 
   test('the true ASR counts when it is the worst', () => {

@@ -10,6 +10,7 @@ import { loadDataset, loadModel, Runtime, scan } from '../../engine';
 import type { ReversedTrigger } from '../../engine/analyses/reversal/trigger';
 import { imageInputOf } from '../../engine/evaluate';
 import { defaultReReverseOptions, reReverse } from '../../engine/fixes/re-reverse';
+import { reverseAgain, reversedAgainText } from '../../engine/fixes/reverse-again';
 import { fixtures, fmnist } from '../helpers';
 
 const runtime = new Runtime();
@@ -38,5 +39,21 @@ describe('re-reversal after a repair', () => {
     const clean = await loadModel(join(fixtures, 'fmnist/clean/model.onnx'));
     const [twin] = await reReverse(clean.onnx, runtime, set, [trigger], options);
     assert.ok(!twin.stillFlagged, `size ${twin.size} vs ${trigger.flaggedBelowSize}`);
+  });
+
+  test("a fix's check: on a model that still has the backdoor the trigger survives on held-out images; on the clean twin it does not", async () => {
+    const backdoored = await loadModel(join(fmnist.badnets, 'model.onnx'));
+    const spec = imageInputOf(backdoored.onnx);
+    const fit = loadDataset({ path: join(fmnist.data, 'clean.npz') }, spec);
+    const heldOut = loadDataset({ path: join(fmnist.data, 'test.npz') }, spec);
+    const ask = async (fixed: typeof backdoored.onnx) =>
+      reverseAgain({ fixed, runtime, fit, heldOut, reference: heldOut.labels!, triggers: [trigger, { ...trigger }], goal: 0.02, seed: 1 });
+    const still = await ask(backdoored.onnx);
+    assert.equal(still.length, 1, 'one question per kind and target');
+    assert.ok(still[0].survived, reversedAgainText(still[0]));
+    assert.ok(still[0].rate! > 0.5 && still[0].n > 100, reversedAgainText(still[0]));
+    const clean = await loadModel(join(fixtures, 'fmnist/clean/model.onnx'));
+    const [twin] = await ask(clean.onnx);
+    assert.ok(!twin.survived, reversedAgainText(twin));
   });
 });

@@ -224,8 +224,11 @@ export const pairsAnalysis: Analysis = {
     const attackType: AttackType | null = detections.length === 0 ? (extra?.attackType ?? null) : detections.length === 1 && !extra?.backdoored ? attackTypeOf(detections[0], K) : detections.every((d) => d.screen.family === 'targets') && targets.length === 1 ? 'all-to-one' : 'other';
 
     const findings: Finding[] = [...detections.map((d) => findingOf(d, K, o)), ...(extra?.findings ?? [])];
+    // Fixes get the trigger of every flagged screen, not one per mapping: a Blended zoo model is
+    // flagged by the patch and the perturbation screens alike, and a fix fitted to and graded on one
+    // of them says nothing about the other.
     const triggers: ReversedTrigger[] = [
-      ...detections.flatMap((d) =>
+      ...flagged.flatMap((d) =>
         d.screen.family === 'targets'
           ? [{ ...d.trigger!, sources: d.pairs.map((p) => p.source), flaggedBelowSize: d.screen.median / d.threshold }]
           : d.pairs.map((p) => ({ ...d.trigger!, target: p.target, sources: [p.source] })),
