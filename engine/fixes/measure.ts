@@ -56,7 +56,7 @@ export interface FixMeasurement {
   trueAttack?: BeforeAfter & { n: number; source: string };
   /** The flagged triggers reversed again on the fixed model and measured on held-out images (reverse-again.ts). */
   reversedAgain?: ReversedAgain[];
-  /** The ASR the outcome is judged by: the highest of the targets' pooled ASRs and the true ASR. */
+  /** The ASR the outcome is judged by: the highest of the triggers' ASRs and the true ASR. */
   estimated: BeforeAfter | null;
 }
 
@@ -155,7 +155,8 @@ export class FixProbe {
     const triggers: TriggerMeasure[] = a.triggers.map(({ rate, ...t }, k) => ({ ...t, before: b.triggers[k].rate, after: rate }));
     const targets: TargetMeasure[] = a.targets.map(({ rate, ...t }, k) => ({ ...t, before: b.targets[k].rate, after: rate }));
     const trueAttack = b.trueAttack && a.trueAttack ? { before: b.trueAttack.asr, after: a.trueAttack.asr, n: a.trueAttack.n, source: this.triggered!.data.source } : undefined;
-    const candidates: BeforeAfter[] = [...targets, ...(trueAttack ? [trueAttack] : [])];
+    // Each trigger on its own, not pooled per target: one that still works is not averaged away by those that stopped.
+    const candidates: BeforeAfter[] = [...triggers, ...(trueAttack ? [trueAttack] : [])];
     // The worst case after the fix, beside the same measure before it.
     const worst = candidates.reduce<BeforeAfter | null>((w, c) => (!w || c.after > w.after ? c : w), null);
     return {

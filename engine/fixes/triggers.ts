@@ -31,7 +31,8 @@ export function stampable(trigger: ReversedTrigger, data: Dataset): Stamped | { 
 
 /** "patch trigger 3 → 0", "perturbation trigger for class 2 (all other classes)". */
 export function triggerLabel(t: ReversedTrigger): string {
-  return t.sources.length === 0 ? `${t.kind} trigger for class ${t.target} (all other classes)` : `${t.kind} trigger ${t.sources.join(', ')} → ${t.target}`;
+  const base = t.sources.length === 0 ? `${t.kind} trigger for class ${t.target} (all other classes)` : `${t.kind} trigger ${t.sources.join(', ')} → ${t.target}`;
+  return t.atFlagBound ? `${base}, grown ×${t.atFlagBound.toFixed(1)} to the flag bound` : base;
 }
 
 /** Samples a trigger is tested on: reference class among its sources (all classes when it names none), never its target. */
@@ -51,4 +52,32 @@ export function byTarget(triggers: readonly ReversedTrigger[]): Map<number, Reve
     list.push(t);
   }
   return map;
+}
+
+/** The detector's size of a trigger: |m|₁ (patch), ‖v‖₂ (perturbation), ‖d‖₂ in pixels (warp). */
+export function triggerSize(t: ReversedTrigger): number {
+  if (t.kind === 'patch') return t.mask!.reduce((a, v) => a + v, 0);
+  const v = t.kind === 'perturbation' ? t.perturbation! : t.flow!;
+  return Math.sqrt(v.reduce((a, x) => a + x * x, 0));
+}
+
+/**
+ * The trigger grown to the largest size the detector would still flag (its flaggedBelowSize):
+ * the perturbation or warp field scaled, the patch mask scaled and capped at 1 (so at most that
+ * size). Undefined when the trigger carries no bound or is already that large.
+ */
+export function atFlagBound(t: ReversedTrigger): { trigger: ReversedTrigger; factor: number } | undefined {
+  const bound = t.flaggedBelowSize;
+  if (bound === undefined || !(t.kind === 'patch' || t.kind === 'perturbation' || t.kind === 'warp')) return undefined;
+  const size = triggerSize(t);
+  if (!(size > 0) || size >= bound) return undefined;
+  const factor = bound / size;
+  const scaled: ReversedTrigger =
+    t.kind === 'patch' ? { ...t, mask: t.mask!.map((m) => Math.min(1, m * factor)) } : t.kind === 'perturbation' ? { ...t, perturbation: t.perturbation!.map((v) => v * factor) } : { ...t, flow: t.flow!.map((v) => v * factor) };
+  return { trigger: { ...scaled, atFlagBound: factor }, factor };
+}
+
+/** The triggers and, after them, each one's copy grown to the flag bound (where it has a bound and is smaller). */
+export function withFlagBoundCopies(triggers: readonly ReversedTrigger[]): ReversedTrigger[] {
+  return [...triggers, ...triggers.flatMap((t) => atFlagBound(t)?.trigger ?? [])];
 }

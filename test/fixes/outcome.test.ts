@@ -14,7 +14,7 @@ import { FixProbe, type FixMeasurement } from '../../engine/fixes/measure';
 import { judge } from '../../engine/fixes/outcome';
 import type { ReversedAgain } from '../../engine/fixes/reverse-again';
 import { FIX_RECORD_KEY, readRecord, writeRecord } from '../../engine/fixes/record';
-import { stampOrExplain } from '../../engine/fixes/triggers';
+import { atFlagBound, stampOrExplain, triggerLabel, triggerSize, withFlagBoundCopies } from '../../engine/fixes/triggers';
 import { fmnist } from '../helpers';
 import { badnetsTrigger } from '../neurons/badnets-trigger';
 
@@ -69,6 +69,25 @@ describe('the outcome a fix states', () => {
     // Too large to be flagged, or below the goal on held-out images: it does not count.
     assert.equal(judge(measured({ reversedAgain: [again({ size: 2, survived: false })] })).outcome, 'removed');
     assert.equal(judge(measured({ reversedAgain: [again({ size: null, rate: null, survived: false })] })).outcome, 'removed');
+  });
+
+  test("each trigger is also measured grown to the detector's flag bound; the estimate is the worst single trigger", () => {
+    const range = { min: [0], max: [1] };
+    const v = Float32Array.from({ length: 4 }, () => 0.1); // ‖v‖₂ = 0.2
+    const perturbation: ReversedTrigger = { kind: 'perturbation', target: 2, sources: [0, 1], perturbation: v, range, flaggedBelowSize: 0.5 };
+    const grown = atFlagBound(perturbation)!;
+    assert.ok(Math.abs(grown.factor - 2.5) < 1e-6);
+    assert.ok(Math.abs(triggerSize(grown.trigger) - 0.5) < 1e-6);
+    assert.match(triggerLabel(grown.trigger), /^perturbation trigger 0, 1 → 2, grown ×2\.5 to the flag bound$/);
+    // A patch mask grows but never past 1: at most the bound.
+    const patch: ReversedTrigger = { kind: 'patch', target: 2, sources: [0], mask: Float32Array.from([0.5, 0.5, 0.1, 0]), pattern: new Float32Array(4), range, flaggedBelowSize: 2.2 };
+    const grownPatch = atFlagBound(patch)!.trigger;
+    assert.deepEqual(Array.from(grownPatch.mask!).map((m) => Math.round(m * 100) / 100), [1, 1, 0.2, 0]);
+    assert.ok(triggerSize(grownPatch) <= 2.2 + 1e-6);
+    // No bound, or already that large: no copy.
+    assert.equal(atFlagBound({ ...perturbation, flaggedBelowSize: undefined }), undefined);
+    assert.equal(atFlagBound({ ...perturbation, flaggedBelowSize: 0.1 }), undefined);
+    assert.equal(withFlagBoundCopies([perturbation, { ...perturbation, flaggedBelowSize: undefined }]).length, 3);
   });
 
   test('the true ASR counts when it is the worst', () => {

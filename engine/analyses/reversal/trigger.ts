@@ -27,6 +27,8 @@ export interface ReversedTrigger {
    * median size over its threshold): a fix that re-reverses the trigger compares against it.
    */
   flaggedBelowSize?: number;
+  /** Set on a copy a fix measures with: the factor it was grown by to reach flaggedBelowSize (fixes/triggers.ts). */
+  atFlagBound?: number;
 }
 
 /** Stamps the trigger on every sample (or the given ones); returns a new dataset, labels kept. */
