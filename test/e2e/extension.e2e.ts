@@ -233,8 +233,16 @@ describe('Backdoor Lens in VS Code, default scan settings', { timeout: 3_600_000
   test('the Output channel logs every scan: settings, a line per stage with its time, the outcome', async () => {
     const page = wb!.page;
     await runCommand(page, 'Backdoor Lens: Show Log');
-    // The panel shows the channel's last lines (the editor renders only what is in view); the file holds them all.
-    await page.locator('.part.panel .monaco-editor .view-lines', { hasText: /(scan|fix) \S+: (started|done in|failed|cancelled)/ }).first().waitFor({ timeout: 20_000 });
+    // The panel shows the channel's last lines (the editor renders only what is in view, spaces as
+    // no-break spaces, hence \s); the file holds them all.
+    await page
+      .locator('.part.panel .monaco-editor .view-lines', { hasText: /(scan|fix)\s\S+:\s(started|done\sin|failed|cancelled)/ })
+      .first()
+      .waitFor({ timeout: 20_000 })
+      .catch(async (e) => {
+        await wb!.shot('output-log-not-shown');
+        throw e;
+      });
     await wb!.shot('output-log');
     const logs = outputChannelLogs(profile.userData, 'Backdoor Lens');
     assert.ok(logs.length > 0, 'the Output channel is written to the profile logs');
