@@ -180,6 +180,13 @@ export interface ProbeRates {
   trueAttack?: { asr: number; n: number };
 }
 
+/** Per target, its worst single trigger: one still working is not averaged away by those that stopped. */
+export function worstTriggerPerTarget(rates: ProbeRates): { target: number; rate: number; n: number }[] {
+  return rates.targets.map(({ target }) =>
+    rates.triggers.filter((t) => t.target === target).reduce((w, t) => (t.rate > w.rate ? { target, rate: t.rate, n: t.n } : w), { target, rate: 0, n: 0 }),
+  );
+}
+
 /** The class each image is scored against: its label, or the model's own prediction for unlabelled data. */
 export async function referenceClasses(model: OnnxModel, data: Dataset, runtime: Runtime, options: { batchSize?: number; signal?: AbortSignal } = {}): Promise<Int32Array> {
   return data.labels ?? (await predict(model, data, runtime, options)).labels;

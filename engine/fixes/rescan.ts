@@ -19,7 +19,7 @@ import type { Runtime } from '../runtime/session';
 import type { ScanRequest, ScanResult } from '../scan';
 import { bnaStructure, networkOf, type BnaStructure } from './bna-graph';
 import { heldOutIndices } from './holdout';
-import { FixProbe, referenceClasses } from './measure';
+import { FixProbe, referenceClasses, worstTriggerPerTarget } from './measure';
 import { pct } from './outcome';
 import { readRecord } from './record';
 
@@ -136,10 +136,7 @@ export async function checkFixRecord(model: LoadedModel, data: Dataset | undefin
       return { what: t.label, target: t.target, before: t.before, fixed: t.after, now: m?.rate ?? null, n: m?.n ?? 0 };
     }),
   ];
-  // Per target, its worst trigger: one still working is not averaged away by those that stopped.
-  const surviving = now.targets
-    .map((t) => now.triggers.filter((x) => x.target === t.target).reduce((w, x) => (x.rate > w.rate ? { target: t.target, rate: x.rate, n: x.n } : w), { target: t.target, rate: 0, n: 0 }))
-    .filter((t) => t.rate > record.goal);
+  const surviving = worstTriggerPerTarget(now).filter((t) => t.rate > record.goal);
   const worst = now.triggers.reduce((w, t) => Math.max(w, t.rate), 0);
   const flagged = surviving.length > 0;
   report.evidence = [

@@ -66,7 +66,7 @@ export function triggerSize(t: ReversedTrigger): number {
  * the perturbation or warp field scaled, the patch mask scaled and capped at 1 (so at most that
  * size). Undefined when the trigger carries no bound or is already that large.
  */
-export function atFlagBound(t: ReversedTrigger): { trigger: ReversedTrigger; factor: number } | undefined {
+export function atFlagBound(t: ReversedTrigger): ReversedTrigger | undefined {
   const bound = t.flaggedBelowSize;
   if (bound === undefined || !(t.kind === 'patch' || t.kind === 'perturbation' || t.kind === 'warp')) return undefined;
   const size = triggerSize(t);
@@ -74,10 +74,10 @@ export function atFlagBound(t: ReversedTrigger): { trigger: ReversedTrigger; fac
   const factor = bound / size;
   const scaled: ReversedTrigger =
     t.kind === 'patch' ? { ...t, mask: t.mask!.map((m) => Math.min(1, m * factor)) } : t.kind === 'perturbation' ? { ...t, perturbation: t.perturbation!.map((v) => v * factor) } : { ...t, flow: t.flow!.map((v) => v * factor) };
-  return { trigger: { ...scaled, atFlagBound: factor }, factor };
+  return { ...scaled, atFlagBound: factor };
 }
 
 /** The triggers and, after them, each one's copy grown to the flag bound (where it has a bound and is smaller). */
 export function withFlagBoundCopies(triggers: readonly ReversedTrigger[]): ReversedTrigger[] {
-  return [...triggers, ...triggers.flatMap((t) => atFlagBound(t)?.trigger ?? [])];
+  return [...triggers, ...triggers.flatMap((t) => atFlagBound(t) ?? [])];
 }

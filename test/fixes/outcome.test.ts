@@ -76,12 +76,12 @@ describe('the outcome a fix states', () => {
     const v = Float32Array.from({ length: 4 }, () => 0.1); // ‖v‖₂ = 0.2
     const perturbation: ReversedTrigger = { kind: 'perturbation', target: 2, sources: [0, 1], perturbation: v, range, flaggedBelowSize: 0.5 };
     const grown = atFlagBound(perturbation)!;
-    assert.ok(Math.abs(grown.factor - 2.5) < 1e-6);
-    assert.ok(Math.abs(triggerSize(grown.trigger) - 0.5) < 1e-6);
-    assert.match(triggerLabel(grown.trigger), /^perturbation trigger 0, 1 → 2, grown ×2\.5 to the flag bound$/);
+    assert.ok(Math.abs(grown.atFlagBound! - 2.5) < 1e-6);
+    assert.ok(Math.abs(triggerSize(grown) - 0.5) < 1e-6);
+    assert.match(triggerLabel(grown), /^perturbation trigger 0, 1 → 2, grown ×2\.5 to the flag bound$/);
     // A patch mask grows but never past 1: at most the bound.
     const patch: ReversedTrigger = { kind: 'patch', target: 2, sources: [0], mask: Float32Array.from([0.5, 0.5, 0.1, 0]), pattern: new Float32Array(4), range, flaggedBelowSize: 2.2 };
-    const grownPatch = atFlagBound(patch)!.trigger;
+    const grownPatch = atFlagBound(patch)!;
     assert.deepEqual(Array.from(grownPatch.mask!).map((m) => Math.round(m * 100) / 100), [1, 1, 0.2, 0]);
     assert.ok(triggerSize(grownPatch) <= 2.2 + 1e-6);
     // No bound, or already that large: no copy.
