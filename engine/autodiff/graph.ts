@@ -24,7 +24,8 @@ export function buildGradientGraph(model: OnnxModel, spec: GradientSpec, observe
   const batch = prepared.shapes.get(logits)?.[0] ?? 'N';
   const labelsInput = e.builder.input(e.fresh('labels'), 'int64', [batch]);
   const weightsInput = spec.weighted ? e.builder.input(e.fresh('weights'), 'float32', [batch]) : undefined;
-  const loss = emitLoss(e, logits, spec.loss, labelsInput, weightsInput);
+  const softLabelsInput = spec.loss.kind === 'soft-cross-entropy' ? e.builder.input(e.fresh('soft_labels'), 'float32', [batch, prepared.shapes.get(logits)?.[1] ?? 'K']) : undefined;
+  const loss = emitLoss(e, logits, spec.loss, labelsInput, weightsInput, softLabelsInput);
   const grads = emitBackward(prepared, e, new Map([[logits, loss.seed]]), spec.wrt);
   const out = new OutputList(e);
   const lossOutput = out.add(loss.loss, loss.loss, []);
@@ -34,6 +35,7 @@ export function buildGradientGraph(model: OnnxModel, spec: GradientSpec, observe
     model: assemble(prepared, e, out.values, model.source),
     labelsInput,
     ...(weightsInput ? { weightsInput } : {}),
+    ...(softLabelsInput ? { softLabelsInput } : {}),
     lossOutput,
     gradOutputs,
     fetchOutputs,

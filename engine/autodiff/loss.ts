@@ -2,7 +2,8 @@
  * The loss on the logits and its gradient with respect to them, written out analytically:
  * cross-entropy gives (softmax − onehot)·c, the margin z_t − max_{j≠t} z_j gives
  * (onehot(t) − onehot(argmax_{j≠t}))·c, and the away loss −mean_{j≠y} log p_j gives
- * (softmax(z) − u)·c with u uniform over the classes j ≠ y; c = 1/N for the mean or w_i when weighted.
+ * (softmax(z) − u)·c with u uniform over the classes j ≠ y, the soft cross-entropy −Σ_j q_j log p_j
+ * against fed distributions q gives (softmax(z) − q)·c; c = 1/N for the mean or w_i when weighted.
  * The runner-up is the first maximal logit, as torch.max picks it.
  */
 import { BackdoorLensError } from '../errors';
@@ -18,7 +19,7 @@ export interface LossNodes {
 
 const lowestFloat = -3.4028234663852886e38;
 
-export function emitLoss(e: Emitter, logits: string, loss: LossSpec, labels: string, weights: string | undefined): LossNodes {
+export function emitLoss(e: Emitter, logits: string, loss: LossSpec, labels: string, weights: string | undefined, softLabels?: string): LossNodes {
   const dims = e.shapes.get(logits);
   const classes = dims?.[1];
   if (!dims || dims.length !== 2 || typeof classes !== 'number') {
@@ -49,6 +50,12 @@ export function emitLoss(e: Emitter, logits: string, loss: LossSpec, labels: str
     const uniform = e.op('Div', [e.op('Sub', [e.scalar(1), onehot]), e.scalar(classes - 1)], {}, 'uniform_others');
     perSample = e.op('Neg', [e.op('ReduceSum', [e.mul(logProbs, uniform), e.ints([1])], { keepdims: 1 })], {}, 'away_nll');
     direction = e.op('Sub', [e.op('Exp', [logProbs]), uniform]);
+  } else if (loss.kind === 'soft-cross-entropy') {
+    if (!softLabels) throw new BackdoorLensError('usage', 'the soft-cross-entropy loss needs a soft-labels input');
+    const logProbs = e.op('LogSoftmax', [logits], { axis: 1 }, 'log_probs');
+    perSample = e.op('Neg', [e.op('ReduceSum', [e.mul(logProbs, softLabels), e.ints([1])], { keepdims: 1 })], {}, 'soft_nll');
+    // Σ_j q_ij = 1 per row, so the gradient is p − q.
+    direction = e.op('Sub', [e.op('Exp', [logProbs]), softLabels]);
   } else {
     throw new BackdoorLensError('usage', `unknown loss kind '${(loss as { kind: string }).kind}'`);
   }

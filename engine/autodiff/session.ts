@@ -17,6 +17,8 @@ export interface GradientFeeds {
   inputs: Record<string, Tensor>;
   labels: Int32Array | BigInt64Array;
   weights?: Float32Array;
+  /** [N·K] row-major, each row summing to 1: for the soft-cross-entropy loss only. */
+  softLabels?: Float32Array;
 }
 
 export interface GradientResult {
@@ -74,6 +76,12 @@ export class GradientSession {
       ortFeeds[this.graph.weightsInput] = new ort.Tensor('float32', feeds.weights, [n]);
     } else if (feeds.weights) {
       throw new BackdoorLensError('usage', 'this gradient graph is not weighted: build it with weighted: true to pass weights');
+    }
+    if (this.graph.softLabelsInput) {
+      if (!feeds.softLabels || feeds.softLabels.length % n !== 0 || feeds.softLabels.length === 0) throw new BackdoorLensError('usage', `the soft-cross-entropy loss needs ${n} rows of soft labels`);
+      ortFeeds[this.graph.softLabelsInput] = new ort.Tensor('float32', feeds.softLabels, [n, feeds.softLabels.length / n]);
+    } else if (feeds.softLabels) {
+      throw new BackdoorLensError('usage', 'soft labels are only fed to a graph built with the soft-cross-entropy loss');
     }
     const out = await this.session.run(ortFeeds, this.fetchNames);
     this.runs++;

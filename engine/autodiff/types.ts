@@ -13,7 +13,12 @@ export type LossSpec =
    * ℓ_i = −(1/(K−1))·Σ_{j≠y_i} log p[j]: cross-entropy toward the uniform distribution over the
    * other classes, so every class a sample could leave y_i for pulls equally (untargeted attacks).
    */
-  | { kind: 'away-cross-entropy' };
+  | { kind: 'away-cross-entropy' }
+  /**
+   * ℓ_i = −Σ_j q_ij log p_ij against fed soft labels q [N, K] (each row a distribution), e.g. a
+   * teacher's probabilities for distillation; the labels input is fed but unused.
+   */
+  | { kind: 'soft-cross-entropy' };
 
 export interface GradientSpec {
   loss: LossSpec;
@@ -34,6 +39,8 @@ export interface GradientGraph {
   labelsInput: string;
   /** float [N] when weighted. */
   weightsInput?: string;
+  /** float [N, K] for the soft-cross-entropy loss. */
+  softLabelsInput?: string;
   /** Scalar. */
   lossOutput: string;
   /** wrt name -> output name. */

@@ -74,6 +74,27 @@ describe('GradientSession', () => {
     assert.ok(maxRelativeError(r.grads.input, Float32Array.from(mean)) < 1e-4, `relative error ${maxRelativeError(r.grads.input, Float32Array.from(mean))}`);
   });
 
+  test('the soft cross-entropy is linear in its soft labels: one-hot rows give the cross-entropy, mixtures mix it', async () => {
+    const soft = await GradientSession.create(runtime, model, { loss: { kind: 'soft-cross-entropy' }, wrt: ['input', 'fc.weight'] });
+    const ce = await GradientSession.create(runtime, model, { loss: { kind: 'cross-entropy' }, wrt: ['input', 'fc.weight'] });
+    const onehot = (ys: BigInt64Array, a: number) => Float32Array.from({ length: n * 10 }, (_, k) => (BigInt(k % 10) === ys[Math.floor(k / 10)] ? a : 0));
+    const shifted = BigInt64Array.from(labels, (y) => (y + 3n) % 10n);
+    const a = await soft.run({ inputs: { input: x }, labels, softLabels: onehot(labels, 1) });
+    const b = await ce.run({ inputs: { input: x }, labels });
+    assert.ok(Math.abs(a.loss - b.loss) < 1e-5 * Math.max(1, b.loss), `${a.loss} vs ${b.loss}`);
+    assert.ok(maxRelativeError(a.grads.input, b.grads.input) < 1e-4);
+    assert.ok(maxRelativeError(a.grads['fc.weight'], b.grads['fc.weight']) < 1e-4);
+    // q = 0.3·onehot(y) + 0.7·onehot(y + 3): loss and gradients are 0.3·CE(y) + 0.7·CE(y + 3).
+    const q = onehot(labels, 0.3).map((v, k) => v + onehot(shifted, 0.7)[k]);
+    const mixed = await soft.run({ inputs: { input: x }, labels, softLabels: q });
+    const c = await ce.run({ inputs: { input: x }, labels: shifted });
+    assert.ok(Math.abs(mixed.loss - (0.3 * b.loss + 0.7 * c.loss)) < 1e-4 * Math.max(1, mixed.loss));
+    const expected = b.grads.input.map((v, k) => 0.3 * v + 0.7 * c.grads.input[k]);
+    assert.ok(maxRelativeError(mixed.grads.input, expected) < 1e-3, `relative error ${maxRelativeError(mixed.grads.input, expected)}`);
+    await assert.rejects(soft.run({ inputs: { input: x }, labels }), (e: unknown) => e instanceof BackdoorLensError && e.code === 'usage');
+    await assert.rejects(ce.run({ inputs: { input: x }, labels, softLabels: q }), /only fed to a graph built with the soft-cross-entropy loss/);
+  });
+
   test('weights are required exactly when the graph is weighted', async () => {
     const weighted = await GradientSession.create(runtime, model, { loss: { kind: 'cross-entropy' }, weighted: true, wrt: ['input'] });
     await assert.rejects(weighted.run({ inputs: { input: x }, labels }), (e: unknown) => e instanceof BackdoorLensError && e.code === 'usage');
