@@ -122,8 +122,19 @@ export function barsWithThreshold(canvas: HTMLCanvasElement, t: Theme, opts: Thr
   return chart;
 }
 
-/** Before/after bars for accuracy and attack success rate after a fix. */
+/** Axis labels longer than this are cut with an ellipsis; the tooltip and the table beside the chart show them whole. */
+const axisLabelChars = 42;
+
+export function shortLabel(label: string, max = axisLabelChars): string {
+  return label.length <= max ? label : `${label.slice(0, max - 1).trimEnd()}…`;
+}
+
+/**
+ * Before/after bars for accuracy and attack success rate after a fix, one row per measure:
+ * horizontal, so the measures' long names (a trigger, its classes, its size) read on one line.
+ */
 export function beforeAfter(canvas: HTMLCanvasElement, t: Theme, rows: { label: string; before: number | null; after: number | null }[]): Chart {
+  const b = base(t, '', 'percent');
   const config: ChartConfiguration<'bar', (number | null)[], string> = {
     type: 'bar',
     data: {
@@ -133,7 +144,14 @@ export function beforeAfter(canvas: HTMLCanvasElement, t: Theme, rows: { label: 
         { label: 'after the fix', data: rows.map((r) => (r.after === null ? null : 100 * r.after)), backgroundColor: t.green },
       ],
     },
-    options: { ...base(t, 'percent', ''), scales: { ...base(t, 'percent', '').scales, y: { ...base(t, 'percent', '').scales.y, min: 0, max: 100 } } },
+    options: {
+      ...b,
+      indexAxis: 'y',
+      scales: {
+        x: { ...b.scales.x, min: 0, max: 100 },
+        y: { ...b.scales.y, ticks: { ...b.scales.y.ticks, autoSkip: false, callback: (_value: unknown, index: number) => shortLabel(rows[index]?.label ?? '') } },
+      },
+    },
   };
   const chart = new Chart(canvas, config as ChartConfiguration);
   charts.add(chart);

@@ -106,7 +106,7 @@ export function compareSection(view: ReportView, t: Theme, open: (uri: string) =
     h('tr', {}, h('th', {}, ''), h('th', {}, 'original'), h('th', {}, 'fixed'), h('th', {}, 'change')),
     ...rows.map((r) => h('tr', { 'data-kind': r.kind }, h('th', {}, r.label), h('td', { class: 'num' }, pct(r.before)), h('td', { class: 'num' }, pct(r.after)), h('td', { class: 'num' }, diff(r.before, r.after)))),
   );
-  const { box, canvas } = chartBox(`original vs fixed: accuracy ${pct(b.accuracy)} to ${pct(a.accuracy)}, attack success rate ${pct(b.asr)} to ${pct(a.asr)}`, 220);
+  const { box, canvas } = chartBox(`original vs fixed: accuracy ${pct(b.accuracy)} to ${pct(a.accuracy)}, attack success rate ${pct(b.asr)} to ${pct(a.asr)}`, 70 + 44 * rows.length);
   queueMicrotask(() => beforeAfter(canvas, t, rows));
   const source = h('a', { href: '#' }, decodeURIComponent(fix.source.split('/').pop() ?? fix.source));
   source.addEventListener('click', (e) => {
