@@ -85,6 +85,8 @@ export interface FixSummary {
   asrSource?: string;
   /** Every attack measured. */
   attacks: AttackRow[];
+  /** Clean accuracy per class on the same held-out images, before and after (absent without a measurement). */
+  perClass?: { label: number; before: number; after: number; n: number }[];
   /** For 'auto': every fix tried, cheapest first. */
   tried?: { method: string; outcome: FixOutcome; reason: string; asr: number | null; accuracy: number | null; seconds: number; chosen: boolean }[];
   /** The rescan of the written model that confirmed a removal (or overturned it), when one ran. */

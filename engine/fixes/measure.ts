@@ -42,11 +42,17 @@ export interface TargetMeasure extends BeforeAfter {
   n: number;
 }
 
+/** One class's accuracy on the held-out images, before and after (a fix may buy its removal with one class). */
+export interface ClassAccuracy extends BeforeAfter {
+  label: number;
+  n: number;
+}
+
 export interface FixMeasurement {
   /** Which images, in words (held-out part of --data, or a separate set). */
   heldOut: string;
   /** Clean accuracy on the held-out images (agreement with the original model's predictions when unlabelled). */
-  accuracy: (BeforeAfter & { n: number; agreement: boolean }) | null;
+  accuracy: (BeforeAfter & { n: number; agreement: boolean; perClass: ClassAccuracy[] }) | null;
   triggers: TriggerMeasure[];
   /** Per target: every trigger of that target on its own source images, pooled. */
   targets: TargetMeasure[];
@@ -134,7 +140,13 @@ export class FixProbe {
   /** What one reading shows: accuracy, each trigger's and each target's success, the true ASR. */
   rates(r: ProbeReading): ProbeRates {
     let ok = 0;
-    for (const i of this.cleanIdx) if (r.predictions[i] === this.reference[i]) ok++;
+    const perClass = new Map<number, { n: number; ok: number }>();
+    for (const i of this.cleanIdx) {
+      const c = perClass.get(this.reference[i]) ?? { n: 0, ok: 0 };
+      perClass.set(this.reference[i], c);
+      c.n++;
+      if (r.predictions[i] === this.reference[i]) (ok++, c.ok++);
+    }
     const hits = this.parts.map((p) => {
       let h = 0;
       for (let i = p.start; i < p.start + p.count; i++) if (r.predictions[i] === p.trigger.target) h++;
@@ -146,7 +158,8 @@ export class FixProbe {
       const n = mine.reduce((a, { p }) => a + p.count, 0);
       return { target, n, rate: mine.reduce((a, { k }) => a + hits[k], 0) / n };
     });
-    return { accuracy: this.cleanIdx.length ? ok / this.cleanIdx.length : null, n: this.cleanIdx.length, triggers, targets, ...(r.triggered ? { trueAttack: r.triggered } : {}) };
+    const classes = [...perClass.entries()].sort((x, y) => x[0] - y[0]).map(([label, c]) => ({ label, n: c.n, rate: c.ok / c.n }));
+    return { accuracy: this.cleanIdx.length ? ok / this.cleanIdx.length : null, n: this.cleanIdx.length, perClass: classes, triggers, targets, ...(r.triggered ? { trueAttack: r.triggered } : {}) };
   }
 
   /** Before and after, per trigger, per target, and the estimate the outcome is judged by. */
@@ -161,7 +174,10 @@ export class FixProbe {
     const worst = candidates.reduce<BeforeAfter | null>((w, c) => (!w || c.after > w.after ? c : w), null);
     return {
       heldOut: this.description,
-      accuracy: a.accuracy !== null && b.accuracy !== null ? { before: b.accuracy, after: a.accuracy, n: a.n, agreement: this.agreement } : null,
+      accuracy:
+        a.accuracy !== null && b.accuracy !== null
+          ? { before: b.accuracy, after: a.accuracy, n: a.n, agreement: this.agreement, perClass: a.perClass.map(({ rate, ...c }, k) => ({ ...c, before: b.perClass[k].rate, after: rate })) }
+          : null,
       triggers,
       targets,
       unstamped: [...this.unstamped],
@@ -175,6 +191,8 @@ export class FixProbe {
 export interface ProbeRates {
   accuracy: number | null;
   n: number;
+  /** Per class of the reference labels, ascending. */
+  perClass: { label: number; n: number; rate: number }[];
   triggers: (Omit<TriggerMeasure, 'before' | 'after'> & { rate: number })[];
   targets: (Omit<TargetMeasure, 'before' | 'after'> & { rate: number })[];
   trueAttack?: { asr: number; n: number };

@@ -304,6 +304,9 @@ describe('Backdoor Lens in VS Code, default scan settings', { timeout: 3_600_000
     const compare = await frame.locator('#fix table.compare').innerText();
     const asr = /attack success[^\n]*\t([\d.]+)%\t([\d.]+)%/.exec(compare);
     assert.ok(asr && Number(asr[2]) < Number(asr[1]), `the attack success rate must drop: ${compare}`);
+    // Per-class clean accuracy on the same held-out images, with the class that lost most named.
+    await frame.locator('#fix-per-class canvas').waitFor({ timeout: 10_000 });
+    assert.match(await frame.locator('#fix-per-class-caption').innerText(), /^(Largest drop: class \d+, [\d.]+% → [\d.]+% \(\d+ held-out images\)\.|No class lost accuracy\.)$/);
     await hidePanel(page);
     await frame.locator('#fix').scrollIntoViewIfNeeded();
     await wb!.shot('compare-after-fix');

@@ -28,7 +28,7 @@ async function open(name: 'badnets' | 'clean') {
 }
 
 function measured(over: Partial<FixMeasurement>): FixMeasurement {
-  return { heldOut: '300 images', accuracy: { before: 0.9, after: 0.89, n: 300, agreement: false }, triggers: [], targets: [], unstamped: [], estimated: { before: 0.99, after: 0.01 }, ...over };
+  return { heldOut: '300 images', accuracy: { before: 0.9, after: 0.89, n: 300, agreement: false, perClass: [] }, triggers: [], targets: [], unstamped: [], estimated: { before: 0.99, after: 0.01 }, ...over };
 }
 
 /** A trigger of a kind stampTrigger does not know (a feature-space trigger, say). */
@@ -49,10 +49,10 @@ describe('the outcome a fix states', () => {
     const still = judge(measured({ estimated: { before: 0.99, after: 0.82 } }));
     assert.equal(still.outcome, 'failed');
     assert.match(still.reason, /^the trigger still works: ASR 99\.0% → 82\.0%/);
-    const costly = judge(measured({ accuracy: { before: 0.9, after: 0.88, n: 300, agreement: false } }));
+    const costly = judge(measured({ accuracy: { before: 0.9, after: 0.88, n: 300, agreement: false, perClass: [] } }));
     assert.equal(costly.outcome, 'failed');
     assert.match(costly.reason, /^costs 2\.0 points of accuracy \(budget 1\.5 points\)/);
-    assert.equal(judge(measured({ accuracy: { before: 0.9, after: 0.88, n: 300, agreement: false } }), 0.02, 0.025).outcome, 'removed');
+    assert.equal(judge(measured({ accuracy: { before: 0.9, after: 0.88, n: 300, agreement: false, perClass: [] } }), 0.02, 0.025).outcome, 'removed');
     assert.match(judge(measured({ estimated: null })).reason, /nothing shows the backdoor removed: no reversed trigger and no triggered data/);
     assert.match(judge(measured({ estimated: { before: 0.01, after: 0 } })).reason, /already fails on the unfixed model/);
   });
@@ -136,6 +136,27 @@ describe('triggers of every kind', () => {
     const m = probe.compare(reading, reading);
     assert.ok(m.targets[0].before > 0.99, 'the true patch works on the backdoored model');
     assert.equal(m.unstamped[0].label, 'feature trigger 3 → 0');
+  });
+});
+
+describe('per-class accuracy', () => {
+  test('each class of the held-out images before and after; one class broken by a fix shows there alone', async () => {
+    const { model, set } = await open('badnets');
+    const held = set('test');
+    const probe = FixProbe.build(held, 'test.npz', [badnetsTrigger()], held.labels!);
+    const before = await probe.read(model.onnx, runtime);
+    // A "fix" that sends every clean image of class 3 elsewhere.
+    const after = { ...before, predictions: before.predictions.map((p, i) => (i < held.n && held.labels![i] === 3 ? 4 : p)) };
+    const m = probe.compare(before, after);
+    const perClass = m.accuracy!.perClass;
+    assert.deepEqual(perClass.map((c) => c.label), [...new Set(held.labels!)].sort((a, b) => a - b));
+    assert.equal(perClass.reduce((a, c) => a + c.n, 0), m.accuracy!.n);
+    const weighted = (k: 'before' | 'after') => perClass.reduce((a, c) => a + c[k] * c.n, 0) / m.accuracy!.n;
+    assert.ok(Math.abs(weighted('before') - m.accuracy!.before) < 1e-9 && Math.abs(weighted('after') - m.accuracy!.after) < 1e-9);
+    for (const c of perClass) {
+      if (c.label === 3) assert.ok(c.before > 0.5 && c.after === 0, `class 3: ${c.before} → ${c.after}`);
+      else assert.equal(c.after, c.before, `class ${c.label}`);
+    }
   });
 });
 

@@ -118,7 +118,25 @@ export function compareSection(view: ReportView, t: Theme, open: (uri: string) =
     ...fix.notes,
   ].filter(Boolean);
   const outcome = h('p', { class: `outcome outcome-${fix.outcome}`, id: 'fix-outcome' }, `Outcome: ${fix.outcome} — ${fix.headline}`);
-  return section('fix', 'Original vs fixed', h('p', {}, `Written by ${fix.method.toUpperCase()} from `, source, '.'), outcome, table, box, ...lines.map((l) => h('p', { class: 'caption' }, l)));
+  return section('fix', 'Original vs fixed', h('p', {}, `Written by ${fix.method.toUpperCase()} from `, source, '.'), outcome, table, box, ...perClassAccuracy(fix, t), ...lines.map((l) => h('p', { class: 'caption' }, l)));
+}
+
+/** Classes shown at most in the per-class chart: those whose accuracy changed most. */
+const perClassShown = 20;
+
+/** Per-class clean accuracy before and after, with the class that lost most named. */
+function perClassAccuracy(fix: NonNullable<ReportView['fix']>, t: Theme): HTMLElement[] {
+  const classes = fix.perClass ?? [];
+  if (!classes.length) return [];
+  const drop = (c: (typeof classes)[number]) => c.before - c.after;
+  const worst = classes.reduce((w, c) => (drop(c) > drop(w) ? c : w));
+  const shown = classes.length <= perClassShown ? classes : [...classes].sort((a, b) => Math.abs(drop(b)) - Math.abs(drop(a))).slice(0, perClassShown).sort((a, b) => a.label - b.label);
+  const what = classes.length > shown.length ? `the ${shown.length} of ${classes.length} classes that changed most` : 'each class';
+  const caption = drop(worst) > 0 ? `Largest drop: class ${worst.label}, ${pct(worst.before)} → ${pct(worst.after)} (${worst.n} held-out images).` : 'No class lost accuracy.';
+  const { box, canvas } = chartBox(`clean accuracy of ${what} before and after the fix; ${caption}`, 70 + 26 * shown.length);
+  box.id = 'fix-per-class';
+  queueMicrotask(() => beforeAfter(canvas, t, shown.map((c) => ({ label: `class ${c.label} (${c.n})`, before: c.before, after: c.after }))));
+  return [h('h3', {}, `Clean accuracy per class (${what})`), box, h('p', { class: 'caption', id: 'fix-per-class-caption' }, caption)];
 }
 
 /** Images the analyses wrote that the trigger viewer does not draw. */

@@ -189,6 +189,7 @@ export class EngineJobs {
         after: { accuracy: m?.accuracy?.after ?? null, asr: m?.estimated?.after ?? null },
         ...(m && asrParts.length ? { asrSource: `${m.heldOut}; attack success of ${asrParts.join(' and ')}` } : {}),
         attacks,
+        ...(m?.accuracy?.perClass.length ? { perClass: m.accuracy.perClass } : {}),
         ...(result.tried ? { tried: result.tried.map((t) => ({ method: t.method, outcome: t.outcome, reason: t.reason, asr: t.estimated, accuracy: t.accuracy, seconds: t.seconds, chosen: t.chosen })) } : {}),
         ...(result.rescan ? { rescan: { verdict: result.rescan.report.verdict, targets: result.rescan.report.targets } } : {}),
       },
