@@ -149,7 +149,11 @@ function describe(r: FixResult, written: string[] | undefined): string[] {
   const m = r.measurement;
   if (m) {
     lines.push(`  measured on ${m.heldOut}:`);
-    if (m.accuracy) lines.push(`    ${m.accuracy.agreement ? 'agreement with the original' : 'clean accuracy'}: ${pct(m.accuracy.before)} → ${pct(m.accuracy.after)} (${m.accuracy.n} images)`);
+    if (m.accuracy) {
+      lines.push(`    ${m.accuracy.agreement ? 'agreement with the original' : 'clean accuracy'}: ${pct(m.accuracy.before)} → ${pct(m.accuracy.after)} (${m.accuracy.n} images)`);
+      const worst = m.accuracy.perClass.reduce<(typeof m.accuracy.perClass)[number] | undefined>((w, c) => (c.before - c.after > (w ? w.before - w.after : 0) ? c : w), undefined);
+      if (worst) lines.push(`    largest drop of one class: class ${worst.label} ${pct(worst.before)} → ${pct(worst.after)} (${worst.n} images)`);
+    }
     for (const t of m.triggers) lines.push(`    ${t.label}: ${pct(t.before)} → ${pct(t.after)} (${t.n} images)`);
     for (const u of m.unstamped) lines.push(`    ${u.label}: not measured (${u.reason})`);
     for (const a of m.reversedAgain ?? []) lines.push(`    on the fixed model: ${reversedAgainText(a)}${a.survived ? ' — the backdoor survived' : ''}`);

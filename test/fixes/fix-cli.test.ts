@@ -40,6 +40,11 @@ describe('fix on the bundled BadNets model', () => {
     const json = JSON.parse(fixed.stdout);
     assert.equal(json.outcome, 'failed');
     assert.deepEqual(json.written, [join(dir, 'model.bnp-failed.onnx')]);
+    // Per-class accuracy on the same 300 held-out images: 30 of each class.
+    const perClass = json.measurement.accuracy.perClass as { label: number; n: number; before: number; after: number }[];
+    assert.deepEqual(perClass.map((c) => [c.label, c.n]), Array.from({ length: 10 }, (_, k) => [k, 30]));
+    const worst = perClass.reduce((w, c) => (c.before - c.after > w.before - w.after ? c : w));
+    if (worst.before > worst.after) assert.match(fixed.stderr + (await cli('fix', model, '--method', 'bnp', '--mode', 'fixed', '--data', clean, '--out', join(dir, 'again.onnx'))).stdout, new RegExp(`largest drop of one class: class ${worst.label} `));
     const scanned = await cli('scan', join(dir, 'model.bnp-failed.onnx'), '--data', clean, '--methods', 'bnp', '--json');
     const report = JSON.parse(scanned.stdout);
     assert.equal(report.repair.method, 'bnp');
