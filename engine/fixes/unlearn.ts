@@ -17,7 +17,7 @@ import { numberOption } from '../analyses/neurons/options';
 import { SeededRandom } from '../analyses/stats/random';
 import { stampTrigger, type ReversedTrigger } from '../analyses/reversal/trigger';
 import { subset, type Dataset } from '../data/types';
-import { argmaxRows, imageInputOf } from '../evaluate';
+import { argmaxRows, imageInputOf, predict, type Predictions } from '../evaluate';
 import type { OnnxModel } from '../graph/model';
 import { promoteInitializers } from '../graph/surgery';
 import type { Runtime } from '../runtime/session';
@@ -25,7 +25,7 @@ import type { Tensor } from '../tensor';
 import { heldOutIndices } from './holdout';
 import { concatSamples } from './measure';
 import { REESTIMABLE, inputGradientWithWeights, reestimate } from './reestimate';
-import { sourceIndices, stampable, triggerLabel } from './triggers';
+import { sourceIndices, stampable, triggerLabel, withFlagBoundCopies } from './triggers';
 import type { Fix, FixRun } from './types';
 
 export interface UnlearnOptions {
@@ -49,12 +49,21 @@ export interface UnlearnOptions {
   reversalSuccess: number;
   /** Re-estimate every kind that has an objective, not only the kinds the detectors handed over. */
   reestimateAll: boolean;
+  /**
+   * Weight of the original model's probabilities on the clean image in each training label (the
+   * rest is the true class): distillation keeps what the model knew of the clean images, which a
+   * few hundred hard labels do not; a stamped image is taught the original model's answer on its
+   * clean version. 0 is Neural Cleanse's hard labels.
+   */
+  distil: number;
+  /** Also train on each trigger grown to the detector's flag bound (the size the fix is graded at). */
+  grown: boolean;
 }
 
-export const UNLEARN_DEFAULTS: UnlearnOptions = { epochs: 5, maxSeconds: 110, lr: 1e-4, batchSize: 64, stampShare: 0.2, validationShare: 0.15, reversalSteps: 200, reversalImagesPerClass: 20, reversalSuccess: 0.5, reestimateAll: true };
+export const UNLEARN_DEFAULTS: UnlearnOptions = { epochs: 5, maxSeconds: 110, lr: 1e-4, batchSize: 64, stampShare: 0.2, validationShare: 0.15, reversalSteps: 200, reversalImagesPerClass: 20, reversalSuccess: 0.5, reestimateAll: true, distil: 0, grown: false };
 
 export function unlearnOptions(o: Record<string, unknown>): UnlearnOptions {
-  type NumberKey = Exclude<keyof UnlearnOptions, 'reestimateAll'>;
+  type NumberKey = Exclude<keyof UnlearnOptions, 'reestimateAll' | 'grown'>;
   const n = (key: NumberKey, range: Parameters<typeof numberOption>[4]) => numberOption(o, 'unlearn', key, UNLEARN_DEFAULTS[key], range);
   return {
     epochs: n('epochs', { min: 1, integer: true }),
@@ -66,7 +75,9 @@ export function unlearnOptions(o: Record<string, unknown>): UnlearnOptions {
     reversalSteps: n('reversalSteps', { min: 0, integer: true }),
     reversalImagesPerClass: n('reversalImagesPerClass', { min: 1, integer: true }),
     reversalSuccess: n('reversalSuccess', { min: 0.01, max: 1 }),
+    distil: n('distil', { min: 0, max: 1 }),
     reestimateAll: String(o.reestimateAll ?? 'true') !== 'false',
+    grown: String(o.grown ?? String(UNLEARN_DEFAULTS.grown)) === 'true',
   };
 }
 
@@ -142,6 +153,20 @@ interface EpochScore {
   success: number;
 }
 
+/** Per image, distil × the teacher's softmax + (1 − distil) × one-hot(label), row-major [N·K]. */
+function softLabels(teacher: Predictions, labels: Int32Array, distil: number): Float32Array {
+  const k = teacher.numClasses;
+  const out = new Float32Array(teacher.logits.length);
+  for (let i = 0; i < labels.length; i++) {
+    const row = teacher.logits.subarray(i * k, (i + 1) * k);
+    const max = row.reduce((m, v) => Math.max(m, v), -Infinity);
+    let total = 0;
+    for (let j = 0; j < k; j++) total += Math.exp(row[j] - max);
+    for (let j = 0; j < k; j++) out[i * k + j] = (distil * Math.exp(row[j] - max)) / total + (j === labels[i] ? 1 - distil : 0);
+  }
+  return out;
+}
+
 /** Images of every class but `target`, at most `perClass` of each, in a seeded order. */
 function imagesAvoiding(labels: Int32Array, target: number, perClass: number, seed: number): number[] {
   const byClass = new Map<number, number[]>();
@@ -163,6 +188,8 @@ export const UNLEARN_OPTIONS: OptionSpecs = {
   reversalImagesPerClass: { type: 'integer', default: UNLEARN_DEFAULTS.reversalImagesPerClass, doc: 'images per class a re-estimation reverses on' },
   reversalSuccess: { type: 'number', default: UNLEARN_DEFAULTS.reversalSuccess, doc: 'share of images a re-estimated trigger must move' },
   reestimateAll: { type: 'boolean', default: UNLEARN_DEFAULTS.reestimateAll, doc: 're-estimate every kind with an objective, not only those handed over' },
+  grown: { type: 'boolean', default: UNLEARN_DEFAULTS.grown, doc: "also train on each trigger grown to the detector's flag bound" },
+  distil: { type: 'number', default: UNLEARN_DEFAULTS.distil, doc: "weight of the original model's clean-image probabilities in each label (0: hard labels)" },
 };
 
 export const unlearnFix: Fix = {
@@ -177,7 +204,7 @@ export const unlearnFix: Fix = {
     const data = ctx.data!;
     const notes: string[] = [`triggers: ${ctx.triggerSource}`];
     const handed: ReversedTrigger[] = [];
-    for (const t of ctx.triggers) {
+    for (const t of o.grown ? withFlagBoundCopies(ctx.triggers) : ctx.triggers) {
       const s = stampable(t, data);
       if (s.ok) handed.push(t);
       else notes.push(`${triggerLabel(t)} not used: ${s.reason}`);
@@ -243,7 +270,9 @@ export const unlearnFix: Fix = {
       return { epoch, accuracy: ok / val.n, success: n ? hits / n : 0 };
     };
 
-    const session = await GradientSession.create(ctx.runtime, model, { loss: { kind: 'cross-entropy' }, wrt: names });
+    const session = await GradientSession.create(ctx.runtime, model, { loss: { kind: o.distil > 0 ? 'soft-cross-entropy' : 'cross-entropy' }, wrt: names });
+    const teacher = o.distil > 0 ? softLabels(await predict(model, train, ctx.runtime, { signal: ctx.signal }), labels, o.distil) : undefined;
+    const classes = teacher ? teacher.length / train.n : 0;
     const adam = new Adam(o.lr);
     const random = new SeededRandom(SeededRandom.derive(ctx.seed, 0x554e4c));
     const start = await score(0);
@@ -270,7 +299,9 @@ export const unlearnFix: Fix = {
         }
         const feeds: Record<string, Tensor> = { [input]: { dtype: 'float32', dims: batch.dims, data: batch.x } };
         for (const [name, p] of params) feeds[name] = { dtype: 'float32', dims: dims.get(name)!, data: p };
-        const r = await session.run({ inputs: feeds, labels: batch.labels! });
+        const soft = teacher ? new Float32Array(idx.length * classes) : undefined;
+        if (soft) idx.forEach((i, k) => soft.set(teacher!.subarray(i * classes, (i + 1) * classes), k * classes));
+        const r = await session.run({ inputs: feeds, labels: batch.labels!, ...(soft ? { softLabels: soft } : {}) });
         adam.step(params, r.grads);
         steps++;
       }
@@ -297,7 +328,7 @@ export const unlearnFix: Fix = {
     for (const [name, p] of best.params) fixed.setInitializer(name, { dtype: 'float32', dims: dims.get(name)!, data: p });
     const pctv = (x: number) => `${(100 * x).toFixed(1)}%`;
     notes.push(
-      `fine-tuned ${names.length} weight tensors with Adam lr ${o.lr}, batch ${o.batchSize}, ${Math.round(100 * o.stampShare)}% of each batch stamped with a reversed trigger and labelled with its true class; BN running statistics kept`,
+      `fine-tuned ${names.length} weight tensors with Adam lr ${o.lr}, batch ${o.batchSize}, ${Math.round(100 * o.stampShare)}% of each batch stamped with a reversed trigger and labelled with ${o.distil > 0 ? `${o.distil} × the original model's probabilities on the clean image + ${1 - o.distil} × its true class` : 'its true class'}; BN running statistics kept`,
       `${steps} steps on ${train.n} fit images, stopped by ${stopped} (${((Date.now() - t0) / 1000).toFixed(0)} s); kept epoch ${best.score.epoch}`,
       ...(refreshed.length ? [`triggers re-estimated against the current weights (${o.reversalSteps} steps at most): ${refreshed.join('; ')}`] : []),
       `validation slice (${val.n} fit images, not trained on), ${measured.length} trigger(s): ${scores.map((s) => `epoch ${s.epoch} trigger ${pctv(s.success)} acc ${pctv(s.accuracy)}`).join('; ')}`,
