@@ -36,6 +36,17 @@ function bin(args: string[], timeoutMs = 120_000) {
  * limits count from the CLI's start, so a stop is within 10% of the limit plus this.
  */
 let startupMs: number | undefined;
+/** A version-1.0 .npy file: magic, header length, the header dict padded to 64 bytes, the data. */
+function npy(descr: string, shape: number[], data: Buffer): Buffer {
+  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
+  header += ' '.repeat(63 - ((header.length + 10) % 64)) + '\n';
+  const head = Buffer.alloc(10);
+  Buffer.from('\x93NUMPY', 'latin1').copy(head);
+  head[6] = 1;
+  head.writeUInt16LE(header.length, 8);
+  return Buffer.concat([head, Buffer.from(header, 'latin1'), data]);
+}
+
 function startup(): number {
   startupMs ??= bin(['--version']).wallMs * 2;
   return startupMs;
@@ -120,6 +131,28 @@ describe('a scan stops within its time limit with what it finished', () => {
     const bl040 = report.findings.find((f) => f.code === 'BL040')!;
     assert.match(bl040.message, /time limit 30 s reached during trigger reversal step/);
     assert.equal(report.verdict, 'inconclusive');
+  });
+
+  test('a 1 000-class model: --time-limit 60 with 5 images a class exits within 66 s, pairs stopped at its stage', () => {
+    // Conv → ReLU → global average pool → 1 000 logits, random weights; 3×32×32 input.
+    const random = (n: number, scale: number) => Float32Array.from({ length: n }, (_, i) => scale * Math.sin(12.9898 * (i + 1)));
+    const b = new GraphBuilder('k1000');
+    const conv = b.op('Conv', [b.input('input', 'float32', ['N', 3, 32, 32]), b.initializer('conv.weight', floatTensor([16, 3, 3, 3], random(432, 0.3))), b.initializer('conv.bias', floatTensor([16], random(16, 0.1)))], { pads: [1, 1, 1, 1] });
+    const pooled = b.op('Flatten', [b.op('GlobalAveragePool', [b.op('Relu', [conv])])]);
+    const logits = b.op('Gemm', [pooled, b.initializer('fc.weight', floatTensor([1000, 16], random(16_000, 0.5))), b.initializer('fc.bias', floatTensor([1000], random(1000, 0.1)))], { transB: 1 });
+    b.output(logits, 'float32', ['N', 1000]);
+    const dir = tempDir('bl-k1000-');
+    writeFileSync(join(dir, 'k1000.onnx'), b.build().toBytes());
+    const n = 5000;
+    writeFileSync(join(dir, 'x.npy'), npy('<f4', [n, 3, 32, 32], Buffer.from(Float32Array.from({ length: n * 3072 }, (_, i) => (Math.sin(78.233 * i) + 1) / 2).buffer)));
+    writeFileSync(join(dir, 'y.npy'), npy('<i8', [n], Buffer.from(BigInt64Array.from({ length: n }, (_, i) => BigInt(Math.floor(i / 5))).buffer)));
+    const r = bin(['scan', join(dir, 'k1000.onnx'), '--data', join(dir, 'x.npy'), '--labels', join(dir, 'y.npy'), '--time-limit', '60', '--json'], 180_000);
+    assert.equal(r.exitCode, exitCodes.limit, r.stderr);
+    assert.match(oneLine(r.stderr), /^backdoor-lens: scan stopped: time limit 60 s reached during .*\(1000 targets, 999 class shifts, \d+ screens\)/);
+    assert.ok(r.wallMs <= 66_000 + startup(), `${r.wallMs} ms (start-up ${startup()} ms)`);
+    const report = JSON.parse(r.stdout) as ScanReport;
+    assert.equal(report.model.numClasses, 1000);
+    assert.equal(report.methods.find((m) => m.method === 'pairs')?.status, 'stopped');
   });
 
   test('a big graph stops while it is prepared: 300 000 nodes under --time-limit 2 stop during loading', async () => {
