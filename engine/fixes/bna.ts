@@ -22,7 +22,7 @@ import { defaultFitOptions, fitChannel, identityTransform, momentTransform, type
 import { bnaModel, correctedNetwork, type LayerCorrection, type TargetCorrection } from './bna-graph';
 import { concatSamples } from './measure';
 import { REESTIMABLE, reestimate } from './reestimate';
-import { byTarget, stampable, triggerLabel } from './triggers';
+import { atFlagBound, byTarget, stampable, triggerLabel } from './triggers';
 import type { Fix, FixRun } from './types';
 
 /**
@@ -44,6 +44,8 @@ export interface BnaOptions {
   minScale: number;
   /** Re-estimate a patch / perturbation trigger on all of the target's source classes (the paper's step) besides the detector's triggers. */
   reestimate: boolean;
+  /** Also fit to each trigger grown to the detector's flag bound (the size the fix is graded at). */
+  grown: boolean;
 }
 
 export function bnaOptions(o: Record<string, unknown>): BnaOptions {
@@ -66,6 +68,7 @@ export function bnaOptions(o: Record<string, unknown>): BnaOptions {
     minChange: positiveOption(o, 'bna', 'minChange', 0.05),
     minScale: o.minScale === undefined ? 1 : Number(o.minScale),
     reestimate: String(o.reestimate ?? 'true') !== 'false',
+    grown: String(o.grown ?? 'false') === 'true',
   };
 }
 
@@ -173,6 +176,7 @@ export const BNA_OPTIONS: OptionSpecs = {
   minChange: { type: 'number', default: 0.05, doc: 'a unit whose stamped activations move less than this is left as it is' },
   minScale: { type: 'number', default: 1, doc: 'floor of the moment-matched scale (1 never sharpens a unit)' },
   reestimate: { type: 'boolean', default: true, doc: "re-estimate each trigger on all of its target's source classes (the paper's step)" },
+  grown: { type: 'boolean', default: false, doc: "also fit to each trigger grown to the detector's flag bound" },
 };
 
 export const bnaFix: Fix = {
@@ -226,12 +230,14 @@ export const bnaFix: Fix = {
           if (r.trigger) {
             // The paper's step: the correction is fitted to the trigger re-estimated on all source classes,
             // which replaces the detector's triggers of its kind (fitted to both, each is matched worse).
+            const bound = fitting.find((t) => t.kind === kind)?.flaggedBelowSize;
             for (let i = fitting.length - 1; i >= 0; i--) if (fitting[i].kind === kind) fitting.splice(i, 1);
-            fitting.push(r.trigger);
+            fitting.push(bound === undefined ? r.trigger : { ...r.trigger, flaggedBelowSize: bound });
             notes.push(`target ${target}: ${kind} trigger re-estimated on classes ${sourceList.join(', ')} (size ${r.size.toFixed(2)})`);
           } else notes.push(`target ${target}: could not re-estimate a ${kind} trigger on classes ${sourceList.join(', ')} in ${r.steps} steps; fitted on the detector's triggers`);
         }
       }
+      if (o.grown) fitting.push(...fitting.flatMap((t) => atFlagBound(t) ?? []));
       // Every trigger stamped on every source image: the correction has to hold for each.
       const clean = subset(data, images);
       const cleanRepeated = concatSamples(fitting.map(() => clean));
