@@ -20,9 +20,9 @@ import type { AnalysisOutput } from '../../engine/analyses/types';
 import { applyFix, evaluate, loadDataset, loadModel, Runtime } from '../../engine';
 import { imageInputOf } from '../../engine/evaluate';
 import { join } from 'node:path';
-import type { Row } from '../run';
-import { root } from '../models';
-import { badnetsTrigger } from '../../test/neurons/badnets-trigger';
+import type { Row } from '../../bench/run';
+import { root } from '../../bench/models';
+import { badnetsTrigger } from '../neurons/badnets-trigger';
 
 export const name = 'Neuron fixes on the BadNets fixture: fixed u = 3 vs adaptive (reversed trigger, budget 1 point)';
 
