@@ -26,7 +26,7 @@ import { missingData, resolveMethods, scan, type ScanRequest, type ScanResult } 
 import { createHash } from 'node:crypto';
 
 /** What the confirming rescan runs (default: the default scan's detectors, which alone decide a verdict). */
-export type RescanRequest = Pick<ScanRequest, 'methods' | 'methodOptions' | 'u' | 'timeLimitMs' | 'maxMemoryMB'>;
+export type RescanRequest = Pick<ScanRequest, 'methods' | 'methodOptions' | 'thresholdMultiplier' | 'timeLimitMs' | 'maxMemoryMB'>;
 
 export interface FixRequest {
   /** A fix id from the registry, or 'auto'. */
@@ -35,7 +35,8 @@ export interface FixRequest {
   data?: Dataset;
   dataKind?: DataKind;
   mode?: 'fixed' | 'adaptive';
-  u?: number;
+  /** u of mean ± u·std, the rule fixed mode prunes by (default 3). */
+  thresholdMultiplier?: number;
   seed?: number;
   batchSize?: number;
   /** The method's options (`--option key=value`). */
@@ -212,7 +213,7 @@ async function tryFix(fix: Fix, model: LoadedModel, request: FixRequest, t: TryC
     data: t.split?.fit ?? request.data,
     dataKind: t.dataKind,
     numClasses: model.numClasses,
-    u: request.u ?? 3,
+    thresholdMultiplier: request.thresholdMultiplier ?? 3,
     seed: request.seed ?? 0,
     batchSize: request.batchSize ?? 64,
     options,
@@ -249,7 +250,7 @@ async function rescanFixed(model: LoadedModel, c: Candidate, request: FixRequest
   const rescan = request.rescan || {};
   const methods = rescan.methods ?? resolveMethods(undefined).filter((a) => a.detector).map((a) => a.id);
   return scan(loadedFixed(model, fixed, request.outPath), {
-    runtime: request.runtime, data: request.data, dataKind: request.dataKind, methods, methodOptions: rescan.methodOptions, u: rescan.u ?? request.u,
+    runtime: request.runtime, data: request.data, dataKind: request.dataKind, methods, methodOptions: rescan.methodOptions, thresholdMultiplier: rescan.thresholdMultiplier ?? request.thresholdMultiplier,
     seed: request.seed, batchSize: request.batchSize, timeLimitMs: rescan.timeLimitMs, maxMemoryMB: rescan.maxMemoryMB, signal,
   });
 }

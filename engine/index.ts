@@ -12,7 +12,7 @@ export { applyFix, autoCandidates, type FixRequest, type RescanRequest } from '.
 export { fixOutputs, outputLabel, type FixOutputs } from './fixes/output-name';
 export { AUTO } from './fixes/registry';
 export { reversedAgainText, type ReversedAgain } from './fixes/reverse-again';
-export { evaluate, predict, type EvalResult, type EvalOptions } from './evaluate';
+export { evaluate, predict, imageInputOf, type EvalResult, type EvalOptions } from './evaluate';
 export { modelInfo, formatInfo, type ModelInfo } from './info';
 export { Runtime, type RuntimeOptions, type ExecutionProvider } from './runtime';
 export { analyses } from './analyses/registry';
@@ -30,7 +30,7 @@ export type { FixOutcome } from './fixes/outcome';
 export { TOOL_VERSION } from './version';
 export { asBackdoorLensError } from './errors';
 export { executionProviders } from './runtime';
-export { JobGuard, ProcessWatchdog, memoryLimitError, timeLimitError, watchdogGraceMs, defaultTimeLimitSeconds, type JobLimits } from './runtime/limits';
+export { JobGuard, ProcessWatchdog, memoryLimitError, timeLimitError, watchdogGraceMs, defaultTimeLimitSeconds, residentBytes, type JobLimits } from './runtime/limits';
 export { openRegular } from './io/files';
 export type { AnalysisOutput } from './analyses/types';
 export { modelOutline, refusedOutline, type ModelOutline, type OutlineLayer, type Dim } from './outline';

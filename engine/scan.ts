@@ -34,7 +34,8 @@ export interface ScanRequest {
   methods?: string[];
   /** The analyses to pick from (default: engine/analyses/registry.ts); a test of a new method adds it here. */
   analyses?: readonly Analysis[];
-  u?: number;
+  /** u of mean ± u·std, the neuron methods' flag rule (default 3); a method's own `thresholdMultiplier` option wins. */
+  thresholdMultiplier?: number;
   seed?: number;
   batchSize?: number;
   methodOptions?: Record<string, Record<string, unknown>>;
@@ -177,7 +178,7 @@ async function scanModel(model: LoadedModel, request: ScanRequest): Promise<Scan
         preprocess: request.preprocess ?? {},
         dataKind,
         numClasses: model.numClasses,
-        u: Number(request.methodOptions?.[a.id]?.u ?? request.u ?? 3),
+        thresholdMultiplier: Number(request.methodOptions?.[a.id]?.thresholdMultiplier ?? request.thresholdMultiplier ?? 3),
         seed: request.seed ?? 0,
         batchSize: request.batchSize ?? 64,
         options: request.methodOptions?.[a.id] ?? {},
@@ -202,7 +203,7 @@ async function scanModel(model: LoadedModel, request: ScanRequest): Promise<Scan
           method: a.id,
           status: 'ran',
           ms,
-          ...(output.direction ? { direction: output.direction, u: ctx.u } : {}),
+          ...(output.direction ? { direction: output.direction, thresholdMultiplier: ctx.thresholdMultiplier } : {}),
           ...(output.gradientEvaluations !== undefined ? { gradientEvaluations: output.gradientEvaluations } : {}),
           ...(output.threshold !== undefined ? { threshold: output.threshold } : {}),
           ...(output.notes?.length ? { notes: output.notes } : {}),

@@ -35,11 +35,11 @@ export interface DataRequest {
 }
 
 /** What a scan call adds to the session's settings: the data, the job's limits and progress. */
-export type SessionScan = Omit<ScanRequest, 'runtime' | 'preprocess' | 'dataKind' | 'methods' | 'u' | 'seed' | 'batchSize' | 'methodOptions'> &
-  Partial<Pick<ScanRequest, 'methods' | 'methodOptions' | 'u'>>;
+export type SessionScan = Omit<ScanRequest, 'runtime' | 'preprocess' | 'dataKind' | 'methods' | 'thresholdMultiplier' | 'seed' | 'batchSize' | 'methodOptions'> &
+  Partial<Pick<ScanRequest, 'methods' | 'methodOptions' | 'thresholdMultiplier'>>;
 
 /** What a fix call adds to the session's settings: the method, the data and how to measure. */
-export type SessionFix = Omit<FixRequest, 'runtime' | 'dataKind' | 'seed' | 'batchSize' | 'u' | 'methodOptions'> & Partial<Pick<FixRequest, 'u' | 'methodOptions'>>;
+export type SessionFix = Omit<FixRequest, 'runtime' | 'dataKind' | 'seed' | 'batchSize' | 'thresholdMultiplier' | 'methodOptions'> & Partial<Pick<FixRequest, 'thresholdMultiplier' | 'methodOptions'>>;
 
 export interface MeasureOptions {
   /** The attack's target class (all-to-one), or allToAll: each class c goes to (c+1) mod K. */
@@ -125,7 +125,7 @@ export class Session {
     return modelOutline(model);
   }
 
-  /** Scans with the configured methods, options, threshold, seed and batch size; the call may override methods, options and u. */
+  /** Scans with the configured methods, options, threshold, seed and batch size; the call may override methods, options and the threshold multiplier. */
   scan(model: LoadedModel, request: SessionScan = {}): Promise<ScanResult> {
     const c = this.config;
     return scan(model, {
@@ -133,7 +133,7 @@ export class Session {
       preprocess: c.preprocess ?? {},
       dataKind: this.dataKind,
       methods: c.methods,
-      u: c.threshold,
+      thresholdMultiplier: c.threshold,
       seed: c.seed ?? 0,
       batchSize: c.batchSize,
       methodOptions: c.methodOptions,
@@ -150,8 +150,8 @@ export class Session {
    */
   fix(model: LoadedModel, request: SessionFix): Promise<FixResult> {
     const c = this.config;
-    const rescan = { methods: c.methods, methodOptions: c.methodOptions, u: c.threshold, timeLimitMs: c.timeLimitSeconds ? c.timeLimitSeconds * 1000 : undefined, maxMemoryMB: c.limits?.maxMemoryMB };
-    return applyFix(model, { runtime: this.runtime, dataKind: this.dataKind, u: c.threshold, seed: c.seed ?? 0, batchSize: c.batchSize, methodOptions: c.methodOptions, rescan, ...request });
+    const rescan = { methods: c.methods, methodOptions: c.methodOptions, thresholdMultiplier: c.threshold, timeLimitMs: c.timeLimitSeconds ? c.timeLimitSeconds * 1000 : undefined, maxMemoryMB: c.limits?.maxMemoryMB };
+    return applyFix(model, { runtime: this.runtime, dataKind: this.dataKind, thresholdMultiplier: c.threshold, seed: c.seed ?? 0, batchSize: c.batchSize, methodOptions: c.methodOptions, rescan, ...request });
   }
 
   /** The files a fix's model becomes at `out`: the ONNX model, and for a weights-only input the fixed weights under the original keys. */

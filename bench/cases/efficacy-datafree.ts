@@ -9,8 +9,7 @@
  * BL_WITH_DATA=1 also runs the class-pair detector with the zoo's 1 000 clean images and reports
  * whether MM-BD changes its verdict (BN-kept exports, first seed).
  */
-import { loadDataset, loadModel, Runtime, scan, type ScanReport } from '../../engine';
-import { imageInputOf } from '../../engine/evaluate';
+import { imageInputOf, loadDataset, loadModel, Runtime, scan, type ScanReport } from '../../engine';
 import type { Row } from '../run';
 import { zooMissing, zooModels, type ZooModel } from '../zoo';
 

@@ -12,8 +12,7 @@
  *   BENCH_ZOO_MODELS=a,b   only these models          BENCH_FIX_METHODS=clp,bna   only these methods
  *   BENCH_FIX_RESCAN=0     no confirming rescan (faster; "stated" is then the held-out measurement alone)
  */
-import { applyFix, evaluate, loadDataset, loadModel, Runtime, scan, type FixResult } from '../../engine';
-import { imageInputOf } from '../../engine/evaluate';
+import { applyFix, evaluate, imageInputOf, loadDataset, loadModel, Runtime, scan, type FixResult } from '../../engine';
 import { table, type Row } from '../run';
 import { zooMissing, zooModels, type ZooModel } from '../zoo';
 

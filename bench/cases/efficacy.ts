@@ -11,8 +11,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadDataset, loadModel, Runtime, scan, type ScanReport } from '../../engine';
-import { imageInputOf } from '../../engine/evaluate';
+import { imageInputOf, loadDataset, loadModel, Runtime, scan, type ScanReport } from '../../engine';
 import { root } from '../models';
 import type { Row } from '../run';
 import { zooMissing, zooModels, type ZooModel } from '../zoo';

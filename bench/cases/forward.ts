@@ -1,8 +1,7 @@
 /** The engine's forward pass against a raw onnxruntime session on the same graph and batch. */
 import * as ort from 'onnxruntime-node';
 import { readFileSync } from 'node:fs';
-import { OnnxModel } from '../../engine/graph/model';
-import { Runtime } from '../../engine/runtime';
+import { loadModel, Runtime } from '../../engine';
 import type { Row } from '../run';
 import { fixtureModel, resnet18Onnx } from '../models';
 
@@ -17,7 +16,7 @@ async function time(fn: () => Promise<void>, reps: number): Promise<number> {
 
 async function compare(label: string, path: string, reps: number): Promise<Row[]> {
   const bytes = readFileSync(path);
-  const model = OnnxModel.fromBytes(bytes, path);
+  const model = (await loadModel(path)).onnx;
   const input = model.inputs()[0];
   const dims = input.dims.map((d) => (typeof d === 'number' ? d : 64));
   const per = dims.slice(1).reduce((a, b) => a * b, 1);

@@ -8,7 +8,7 @@
 import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { residentBytes } from '../../engine/runtime/limits';
+import { residentBytes } from '../../engine';
 import type { Row } from '../run';
 
 export const name = 'run-time bounds (hostile fixtures, built CLI)';

@@ -9,10 +9,7 @@
  * took 514 s on this model on a busy 2-core CPU.
  */
 import { join } from 'node:path';
-import { anp } from '../../engine/analyses/methods/anp';
-import type { AnalysisOutput } from '../../engine/analyses/types';
-import { applyFix, evaluate, loadDataset, loadModel, Runtime } from '../../engine';
-import { imageInputOf } from '../../engine/evaluate';
+import { applyFix, evaluate, imageInputOf, loadDataset, loadModel, Runtime, scan, type AnalysisOutput } from '../../engine';
 import { badnetsTrigger } from '../../test/neurons/badnets-trigger';
 import { root } from '../models';
 import type { Row } from '../run';
@@ -37,7 +34,10 @@ export async function run(): Promise<Row[]> {
     let anpSeconds = 0;
     if (iterations > 0) {
       const t0 = performance.now();
-      previous.set('anp', await anp.run({ model, runtime, data: clean, dataKind: 'clean', numClasses: 10, u: 3, seed: 0, batchSize: 250, options: { iterations }, signal: new AbortController().signal, progress: () => {}, previous: new Map() }));
+      const { report, outputs } = await scan(model, { runtime, data: clean, dataKind: 'clean', methods: ['anp'], seed: 0, batchSize: 250, methodOptions: { anp: { iterations } } });
+      const masks = outputs.get('anp');
+      if (!masks) throw new Error(`${name}: anp ${report.methods[0]?.status}: ${report.methods[0]?.reason}`);
+      previous.set('anp', masks);
       anpSeconds = (performance.now() - t0) / 1000;
       methods.push('anp');
     }

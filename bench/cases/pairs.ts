@@ -4,8 +4,7 @@
  * elimination, decision at a common step). Same per-pair optimisation, batched the same way.
  */
 import { join } from 'node:path';
-import { loadDataset, loadModel, Runtime, scan } from '../../engine';
-import { imageInputOf } from '../../engine/evaluate';
+import { imageInputOf, loadDataset, loadModel, Runtime, scan } from '../../engine';
 import type { Row } from '../run';
 import { root } from '../models';
 

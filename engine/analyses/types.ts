@@ -23,10 +23,10 @@ export interface AnalysisContext {
   dataKind: DataKind;
   numClasses: number | null;
   /** Threshold multiplier u of mean ± u·std. */
-  u: number;
+  thresholdMultiplier: number;
   seed: number;
   batchSize: number;
-  /** This method's options from the command line or config (`--option clp.u=2`, "methodOptions"). */
+  /** This method's options from the command line or config (`--option clp.thresholdMultiplier=2`, "methodOptions"). */
   options: Record<string, unknown>;
   signal: AbortSignal;
   /** Reports progress within this method: fraction in [0,1] and a stage text like "pair 37/90". */

@@ -117,7 +117,7 @@ export function neuronPruningFix(analysis: Analysis, cost: number): Fix {
       if (mode === 'fixed') notes.push(`fixed threshold: pruned the ${state.flagged.length} neuron(s) flagged by ${state.rule}`);
       if (state.thresholdChoice && mode === 'fixed') notes.push(`threshold: ${state.thresholdChoice}`);
       details.mode = mode;
-      details.u = ctx.u;
+      details.thresholdMultiplier = ctx.thresholdMultiplier;
       const model = pruneNeurons(ctx.model.onnx, pruned, `${ctx.model.path} (${analysis.id} pruned)`);
       return { method: analysis.id, model, pruned: toPruned(pruned), notes, details };
     },

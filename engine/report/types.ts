@@ -104,8 +104,8 @@ export interface MethodRun {
   ms: number;
   /** Whether neuron flags point above or below the threshold. */
   direction?: 'above' | 'below';
-  /** The threshold multiplier u (mean ± u·std). */
-  u?: number;
+  /** The threshold multiplier u of mean ± u·std the neuron flags were judged by. */
+  thresholdMultiplier?: number;
   /** Gradient evaluations, for optimisation-based methods. */
   gradientEvaluations?: number;
   /** A detector's decision threshold (on its own statistic, see the report's evidence). */

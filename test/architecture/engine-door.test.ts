@@ -1,8 +1,10 @@
 /**
- * engine/index.ts is the one door into the engine: the front ends (cli/, server/, client/,
- * webview/) and the protocol they share import the engine only through it, types included, so the
- * engine's inner layout can change without touching them. The editor client starts the server but
- * imports none of its code.
+ * engine/index.ts is the one door into the engine: everything outside engine/ and test/ (the front
+ * ends cli/, server/, client/, webview/, the protocol they share, the benchmarks in bench/, the
+ * scripts in tools/, bin/) imports the engine only through it, types included, so the engine's inner
+ * layout can change without touching them. Only tests may reach inside; the benchmarks and harnesses
+ * that time or fuzz inner modules live in test/ for that reason. The editor client starts the server
+ * but imports none of its code.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
@@ -10,14 +12,31 @@ import { dirname, join, relative, resolve, sep } from 'node:path';
 import { describe, test } from 'node:test';
 
 const root = resolve(__dirname, '..', '..');
-const FRONT_ENDS = ['cli', 'server', 'client', 'webview', 'protocol'];
+
+/** Never source: dependencies, build outputs (.gitignore's dist/, out/, test-results/) and hidden folders (.git, .cache). */
+const NOT_SOURCE = new Set(['node_modules', 'dist', 'out', 'test-results']);
+const skipped = (name: string) => NOT_SOURCE.has(name) || name.startsWith('.');
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
     const p = join(dir, name);
-    if (name === 'node_modules' || name === 'dist') return [];
+    if (skipped(name)) return [];
     if (statSync(p).isDirectory()) return sourceFiles(p);
-    return /\.(ts|tsx|mts|cts|js|mjs)$/.test(name) && !name.endsWith('.d.ts') ? [p] : [];
+    return /\.(ts|tsx|mts|cts|js|mjs|cjs)$/.test(name) && !name.endsWith('.d.ts') ? [p] : [];
+  });
+}
+
+/** The repository's top-level entries the door applies to: every one but engine/ and test/. */
+function outsideEngineAndTests(): string[] {
+  return readdirSync(root).filter((name) => name !== 'engine' && name !== 'test' && !skipped(name));
+}
+
+/** Source files of these top-level entries (folders walked, files taken as they are). */
+function sourcesOf(entries: string[]): string[] {
+  return entries.flatMap((name) => {
+    const p = join(root, name);
+    if (statSync(p).isDirectory()) return sourceFiles(p);
+    return /\.(ts|tsx|mts|cts|js|mjs|cjs)$/.test(name) && !name.endsWith('.d.ts') ? [p] : [];
   });
 }
 
@@ -58,9 +77,17 @@ describe('the engine has one door', () => {
     assert.deepEqual(bypasses(file, source), ['../../../engine/report/types', '../../../engine/analyses/registry', '../../../engine/runtime/limits', '../../../engine/scan', '../../../engine/errors']);
   });
 
-  test('cli, server, client, webview and protocol import the engine only through engine/index.ts', () => {
-    const offenders = FRONT_ENDS.flatMap((dir) => sourceFiles(join(root, dir)).flatMap((file) => bypasses(file, readFileSync(file, 'utf8')).map((spec) => `${relative(root, file)}: ${spec}`)));
-    assert.deepEqual(offenders, [], `imports past engine/index.ts:\n${offenders.join('\n')}`);
+  test('the check reads every folder outside engine/ and test/: the front ends, the protocol, bench, tools and bin', () => {
+    const entries = outsideEngineAndTests();
+    for (const dir of ['cli', 'server', 'client', 'webview', 'protocol', 'bench', 'tools', 'bin']) assert.ok(entries.includes(dir), `${dir}/ is not checked`);
+    assert.ok(!entries.includes('engine') && !entries.includes('test') && !entries.includes('node_modules'));
+    const files = sourcesOf(entries).map((f) => relative(root, f).split(sep).join('/'));
+    for (const file of ['cli/main.ts', 'server/src/server.ts', 'bench/run.ts', 'tools/build.mjs', 'bin/backdoor-lens.js']) assert.ok(files.includes(file), `${file} is not read`);
+  });
+
+  test('nothing outside engine/ and test/ imports the engine past engine/index.ts', () => {
+    const offenders = sourcesOf(outsideEngineAndTests()).flatMap((file) => bypasses(file, readFileSync(file, 'utf8')).map((spec) => `${relative(root, file)}: ${spec}`));
+    assert.deepEqual(offenders, [], `imports past engine/index.ts (move code that needs engine internals under test/):\n${offenders.join('\n')}`);
   });
 
   test('the editor client and the webview import no server code', () => {

@@ -59,7 +59,7 @@ describe('fix on the bundled BadNets model', () => {
 
   test('data-free pruning with no data: nothing shows the backdoor removed, exit 1', async () => {
     const dir = tempDir();
-    const r = await cli('fix', join(fmnist.badnets, 'model.onnx'), '--method', 'clp', '--mode', 'fixed', '--u', '2', '--out', join(dir, 'clp.onnx'));
+    const r = await cli('fix', join(fmnist.badnets, 'model.onnx'), '--method', 'clp', '--mode', 'fixed', '--threshold', '2', '--out', join(dir, 'clp.onnx'));
     assert.equal(r.exitCode, 1);
     assert.match(r.stderr, /^backdoor-lens: clp: failed — nothing shows the backdoor removed/);
     const listed = /pruned 3 neurons: (.*)/.exec(r.stdout)![1].split(', ').sort();

@@ -3,8 +3,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { BackdoorLensError } from '../../engine/errors';
-import { targets } from '../../tools/fuzz/targets';
-import { inputFor } from '../../tools/fuzz/worker';
+import { targets } from './targets';
+import { inputFor } from './worker';
 
 async function outcome(format: string, bytes: Uint8Array): Promise<'parsed' | 'error'> {
   const target = targets.find((t) => t.format === format)!;

@@ -22,7 +22,7 @@ async function fixture(file = 'model.onnx') {
 }
 
 function ctx(model: AnalysisContext['model'], data: AnalysisContext['data'], options: Record<string, unknown>, seed = 0): AnalysisContext {
-  return { model, runtime, data, dataKind: 'clean', numClasses: 10, u: 3, seed, batchSize: 250, options, signal: new AbortController().signal, progress: () => {}, previous: new Map() };
+  return { model, runtime, data, dataKind: 'clean', numClasses: 10, thresholdMultiplier: 3, seed, batchSize: 250, options, signal: new AbortController().signal, progress: () => {}, previous: new Map() };
 }
 
 describe('ANP', () => {

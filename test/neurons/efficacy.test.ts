@@ -2,7 +2,7 @@
  * Efficacy on the committed fixtures, measured on the held-out test and triggered sets while the
  * defence sees only clean.npz (poisoned-sample.npz for EP). The acceptance target "ASR ≤ 5%" is
  * NOT reached on this BadNets model by any channel pruning within 2 points (see
- * bench/cases/neurons-efficacy.ts: even a greedy oracle guided by the true trigger stops at ~22%),
+ * test/bench-internals/neurons-efficacy.ts: even a greedy oracle guided by the true trigger stops at ~22%),
  * so these tests pin what does hold: the accuracy cost stays within the budgets, the ASR never
  * rises, and the clean twin loses at most 1 point. The acceptance itself is tested on
  * fixtures/fmnist/badnets-prunable (efficacy-prunable.test.ts).

@@ -16,7 +16,7 @@ after(() => runtime.dispose());
 const neuronMethods = ['clp', 'bnp', 'ep', 'fp', 'anp'];
 
 function ctx(model: LoadedModel, data: Dataset | undefined, dataKind: 'clean' | 'mixed' = 'clean'): AnalysisContext {
-  return { model, runtime, data, dataKind, numClasses: model.numClasses, u: 3, seed: 0, batchSize: 64, options: { iterations: 2 }, signal: new AbortController().signal, progress: () => {}, previous: new Map() };
+  return { model, runtime, data, dataKind, numClasses: model.numClasses, thresholdMultiplier: 3, seed: 0, batchSize: 64, options: { iterations: 2 }, signal: new AbortController().signal, progress: () => {}, previous: new Map() };
 }
 
 async function rejects(p: Promise<unknown>, code: string, pattern: RegExp): Promise<void> {

@@ -72,7 +72,7 @@ describe('pruning fixes', () => {
 
   test('on a BN-folded export the conv filter and bias are zeroed; with no data nothing shows the backdoor removed', async () => {
     const { model } = await open('badnets', 'model.folded.onnx');
-    const r = await applyFix(model, { method: 'clp', runtime, mode: 'fixed', u: 2 });
+    const r = await applyFix(model, { method: 'clp', runtime, mode: 'fixed', thresholdMultiplier: 2 });
     assert.deepEqual(r.pruned.map((p) => `${p.layer}[${p.channel}]`).sort(), ['conv2[31]', 'conv3[24]', 'conv3[55]']);
     const conv3 = model.onnx.nodes.filter((n) => n.op_type === 'Conv')[2];
     const w = r.model!.initializer(conv3.input[1])!;
@@ -86,7 +86,7 @@ describe('pruning fixes', () => {
 
   test("a scan's output for the same method is reused instead of recomputed", async () => {
     const { model } = await open('badnets');
-    const scanned = await scan(model, { runtime, methods: ['clp'], methodOptions: { clp: { u: 2 } } });
+    const scanned = await scan(model, { runtime, methods: ['clp'], methodOptions: { clp: { thresholdMultiplier: 2 } } });
     const r = await applyFix(model, { method: 'clp', runtime, mode: 'fixed', previous: scanned.outputs });
     assert.deepEqual(r.pruned.map((p) => `${p.layer}[${p.channel}]`).sort(), ['bn2[31]', 'bn3[24]', 'bn3[55]']);
     assert.match(r.notes.join('\n'), /reused the scores of the scan's clp run/);
@@ -119,7 +119,7 @@ describe('pruning fixes', () => {
     assert.equal(m.triggers[0].before, 1);
     assert.equal(m.accuracy!.n, 300);
     // Pruned in ranking order: the CLP ranking's head.
-    const all = await applyFix(model, { method: 'clp', runtime, mode: 'fixed', u: 0 });
+    const all = await applyFix(model, { method: 'clp', runtime, mode: 'fixed', thresholdMultiplier: 0 });
     const ranked = all.pruned.map((p) => `${p.layer}[${p.channel}]`);
     assert.ok(r.pruned.every((p) => ranked.includes(`${p.layer}[${p.channel}]`)));
   });

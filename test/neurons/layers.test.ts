@@ -18,7 +18,7 @@ const runtime = new Runtime();
 after(() => runtime.dispose());
 
 function ctx(model: LoadedModel, data?: Dataset): AnalysisContext {
-  return { model, runtime, data, dataKind: 'clean', numClasses: model.numClasses, u: 3, seed: 0, batchSize: 16, options: {}, signal: new AbortController().signal, progress: () => {}, previous: new Map() };
+  return { model, runtime, data, dataKind: 'clean', numClasses: model.numClasses, thresholdMultiplier: 3, seed: 0, batchSize: 16, options: {}, signal: new AbortController().signal, progress: () => {}, previous: new Map() };
 }
 
 function randomImages(n: number, dims: number[], seed: number): Dataset {

@@ -37,8 +37,8 @@ const reference = JSON.parse(readFileSync(join(fixtures, 'neurons/reference.json
 const runtime = new Runtime();
 after(() => runtime.dispose());
 
-function context(model: LoadedModel, data: Dataset | undefined, u: number, dataKind: 'clean' | 'mixed' = 'clean'): AnalysisContext {
-  return { model, runtime, data, dataKind, numClasses: model.numClasses, u, seed: 0, batchSize: 128, options: {}, signal: new AbortController().signal, progress: () => {}, previous: new Map() };
+function context(model: LoadedModel, data: Dataset | undefined, thresholdMultiplier: number, dataKind: 'clean' | 'mixed' = 'clean'): AnalysisContext {
+  return { model, runtime, data, dataKind, numClasses: model.numClasses, thresholdMultiplier, seed: 0, batchSize: 128, options: {}, signal: new AbortController().signal, progress: () => {}, previous: new Map() };
 }
 
 function relativeError(a: number, b: number): number {

@@ -81,12 +81,16 @@ describe('scan with the neuron methods', () => {
     assert.deepEqual([...new Set(report.neurons.map((n) => n.layer))], ['conv1', 'conv2', 'conv3']);
   });
 
-  test('u and method options reach the analyses', async () => {
+  test('the threshold multiplier, for the scan or as a method option, reaches the analyses', async () => {
     const { model } = await setup();
     const at3 = (await scan(model, { runtime, methods: ['clp'] })).report;
-    const at2 = (await scan(model, { runtime, methods: ['clp'], methodOptions: { clp: { u: 2 } } })).report;
+    const at2 = (await scan(model, { runtime, methods: ['clp'], methodOptions: { clp: { thresholdMultiplier: 2 } } })).report;
+    const scanAt2 = (await scan(model, { runtime, methods: ['clp'], thresholdMultiplier: 2, methodOptions: { bnp: { thresholdMultiplier: 5 } } })).report;
     assert.equal(at3.neurons.filter((n) => n.flagged).length, 0);
+    assert.equal(at3.methods[0].thresholdMultiplier, 3);
     assert.deepEqual(at2.neurons.filter((n) => n.flagged).map((n) => `${n.layer}[${n.channel}]`), ['bn2[31]', 'bn3[24]', 'bn3[55]']);
-    assert.equal(at2.methods[0].u, 2);
+    assert.equal(at2.methods[0].thresholdMultiplier, 2);
+    assert.deepEqual(scanAt2.neurons.filter((n) => n.flagged).map((n) => `${n.layer}[${n.channel}]`), ['bn2[31]', 'bn3[24]', 'bn3[55]']);
+    assert.equal(scanAt2.methods[0].thresholdMultiplier, 2);
   });
 });

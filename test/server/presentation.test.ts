@@ -73,7 +73,7 @@ describe('scan log', () => {
     log.stage('pairs', 'Class-pair trigger reversal: reversing patch triggers for 90 class pairs (3 settled)');
     log.done(report({ verdict: 'backdoored', targets: [0], evidence: [evidence({})], methods: [{ method: 'pairs', status: 'ran', ms: 25_100 }, { method: 'ep', status: 'skipped', reason: 'needs mixed data', ms: 0 }] }));
     assert.equal(lines.length, 4, lines.join('\n'));
-    assert.equal(lines[0], 'scan model.onnx: started — data /w/clean.npz, methods default, u 3, provider cpu, no time limit');
+    assert.equal(lines[0], 'scan model.onnx: started — data /w/clean.npz, methods default, threshold 3, provider cpu, no time limit');
     assert.match(lines[1], /^scan model\.onnx: \+0\.0 s \[load-model\] Loading the model$/);
     assert.match(lines[2], /^scan model\.onnx: \+0\.0 s \[pairs\] Class-pair trigger reversal \(previous stage 0\.0 s\)$/);
     assert.match(lines[3], /^scan model\.onnx: done in 0\.0 s — Backdoor: target class 0 — pairs:patch 9\.52 > 7; pairs 25\.1 s; ep skipped \(needs mixed data\)$/);

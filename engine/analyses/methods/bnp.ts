@@ -36,7 +36,7 @@ export const bnp: Analysis = {
   detector: false,
   runsByDefault: true,
   options: {
-    u: THRESHOLD_MULTIPLIER_OPTION,
+    thresholdMultiplier: THRESHOLD_MULTIPLIER_OPTION,
     samples: { type: 'integer', default: BNP_DEFAULT_SAMPLES, doc: 'clean images the activations are collected on (0: all)' },
   },
   notApplicable: bnFoldedReason,
@@ -61,11 +61,11 @@ export const bnp: Analysis = {
       const runVar = model.initializer(l.bn!.variance)!.data as Float32Array;
       const kl = new Float64Array(l.channels);
       for (let c = 0; c < l.channels; c++) kl[c] = gaussianKl(m.mean[c], m.variance(c), runMean[c], runVar[c]);
-      return { layer: l.name, scores: kl, threshold: layerThreshold(kl, ctx.u, 'above') };
+      return { layer: l.name, scores: kl, threshold: layerThreshold(kl, ctx.thresholdMultiplier, 'above') };
     });
     const notes = [`statistics from ${data.n} of ${ctx.data!.n} images${data.n < ctx.data!.n ? ` (the first ${data.n}; option bnp.samples, 0 = all)` : ''}`];
     return neuronOutput(
-      { method: 'bnp', code: 'BL011', label: 'BNP', scoreName: 'KL divergence from the BN running statistics', direction: 'above', rule: `KL > mean + ${ctx.u}·std per layer`, notes },
+      { method: 'bnp', code: 'BL011', label: 'BNP', scoreName: 'KL divergence from the BN running statistics', direction: 'above', rule: `KL > mean + ${ctx.thresholdMultiplier}·std per layer`, notes },
       scored,
     );
   },

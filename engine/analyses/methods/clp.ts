@@ -49,7 +49,7 @@ export const clp: Analysis = {
   detector: false,
   runsByDefault: true,
   options: {
-    u: THRESHOLD_MULTIPLIER_OPTION,
+    thresholdMultiplier: THRESHOLD_MULTIPLIER_OPTION,
   },
   notApplicable: (model) => noNeuronLayers(model, layersOf(model), 'convolution with stored weights'),
   async run(ctx: AnalysisContext): Promise<AnalysisOutput> {
@@ -59,7 +59,7 @@ export const clp: Analysis = {
     layers.forEach((layer, i) => {
       ctx.signal.throwIfAborted();
       const scores = clpScores(model, layer);
-      scored.push({ layer: layer.name, scores, threshold: layerThreshold(scores, ctx.u, 'above') });
+      scored.push({ layer: layer.name, scores, threshold: layerThreshold(scores, ctx.thresholdMultiplier, 'above') });
       ctx.progress((i + 1) / layers.length, `Lipschitz bounds of layer ${i + 1}/${layers.length}`);
     });
     const unpaired = layers.filter((l) => !l.bn).map((l) => l.name);
@@ -67,7 +67,7 @@ export const clp: Analysis = {
       ? [`${unpaired.length} conv layer(s) feed no BN directly (${unpaired.slice(0, 4).join(', ')}${unpaired.length > 4 ? ', …' : ''}); scored from their own weights`]
       : undefined;
     return neuronOutput(
-      { method: 'clp', code: 'BL010', label: 'CLP', scoreName: 'Lipschitz upper bound', direction: 'above', rule: `UCLC > mean + ${ctx.u}·std per layer`, notes },
+      { method: 'clp', code: 'BL010', label: 'CLP', scoreName: 'Lipschitz upper bound', direction: 'above', rule: `UCLC > mean + ${ctx.thresholdMultiplier}·std per layer`, notes },
       scored,
     );
   },

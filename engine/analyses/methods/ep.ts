@@ -61,7 +61,7 @@ export const ep: Analysis = {
   detector: false,
   runsByDefault: true,
   options: {
-    u: THRESHOLD_MULTIPLIER_OPTION,
+    thresholdMultiplier: THRESHOLD_MULTIPLIER_OPTION,
     samples: { type: 'integer', default: EP_DEFAULT_SAMPLES, doc: 'images the activations are collected on (0: all)' },
     binWidth: { type: 'number', default: EP_DEFAULT_BIN_WIDTH, doc: 'histogram bin width of the entropy estimate' },
   },
@@ -77,13 +77,13 @@ export const ep: Analysis = {
     const scored: LayerScores[] = layers.map((l) => {
       const { entropies, constantChannels } = layerEntropies(maxima.get(l.preActivation)!, width);
       constant += constantChannels;
-      return { layer: l.name, scores: entropies, threshold: layerThreshold(entropies, ctx.u, 'below') };
+      return { layer: l.name, scores: entropies, threshold: layerThreshold(entropies, ctx.thresholdMultiplier, 'below') };
     });
     const notes = [`maxima of ${data.n} of ${ctx.data!.n} samples${data.n < ctx.data!.n ? ` (the first ${data.n}; option ep.samples, 0 = all)` : ''}, bin width ${width}`];
     if (!layers[0].bn && bnStatus(model).state === 'folded') notes.push('BN was folded into the convolutions: the pre-activation read is the conv output, an affine map of the BN input per channel (same entropy when γ > 0)');
     if (constant) notes.push(`${constant} channel(s) have the same maximum on every sample (std 0): standardised to 0, not NaN as in the reference code`);
     return neuronOutput(
-      { method: 'ep', code: 'BL012', label: 'EP', scoreName: 'standardised entropy', direction: 'below', rule: `entropy < mean − ${ctx.u}·std per layer`, notes },
+      { method: 'ep', code: 'BL012', label: 'EP', scoreName: 'standardised entropy', direction: 'below', rule: `entropy < mean − ${ctx.thresholdMultiplier}·std per layer`, notes },
       scored,
     );
   },

@@ -3,8 +3,8 @@ import { subset, type Dataset } from '../../data/types';
 import { usageError } from '../../errors';
 import type { OptionSpec } from '../../method-options';
 
-/** `u`, the threshold multiplier of mean ± u·std, which every neuron method with a per-layer threshold takes. */
-export const THRESHOLD_MULTIPLIER_OPTION: OptionSpec = { type: 'number', doc: 'threshold multiplier u of mean ± u·std for this method (default: --u, else 3)' };
+/** `thresholdMultiplier`, u of mean ± u·std, which every neuron method with a per-layer threshold takes. */
+export const THRESHOLD_MULTIPLIER_OPTION: OptionSpec = { type: 'number', doc: 'threshold multiplier u of mean ± u·std for this method (default: --threshold, else 3)' };
 
 export function numberOption(options: Record<string, unknown>, method: string, key: string, fallback: number, range: { min?: number; max?: number; integer?: boolean } = {}): number {
   const v = options[key];

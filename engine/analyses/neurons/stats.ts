@@ -22,10 +22,10 @@ export function unbiasedStd(values: ArrayLike<number>): number {
 
 export type Direction = 'above' | 'below';
 
-/** mean + u·std when large scores are suspicious, mean − u·std when small ones are. */
-export function layerThreshold(scores: ArrayLike<number>, u: number, direction: Direction): number {
+/** mean + u·std when large scores are suspicious, mean − u·std when small ones are (u: the threshold multiplier). */
+export function layerThreshold(scores: ArrayLike<number>, thresholdMultiplier: number, direction: Direction): number {
   const m = mean(scores), s = unbiasedStd(scores);
-  return direction === 'above' ? m + u * s : m - u * s;
+  return direction === 'above' ? m + thresholdMultiplier * s : m - thresholdMultiplier * s;
 }
 
 export function beyond(score: number, threshold: number, direction: Direction): boolean {

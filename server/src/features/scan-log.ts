@@ -13,7 +13,7 @@ export function settingsText(s: ScanSettings): string {
   const parts = [
     s.data ? `data ${s.data}${s.dataKind === 'mixed' ? ' (mixed)' : ''}` : 'no data (data-free methods only)',
     `methods ${s.methods?.length ? s.methods.join(', ') : 'default'}`,
-    `u ${s.threshold ?? 3}`,
+    `threshold ${s.threshold ?? 3}`,
     `provider ${s.executionProvider ?? 'cpu'}`,
     s.timeLimitSeconds ? `time limit ${s.timeLimitSeconds} s` : 'no time limit',
     ...(s.methodOptions && Object.keys(s.methodOptions).length ? [`options ${JSON.stringify(s.methodOptions)}`] : []),

@@ -17,8 +17,8 @@ import { GraphBuilder } from '../../engine/graph/builder';
 import { OnnxModel } from '../../engine/graph/model';
 import { Runtime } from '../../engine/runtime';
 import type { Tensor } from '../../engine/tensor';
-import type { Row } from '../run';
-import { fixtureModel, resnet18Onnx } from '../models';
+import type { Row } from '../../bench/run';
+import { fixtureModel, resnet18Onnx } from '../../bench/models';
 
 export const name = 'Gradients: input gradient vs forward pass (cross-entropy, batch 64, CPU, 1 thread)';
 

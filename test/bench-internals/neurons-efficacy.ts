@@ -20,9 +20,9 @@ import type { AnalysisOutput } from '../../engine/analyses/types';
 import { applyFix, evaluate, loadDataset, loadModel, Runtime } from '../../engine';
 import { imageInputOf } from '../../engine/evaluate';
 import { join } from 'node:path';
-import type { Row } from '../run';
-import { root } from '../models';
-import { badnetsTrigger } from '../../test/neurons/badnets-trigger';
+import type { Row } from '../../bench/run';
+import { root } from '../../bench/models';
+import { badnetsTrigger } from '../neurons/badnets-trigger';
 
 export const name = 'Neuron fixes on the BadNets fixture: fixed u = 3 vs adaptive (reversed trigger, budget 1 point)';
 
@@ -79,7 +79,7 @@ export async function run(): Promise<Row[]> {
     rows.push({ model: name, method: '(none)', mode: '', pruned: 0, 'test acc': pct(base.accuracy!), ASR: pct(baseAsr) });
     const previous = new Map<string, AnalysisOutput>([['pairs', { state: { triggers: [badnetsTrigger()] } }]]);
     const t0 = performance.now();
-    previous.set('anp', await anp.run({ model, runtime, data: clean, dataKind: 'clean', numClasses: 10, u: 3, seed: 0, batchSize: 250, options: { iterations }, signal: new AbortController().signal, progress: () => {}, previous: new Map() }));
+    previous.set('anp', await anp.run({ model, runtime, data: clean, dataKind: 'clean', numClasses: 10, thresholdMultiplier: 3, seed: 0, batchSize: 250, options: { iterations }, signal: new AbortController().signal, progress: () => {}, previous: new Map() }));
     const anpSeconds = (performance.now() - t0) / 1000;
     for (const method of ['clp', 'bnp', 'ep', 'fp', 'anp']) {
       for (const mode of ['fixed', 'adaptive'] as const) {

@@ -13,9 +13,9 @@ import { join } from 'node:path';
 import { loadDataset, loadModel, Runtime, scan } from '../../engine';
 import { calibration, networkFamily, screenThreshold, type CalibrationRecord, type CleanValue, type NetworkFamily, type ScreenKey } from '../../engine/analyses/reversal/calibration';
 import { imageInputOf } from '../../engine/evaluate';
-import { root } from '../models';
-import type { Row } from '../run';
-import { zooMissing, zooModels } from '../zoo';
+import { root } from '../../bench/models';
+import type { Row } from '../../bench/run';
+import { zooMissing, zooModels } from '../../bench/zoo';
 
 export const name = 'Threshold calibration on the clean controls of the development zoo (trigger-reversal screens)';
 

@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { loadModel } from '../../engine';
 import { encodeSafetensors, readWeights } from '../../engine/formats';
 import { readTorchObject } from '../../engine/formats/torch/checkpoint';
-import type { Row } from '../run';
-import { root } from '../models';
+import type { Row } from '../../bench/run';
+import { root } from '../../bench/models';
 
 export const name = 'Loading a ResNet-18 state_dict (target < 1 s)';
 

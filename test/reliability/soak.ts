@@ -17,12 +17,12 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { CancellationTokenSource } from 'vscode-jsonrpc';
 import { LSPErrorCodes, ResponseError } from 'vscode-languageserver-protocol';
-import { mulberry32 } from '../engine/analyses/stats/random';
-import { DebugMemoryRequest, OutlineRequest, ReportRequest, ScanRequest } from '../protocol/lsp';
-import { serverEnvironment } from '../protocol/server-environment';
-import { connectClient, fileUri, type TestClient } from '../test/server/lsp-client';
+import { mulberry32 } from '../../engine/analyses/stats/random';
+import { DebugMemoryRequest, OutlineRequest, ReportRequest, ScanRequest } from '../../protocol/lsp';
+import { serverEnvironment } from '../../protocol/server-environment';
+import { connectClient, fileUri, type TestClient } from '../server/lsp-client';
 
-const root = join(__dirname, '..');
+const root = join(__dirname, '..', '..');
 const fixtures = join(root, 'fixtures', 'fmnist');
 
 const { values } = parseArgs({

@@ -1,16 +1,16 @@
 /** Research probe: per-target (all sources) or per-pair reversal statistics for one model and objective. */
-import { loadDataset, loadModel, Runtime } from '../../engine';
-import { imageInputOf, predict } from '../../engine/evaluate';
-import { stampTrigger } from '../../engine/analyses/reversal/trigger';
-import { subset } from '../../engine/data/types';
-import { defaultSchedulerOptions } from '../../engine/analyses/reversal/karm';
-import { madAnomaly } from '../../engine/analyses/stats/mad';
-import { inputGradient } from '../../engine/analyses/reversal/gradient';
-import { geometryOf, makeTask, runTasks } from '../../engine/analyses/reversal/run';
-import { patchSchedule, perturbationSchedule } from '../../engine/analyses/reversal/task';
-import { imagesByClass } from '../../engine/analyses/reversal/class-images';
-import type { ObjectiveKind } from '../../engine/analyses/reversal/objectives';
-import { runScreens } from '../../engine/analyses/reversal/targets';
+import { loadDataset, loadModel, Runtime } from '../../../engine';
+import { imageInputOf, predict } from '../../../engine/evaluate';
+import { stampTrigger } from '../../../engine/analyses/reversal/trigger';
+import { subset } from '../../../engine/data/types';
+import { defaultSchedulerOptions } from '../../../engine/analyses/reversal/karm';
+import { madAnomaly } from '../../../engine/analyses/stats/mad';
+import { inputGradient } from '../../../engine/analyses/reversal/gradient';
+import { geometryOf, makeTask, runTasks } from '../../../engine/analyses/reversal/run';
+import { patchSchedule, perturbationSchedule } from '../../../engine/analyses/reversal/task';
+import { imagesByClass } from '../../../engine/analyses/reversal/class-images';
+import type { ObjectiveKind } from '../../../engine/analyses/reversal/objectives';
+import { runScreens } from '../../../engine/analyses/reversal/targets';
 
 const args = process.argv.slice(2);
 const opt = (k: string, d: string) => { const i = args.indexOf(`--${k}`); return i >= 0 ? args[i + 1] : d; };

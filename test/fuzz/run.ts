@@ -3,7 +3,9 @@
  * Mutates the seed files of every input format and feeds them to the loaders. Each input must
  * end in a parsed result or a clear error: no crash, no hang (5 s), no allocation beyond
  * 16 × its size + 64 MiB. Failing inputs are minimised; --save commits them as regression cases
- * under test/fuzz/regressions/.
+ * under test/fuzz/regressions/. The campaign feeds the engine's readers directly (the pickle
+ * machine, the npz and IDX parsers, the image decoders), so it lives in test/, which alone may
+ * import past engine/index.ts; fuzz.test.ts runs a short one on the same targets.
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -138,7 +140,7 @@ async function main() {
   const failures = all.flatMap((s) => s.failures);
   for (const f of failures.slice(0, 20)) console.log(`FAIL ${f.format} #${f.index} ${f.kind}: ${f.detail.split('\n')[0]}`);
   if (failures.length && values.save) {
-    const dir = join(__dirname, '../../test/fuzz/regressions');
+    const dir = join(__dirname, 'regressions');
     mkdirSync(dir, { recursive: true });
     for (const f of failures.filter((x) => x.kind === 'crash')) {
       const small = await minimise(f.format, inputFor(f.format, seed, f.index));

@@ -12,8 +12,8 @@ import { anpSettings, optimiseMasks, type AnpSchedule } from '../../engine/analy
 import { preActivationLayers } from '../../engine/analyses/neurons/layers';
 import type { Dataset } from '../../engine/data/types';
 import { Runtime } from '../../engine/runtime';
-import type { Row } from '../run';
-import { fixtureModel, resnet18Onnx } from '../models';
+import type { Row } from '../../bench/run';
+import { fixtureModel, resnet18Onnx } from '../../bench/models';
 
 export const name = 'Neuron methods: quick scan (CLP + BNP, 1 000 images) and ANP per iteration, reference and interactive schedules (CPU, 2 threads)';
 

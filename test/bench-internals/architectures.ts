@@ -16,8 +16,8 @@ import { loadModel } from '../../engine';
 import { GradientSession } from '../../engine/autodiff';
 import { Runtime } from '../../engine/runtime';
 import type { Tensor } from '../../engine/tensor';
-import type { Row } from '../run';
-import { root } from '../models';
+import type { Row } from '../../bench/run';
+import { root } from '../../bench/models';
 
 export const name = 'torchvision architectures (1 000 classes, 224×224, opset 17, BN folded): load, forward, input gradient, peak RSS';
 
