@@ -213,7 +213,8 @@ async function tryFix(fix: Fix, model: LoadedModel, request: FixRequest, t: TryC
     data: t.split?.fit ?? request.data,
     dataKind: t.dataKind,
     numClasses: model.numClasses,
-    thresholdMultiplier: request.thresholdMultiplier ?? 3,
+    // As in a scan: the method's own thresholdMultiplier option wins over the request's.
+    thresholdMultiplier: Number(options.thresholdMultiplier ?? request.thresholdMultiplier ?? 3),
     seed: request.seed ?? 0,
     batchSize: request.batchSize ?? 64,
     options,

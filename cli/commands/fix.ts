@@ -31,7 +31,7 @@ Fix options:
   --no-rescan            do not confirm a removal with a rescan (the outcome then says so)
   --no-reversal          do not reverse triggers first: only --triggered can then show a removal
   --mode fixed|adaptive  pruning: the paper's threshold u, or by rank until the reversed trigger fails (default adaptive)
-  --threshold X          threshold multiplier u for fixed mode (default 3)
+  --threshold X          threshold multiplier u for fixed mode (default 3; --u X is the old name)
   --option m.key=value   a method option (repeatable; listed below), e.g. pairs.imagesPerClass=20 for the
                          trigger reversal; a bare key=value is --method's own, e.g. layer=bn3 prunes that layer's flags
   --force                overwrite --out if it exists (never the input)
@@ -56,6 +56,8 @@ export async function fixCommand(args: string[]): Promise<CommandResult> {
     out: { type: 'string' },
     mode: { type: 'string' },
     threshold: { type: 'string' },
+    // The flag's name before it matched the config key; kept so existing scripts keep working.
+    u: { type: 'string' },
     option: { type: 'string', multiple: true },
     'held-out': { type: 'string' },
     triggered: { type: 'string' },
@@ -89,7 +91,7 @@ export async function fixCommand(args: string[]): Promise<CommandResult> {
   const methodOptions = mergeMethodOptions(s.methodOptions, parseMethodOptions((values.option as string[] | undefined) ?? [], { command: 'fix', own: method === AUTO ? undefined : method }));
   const options = { ...methodOptions[method] };
   const guard = startJob('fix', s);
-  const session = openSession({ ...s, threshold: numberOption(values, 'threshold') ?? s.threshold, methodOptions });
+  const session = openSession({ ...s, threshold: numberOption(values, 'threshold') ?? numberOption(values, 'u') ?? s.threshold, methodOptions });
   try {
     const model = await stage(guard, 'loading the model', () => session.open(input, { interrupt: guard.interrupt }));
     // Checked before any work: the weights twin of an explicit --out must be free too.

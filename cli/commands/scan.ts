@@ -12,7 +12,7 @@ ${exitCodeHelp}
 
 Scan options:
   --methods a,b          analyses to run (default: all that fit the data)
-  --threshold X          threshold multiplier u in mean ± u·std for neuron methods (default 3)
+  --threshold X          threshold multiplier u in mean ± u·std for neuron methods (default 3; --u X is the old name)
   --option m.key=value   a method option, e.g. --option anp.iterations=500 (repeatable; listed below)
   --sarif                SARIF 2.1.0 output (for GitHub code scanning)
   --out FILE             write the JSON/SARIF report to FILE (text summary still printed)
@@ -27,6 +27,8 @@ export async function scanCommand(args: string[]): Promise<CommandResult> {
   const { values, positionals } = parse(args, {
     methods: { type: 'string' },
     threshold: { type: 'string' },
+    // The flag's name before it matched the config key; kept so existing scripts keep working.
+    u: { type: 'string' },
     option: { type: 'string', multiple: true },
     sarif: { type: 'boolean' },
     out: { type: 'string' },
@@ -37,7 +39,7 @@ export async function scanCommand(args: string[]): Promise<CommandResult> {
   if (values.json && values.sarif) throw new UsageError('give --json or --sarif, not both');
   const s = settingsFor(positionals[0], values);
   const methods = typeof values.methods === 'string' ? values.methods.split(',').map((m) => m.trim()).filter(Boolean) : s.methods;
-  const threshold = numberOption(values, 'threshold') ?? s.threshold;
+  const threshold = numberOption(values, 'threshold') ?? numberOption(values, 'u') ?? s.threshold;
   if (threshold !== undefined && threshold <= 0) throw new UsageError('--threshold must be positive');
   const guard = startJob('scan', s);
   const session = openSession({ ...s, methods, threshold, methodOptions: mergeMethodOptions(s.methodOptions, parseMethodOptions((values.option as string[] | undefined) ?? [], { command: 'scan' })) });

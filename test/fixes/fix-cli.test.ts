@@ -64,6 +64,12 @@ describe('fix on the bundled BadNets model', () => {
     assert.match(r.stderr, /^backdoor-lens: clp: failed — nothing shows the backdoor removed/);
     const listed = /pruned 3 neurons: (.*)/.exec(r.stdout)![1].split(', ').sort();
     assert.deepEqual(listed, ['bn2[31]', 'bn3[24]', 'bn3[55]']);
+    // --u, the flag's old name, still sets the same multiplier.
+    const old = await cli('fix', join(fmnist.badnets, 'model.onnx'), '--method', 'clp', '--mode', 'fixed', '--u', '2', '--out', join(dir, 'clp-u.onnx'));
+    assert.deepEqual(/pruned 3 neurons: (.*)/.exec(old.stdout)![1].split(', ').sort(), listed);
+    // The method's own option, as in a scan.
+    const own = await cli('fix', join(fmnist.badnets, 'model.onnx'), '--method', 'clp', '--mode', 'fixed', '--option', 'thresholdMultiplier=2', '--out', join(dir, 'clp-option.onnx'));
+    assert.deepEqual(/pruned 3 neurons: (.*)/.exec(own.stdout)![1].split(', ').sort(), listed);
   });
 });
 
