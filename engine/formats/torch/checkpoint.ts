@@ -3,7 +3,8 @@
  * `<archive>/data.pkl` (the pickled object, with tensors as persistent ids) and one record per
  * storage under `<archive>/data/`. The legacy format (PyTorch < 1.6) is a run of pickles followed by
  * the raw storages, read the same way. The older tar layout and plain pickles are scanned for unsafe
- * globals and then refused with a clear message.
+ * globals and then refused with a clear message. The object may be a whole pickled model
+ * (torch.save(model)): its allowlisted module classes become inert records (see modules.ts).
  */
 import { endianness } from 'node:os';
 import { BackdoorLensError, badFile } from '../../errors';
@@ -15,6 +16,7 @@ import { PyDict, PyGlobal, PyObject, PyStorage, PyTensor, PyTuple, describe, seq
 import { archiveFindings, pickleFindings, UnsafeCheckpointError } from '../unsafe';
 import { looksLikeText } from '../text';
 import { tensorLimitError } from '../limits';
+import { addModuleClasses } from './modules';
 import { rebuildTensor, storageDtypes, torchDtypes, unreadableStorages } from './tensors';
 import type { ModelFormat } from '../../report/types';
 
@@ -52,6 +54,8 @@ export function torchAllowlist(maxElements: number): Map<string, SafeGlobal> {
   };
   m.set('torch._utils._rebuild_parameter', parameter);
   m.set('torch._utils._rebuild_parameter_with_state', parameter);
+  // Whole pickled models (torch.save(model)): the torch.nn / torchvision classes we build graphs for.
+  addModuleClasses(m);
   return m;
 }
 
