@@ -39,8 +39,8 @@ async function assertPyTorchLogits(model: LoadedModel, reference: string): Promi
 }
 
 describe('whole pickled models and legacy files load and predict as PyTorch does', () => {
-  test('the fixtures cover torchvision ResNet-18, VGG, MobileNetV2, edited torchvision models, Sequentials and the legacy format', () => {
-    for (const f of ['resnet18.pt', 'resnet18-legacy.pt', 'vgg11_bn.pt', 'mobilenet_v2.pt', 'resnet18-cifar-edit.pt', 'vgg11_bn-linear-head.pt', 'sequential-cnn.pt', 'sequential-cnn-legacy.pt', 'sequential-mlp.pt', 'sequential-layers.pt', 'resnet18-flat-layers-legacy.pt']) {
+  test('the fixtures cover torchvision ResNet-18, VGG, MobileNetV2/V3, DenseNet, Inception-v3, edited torchvision models, Sequentials and the legacy format', () => {
+    for (const f of ['resnet18.pt', 'resnet18-legacy.pt', 'vgg11_bn.pt', 'mobilenet_v2.pt', 'mobilenet_v3_small.pt', 'densenet.pt', 'inception_v3.pt', 'resnet18-cifar-edit.pt', 'vgg11_bn-linear-head.pt', 'sequential-cnn.pt', 'sequential-cnn-legacy.pt', 'sequential-mlp.pt', 'sequential-layers.pt', 'resnet18-flat-layers-legacy.pt']) {
       assert.ok(cases.some((c) => c.file === f), f);
     }
   });
@@ -84,6 +84,16 @@ describe('whole pickled models and legacy files load and predict as PyTorch does
     assert.match(model.notes![0], /; differs from the vgg11_bn template: op \d+ is Gemm 'classifier\.2' in the pickled model and Relu 'classifier\.0\.relu' in the template$/);
     const gemms = model.onnx.nodes.filter((n) => n.op_type === 'Gemm' || n.op_type === 'Relu').slice(-3);
     assert.deepEqual(gemms.map((n) => n.op_type), ['Gemm', 'Gemm', 'Gemm']);
+  });
+
+  test('Inception-v3 runs as in eval mode: transform_input renormalises the channels, AuxLogits is not run (its weights stay in the state_dict), default 299×299', async () => {
+    const model = await loadModel(file('inception_v3.pt'));
+    assert.deepEqual(model.onnx.inputs()[0].dims, ['N', 3, 299, 299]);
+    const first = model.onnx.nodes.slice(0, 2).map((n) => n.op_type);
+    assert.deepEqual(first, ['Mul', 'Add']);
+    assert.ok(!model.onnx.initializerNames().some((n) => n.startsWith('AuxLogits.')));
+    assert.ok([...readWeights(file('inception_v3.pt'), 'pytorch').keys()].some((k) => k.startsWith('AuxLogits.')));
+    assert.equal(model.architecture, 'inception3');
   });
 
   test('a Sequential with every layer kind converts with its own strides, paddings, dilations, groups and eps, at any size (37×37: uneven adaptive bins)', async () => {

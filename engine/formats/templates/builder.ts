@@ -212,6 +212,12 @@ export class TemplateBuilder {
     return { ...x, name: this.g.node('Mul', [x.name, s], {}, { name: hint, outputs: [this.out(hint)] })[0] };
   }
 
+  /** x · hardsigmoid(x) (Hardswish; opset 13 has no HardSwish op). */
+  hardswish<T extends Act | Vec>(x: T, hint: string): T {
+    const s = this.g.node('HardSigmoid', [x.name], { alpha: 1 / 6, beta: 0.5 }, { name: `${hint}.hardsigmoid`, outputs: [this.out(hint)] })[0];
+    return { ...x, name: this.g.node('Mul', [x.name, s], {}, { name: hint, outputs: [this.out(hint)] })[0] };
+  }
+
   maxPool(x: Act, kernel: number, stride: number, pad: number, hint = 'maxpool'): Act {
     return this.pool('MaxPool', x, { kernel: [kernel, kernel], stride: [stride, stride], pads: [pad, pad, pad, pad] }, hint);
   }
@@ -234,6 +240,37 @@ export class TemplateBuilder {
       return a;
     }
     return { ...a, name: this.g.node('Add', [a.name, b.name], {}, { name: hint, outputs: [this.out(hint)] })[0] };
+  }
+
+  /** torch.cat of feature maps along the channels. */
+  concat(xs: readonly Act[], hint: string): Act {
+    if (xs.length === 1) return xs[0];
+    const [first] = xs;
+    if (xs.some((x) => x.h !== first.h || x.w !== first.w)) {
+      this.problems.push(`${hint} concatenates maps of different sizes (${xs.map((x) => `${x.h}×${x.w}`).join(', ')})`);
+      return first;
+    }
+    const c = xs.reduce((sum, x) => sum + x.c, 0);
+    return { ...first, c, name: this.g.node('Concat', xs.map((x) => x.name), { axis: 1 }, { name: hint, outputs: [this.out(hint)] })[0] };
+  }
+
+  /** x · scale + shift, per channel. */
+  channelAffine(x: Act, scale: readonly number[], shift: readonly number[], hint: string): Act {
+    const s = this.g.constantFloat([...scale], [1, scale.length, 1, 1], `${hint}.scale`);
+    const t = this.g.constantFloat([...shift], [1, shift.length, 1, 1], `${hint}.shift`);
+    const scaled = this.g.node('Mul', [x.name, s], {}, { name: `${hint}.mul`, outputs: [this.out(hint)] })[0];
+    return { ...x, name: this.g.node('Add', [scaled, t], {}, { name: hint, outputs: [this.out(hint)] })[0] };
+  }
+
+  /** a · b, elementwise, b broadcast over positions (a squeeze-excitation scale). */
+  scale(a: Act, b: Act, hint: string): Act {
+    if (b.c !== a.c) this.problems.push(`${hint} scales ${a.c} channels by ${b.c}`);
+    return { ...a, name: this.g.node('Mul', [b.name, a.name], {}, { name: hint, outputs: [this.out(hint)] })[0] };
+  }
+
+  /** Marks weights a forward() in eval mode does not use (an auxiliary head) as accounted for. */
+  unused(prefix: string): void {
+    for (const k of this.sd.keys()) if (k.startsWith(`${prefix}.`)) this.used.add(k);
   }
 
   /**

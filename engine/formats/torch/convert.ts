@@ -5,9 +5,10 @@
  * guessed but the input size, which the caller picks (whole-model.ts).
  *
  * torch.nn layers convert one op each; containers (Sequential and torchvision's Sequential
- * subclasses) run their children in order; torchvision's ResNet, BasicBlock, Bottleneck, VGG,
- * MobileNetV2 and InvertedResidual run their children as their forward() does. Dropout and
- * Identity are no-ops (eval mode), BatchNorm uses its running statistics.
+ * subclasses) run their children in order; torchvision's ResNet, VGG, MobileNetV2, MobileNetV3,
+ * DenseNet and Inception3, and their blocks, run their children as their forward() does. Dropout
+ * and Identity are no-ops (eval mode), BatchNorm uses its running statistics, an auxiliary head
+ * (Inception's AuxLogits) is not run.
  *
  * Initializers are named by their state_dict keys, as the templates name them, through the same
  * TemplateBuilder: it checks every weight is used once and every shape chains.
@@ -157,10 +158,74 @@ function residual(b: TemplateBuilder, m: ModuleNode, x: Flow, convs: number): Ac
   return map(m, apply(b, required(m, 'relu'), b.add(out, shortcut, `${m.path}.add`)));
 }
 
+/** MobileNetV2's (main path 'conv') and V3's ('block'): the input added back when use_res_connect. */
 function invertedResidual(b: TemplateBuilder, m: ModuleNode, x: Flow): Act {
   const input = map(m, x);
-  const out = map(m, apply(b, required(m, 'conv'), input));
+  const out = map(m, apply(b, child(m, 'conv') ?? required(m, 'block'), input));
   return m.attrs.get('use_res_connect') === true ? b.add(out, input, `${m.path}.add`) : out;
+}
+
+/** SqueezeExcitation: the input scaled per channel by avgpool → fc1 → activation → fc2 → scale_activation. */
+function squeezeExcitation(b: TemplateBuilder, m: ModuleNode, x: Flow): Act {
+  const input = map(m, x);
+  const scale = map(m, sequence(b, m, input, ['avgpool', 'fc1', 'activation', 'fc2', 'scale_activation']));
+  return b.scale(input, scale, `${m.path}.scale`);
+}
+
+/** DenseNet's _DenseLayer on the concatenation of the block's features so far (dropout is off in eval). */
+function denseLayer(b: TemplateBuilder, m: ModuleNode, x: Act): Act {
+  return map(m, sequence(b, m, x, ['norm1', 'relu1', 'conv1', 'norm2', 'relu2', 'conv2']));
+}
+
+/** _DenseBlock: each layer takes every earlier output, concatenated; the block gives them all. */
+function denseBlock(b: TemplateBuilder, m: ModuleNode, x: Flow): Act {
+  const features = [map(m, x)];
+  for (const c of m.children) features.push(denseLayer(b, c.module, b.concat(features, `${c.module.path}.cat`)));
+  return b.concat(features, `${m.path}.cat`);
+}
+
+/** F.avg_pool2d(x, 3, stride=1, padding=1) and F.max_pool2d(x, 3, stride=2) of the Inception blocks. */
+const avgPool3 = (b: TemplateBuilder, x: Act, hint: string) => b.pool('AveragePool', x, { kernel: [3, 3], stride: [1, 1], pads: [1, 1, 1, 1], countIncludePad: true }, hint);
+const maxPool3 = (b: TemplateBuilder, x: Act, hint: string) => b.pool('MaxPool', x, { kernel: [3, 3], stride: [2, 2], pads: [0, 0, 0, 0] }, hint);
+
+/** torchvision's InceptionA…E: branches of BasicConv2d and pools, concatenated in forward()'s order. */
+function inceptionBlock(b: TemplateBuilder, m: ModuleNode, x: Flow): Act {
+  const input = map(m, x);
+  const run = (...names: string[]) => map(m, sequence(b, m, input, names));
+  const pooled = (name: string) => map(m, apply(b, required(m, name), avgPool3(b, input, `${m.path}.avg_pool`)));
+  const split = (stem: Act, a: string, c: string) => b.concat([map(m, apply(b, required(m, a), stem)), map(m, apply(b, required(m, c), stem))], `${m.path}.${a}.cat`);
+  let branches: Act[];
+  switch (m.kind) {
+    case 'InceptionA':
+      branches = [run('branch1x1'), run('branch5x5_1', 'branch5x5_2'), run('branch3x3dbl_1', 'branch3x3dbl_2', 'branch3x3dbl_3'), pooled('branch_pool')];
+      break;
+    case 'InceptionB':
+      branches = [run('branch3x3'), run('branch3x3dbl_1', 'branch3x3dbl_2', 'branch3x3dbl_3'), maxPool3(b, input, `${m.path}.max_pool`)];
+      break;
+    case 'InceptionC':
+      branches = [run('branch1x1'), run('branch7x7_1', 'branch7x7_2', 'branch7x7_3'), run('branch7x7dbl_1', 'branch7x7dbl_2', 'branch7x7dbl_3', 'branch7x7dbl_4', 'branch7x7dbl_5'), pooled('branch_pool')];
+      break;
+    case 'InceptionD':
+      branches = [run('branch3x3_1', 'branch3x3_2'), run('branch7x7x3_1', 'branch7x7x3_2', 'branch7x7x3_3', 'branch7x7x3_4'), maxPool3(b, input, `${m.path}.max_pool`)];
+      break;
+    default: // InceptionE
+      branches = [run('branch1x1'), split(run('branch3x3_1'), 'branch3x3_2a', 'branch3x3_2b'), split(run('branch3x3dbl_1', 'branch3x3dbl_2'), 'branch3x3dbl_3a', 'branch3x3dbl_3b'), pooled('branch_pool')];
+  }
+  return b.concat(branches, `${m.path}.cat`);
+}
+
+const INCEPTION_STAGES = ['Conv2d_1a_3x3', 'Conv2d_2a_3x3', 'Conv2d_2b_3x3', 'maxpool1', 'Conv2d_3b_1x1', 'Conv2d_4a_3x3', 'maxpool2', 'Mixed_5b', 'Mixed_5c', 'Mixed_5d', 'Mixed_6a', 'Mixed_6b', 'Mixed_6c', 'Mixed_6d', 'Mixed_6e', 'Mixed_7a', 'Mixed_7b', 'Mixed_7c', 'avgpool', 'dropout'];
+
+/** Inception3: transform_input's per-channel renormalisation, the stages, fc; AuxLogits runs only in training. */
+function inception3(b: TemplateBuilder, m: ModuleNode, x: Flow): Flow {
+  let input = map(m, x);
+  if (m.attrs.get('transform_input') === true) {
+    if (input.c !== 3) refuse(m, `has transform_input on ${input.c} input channels; it renormalises 3`);
+    input = b.channelAffine(input, [0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5], [(0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5], 'transform_input');
+  }
+  if (child(m, 'AuxLogits')) b.unused(m.path ? `${m.path}.AuxLogits` : 'AuxLogits');
+  const features = sequence(b, m, input, INCEPTION_STAGES);
+  return apply(b, required(m, 'fc'), isMap(features) ? b.flatten(features) : features);
 }
 
 /** Runs a module on x as its forward() would in eval mode. */
@@ -178,6 +243,7 @@ function apply(b: TemplateBuilder, m: ModuleNode, x: Flow): Flow {
     case 'Tanh': return b.unary(x, 'Tanh', {}, hint);
     case 'Hardsigmoid': return b.unary(x, 'HardSigmoid', { alpha: 1 / 6, beta: 0.5 }, hint);
     case 'SiLU': return b.silu(x, hint);
+    case 'Hardswish': return b.hardswish(x, hint);
     case 'MaxPool2d': case 'AvgPool2d': return pool(b, m, x);
     case 'AdaptiveAvgPool2d': return adaptiveAvgPool(b, m, x);
     case 'Flatten': return flatten(b, m, x);
@@ -199,6 +265,20 @@ function apply(b: TemplateBuilder, m: ModuleNode, x: Flow): Flow {
       return apply(b, required(m, 'classifier'), b.flatten(b.adaptiveAvgPool(features, 1, 1)));
     }
     case 'InvertedResidual': return invertedResidual(b, m, x);
+    case 'MobileNetV3': {
+      const features = sequence(b, m, x, ['features', 'avgpool']);
+      return apply(b, required(m, 'classifier'), isMap(features) ? b.flatten(features) : features);
+    }
+    case 'SqueezeExcitation': return squeezeExcitation(b, m, x);
+    case 'DenseNet': {
+      const features = map(m, apply(b, required(m, 'features'), x));
+      return apply(b, required(m, 'classifier'), b.flatten(b.adaptiveAvgPool(b.relu(features, `${hint}.relu`), 1, 1)));
+    }
+    case '_DenseBlock': return denseBlock(b, m, x);
+    case '_DenseLayer': return denseLayer(b, m, map(m, x));
+    case 'Inception3': return inception3(b, m, x);
+    case 'BasicConv2d': return b.relu(map(m, sequence(b, m, x, ['conv', 'bn'])), `${hint}.relu`);
+    case 'InceptionA': case 'InceptionB': case 'InceptionC': case 'InceptionD': case 'InceptionE': return inceptionBlock(b, m, x);
     default: refuse(m, 'is not a module Backdoor Lens converts');
   }
 }

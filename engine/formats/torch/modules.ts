@@ -19,7 +19,7 @@ const MODULE_CLASSES: Record<string, readonly string[]> = {
   'torch.nn.modules.container': ['Sequential'],
   'torch.nn.modules.conv': ['Conv2d'],
   'torch.nn.modules.batchnorm': ['BatchNorm1d', 'BatchNorm2d'],
-  'torch.nn.modules.activation': ['ReLU', 'ReLU6', 'LeakyReLU', 'ELU', 'Sigmoid', 'Tanh', 'Hardsigmoid', 'SiLU'],
+  'torch.nn.modules.activation': ['ReLU', 'ReLU6', 'LeakyReLU', 'ELU', 'Sigmoid', 'Tanh', 'Hardsigmoid', 'Hardswish', 'SiLU'],
   'torch.nn.modules.pooling': ['MaxPool2d', 'AvgPool2d', 'AdaptiveAvgPool2d'],
   'torch.nn.modules.flatten': ['Flatten'],
   'torch.nn.modules.linear': ['Linear', 'Identity'],
@@ -27,7 +27,10 @@ const MODULE_CLASSES: Record<string, readonly string[]> = {
   'torchvision.models.resnet': ['ResNet', 'BasicBlock', 'Bottleneck'],
   'torchvision.models.vgg': ['VGG'],
   'torchvision.models.mobilenetv2': ['MobileNetV2', 'InvertedResidual', 'ConvBNReLU', 'ConvBNActivation'],
-  'torchvision.ops.misc': ['Conv2dNormActivation', 'ConvNormActivation'],
+  'torchvision.models.mobilenetv3': ['MobileNetV3', 'InvertedResidual'],
+  'torchvision.models.densenet': ['DenseNet', '_DenseBlock', '_DenseLayer', '_Transition'],
+  'torchvision.models.inception': ['Inception3', 'BasicConv2d', 'InceptionA', 'InceptionB', 'InceptionC', 'InceptionD', 'InceptionE', 'InceptionAux'],
+  'torchvision.ops.misc': ['Conv2dNormActivation', 'ConvNormActivation', 'SqueezeExcitation'],
 };
 
 /** Qualified name → the class's own name ('torch.nn.modules.conv.Conv2d' → 'Conv2d'). */
@@ -36,7 +39,7 @@ export const moduleClasses: ReadonlyMap<string, string> = new Map(
 );
 
 /** torchvision's Sequential subclasses (a conv, a norm, an activation): their forward is Sequential's. */
-export const SEQUENTIAL_KINDS = new Set(['Sequential', 'Conv2dNormActivation', 'ConvNormActivation', 'ConvBNReLU', 'ConvBNActivation']);
+export const SEQUENTIAL_KINDS = new Set(['Sequential', 'Conv2dNormActivation', 'ConvNormActivation', 'ConvBNReLU', 'ConvBNActivation', '_Transition']);
 
 /**
  * Adds the module classes to a pickle allowlist. Calling one makes an inert record; the arguments

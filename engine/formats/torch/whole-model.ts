@@ -20,6 +20,7 @@ import type { LoadedModel, LoadOptions } from '../types';
 import type { WeightsSource } from '../weights';
 import { ConversionError, convertTree, type ConvertedModel } from './convert';
 import { modulesOf, SEQUENTIAL_KINDS, stateDictOf, type ModuleNode } from './modules';
+import { allocate } from './tensors';
 
 /** Sizes tried, in order, when nothing else says (as the plain-CNN template tries them). */
 const COMMON_SIZES = [28, 32, 64, 224, 96, 128, 256, 48, 56, 112, 160];
@@ -55,6 +56,14 @@ function inputChannels(tree: ModuleNode): number | 'flat' {
 /** The first Linear layer's input features, for a Sequential that starts with Flatten. */
 function firstLinearFeatures(tree: ModuleNode): number | undefined {
   return modulesOf(tree).find((m) => m.kind === 'Linear')?.params.get('weight')?.dims[1];
+}
+
+/**
+ * The state_dict's shapes without its values: the size search and the template comparison only
+ * read shapes, so neither copies the weights (a VGG-16 holds half a gigabyte of them).
+ */
+function shapesOf(sd: Map<string, Tensor>): Map<string, Tensor> {
+  return new Map([...sd].map(([k, t]) => [k, { dtype: t.dtype, dims: t.dims, data: allocate(t.dtype, 0) }]));
 }
 
 function attempt(tree: ModuleNode, sd: Map<string, Tensor>, input: [number, number, number]): ConvertedModel | TemplateMismatch {
@@ -111,9 +120,11 @@ function choose(tree: ModuleNode, sd: Map<string, Tensor>, options: LoadOptions,
 
 /**
  * The size tried first without data, as the templates default: 224 for torchvision's ImageNet
- * models, but 32 for a ResNet whose stem is a 3×3 conv (the CIFAR edit); 28 for one channel, else 32.
+ * models (299 for Inception-v3), but 32 for a ResNet whose stem is a 3×3 conv (the CIFAR edit); 28
+ * for one channel, else 32.
  */
 function defaultSide(tree: ModuleNode, channels: number | 'flat'): number {
+  if (tree.kind === 'Inception3') return 299;
   if (tree.kind === 'ResNet') return (tree.children.find((c) => c.name === 'conv1')?.module.params.get('weight')?.dims[2] ?? 7) >= 7 ? 224 : 32;
   if (tree.cls.startsWith('torchvision.')) return 224;
   return channels === 1 ? 28 : 32;
@@ -176,29 +187,31 @@ export function modelFromModuleTree(src: Omit<WeightsSource, 'weights'>, tree: M
     throw new BackdoorLensError('unsupported-model', `holds a single pickled ${tree.kind} layer, not a classifier: save the whole model, its state_dict, or export it to ONNX`, { file: src.path });
   }
   const sd = stateDictOf(tree);
+  const shapes = shapesOf(sd);
   let template: BuiltModel | undefined;
   let templateMiss: string | undefined;
   try {
-    template = buildFromStateDict(sd, { arch: options.arch, inputSize: options.inputSize, dataSize: options.dataSize });
+    template = buildFromStateDict(shapes, { arch: options.arch, inputSize: options.inputSize, dataSize: options.dataSize });
   } catch (e) {
     if (!(e instanceof ArchitectureError)) throw e;
     templateMiss = e.message;
   }
   let choice: Choice;
+  let built: ConvertedModel;
   try {
-    choice = choose(tree, sd, options, template);
+    choice = choose(tree, shapes, options, template);
+    built = convertTree(tree, sd, choice.converted.input);
   } catch (e) {
     if (e instanceof ConversionError) throw new BackdoorLensError('unsupported-model', `holds a whole pickled ${what} (torch.save(model)) that Backdoor Lens cannot build: ${e.message}`, { file: src.path, cause: e });
     throw e;
   }
-  const built = choice.converted;
   const layers = modulesOf(tree).filter((m) => m.children.length === 0).length;
   const head = `whole pickled ${what} (torch.save(model)), built module by module (${layers} layers)`;
   let match: string;
   let architecture: string;
   const keys = new Set(sd.keys());
   const sameSize = template && template.input.every((d, i) => d === built.input[i]);
-  const difference = template && sameSize ? graphDifference(built.onnx, template.onnx, keys) : undefined;
+  const difference = template && sameSize ? graphDifference(choice.converted.onnx, template.onnx, keys) : undefined;
   if (template && sameSize && difference === undefined) {
     architecture = template.architecture;
     match = `${head} → ${template.match}; the template builds the same graph`;
