@@ -40,7 +40,7 @@ async function assertPyTorchLogits(model: LoadedModel, reference: string): Promi
 
 describe('whole pickled models and legacy files load and predict as PyTorch does', () => {
   test('the fixtures cover torchvision ResNet-18, VGG, MobileNetV2/V3, DenseNet, Inception-v3, edited torchvision models, Sequentials and the legacy format', () => {
-    for (const f of ['resnet18.pt', 'resnet18-legacy.pt', 'vgg11_bn.pt', 'mobilenet_v2.pt', 'mobilenet_v3_small.pt', 'densenet.pt', 'inception_v3.pt', 'resnet18-cifar-edit.pt', 'vgg11_bn-linear-head.pt', 'sequential-cnn.pt', 'sequential-cnn-legacy.pt', 'sequential-mlp.pt', 'sequential-layers.pt', 'resnet18-flat-layers-legacy.pt']) {
+    for (const f of ['resnet18.pt', 'resnet18-legacy.pt', 'vgg11_bn.pt', 'mobilenet_v2.pt', 'mobilenet_v3_small.pt', 'densenet.pt', 'inception_v3.pt', 'resnet18-cifar-edit.pt', 'vgg11_bn-linear-head.pt', 'sequential-resnet.pt', 'sequential-cnn.pt', 'sequential-cnn-legacy.pt', 'sequential-mlp.pt', 'sequential-layers.pt', 'resnet18-flat-layers-legacy.pt']) {
       assert.ok(cases.some((c) => c.file === f), f);
     }
   });
@@ -54,7 +54,7 @@ describe('whole pickled models and legacy files load and predict as PyTorch does
       if (c.cls) {
         const name = c.cls.startsWith('torchvision.') ? `torchvision ${c.cls.split('.').pop()}` : `torch.nn ${c.cls.split('.').pop()}`;
         assert.ok(model.notes![0].startsWith(`whole pickled ${name} (torch.save(model)), built module by module`), model.notes![0]);
-        if (c.built === 'template') assert.match(model.notes![0], new RegExp(`→ ${c.architecture} template, matched by key names.*; the template builds the same graph$`));
+        if (c.built === 'template') assert.match(model.notes![0], new RegExp(`→ ${c.architecture} template, matched by (key names|structure: ).*; the template builds the same graph$`));
         else assert.doesNotMatch(model.notes![0], /the template builds the same graph/);
       }
       await assertPyTorchLogits(model, c.reference);
@@ -70,6 +70,26 @@ describe('whole pickled models and legacy files load and predict as PyTorch does
     assert.equal(model.sizeAgnostic, true);
     const alone = await loadModel(file('resnet18.pt'));
     assert.deepEqual(alone.onnx.inputs()[0].dims, ['N', 3, 224, 224]);
+  });
+
+  test('a template matched by structure (renamed keys) is compared through its renaming: a Sequential of torchvision BasicBlocks is the resnet18 template', async () => {
+    const model = await loadModel(file('sequential-resnet.pt'));
+    assert.match(model.notes![0], /^whole pickled torch\.nn Sequential \(torch\.save\(model\)\), built module by module \(\d+ layers\) → resnet18 template, matched by structure: blocks 'layers\.0'…'layers\.7' read as 4 stages of 2, 2, 2, 2 blocks .*; the template builds the same graph$/);
+    assert.ok(model.onnx.hasInitializer('layers.2.downsample.0.weight'), 'initializers keep the pickled keys');
+  });
+
+  test('a model saved in training mode is run as in eval mode, and the report says so', async () => {
+    const entries = zipEntries(file('sequential-cnn.pt'));
+    const pkl = Buffer.from(entries.find(([n]) => n.endsWith('data.pkl'))![1]);
+    // The root's 'training' entry: the key, its BINPUT (2 bytes), then NEWFALSE → NEWTRUE.
+    const at = pkl.indexOf('training', 0, 'latin1') + 'training'.length;
+    assert.deepEqual([pkl[at], pkl[at + 2]], [0x71, 0x89]);
+    pkl[at + 2] = 0x88;
+    const path = join(tempDir(), 'training.pt');
+    writeFileSync(path, storedZip(entries.map(([n, d]) => [n, n.endsWith('data.pkl') ? pkl : d])));
+    const model = await loadModel(path);
+    assert.equal(model.notes![2], 'saved in training mode; run as model.eval() would run it (BatchNorm uses its running statistics, dropout is off)');
+    await assertPyTorchLogits(model, 'sequential-cnn.npz');
   });
 
   test('an edited torchvision model no template builds (3×3 stem, maxpool Identity, Sequential head) is built from its modules', async () => {

@@ -137,13 +137,18 @@ function flatChannels(tree: ModuleNode, size: Size): number {
   return features % 3 === 0 && features % (size.height * size.width) !== 0 ? 3 : 1;
 }
 
-/** Each tensor's role: the graph input, a state_dict key, a constant by value, or output j of node i. */
-function graphDifference(a: OnnxModel, b: OnnxModel, keys: ReadonlySet<string>): string | undefined {
-  const signatures = (m: OnnxModel) => {
+/**
+ * Where two graphs first compute differently, or undefined when they are the same graph up to
+ * names: each tensor is known by its role (the input, a state_dict key, a constant by value, output
+ * j of node i) and each op by its type, attributes and inputs. `renamed` maps b's initializers to
+ * the keys they came from (a template matched by structure renames them).
+ */
+function graphDifference(a: OnnxModel, b: OnnxModel, keys: ReadonlySet<string>, renamed: ReadonlyMap<string, string>): string | undefined {
+  const signatures = (m: OnnxModel, original: (n: string) => string) => {
     const names = new Map<string, string>();
     for (const i of m.inputs()) names.set(i.name, 'input');
     for (const n of m.initializerNames()) {
-      if (keys.has(n)) names.set(n, `weight ${n}`);
+      if (keys.has(original(n))) names.set(n, `weight ${original(n)}`);
       else {
         const t = m.initializer(n)!;
         names.set(n, `constant [${t.dims.join(',')}] ${Array.from(t.data as ArrayLike<number>, Number).join(',')}`);
@@ -157,7 +162,7 @@ function graphDifference(a: OnnxModel, b: OnnxModel, keys: ReadonlySet<string>):
       return { op: node.op_type, text: `${node.op_type}(${inputs.join('; ')}) ${attrs.join(' ')}`, name: node.name };
     });
   };
-  const x = signatures(a), y = signatures(b);
+  const x = signatures(a, (n) => n), y = signatures(b, (n) => renamed.get(n) ?? n);
   for (let i = 0; i < Math.max(x.length, y.length); i++) {
     if (x[i]?.text === y[i]?.text) continue;
     const mine = x[i] ? `${x[i].op} '${(x[i].name ?? '').replace(/_\d+$/, '')}'` : 'nothing';
@@ -211,7 +216,7 @@ export function modelFromModuleTree(src: Omit<WeightsSource, 'weights'>, tree: M
   let architecture: string;
   const keys = new Set(sd.keys());
   const sameSize = template && template.input.every((d, i) => d === built.input[i]);
-  const difference = template && sameSize ? graphDifference(choice.converted.onnx, template.onnx, keys) : undefined;
+  const difference = template && sameSize ? graphDifference(choice.converted.onnx, template.onnx, keys, template.sourceKeys) : undefined;
   if (template && sameSize && difference === undefined) {
     architecture = template.architecture;
     match = `${head} → ${template.match}; the template builds the same graph`;
