@@ -53,9 +53,9 @@ describe('whole pickled models and legacy files load and predict as PyTorch does
       assert.deepEqual(model.findings, []);
       if (c.cls) {
         const name = c.cls.startsWith('torchvision.') ? `torchvision ${c.cls.split('.').pop()}` : `torch.nn ${c.cls.split('.').pop()}`;
-        assert.ok(model.notes![0].startsWith(`whole pickled ${name} (torch.save(model)), built module by module`), model.notes![0]);
-        if (c.built === 'template') assert.match(model.notes![0], new RegExp(`→ ${c.architecture} template, matched by (key names|structure: ).*; the template builds the same graph$`));
-        else assert.doesNotMatch(model.notes![0], /the template builds the same graph/);
+        assert.match(model.notes![0], new RegExp(`^whole pickled ${name} \\(torch\\.save\\(model\\)\\), built from its \\d+ layers$`));
+        if (c.built === 'template') assert.match(model.notes![1], new RegExp(`^${c.architecture} template, matched by (key names|structure: ).*: the same graph$`));
+        else assert.doesNotMatch(model.notes![1], /the same graph/);
       }
       await assertPyTorchLogits(model, c.reference);
     });
@@ -64,7 +64,8 @@ describe('whole pickled models and legacy files load and predict as PyTorch does
   test('a torchvision ResNet-18 pickled whole names its template and how, and takes the size of the data (64×64) without --size', async () => {
     const model = await loadModelForData(file('resnet18.pt'), {}, { path: file('resnet18.npz') });
     assert.deepEqual(model.notes, [
-      "whole pickled torchvision ResNet (torch.save(model)), built module by module (52 layers) → resnet18 template, matched by key names; head 'fc', shortcuts 'downsample'; the template builds the same graph",
+      'whole pickled torchvision ResNet (torch.save(model)), built from its 52 layers',
+      "resnet18 template, matched by key names; head 'fc', shortcuts 'downsample': the same graph",
       'input 64×64 from the data (the network pools adaptively; --size overrides)',
     ]);
     assert.equal(model.sizeAgnostic, true);
@@ -74,7 +75,7 @@ describe('whole pickled models and legacy files load and predict as PyTorch does
 
   test('a template matched by structure (renamed keys) is compared through its renaming: a Sequential of torchvision BasicBlocks is the resnet18 template', async () => {
     const model = await loadModel(file('sequential-resnet.pt'));
-    assert.match(model.notes![0], /^whole pickled torch\.nn Sequential \(torch\.save\(model\)\), built module by module \(\d+ layers\) → resnet18 template, matched by structure: blocks 'layers\.0'…'layers\.7' read as 4 stages of 2, 2, 2, 2 blocks .*; the template builds the same graph$/);
+    assert.match(model.notes![1], /^resnet18 template, matched by structure: blocks 'layers\.0'…'layers\.7' read as 4 stages of 2, 2, 2, 2 blocks .*: the same graph$/);
     assert.ok(model.onnx.hasInitializer('layers.2.downsample.0.weight'), 'initializers keep the pickled keys');
   });
 
@@ -88,20 +89,20 @@ describe('whole pickled models and legacy files load and predict as PyTorch does
     const path = join(tempDir(), 'training.pt');
     writeFileSync(path, storedZip(entries.map(([n, d]) => [n, n.endsWith('data.pkl') ? pkl : d])));
     const model = await loadModel(path);
-    assert.equal(model.notes![2], 'saved in training mode; run as model.eval() would run it (BatchNorm uses its running statistics, dropout is off)');
+    assert.equal(model.notes![3], 'saved in training mode; run as model.eval() would run it (BatchNorm uses its running statistics, dropout is off)');
     await assertPyTorchLogits(model, 'sequential-cnn.npz');
   });
 
   test('an edited torchvision model no template builds (3×3 stem, maxpool Identity, Sequential head) is built from its modules', async () => {
     const model = await loadModel(file('resnet18-cifar-edit.pt'));
-    assert.match(model.notes![0], /; no template matches its state_dict \(the weights look like resnet18 but do not fit its template: missing keys: fc\.weight\)$/);
+    assert.equal(model.notes![1], 'no template builds it (the weights look like resnet18 but do not fit its template: missing keys: fc.weight)');
     assert.deepEqual(model.onnx.inputs()[0].dims, ['N', 3, 32, 32]);
     assert.ok(!model.onnx.nodes.some((n) => n.op_type === 'MaxPool'), 'maxpool is an Identity');
   });
 
   test('a template that would build another graph is not used: the VGG head without ReLUs is named as the difference', async () => {
     const model = await loadModel(file('vgg11_bn-linear-head.pt'), { inputSize: { height: 32, width: 32 } });
-    assert.match(model.notes![0], /; differs from the vgg11_bn template: op \d+ is Gemm 'classifier\.2' in the pickled model and Relu 'classifier\.0\.relu' in the template$/);
+    assert.match(model.notes![1], /^not the vgg11_bn template's graph: op \d+ is Gemm 'classifier\.2' here, Relu 'classifier\.0\.relu' in the template$/);
     const gemms = model.onnx.nodes.filter((n) => n.op_type === 'Gemm' || n.op_type === 'Relu').slice(-3);
     assert.deepEqual(gemms.map((n) => n.op_type), ['Gemm', 'Gemm', 'Gemm']);
   });
@@ -119,7 +120,7 @@ describe('whole pickled models and legacy files load and predict as PyTorch does
   test('a Sequential with every layer kind converts with its own strides, paddings, dilations, groups and eps, at any size (37×37: uneven adaptive bins)', async () => {
     const model = await loadModelForData(file('sequential-layers.pt'), {}, { path: file('sequential-layers-at-37.npz') });
     assert.equal(model.architecture, 'sequential');
-    assert.equal(model.notes![1], 'input 37×37 from the data (the network pools adaptively; --size overrides)');
+    assert.equal(model.notes![2], 'input 37×37 from the data (the network pools adaptively; --size overrides)');
     await assertPyTorchLogits(model, 'sequential-layers-at-37.npz');
     const ops = new Set(model.onnx.nodes.map((n) => n.op_type));
     for (const op of ['Conv', 'BatchNormalization', 'LeakyRelu', 'Elu', 'Clip', 'MaxPool', 'Sigmoid', 'AveragePool', 'Mul', 'Tanh', 'HardSigmoid', 'Relu', 'MatMul', 'Flatten', 'Gemm']) assert.ok(ops.has(op), op);
@@ -129,12 +130,12 @@ describe('whole pickled models and legacy files load and predict as PyTorch does
     const mlp = await loadModel(file('sequential-mlp.pt'));
     assert.deepEqual(mlp.onnx.inputs()[0].dims, ['N', 1, 28, 28]);
     assert.equal(mlp.sizeAgnostic, false);
-    assert.equal(mlp.notes![1], 'input 28×28, the first common size whose feature map fits the first Linear layer (--size overrides)');
+    assert.equal(mlp.notes![2], 'input 28×28, the first common size whose feature map fits the first Linear layer (--size overrides)');
     const model = await loadModel(file('sequential-cnn.pt'));
     assert.deepEqual(model.onnx.inputs()[0].dims, ['N', 1, 28, 28]);
-    assert.equal(model.notes![1], "input 28×28, the template's default (its head fixes the size)");
+    assert.equal(model.notes![2], "input 28×28, the template's default (its head fixes the size)");
     await assert.rejects(loadModel(file('sequential-cnn.pt'), { inputSize: { height: 32, width: 32 } }), (e: unknown) =>
-      e instanceof BackdoorLensError && e.code === 'unsupported-model' && /cannot build: does not fit --size 32×32: 9\.weight takes 784 features but gets 1024/.test(e.message));
+      e instanceof BackdoorLensError && e.code === 'unsupported-model' && /cannot be built: does not fit --size 32×32: 9\.weight takes 784 features but gets 1024/.test(e.message));
   });
 
   test('the weights of a whole model are its state_dict, under the keys torch gives (purified weights are written back under them)', () => {
@@ -165,7 +166,7 @@ describe('whole pickled models and legacy files load and predict as PyTorch does
     const info = await cli('info', file('resnet18-legacy.pt'));
     assert.equal(info.exitCode, 0, info.stderr);
     assert.match(info.stdout, /format: +pytorch \(architecture resnet18\)/);
-    assert.match(info.stdout, /weights: +whole pickled torchvision ResNet \(torch\.save\(model\)\), built module by module \(52 layers\) → resnet18 template/);
+    assert.match(info.stdout, /weights: +whole pickled torchvision ResNet \(torch\.save\(model\)\), built from its 52 layers\n +weights: +resnet18 template, matched by key names; head 'fc', shortcuts 'downsample': the same graph\n/);
     for (const [model, data] of [['resnet18.pt', 'resnet18.npz'], ['sequential-cnn-legacy.pt', 'sequential-cnn.npz'], ['mobilenet_v2.pt', 'mobilenet_v2.npz']]) {
       const r = await cli('eval', file(model), '--data', file(data), '--json');
       assert.equal(r.exitCode, 0, r.stderr);
@@ -221,7 +222,7 @@ describe('whole pickled models stay safe: nothing runs, unknown classes and code
       const r = await cli('info', path);
       assert.equal(r.exitCode, 3, r.stderr);
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
-      assert.ok(r.stderr.startsWith(`backdoor-lens: ${path}: holds a whole pickled torch.nn Sequential (torch.save(model)) that Backdoor Lens cannot build:`), r.stderr);
+      assert.ok(r.stderr.startsWith(`backdoor-lens: ${path}: holds a whole pickled torch.nn Sequential that cannot be built:`), r.stderr);
     }
   });
 
@@ -231,7 +232,7 @@ describe('whole pickled models stay safe: nothing runs, unknown classes and code
     const path = join(tempDir(), 'vector.pt');
     const patched = patchBytes(pkl, 'torch.nn.modules.flatten\nFlatten\n', 'torch.nn.modules.linear\nIdentity\n');
     writeFileSync(path, storedZip(entries.map(([n, d]) => [n, n.endsWith('data.pkl') ? patched : d])));
-    await assert.rejects(loadModel(path), /cannot build: its first layer with weights, module '1' \(Linear\), takes a feature vector: Backdoor Lens reads image classifiers \(\[N, C, H, W\] inputs\)$/);
+    await assert.rejects(loadModel(path), /cannot be built: its first layer with weights, module '1' \(Linear\), takes a feature vector: Backdoor Lens reads image classifiers \(\[N, C, H, W\] inputs\)$/);
   });
 });
 

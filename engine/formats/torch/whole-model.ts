@@ -167,7 +167,7 @@ function graphDifference(a: OnnxModel, b: OnnxModel, keys: ReadonlySet<string>, 
     if (x[i]?.text === y[i]?.text) continue;
     const mine = x[i] ? `${x[i].op} '${(x[i].name ?? '').replace(/_\d+$/, '')}'` : 'nothing';
     const theirs = y[i] ? `${y[i].op} '${(y[i].name ?? '').replace(/_\d+$/, '')}'` : 'nothing';
-    return `op ${i + 1} is ${mine} in the pickled model and ${theirs} in the template`;
+    return `op ${i + 1} is ${mine} here, ${theirs} in the template`;
   }
   return undefined;
 }
@@ -185,7 +185,15 @@ function sizeNote(input: [number, number, number], choice: Choice, template: Bui
   }
 }
 
-/** Builds a LoadedModel from a whole pickled model. */
+function shorten(text: string, n: number): string {
+  return text.length > n ? `${text.slice(0, n - 1)}…` : text;
+}
+
+/**
+ * Builds a LoadedModel from a whole pickled model. Its notes: what the file holds, which template
+ * builds the same graph (or why none does), where the input size came from, and whether it was
+ * saved in training mode.
+ */
 export function modelFromModuleTree(src: Omit<WeightsSource, 'weights'>, tree: ModuleNode, options: LoadOptions): LoadedModel {
   const what = className(tree);
   if (!SEQUENTIAL_KINDS.has(tree.kind) && !tree.cls.startsWith('torchvision.models.')) {
@@ -207,11 +215,11 @@ export function modelFromModuleTree(src: Omit<WeightsSource, 'weights'>, tree: M
     choice = choose(tree, shapes, options, template);
     built = convertTree(tree, sd, choice.converted.input);
   } catch (e) {
-    if (e instanceof ConversionError) throw new BackdoorLensError('unsupported-model', `holds a whole pickled ${what} (torch.save(model)) that Backdoor Lens cannot build: ${e.message}`, { file: src.path, cause: e });
+    if (e instanceof ConversionError) throw new BackdoorLensError('unsupported-model', `holds a whole pickled ${what} that cannot be built: ${e.message}`, { file: src.path, cause: e });
     throw e;
   }
   const layers = modulesOf(tree).filter((m) => m.children.length === 0).length;
-  const head = `whole pickled ${what} (torch.save(model)), built module by module (${layers} layers)`;
+  const head = `whole pickled ${what} (torch.save(model)), built from its ${layers} layers`;
   let match: string;
   let architecture: string;
   const keys = new Set(sd.keys());
@@ -219,13 +227,13 @@ export function modelFromModuleTree(src: Omit<WeightsSource, 'weights'>, tree: M
   const difference = template && sameSize ? graphDifference(choice.converted.onnx, template.onnx, keys, template.sourceKeys) : undefined;
   if (template && sameSize && difference === undefined) {
     architecture = template.architecture;
-    match = `${head} → ${template.match}; the template builds the same graph`;
+    match = `${template.match}: the same graph`;
   } else {
     architecture = SEQUENTIAL_KINDS.has(tree.kind) ? 'sequential' : tree.kind.toLowerCase();
-    const why = !template ? `no template matches its state_dict${templateMiss && !templateMiss.startsWith('no architecture template') ? ` (${templateMiss.split(';')[0]})` : ''}` : !sameSize ? `the ${template.architecture} template picks another input size` : `differs from the ${template.architecture} template: ${difference}`;
-    match = `${head}; ${why}`;
+    const reason = templateMiss && !templateMiss.startsWith('no architecture template') ? ` (${shorten(templateMiss.split(';')[0], 90)})` : '';
+    match = !template ? `no template builds it${reason}` : !sameSize ? `the ${template.architecture} template picks another input size` : `not the ${template.architecture} template's graph: ${difference}`;
   }
-  const notes = [match, sizeNote(built.input, choice, template)];
+  const notes = [head, match, sizeNote(built.input, choice, template)];
   if (tree.training) notes.push('saved in training mode; run as model.eval() would run it (BatchNorm uses its running statistics, dropout is off)');
   return {
     path: src.path,
