@@ -1,8 +1,8 @@
 /**
  * A whole pickled model (torch.save(model)) as a LoadedModel: the module tree (modules.ts) is built
  * module by module (convert.ts), and its state_dict is also handed to the architecture templates;
- * when a template builds the very same graph, the report names it ("→ resnet18 template"), so a
- * whole pickle and the same weights saved as a state_dict read alike. The graph used is always the
+ * when a template builds the very same graph, the report names it ("resnet18 template, matched by
+ * key names; …: the same graph"), so a whole pickle and its state_dict read alike. The graph used is always the
  * module-by-module one: it follows the pickled strides, paddings, pools and activations, where a
  * template would have to assume them.
  *
