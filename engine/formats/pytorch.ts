@@ -1,12 +1,16 @@
 /**
- * torch.save checkpoints (.pt, .pth, .bin, .ckpt): a state_dict, a training checkpoint holding one,
- * or a BackdoorBench record. Read by the safe pickle interpreter; never unpickled by Python rules.
+ * torch.save checkpoints (.pt, .pth, .bin, .ckpt), zip or legacy: a state_dict, a training
+ * checkpoint holding one, a whole pickled model (torch.save(model)) of torch.nn / torchvision
+ * classes, or a BackdoorBench record. Read by the safe pickle interpreter; never unpickled by
+ * Python rules.
  */
 import { BackdoorLensError } from '../errors';
 import { isZip } from '../io/zip';
 import { backdoorBenchModel, isBackdoorBenchRecord } from './backdoorbench';
 import { readTorchObject } from './torch/checkpoint';
+import { moduleRecordIn, moduleTree } from './torch/modules';
 import { stateDictIn } from './torch/state-dict';
+import { modelFromModuleTree } from './torch/whole-model';
 import { loadLimitsOf, type LoadedModel, type ModelReader } from './types';
 import { modelFromWeights, sha256Of } from './weights';
 
@@ -29,6 +33,8 @@ export const pytorchReader: ModelReader = {
       }
       return model;
     }
+    const record = moduleRecordIn(root);
+    if (record) return modelFromModuleTree({ path, bytes, sha256, format: 'pytorch' }, moduleTree(path, record), options);
     return modelFromWeights({ path, bytes, sha256, format: 'pytorch', weights: stateDictIn(path, root) }, options);
   },
 };

@@ -11,6 +11,7 @@ import { backdoorBenchWeights, isBackdoorBenchRecord } from './backdoorbench';
 import { readSafetensors } from './safetensors-file';
 import { ArchitectureError, architectureNames, buildFromStateDict, isArchitectureName, type BuiltModel, type InputSize } from './templates';
 import { readTorchObject } from './torch/checkpoint';
+import { moduleRecordIn, moduleTree, stateDictOf } from './torch/modules';
 import { stateDictIn } from './torch/state-dict';
 import { loadLimitsOf, type LoadedModel, type LoadOptions } from './types';
 
@@ -61,12 +62,14 @@ function sizeNote(built: BuiltModel, givenBy: string | undefined): string {
   return `input ${h}×${w}, the template's default (${built.sizeAgnostic ? 'the network pools adaptively: data of another size sets it' : 'its head fixes the size'})`;
 }
 
-/** The weights of a state_dict, safetensors or BackdoorBench file, under the keys the file uses. */
+/** The weights of a state_dict, safetensors, BackdoorBench or whole-model file, under the keys the file uses (a whole model's: its state_dict's). */
 export function readWeights(path: string, format: ModelFormat, options: LoadOptions = {}): Map<string, Tensor> {
   const bytes = readRegularFile(path, { what: 'model' });
   const limits = loadLimitsOf(options);
   if (format === 'safetensors') return readSafetensors(path, bytes, limits.maxTensorElements).tensors;
   const root = readTorchObject(bytes, { path, sha256: sha256Of(bytes), maxTensorElements: limits.maxTensorElements, format });
   if (isBackdoorBenchRecord(root)) return backdoorBenchWeights(root);
+  const record = moduleRecordIn(root);
+  if (record) return stateDictOf(moduleTree(path, record));
   return stateDictIn(path, root);
 }

@@ -70,12 +70,10 @@ describe('pickles that run code are errors, never "not known to be dangerous"', 
     assert.match(r.stdout, /warning +BL031 .*__main__\.Thing, called as __main__\.Thing\(\), a class of the code that saved the model \(__main__\)/);
   });
 
-  test('refused files say whether their pickle is dangerous: a clean legacy tar and a clean legacy run say nothing unsafe was found', async () => {
-    for (const f of [join(hostile, 'legacy-tar-clean.pt'), join(fixtures, 'pickles', 'legacy-clean.pt')]) {
-      const r = await cli('info', f);
-      assert.equal(r.exitCode, exitCodes['unsupported-model']);
-      assert.match(oneLine(r.stderr), /legacy (tar )?format.*nothing unsafe was found in its pickles/);
-    }
+  test('refused files say whether their pickle is dangerous: a clean legacy tar says nothing unsafe was found', async () => {
+    const r = await cli('info', join(hostile, 'legacy-tar-clean.pt'));
+    assert.equal(r.exitCode, exitCodes['unsupported-model']);
+    assert.match(oneLine(r.stderr), /legacy tar format.*nothing unsafe was found in its pickles/);
   });
 
   test('a second pickle after the first STOP is read: requests.api.get is found', async () => {

@@ -144,8 +144,16 @@ describe('broken checkpoints: one clear error each, naming the file (CLI exit 2)
     await expectError(write('missing-storage.pt', missing), 'bad-file', /no record archive\/data\/1/);
   });
 
-  test('the legacy (pre-1.6) format is refused with how to re-save it (exit 3)', async () => {
-    await expectError(join(picklesDir, 'legacy-clean.pt'), 'unsupported-model', /legacy format.*re-save/i, 3);
+  test('the legacy (pre-1.6) format is read: the same tensors as the zip checkpoint of the same state_dict', () => {
+    const read = (f: string) => {
+      const path = join(picklesDir, f);
+      const root = readTorchObject(readFileSync(path), ctx(path));
+      assert.ok(root instanceof PyDict);
+      return new Map([...root.entries].map(([k, v]) => [k, v instanceof PyTensor ? { dims: v.tensor.dims, values: values(v.tensor) } : v]));
+    };
+    const legacy = read('legacy-clean.pt');
+    assert.deepEqual([...legacy.keys()], ['fc.weight', 'fc.bias']);
+    assert.deepEqual(legacy, read('clean.pt'));
   });
 
   test('a zip that is not a checkpoint', async () => {

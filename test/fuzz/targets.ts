@@ -114,10 +114,13 @@ export const targets: FuzzTarget[] = [
     load: (bytes) => onnxReader.read(fuzzModelPath, bytes, {}),
   },
   {
-    // torch.save checkpoints through the whole load path: zip, safe pickle, tensors, template, graph.
+    // torch.save checkpoints through the whole load path: zip or legacy, safe pickle, tensors,
+    // template or module tree, graph.
     format: 'pytorch',
-    seeds: () => [file('fixtures/pickles/tiny-cnn.pt')],
+    seeds: () => [file('fixtures/pickles/tiny-cnn.pt'), file('fixtures/whole-models/sequential-layers.pt'), file('fixtures/whole-models/sequential-cnn-legacy.pt')],
     refusedSeeds: () => [
+      file('fixtures/pickles/main-net.pt'),
+      file('fixtures/pickles/whole-model-hook.pt'),
       ...hostile('osx-support.pt', 'pathlib-write-text.pt', 'gcd-attrgetter.pt', 'lone-upper-data-pkl.pt', 'upper-case-duplicate.pt', 'torchscript-members.pt', 'trailing-pickle.pt', 'legacy-tar.pt', 'legacy-tar-clean.pt', 'second-pickle.pkl', 'text.pt'),
     ],
     mutators: [...genericMutators, duplicateZipEntry],

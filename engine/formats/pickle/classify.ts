@@ -10,7 +10,8 @@
  * deny list keeps up with them, so every name in those modules is an error. The exception is a
  * plausible model class: a class of the user's own code (`__main__.Net`, `models.resnet.ResNet`) or
  * of the model namespaces of torch.nn and torchvision, which a whole pickled model names. Those stay
- * warnings; issue 16 will read the allowlisted torch.nn / torchvision ones into a module tree.
+ * warnings. The torch.nn / torchvision classes Backdoor Lens builds are on the torch allowlist
+ * instead (torch/modules.ts) and never reach this file.
  */
 import { stdlibModules } from './stdlib-modules';
 

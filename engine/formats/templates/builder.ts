@@ -42,6 +42,29 @@ export class TemplateMismatch extends Error {
 
 export const BN_EPSILON = 1e-5;
 
+export interface ConvOptions {
+  stride?: number | [number, number];
+  /** [top, left, bottom, right]; default kernel//2 on every side. */
+  pads?: [number, number, number, number];
+  dilation?: [number, number];
+  /** Default: read from the weight's shape. */
+  groups?: number;
+}
+
+export interface PoolOptions {
+  kernel: [number, number];
+  stride: [number, number];
+  pads: [number, number, number, number];
+  dilation?: [number, number];
+  /** AveragePool: count the zero padding in the divisor (torch's count_include_pad=True). */
+  countIncludePad?: boolean;
+}
+
+/** Output positions of a window sliding over n positions (floor mode). */
+function windows(n: number, kernel: number, stride: number, pad: number, dilation: number): number {
+  return Math.floor((n + pad - dilation * (kernel - 1) - 1) / stride) + 1;
+}
+
 export class TemplateBuilder {
   readonly g = new GraphBuilder('main', 13);
   readonly used = new Set<string>();
@@ -102,28 +125,33 @@ export class TemplateBuilder {
     return { name: this.g.input('input', 'float32', ['N', c, h, w]), c, h, w };
   }
 
-  conv(x: Act, prefix: string, opts: { stride?: number } = {}): Act {
+  /**
+   * A Conv2d from `prefix`.weight (and .bias when present). Templates give only the stride and pad by
+   * kernel//2; a pickled module gives every hyperparameter (pads [top, left, bottom, right]).
+   */
+  conv(x: Act, prefix: string, opts: ConvOptions = {}): Act {
     const w = this.tensor(`${prefix}.weight`, 4);
     if (!w) return x;
     const [out, perGroup, kh, kw] = w.dims;
-    let groups = 1;
-    if (perGroup !== x.c) {
-      if (perGroup > 0 && x.c % perGroup === 0 && out % (x.c / perGroup) === 0) groups = x.c / perGroup;
+    let groups = opts.groups ?? 1;
+    if (opts.groups !== undefined ? perGroup * groups !== x.c : perGroup !== x.c) {
+      if (opts.groups === undefined && perGroup > 0 && x.c % perGroup === 0 && out % (x.c / perGroup) === 0) groups = x.c / perGroup;
       else {
-        this.problems.push(`${prefix}.weight takes ${perGroup} input channels but the layer before it gives ${x.c}`);
+        this.problems.push(`${prefix}.weight takes ${perGroup * groups} input channels but the layer before it gives ${x.c}`);
         return { ...x, c: out };
       }
     }
-    const stride = opts.stride ?? 1;
-    const ph = Math.floor(kh / 2), pw = Math.floor(kw / 2);
+    const [sh, sw] = typeof opts.stride === 'number' || opts.stride === undefined ? [opts.stride ?? 1, opts.stride ?? 1] : opts.stride;
+    const [dh, dw] = opts.dilation ?? [1, 1];
+    const pads = opts.pads ?? [Math.floor(kh / 2), Math.floor(kw / 2), Math.floor(kh / 2), Math.floor(kw / 2)];
     const inputs = [x.name, this.param(`${prefix}.weight`, w)];
     const bias = this.sd.get(`${prefix}.bias`);
     if (bias) {
       this.used.add(`${prefix}.bias`);
       inputs.push(this.param(`${prefix}.bias`, bias));
     }
-    const name = this.g.node('Conv', inputs, { kernel_shape: [kh, kw], strides: [stride, stride], pads: [ph, pw, ph, pw], group: groups, dilations: [1, 1] }, { name: prefix, outputs: [this.out(prefix)] })[0];
-    const h = Math.floor((x.h + 2 * ph - kh) / stride) + 1, wd = Math.floor((x.w + 2 * pw - kw) / stride) + 1;
+    const name = this.g.node('Conv', inputs, { kernel_shape: [kh, kw], strides: [sh, sw], pads, group: groups, dilations: [dh, dw] }, { name: prefix, outputs: [this.out(prefix)] })[0];
+    const h = windows(x.h, kh, sh, pads[0] + pads[2], dh), wd = windows(x.w, kw, sw, pads[1] + pads[3], dw);
     if (h < 1 || wd < 1) this.problems.push(`${prefix} gets a ${x.h}×${x.w} input, too small for its ${kh}×${kw} kernel: the input size is wrong for these weights`);
     return { name, c: out, h: Math.max(h, 1), w: Math.max(wd, 1) };
   }
@@ -150,34 +178,60 @@ export class TemplateBuilder {
     return [scale, bias, this.param(`${prefix}.running_mean`, mean), this.param(`${prefix}.running_var`, variance)];
   }
 
-  bn(x: Act, prefix: string): Act {
+  bn(x: Act, prefix: string, epsilon = BN_EPSILON): Act {
     const params = this.bnInputs(prefix, x.c);
     if (!params) return x;
-    const name = this.g.node('BatchNormalization', [x.name, ...params], { epsilon: BN_EPSILON }, { name: prefix, outputs: [this.out(prefix)] })[0];
+    const name = this.g.node('BatchNormalization', [x.name, ...params], { epsilon }, { name: prefix, outputs: [this.out(prefix)] })[0];
     return { ...x, name };
   }
 
   /** BatchNorm1d on a flat vector. */
-  bnVec(v: Vec, prefix: string): Vec {
+  bnVec(v: Vec, prefix: string, epsilon = BN_EPSILON): Vec {
     const params = this.bnInputs(prefix, v.n);
     if (!params) return v;
-    return { ...v, name: this.g.node('BatchNormalization', [v.name, ...params], { epsilon: BN_EPSILON }, { name: prefix, outputs: [this.out(prefix)] })[0] };
+    return { ...v, name: this.g.node('BatchNormalization', [v.name, ...params], { epsilon }, { name: prefix, outputs: [this.out(prefix)] })[0] };
   }
 
   relu<T extends Act | Vec>(x: T, hint = 'relu'): T {
     return { ...x, name: this.g.node('Relu', [x.name], {}, { name: hint, outputs: [this.out(hint)] })[0] };
   }
 
-  relu6(x: Act, hint = 'relu6'): Act {
+  relu6<T extends Act | Vec>(x: T, hint = 'relu6'): T {
     this.relu6Bounds ??= [this.g.constantFloat([0], [], 'relu6.min'), this.g.constantFloat([6], [], 'relu6.max')];
     return { ...x, name: this.g.node('Clip', [x.name, ...this.relu6Bounds], {}, { name: hint, outputs: [this.out(hint)] })[0] };
   }
 
+  /** An elementwise op with no weights (Sigmoid, Tanh, LeakyRelu, Elu, HardSigmoid). */
+  unary<T extends Act | Vec>(x: T, op: string, attrs: Record<string, number>, hint: string): T {
+    return { ...x, name: this.g.node(op, [x.name], attrs, { name: hint, outputs: [this.out(hint)] })[0] };
+  }
+
+  /** x · sigmoid(x) (SiLU). */
+  silu<T extends Act | Vec>(x: T, hint: string): T {
+    const s = this.g.node('Sigmoid', [x.name], {}, { name: `${hint}.sigmoid`, outputs: [this.out(hint)] })[0];
+    return { ...x, name: this.g.node('Mul', [x.name, s], {}, { name: hint, outputs: [this.out(hint)] })[0] };
+  }
+
+  /** x · hardsigmoid(x) (Hardswish; opset 13 has no HardSwish op). */
+  hardswish<T extends Act | Vec>(x: T, hint: string): T {
+    const s = this.g.node('HardSigmoid', [x.name], { alpha: 1 / 6, beta: 0.5 }, { name: `${hint}.hardsigmoid`, outputs: [this.out(hint)] })[0];
+    return { ...x, name: this.g.node('Mul', [x.name, s], {}, { name: hint, outputs: [this.out(hint)] })[0] };
+  }
+
   maxPool(x: Act, kernel: number, stride: number, pad: number, hint = 'maxpool'): Act {
-    const name = this.g.node('MaxPool', [x.name], { kernel_shape: [kernel, kernel], strides: [stride, stride], pads: [pad, pad, pad, pad] }, { name: hint, outputs: [this.out(hint)] })[0];
-    const size = (n: number) => Math.floor((n + 2 * pad - kernel) / stride) + 1;
-    if (size(x.h) < 1 || size(x.w) < 1) this.problems.push(`${hint} gets a ${x.h}×${x.w} input, too small to pool: the input size is wrong for these weights`);
-    return { ...x, name, h: Math.max(size(x.h), 1), w: Math.max(size(x.w), 1) };
+    return this.pool('MaxPool', x, { kernel: [kernel, kernel], stride: [stride, stride], pads: [pad, pad, pad, pad] }, hint);
+  }
+
+  /** A MaxPool or AveragePool window (pads [top, left, bottom, right]; floor mode, as torch's default). */
+  pool(op: 'MaxPool' | 'AveragePool', x: Act, o: PoolOptions, hint: string): Act {
+    const [dh, dw] = o.dilation ?? [1, 1];
+    const attrs: Record<string, number[] | number> = { kernel_shape: o.kernel, strides: o.stride, pads: o.pads };
+    if (dh !== 1 || dw !== 1) attrs.dilations = [dh, dw];
+    if (o.countIncludePad) attrs.count_include_pad = 1;
+    const name = this.g.node(op, [x.name], attrs, { name: hint, outputs: [this.out(hint)] })[0];
+    const h = windows(x.h, o.kernel[0], o.stride[0], o.pads[0] + o.pads[2], dh), w = windows(x.w, o.kernel[1], o.stride[1], o.pads[1] + o.pads[3], dw);
+    if (h < 1 || w < 1) this.problems.push(`${hint} gets a ${x.h}×${x.w} input, too small to pool: the input size is wrong for these weights`);
+    return { ...x, name, h: Math.max(h, 1), w: Math.max(w, 1) };
   }
 
   add(a: Act, b: Act, hint: string): Act {
@@ -186,6 +240,37 @@ export class TemplateBuilder {
       return a;
     }
     return { ...a, name: this.g.node('Add', [a.name, b.name], {}, { name: hint, outputs: [this.out(hint)] })[0] };
+  }
+
+  /** torch.cat of feature maps along the channels. */
+  concat(xs: readonly Act[], hint: string): Act {
+    if (xs.length === 1) return xs[0];
+    const [first] = xs;
+    if (xs.some((x) => x.h !== first.h || x.w !== first.w)) {
+      this.problems.push(`${hint} concatenates maps of different sizes (${xs.map((x) => `${x.h}×${x.w}`).join(', ')})`);
+      return first;
+    }
+    const c = xs.reduce((sum, x) => sum + x.c, 0);
+    return { ...first, c, name: this.g.node('Concat', xs.map((x) => x.name), { axis: 1 }, { name: hint, outputs: [this.out(hint)] })[0] };
+  }
+
+  /** x · scale + shift, per channel. */
+  channelAffine(x: Act, scale: readonly number[], shift: readonly number[], hint: string): Act {
+    const s = this.g.constantFloat([...scale], [1, scale.length, 1, 1], `${hint}.scale`);
+    const t = this.g.constantFloat([...shift], [1, shift.length, 1, 1], `${hint}.shift`);
+    const scaled = this.g.node('Mul', [x.name, s], {}, { name: `${hint}.mul`, outputs: [this.out(hint)] })[0];
+    return { ...x, name: this.g.node('Add', [scaled, t], {}, { name: hint, outputs: [this.out(hint)] })[0] };
+  }
+
+  /** a · b, elementwise, b broadcast over positions (a squeeze-excitation scale). */
+  scale(a: Act, b: Act, hint: string): Act {
+    if (b.c !== a.c) this.problems.push(`${hint} scales ${a.c} channels by ${b.c}`);
+    return { ...a, name: this.g.node('Mul', [b.name, a.name], {}, { name: hint, outputs: [this.out(hint)] })[0] };
+  }
+
+  /** Marks weights a forward() in eval mode does not use (an auxiliary head) as accounted for. */
+  unused(prefix: string): void {
+    for (const k of this.sd.keys()) if (k.startsWith(`${prefix}.`)) this.used.add(k);
   }
 
   /**

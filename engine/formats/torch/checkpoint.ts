@@ -1,19 +1,22 @@
 /**
  * Reads what torch.save wrote, without running it. Since PyTorch 1.6 that is a zip holding
  * `<archive>/data.pkl` (the pickled object, with tensors as persistent ids) and one record per
- * storage under `<archive>/data/`. Older files (and plain pickles) are scanned for unsafe globals
- * and then refused with a clear message.
+ * storage under `<archive>/data/`. The legacy format (PyTorch < 1.6) is a run of pickles followed by
+ * the raw storages, read the same way. The older tar layout and plain pickles are scanned for unsafe
+ * globals and then refused with a clear message. The object may be a whole pickled model
+ * (torch.save(model)): its allowlisted module classes become inert records (see modules.ts).
  */
 import { endianness } from 'node:os';
 import { BackdoorLensError, badFile } from '../../errors';
 import { isZip, ZipArchive, ZipError, type ZipAnomaly } from '../../io/zip';
 import { bytesPerElement } from '../../tensor';
 import { baseAllowlist, GlobalArgumentError, type SafeGlobal } from '../pickle/globals';
-import { PickleError, PickleMachine, type GlobalUse } from '../pickle/machine';
-import { PyDict, PyGlobal, PyObject, PyStorage, PyTensor, PyTuple, describe, type PyValue } from '../pickle/values';
+import { PickleError, PickleMachine, type GlobalUse, type PickleOptions } from '../pickle/machine';
+import { PyDict, PyGlobal, PyObject, PyStorage, PyTensor, PyTuple, describe, sequenceItems, type PyValue } from '../pickle/values';
 import { archiveFindings, pickleFindings, UnsafeCheckpointError } from '../unsafe';
 import { looksLikeText } from '../text';
 import { tensorLimitError } from '../limits';
+import { addModuleClasses } from './modules';
 import { rebuildTensor, storageDtypes, torchDtypes, unreadableStorages } from './tensors';
 import type { ModelFormat } from '../../report/types';
 
@@ -51,6 +54,8 @@ export function torchAllowlist(maxElements: number): Map<string, SafeGlobal> {
   };
   m.set('torch._utils._rebuild_parameter', parameter);
   m.set('torch._utils._rebuild_parameter_with_state', parameter);
+  // Whole pickled models (torch.save(model)): the torch.nn / torchvision classes we build graphs for.
+  addModuleClasses(m);
   return m;
 }
 
@@ -249,10 +254,10 @@ function tarMembers(bytes: Uint8Array): { name: string; data: Uint8Array }[] {
 
 /**
  * Files that are not zips: the legacy (pre-1.6) run of pickles, the older tar layout, or a plain
- * pickle. Every pickle in them is scanned; a dangerous one is refused with its findings, and a
- * clean one with a message that says so.
+ * pickle. Every pickle in them is scanned; a dangerous one is refused with its findings. A clean
+ * legacy checkpoint is read; a clean tar or plain pickle is refused with a message that says so.
  */
-function scanLegacy(bytes: Uint8Array, ctx: CheckpointContext): never {
+function readNonZip(bytes: Uint8Array, ctx: CheckpointContext): PyValue {
   if (isTar(bytes)) {
     const members = tarMembers(bytes);
     const uses = members.filter((m) => ['sys_info', 'pickle', 'storages', 'tensors'].includes(m.name)).flatMap((m) => scanStream(m.data, 0, ctx).map((u) => ({ ...u, via: `${u.via} in tar member '${m.name}'` })));
@@ -272,20 +277,132 @@ function scanLegacy(bytes: Uint8Array, ctx: CheckpointContext): never {
     if (e instanceof PickleError) throw badFile(ctx.path, `the pickle: ${e.message}`, e);
     throw e;
   }
-  // Everything after the first pickle: more pickles a second pickle.load would run, or legacy storages.
+  if (magic === LEGACY_MAGIC && first.uses.length === 0) return readLegacy(bytes, first.end, ctx);
+  // Everything after the first pickle: more pickles a second pickle.load would run.
   const uses = [...first.uses, ...scanStream(bytes, first.end, ctx)];
   if (uses.length) refuse(ctx, uses, 'the pickle stream');
-  if (magic !== LEGACY_MAGIC) {
-    throw new BackdoorLensError('unsupported-model', 'is a plain pickle, not a torch.save checkpoint or safetensors file; nothing unsafe was found in its pickles, but Backdoor Lens reads only torch.save (zip) checkpoints, safetensors and ONNX', { file: ctx.path });
+  throw new BackdoorLensError('unsupported-model', 'is a plain pickle, not a torch.save checkpoint or safetensors file; nothing unsafe was found in its pickles, but Backdoor Lens reads only torch.save checkpoints, safetensors and ONNX', { file: ctx.path });
+}
+
+/** torch.save's legacy protocol version (serialization.PROTOCOL_VERSION). */
+const LEGACY_PROTOCOL = 1001;
+
+/** A storage the legacy object pickle declares by persistent id. */
+interface LegacyStorage {
+  dtype: PyStorage['dtype'];
+  numel: number;
+}
+
+/**
+ * A legacy persistent id: ('module', class, source file, source) for a module class (torch returns the
+ * class), or ('storage', storage class, key, location, numel, view metadata) for a storage.
+ */
+function legacyPersistentId(pid: PyValue, ctx: CheckpointContext): { module: PyValue } | { key: string; storage: LegacyStorage } {
+  const items = pid instanceof PyTuple ? pid.items : undefined;
+  if (items?.[0] === 'module' && items.length === 4) return { module: items[1] };
+  if (items?.[0] !== 'storage' || items.length !== 6) throw new GlobalArgumentError(`persistent id ${describe(pid)} is not a legacy torch storage or module reference`);
+  const [, type, rawKey, , numel, view] = items;
+  const key = typeof rawKey === 'string' || (typeof rawKey === 'number' && Number.isSafeInteger(rawKey)) ? String(rawKey) : undefined;
+  if (key === undefined || typeof numel !== 'number' || !Number.isSafeInteger(numel) || numel < 0) throw new GlobalArgumentError(`persistent id ${describe(pid)} is malformed`);
+  if (view !== null) throw new BackdoorLensError('unsupported-model', `storage '${key}' is a view into another storage (PyTorch < 1.0), which Backdoor Lens does not read`, { file: ctx.path });
+  const className = type instanceof PyGlobal ? type.name : describe(type);
+  const dtype = storageDtypes[className];
+  if (!dtype) throw new BackdoorLensError('bad-file', `storage '${key}' has type ${className}, a dtype Backdoor Lens does not read (it reads float32, float16, bfloat16, float64 and integer storages)`, { file: ctx.path });
+  if (numel > ctx.maxTensorElements) throw tensorLimitError(ctx.path, `storage '${key}'`, numel, ctx.maxTensorElements);
+  return { key, storage: { dtype, numel } };
+}
+
+/** Runs one pickle of a legacy stream; its globals are collected, and a broken pickle is refused or reported. */
+function legacyPickle(bytes: Uint8Array, start: number, what: string, options: PickleOptions, uses: GlobalUse[], ctx: CheckpointContext): { value: PyValue; end: number } {
+  const m = new PickleMachine(bytes, options, start);
+  try {
+    const value = m.run();
+    uses.push(...m.uses);
+    return { value, end: m.end };
+  } catch (e) {
+    uses.push(...m.uses);
+    if (uses.length) refuse(ctx, uses, 'the legacy checkpoint', [], `its ${what} pickle is also unreadable: ${(e as Error).message}`);
+    if (e instanceof PickleError) throw badFile(ctx.path, `the legacy checkpoint's ${what} pickle: ${e.message}`, e);
+    throw e;
   }
-  throw new BackdoorLensError('unsupported-model', "uses torch.save's legacy format (PyTorch < 1.6, or _use_new_zipfile_serialization=False), which is not supported; nothing unsafe was found in its pickles. Re-save it with a current PyTorch: torch.save(torch.load(path, weights_only=True), new_path)", { file: ctx.path });
+}
+
+/**
+ * torch.save's legacy format (PyTorch < 1.6, or _use_new_zipfile_serialization=False), after its
+ * magic number: the protocol version, the system information, the object (storages by persistent
+ * id), the sorted list of storage keys, then each storage as an int64 element count and its raw
+ * bytes, as torch.load reads them. Every pickle is scanned first, with storages as placeholders;
+ * the object is read once every storage is found inside the file.
+ */
+function readLegacy(bytes: Uint8Array, start: number, ctx: CheckpointContext): PyValue {
+  const scan = scanOptions(ctx);
+  const uses: GlobalUse[] = [];
+  const declared = new Map<string, LegacyStorage>();
+  const declare = (pid: PyValue): PyValue => {
+    const id = legacyPersistentId(pid, ctx);
+    if ('module' in id) return id.module;
+    const known = declared.get(id.key);
+    if (known && (known.dtype !== id.storage.dtype || known.numel !== id.storage.numel)) {
+      throw new GlobalArgumentError(`storage '${id.key}' is declared twice, as ${known.numel} ${known.dtype} and as ${id.storage.numel} ${id.storage.dtype} elements`);
+    }
+    declared.set(id.key, id.storage);
+    return new PyObject(`storage ${id.key}`, []);
+  };
+  const version = legacyPickle(bytes, start, 'protocol version', scan, uses, ctx);
+  const sysInfo = legacyPickle(bytes, version.end, 'system information', scan, uses, ctx);
+  const objectStart = sysInfo.end;
+  const object = legacyPickle(bytes, objectStart, 'object', { allowlist: scan.allowlist, persistentLoad: declare }, uses, ctx);
+  const keys = legacyPickle(bytes, object.end, 'storage keys', scan, uses, ctx);
+  if (uses.length) refuse(ctx, uses, 'the legacy checkpoint');
+  if (version.value !== LEGACY_PROTOCOL) throw badFile(ctx.path, `the legacy checkpoint has protocol version ${describe(version.value)}; torch.load reads only ${LEGACY_PROTOCOL}`);
+  if (sysInfo.value instanceof PyDict && sysInfo.value.get('little_endian') === false) {
+    throw new BackdoorLensError('unsupported-model', 'stores its tensors big-endian; only little-endian checkpoints are read', { file: ctx.path });
+  }
+  if (endianness() !== 'LE') throw new BackdoorLensError('unsupported-model', 'checkpoints are read only on little-endian machines', { file: ctx.path });
+  const keyList = sequenceItems(keys.value);
+  if (!keyList) throw badFile(ctx.path, `the legacy checkpoint's storage keys are ${describe(keys.value)}, not a list`);
+  // The storages, in the order of the keys, each bounded by the file.
+  const records = new Map<string, Uint8Array>();
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let at = keys.end;
+  for (const k of keyList) {
+    const key = typeof k === 'string' || typeof k === 'number' ? String(k) : describe(k);
+    const storage = declared.get(key);
+    if (!storage) throw badFile(ctx.path, `the legacy checkpoint lists storage '${key}', which its object never uses: the file is corrupt`);
+    if (records.has(key)) throw badFile(ctx.path, `the legacy checkpoint lists storage '${key}' twice`);
+    if (at + 8 > bytes.length) throw badFile(ctx.path, `storage '${key}' starts at byte ${at}, past the end of the file (${bytes.length} bytes): the file is truncated`);
+    const count = view.getBigInt64(at, true);
+    if (count !== BigInt(storage.numel)) throw badFile(ctx.path, `storage '${key}' holds ${count} elements at byte ${at}, but the object declares ${storage.numel}: the file is corrupt`);
+    const size = storage.numel * bytesPerElement[storage.dtype];
+    if (at + 8 + size > bytes.length) throw badFile(ctx.path, `storage '${key}' needs ${size} bytes from byte ${at + 8}, past the end of the file (${bytes.length} bytes): the file is truncated`);
+    records.set(key, bytes.subarray(at + 8, at + 8 + size));
+    at += 8 + size;
+  }
+  const unlisted = [...declared.keys()].find((k) => !records.has(k));
+  if (unlisted !== undefined) throw badFile(ctx.path, `the legacy checkpoint's object uses storage '${unlisted}', which its storage list lacks: the file is truncated or corrupt`);
+  if (at < bytes.length) {
+    // torch.load stops after the last storage; another loader may read on.
+    const rest = scanStream(bytes, at, ctx);
+    if (rest.length) refuse(ctx, rest, `the ${bytes.length - at} bytes after the last storage`);
+    throw badFile(ctx.path, `the legacy checkpoint has ${bytes.length - at} bytes after its last storage, which torch.load never reads: the file is corrupt or carries hidden data`);
+  }
+  const storages = new Map<string, PyStorage>();
+  const load = (pid: PyValue): PyValue => {
+    const id = legacyPersistentId(pid, ctx);
+    if ('module' in id) return id.module;
+    let s = storages.get(id.key);
+    if (!s) storages.set(id.key, (s = new PyStorage(id.key, id.storage.dtype, id.storage.numel, records.get(id.key)!)));
+    return s;
+  };
+  const machine = new PickleMachine(bytes, { allowlist: torchAllowlist(ctx.maxTensorElements), persistentLoad: load }, objectStart);
+  return runChecked(ctx, machine, "the legacy checkpoint's object pickle");
 }
 
 /** The object a torch checkpoint holds, as inert values with tensors over the file's bytes. */
 export function readTorchObject(bytes: Uint8Array, ctx: CheckpointContext): PyValue {
   if (isZip(bytes)) return readZipCheckpoint(bytes, ctx);
   if (bytes.length === 0) throw badFile(ctx.path, 'the file is empty');
-  return scanLegacy(bytes, ctx);
+  return readNonZip(bytes, ctx);
 }
 
 /** Keys of a dict whose values are all tensors, as a state_dict has. */
