@@ -215,6 +215,8 @@ describe('whole pickled models stay safe: nothing runs, unknown classes and code
     const cases: [string, Uint8Array, RegExp][] = [
       ['ceil.pt', ceil, /module '3' \(MaxPool2d\) uses ceil_mode=True, which Backdoor Lens does not convert/],
       ['reflect.pt', patchBytes(pkl, '\x05\x00\x00\x00zeros', '\x05\x00\x00\x00refle'), /module '0' \(Conv2d\) pads with 'refle'; Backdoor Lens converts zero padding only/],
+      // A stride of 0 has no output size (the fuzz campaign found it turning a width into Infinity).
+      ['stride0.pt', patchBytes(pkl, 'strideqLK\x01K\x01', 'strideqLK\x01K\x00'), /module '0' \(Conv2d\) has stride \(1, 0\); it must be at least 1/],
     ];
     for (const [name, data, pattern] of cases) {
       const path = write(name, data);

@@ -42,6 +42,8 @@ function attr(m: ModuleNode, name: string): PyValue {
 
 function int(m: ModuleNode, name: string, v: PyValue = attr(m, name)): number {
   if (typeof v !== 'number' || !Number.isInteger(v)) refuse(m, `has ${name} ${describe(v)}, not an integer`);
+  // A setting past 2^31 is no real layer, and would turn feature-map sizes into Infinity.
+  if (Math.abs(v) >= 2 ** 31) refuse(m, `has ${name} ${describe(v)}, too large to be a layer setting`);
   return v;
 }
 
@@ -52,12 +54,14 @@ function float(m: ModuleNode, name: string): number {
 }
 
 /** An int or a pair of ints (torch's _pair). */
+/** A two-dimensional setting; kernel, stride and dilation are at least 1, padding at least 0 (a stride of 0 has no output size). */
 function pair(m: ModuleNode, name: string, v: PyValue = attr(m, name)): [number, number] {
-  if (typeof v === 'number') return [int(m, name, v), int(m, name, v)];
-  const items = sequenceItems(v);
-  if (items?.length === 1) return [int(m, name, items[0]), int(m, name, items[0])];
-  if (items?.length === 2) return [int(m, name, items[0]), int(m, name, items[1])];
-  refuse(m, `has ${name} ${describe(v)}, not a size of two dimensions`);
+  const items = typeof v === 'number' ? [v] : sequenceItems(v);
+  if (!items || (items.length !== 1 && items.length !== 2)) refuse(m, `has ${name} ${describe(v)}, not a size of two dimensions`);
+  const [a, b] = [int(m, name, items[0]), int(m, name, items[items.length - 1])];
+  const least = name === 'padding' || name === 'output_padding' ? 0 : 1;
+  if (a < least || b < least) refuse(m, `has ${name} ${describe(v)}; it must be at least ${least}`);
+  return [a, b];
 }
 
 function flag(m: ModuleNode, name: string, fallback: boolean): boolean {
@@ -102,7 +106,9 @@ function conv2d(b: TemplateBuilder, m: ModuleNode, x: Flow): Act {
     const [ph, pw] = pair(m, 'padding', padding);
     pads = [ph, pw, ph, pw];
   }
-  return b.conv(input, m.path, { stride, pads, dilation, groups: int(m, 'groups') });
+  const groups = int(m, 'groups');
+  if (groups < 1) refuse(m, `has groups ${groups}; it must be at least 1`);
+  return b.conv(input, m.path, { stride, pads, dilation, groups });
 }
 
 function batchNorm(b: TemplateBuilder, m: ModuleNode, x: Flow): Flow {
@@ -135,6 +141,9 @@ function adaptiveAvgPool(b: TemplateBuilder, m: ModuleNode, x: Flow): Act {
   if (!items || items.length !== 2) refuse(m, `has output_size ${describe(size)}, not a size of two dimensions`);
   // None keeps that dimension's input size.
   const [oh, ow] = items.map((v, i) => (v === null ? (i === 0 ? input.h : input.w) : int(m, 'output_size', v)));
+  if (oh < 1 || ow < 1) refuse(m, `has output_size ${oh}×${ow}; both sides must be at least 1`);
+  // The general case builds [oh, H] and [W, ow] bin matrices: keep them to the size of a real layer.
+  if (oh * input.h > 2 ** 24 || ow * input.w > 2 ** 24) refuse(m, `pools ${input.h}×${input.w} to ${oh}×${ow}, too large to convert`);
   return b.adaptiveAvgPool(input, oh, ow, m.path);
 }
 
