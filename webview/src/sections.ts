@@ -117,7 +117,8 @@ export function compareSection(view: ReportView, t: Theme, open: (uri: string) =
     fix.pruned.length ? `Pruned ${fix.pruned.length} neurons: ${fix.pruned.slice(0, 24).map((p) => `${p.layer}[${p.channel}]`).join(', ')}${fix.pruned.length > 24 ? ', …' : ''}.` : '',
     ...fix.notes,
   ].filter(Boolean);
-  const outcome = h('p', { class: `outcome outcome-${fix.outcome}`, id: 'fix-outcome' }, `Outcome: ${fix.outcome} — ${fix.headline}`);
+  // The headline already reads '<method>: <outcome> — <what was measured>'; the colour carries the outcome.
+  const outcome = h('p', { class: `outcome outcome-${fix.outcome}`, id: 'fix-outcome' }, fix.headline);
   return section('fix', 'Original vs fixed', h('p', {}, `Written by ${fix.method.toUpperCase()} from `, source, '.'), outcome, table, box, ...perClassAccuracy(fix, t), ...lines.map((l) => h('p', { class: 'caption' }, l)));
 }
 
