@@ -8,6 +8,7 @@
  * same reason, and ends the job there with the stage it last reported.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { getPriority, setPriority } from 'node:os';
 import { memoryLimitError, ProcessWatchdog, timeLimitError, type JobLimits, type ErrorCode } from '../../../engine';
 import type { FromWorker, JobError, JobRequest, JobResult, ToWorker, WorkerMemory } from './messages';
 
@@ -45,7 +46,7 @@ export class WorkerHost {
   private readonly pending = new Map<number, Pending>();
   private readonly probes = new Map<number, (m: WorkerMemory | undefined) => void>();
   private nextId = 1;
-  /** Worker threads started so far: one, plus one per thread terminated or crashed. */
+  /** Worker processes started so far: one, plus one per process killed or crashed. */
   started = 0;
 
   constructor(
@@ -87,6 +88,7 @@ export class WorkerHost {
     };
     w.on('error', (e) => fail(e.message));
     w.on('exit', (code, signal) => fail(signal ? `signal ${signal}` : `exit code ${code}`));
+    lowerPriority(w);
     this.worker = w;
     this.started++;
     return w;
@@ -181,4 +183,21 @@ function send(w: ChildProcess, m: ToWorker): void {
 function jobLimits(job: JobRequest): JobLimits {
   const s = job.settings as { timeLimitSeconds?: number; limits?: { maxMemoryMB?: number } };
   return { timeLimitMs: s.timeLimitSeconds ? s.timeLimitSeconds * 1000 : undefined, maxMemoryMB: s.limits?.maxMemoryMB };
+}
+
+/** How much lower than the server the worker runs: its onnxruntime threads take every core. */
+const workerNiceness = 5;
+
+/**
+ * Scans use every core (engine-jobs.ts); below the server's priority they still leave the server
+ * (hovers, outlines, cancellation) and the editor a core when they need one. Best effort: where the
+ * OS refuses, the worker runs at the server's priority, as it did before.
+ */
+function lowerPriority(w: ChildProcess): void {
+  if (w.pid === undefined) return;
+  try {
+    setPriority(w.pid, Math.min(19, getPriority() + workerNiceness));
+  } catch {
+    // Not permitted here (some containers and Windows accounts): same priority as the server.
+  }
 }

@@ -60,8 +60,9 @@ export class EngineJobs {
 
   /** The job's engine session on the worker's runtime for these settings. */
   private session(s: ScanSettings): Session {
-    // Unless configured, leave one core to the language server's own thread so it keeps answering.
-    const threads = s.threads || Math.max(1, availableParallelism() - 1);
+    // Unless configured, every core: the worker is its own process, started below the language
+    // server's priority (worker-host.ts), so the server and the editor keep answering.
+    const threads = s.threads || availableParallelism();
     const key = `${s.executionProvider ?? 'cpu'}:${threads}`;
     let r = this.runtimes.get(key);
     if (!r) {
