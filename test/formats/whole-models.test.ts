@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { BackdoorLensError, loadModel, loadModelForData, UnsafeCheckpointError, type LoadedModel } from '../../engine';
 import { readWeights } from '../../engine/formats';
+import { attrInt } from '../../engine/graph/attributes';
 import { readTorchObject } from '../../engine/formats/torch/checkpoint';
 import { moduleRecordIn, moduleTree, stateDictOf } from '../../engine/formats/torch/modules';
 import { PyDict, PyTensor } from '../../engine/formats/pickle/values';
@@ -207,13 +208,7 @@ describe('whole pickled models stay safe: nothing runs, unknown classes and code
       writeFileSync(path, storedZip(entries.map(([n, d]) => [n, n.endsWith('data.pkl') ? data : d])));
       return path;
     };
-    // The first MaxPool2d's ceil_mode: the key, its BINPUT (2 bytes), then NEWFALSE → NEWTRUE.
-    const ceil = Buffer.from(pkl);
-    const at = ceil.indexOf('ceil_mode', 0, 'latin1') + 'ceil_mode'.length;
-    assert.deepEqual([ceil[at], ceil[at + 2]], [0x71, 0x89]);
-    ceil[at + 2] = 0x88;
     const cases: [string, Uint8Array, RegExp][] = [
-      ['ceil.pt', ceil, /module '3' \(MaxPool2d\) uses ceil_mode=True, which Backdoor Lens does not convert/],
       ['reflect.pt', patchBytes(pkl, '\x05\x00\x00\x00zeros', '\x05\x00\x00\x00refle'), /module '0' \(Conv2d\) pads with 'refle'; Backdoor Lens converts zero padding only/],
       // A stride of 0 has no output size (the fuzz campaign found it turning a width into Infinity).
       ['stride0.pt', patchBytes(pkl, 'strideqLK\x01K\x01', 'strideqLK\x01K\x00'), /module '0' \(Conv2d\) has stride \(1, 0\); it must be at least 1/],
@@ -226,6 +221,20 @@ describe('whole pickled models stay safe: nothing runs, unknown classes and code
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
       assert.ok(r.stderr.startsWith(`backdoor-lens: ${path}: holds a whole pickled torch.nn Sequential that cannot be built:`), r.stderr);
     }
+  });
+
+  test('a MaxPool2d edited to ceil_mode=True is converted with ONNX ceil_mode and predicts as PyTorch (28 → 14 → 7: no partial window)', async () => {
+    const entries = zipEntries(file('sequential-cnn.pt'));
+    const pkl = Buffer.from(entries.find(([n]) => n.endsWith('data.pkl'))![1]);
+    // The first MaxPool2d's ceil_mode: the key, its BINPUT (2 bytes), then NEWFALSE → NEWTRUE.
+    const at = pkl.indexOf('ceil_mode', 0, 'latin1') + 'ceil_mode'.length;
+    assert.deepEqual([pkl[at], pkl[at + 2]], [0x71, 0x89]);
+    pkl[at + 2] = 0x88;
+    const path = join(tempDir(), 'ceil.pt');
+    writeFileSync(path, storedZip(entries.map(([n, d]) => [n, n.endsWith('data.pkl') ? pkl : d])));
+    const model = await loadModel(path);
+    assert.deepEqual(model.onnx.nodes.filter((n) => n.op_type === 'MaxPool').map((n) => attrInt(n, 'ceil_mode', 0)), [1, 0], 'module 3 only');
+    await assertPyTorchLogits(model, 'sequential-cnn.npz');
   });
 
   test('a Sequential that takes a feature vector (no Flatten before its first Linear) is not an image classifier: one clear error', async () => {

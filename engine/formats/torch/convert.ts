@@ -119,7 +119,8 @@ function batchNorm(b: TemplateBuilder, m: ModuleNode, x: Flow): Flow {
 
 function pool(b: TemplateBuilder, m: ModuleNode, x: Flow): Act {
   const input = map(m, x);
-  if (flag(m, 'ceil_mode', false)) refuse(m, 'uses ceil_mode=True, which Backdoor Lens does not convert');
+  // ceil_mode keeps a last partial window (never one starting in the end padding), as ONNX's ceil_mode does.
+  const ceil = flag(m, 'ceil_mode', false);
   const kernel = pair(m, 'kernel_size');
   const strideValue = m.attrs.get('stride');
   const stride = strideValue === null || strideValue === undefined || (sequenceItems(strideValue)?.length === 0) ? kernel : pair(m, 'stride', strideValue);
@@ -127,11 +128,13 @@ function pool(b: TemplateBuilder, m: ModuleNode, x: Flow): Act {
   const pads: [number, number, number, number] = [ph, pw, ph, pw];
   if (m.kind === 'MaxPool2d') {
     if (flag(m, 'return_indices', false)) refuse(m, 'returns indices, which a classifier does not use');
-    return b.pool('MaxPool', input, { kernel, stride, pads, dilation: pair(m, 'dilation') }, m.path);
+    return b.pool('MaxPool', input, { kernel, stride, pads, dilation: pair(m, 'dilation'), ceil }, m.path);
   }
   const divisor = m.attrs.get('divisor_override');
   if (divisor !== undefined && divisor !== null) refuse(m, `divides by ${describe(divisor)} (divisor_override), which Backdoor Lens does not convert`);
-  return b.pool('AveragePool', input, { kernel, stride, pads, countIncludePad: (ph > 0 || pw > 0) && flag(m, 'count_include_pad', true) }, m.path);
+  // Without padding the flag changes nothing in floor mode; in ceil mode torch then divides a partial
+  // last window by its real elements, which is ONNX's count_include_pad=0.
+  return b.pool('AveragePool', input, { kernel, stride, pads, countIncludePad: (ph > 0 || pw > 0) && flag(m, 'count_include_pad', true), ceil }, m.path);
 }
 
 function adaptiveAvgPool(b: TemplateBuilder, m: ModuleNode, x: Flow): Act {
