@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { BackdoorLensError, loadModel, loadModelForData, UnsafeCheckpointError, type LoadedModel } from '../../engine';
 import { readWeights } from '../../engine/formats';
+import { attrInt } from '../../engine/graph/attributes';
+import { inferShapes } from '../../engine/graph/shapes';
 import { readTorchObject } from '../../engine/formats/torch/checkpoint';
 import { moduleRecordIn, moduleTree, stateDictOf } from '../../engine/formats/torch/modules';
 import { PyDict, PyTensor } from '../../engine/formats/pickle/values';
@@ -39,8 +41,8 @@ async function assertPyTorchLogits(model: LoadedModel, reference: string): Promi
 }
 
 describe('whole pickled models and legacy files load and predict as PyTorch does', () => {
-  test('the fixtures cover torchvision ResNet-18, VGG, MobileNetV2/V3, DenseNet, Inception-v3, edited torchvision models, Sequentials and the legacy format', () => {
-    for (const f of ['resnet18.pt', 'resnet18-legacy.pt', 'vgg11_bn.pt', 'mobilenet_v2.pt', 'mobilenet_v3_small.pt', 'densenet.pt', 'inception_v3.pt', 'resnet18-cifar-edit.pt', 'vgg11_bn-linear-head.pt', 'sequential-resnet.pt', 'sequential-cnn.pt', 'sequential-cnn-legacy.pt', 'sequential-mlp.pt', 'sequential-layers.pt', 'resnet18-flat-layers-legacy.pt']) {
+  test('the fixtures cover torchvision ResNet-18, VGG, MobileNetV2/V3, DenseNet, Inception-v3, SqueezeNet, GoogLeNet, edited torchvision models, Sequentials and the legacy format', () => {
+    for (const f of ['resnet18.pt', 'resnet18-legacy.pt', 'vgg11_bn.pt', 'mobilenet_v2.pt', 'mobilenet_v3_small.pt', 'densenet.pt', 'inception_v3.pt', 'squeezenet1_1.pt', 'googlenet.pt', 'sequential-ceil.pt', 'resnet18-cifar-edit.pt', 'vgg11_bn-linear-head.pt', 'sequential-resnet.pt', 'sequential-cnn.pt', 'sequential-cnn-legacy.pt', 'sequential-mlp.pt', 'sequential-layers.pt', 'resnet18-flat-layers-legacy.pt']) {
       assert.ok(cases.some((c) => c.file === f), f);
     }
   });
@@ -115,6 +117,45 @@ describe('whole pickled models and legacy files load and predict as PyTorch does
     assert.ok(!model.onnx.initializerNames().some((n) => n.startsWith('AuxLogits.')));
     assert.ok([...readWeights(file('inception_v3.pt'), 'pytorch').keys()].some((k) => k.startsWith('AuxLogits.')));
     assert.equal(model.architecture, 'inception3');
+  });
+
+  test('SqueezeNet 1.1 runs as its forward(): ceil_mode max-pools keep the last partial window (65×65: 32 → 16, not 15), Fires concatenate, flatten ends it', async () => {
+    const model = await loadModelForData(file('squeezenet1_1.pt'), {}, { path: file('squeezenet1_1.npz') });
+    const pools = model.onnx.nodes.filter((n) => n.op_type === 'MaxPool');
+    assert.deepEqual(pools.map((n) => attrInt(n, 'ceil_mode', 0)), [1, 1, 1]);
+    const { shapes } = inferShapes(model.onnx);
+    assert.deepEqual(pools.map((n) => shapes.get(n.output[0])!.slice(2)), [[16, 16], [8, 8], [4, 4]]);
+    assert.equal(model.onnx.nodes.filter((n) => n.op_type === 'Concat').length, 8, 'one per Fire');
+    assert.equal(model.onnx.nodes.at(-1)!.op_type, 'Flatten');
+    assert.equal(model.numClasses, 10);
+    const alone = await loadModel(file('squeezenet1_1.pt'));
+    assert.deepEqual(alone.onnx.inputs()[0].dims, ['N', 3, 224, 224]);
+    assert.equal(alone.sizeAgnostic, true);
+  });
+
+  test('GoogLeNet runs as in eval mode: transform_input renormalises, aux1 and aux2 are not run (their weights stay), the Inception pools use ceil_mode', async () => {
+    const model = await loadModelForData(file('googlenet.pt'), {}, { path: file('googlenet.npz') });
+    assert.deepEqual(model.onnx.nodes.slice(0, 2).map((n) => n.op_type), ['Mul', 'Add']);
+    assert.ok(!model.onnx.initializerNames().some((n) => n.startsWith('aux')));
+    assert.ok([...readWeights(file('googlenet.pt'), 'pytorch').keys()].some((k) => k.startsWith('aux1.') || k.startsWith('aux2.')));
+    // Four stage pools (3×3/2 or 2×2/2) and one 3×3/1 per Inception block's branch4: all ceil_mode.
+    const pools = model.onnx.nodes.filter((n) => n.op_type === 'MaxPool');
+    assert.equal(pools.length, 4 + 9);
+    assert.ok(pools.every((n) => attrInt(n, 'ceil_mode', 0) === 1));
+    const { shapes } = inferShapes(model.onnx);
+    const stage = pools.filter((n) => !n.name!.includes('branch4')).map((n) => shapes.get(n.output[0])!.slice(2));
+    assert.deepEqual(stage, [[12, 12], [6, 6], [3, 3], [2, 2]], 'floor mode would give 11, 5, 2, 1');
+    assert.equal(model.architecture, 'googlenet');
+  });
+
+  test('ceil_mode pools match PyTorch where it matters: a window that would start in the end padding is dropped, average windows past the padding', async () => {
+    const model = await loadModelForData(file('sequential-ceil.pt'), {}, { path: file('sequential-ceil.npz') });
+    const { shapes } = inferShapes(model.onnx);
+    const pools = model.onnx.nodes.filter((n) => n.op_type === 'MaxPool' || n.op_type === 'AveragePool');
+    assert.deepEqual(pools.map((n) => [n.op_type, attrInt(n, 'ceil_mode', 0), attrInt(n, 'count_include_pad', 0), ...shapes.get(n.output[0])!.slice(2)]), [
+      ['MaxPool', 1, 0, 10, 10], ['MaxPool', 1, 0, 5, 5], ['AveragePool', 1, 1, 4, 4], ['AveragePool', 1, 0, 3, 3], ['AveragePool', 1, 0, 2, 2],
+    ]);
+    await assertPyTorchLogits(model, 'sequential-ceil.npz');
   });
 
   test('a Sequential with every layer kind converts with its own strides, paddings, dilations, groups and eps, at any size (37×37: uneven adaptive bins)', async () => {
@@ -207,13 +248,7 @@ describe('whole pickled models stay safe: nothing runs, unknown classes and code
       writeFileSync(path, storedZip(entries.map(([n, d]) => [n, n.endsWith('data.pkl') ? data : d])));
       return path;
     };
-    // The first MaxPool2d's ceil_mode: the key, its BINPUT (2 bytes), then NEWFALSE → NEWTRUE.
-    const ceil = Buffer.from(pkl);
-    const at = ceil.indexOf('ceil_mode', 0, 'latin1') + 'ceil_mode'.length;
-    assert.deepEqual([ceil[at], ceil[at + 2]], [0x71, 0x89]);
-    ceil[at + 2] = 0x88;
     const cases: [string, Uint8Array, RegExp][] = [
-      ['ceil.pt', ceil, /module '3' \(MaxPool2d\) uses ceil_mode=True, which Backdoor Lens does not convert/],
       ['reflect.pt', patchBytes(pkl, '\x05\x00\x00\x00zeros', '\x05\x00\x00\x00refle'), /module '0' \(Conv2d\) pads with 'refle'; Backdoor Lens converts zero padding only/],
       // A stride of 0 has no output size (the fuzz campaign found it turning a width into Infinity).
       ['stride0.pt', patchBytes(pkl, 'strideqLK\x01K\x01', 'strideqLK\x01K\x00'), /module '0' \(Conv2d\) has stride \(1, 0\); it must be at least 1/],
@@ -226,6 +261,20 @@ describe('whole pickled models stay safe: nothing runs, unknown classes and code
       assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
       assert.ok(r.stderr.startsWith(`backdoor-lens: ${path}: holds a whole pickled torch.nn Sequential that cannot be built:`), r.stderr);
     }
+  });
+
+  test('a MaxPool2d edited to ceil_mode=True is converted with ONNX ceil_mode and predicts as PyTorch (28 → 14 → 7: no partial window)', async () => {
+    const entries = zipEntries(file('sequential-cnn.pt'));
+    const pkl = Buffer.from(entries.find(([n]) => n.endsWith('data.pkl'))![1]);
+    // The first MaxPool2d's ceil_mode: the key, its BINPUT (2 bytes), then NEWFALSE → NEWTRUE.
+    const at = pkl.indexOf('ceil_mode', 0, 'latin1') + 'ceil_mode'.length;
+    assert.deepEqual([pkl[at], pkl[at + 2]], [0x71, 0x89]);
+    pkl[at + 2] = 0x88;
+    const path = join(tempDir(), 'ceil.pt');
+    writeFileSync(path, storedZip(entries.map(([n, d]) => [n, n.endsWith('data.pkl') ? pkl : d])));
+    const model = await loadModel(path);
+    assert.deepEqual(model.onnx.nodes.filter((n) => n.op_type === 'MaxPool').map((n) => attrInt(n, 'ceil_mode', 0)), [1, 0], 'module 3 only');
+    await assertPyTorchLogits(model, 'sequential-cnn.npz');
   });
 
   test('a Sequential that takes a feature vector (no Flatten before its first Linear) is not an image classifier: one clear error', async () => {

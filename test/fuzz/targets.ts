@@ -117,7 +117,8 @@ export const targets: FuzzTarget[] = [
     // torch.save checkpoints through the whole load path: zip or legacy, safe pickle, tensors,
     // template or module tree, graph.
     format: 'pytorch',
-    seeds: () => [file('fixtures/pickles/tiny-cnn.pt'), file('fixtures/whole-models/sequential-layers.pt'), file('fixtures/whole-models/sequential-cnn-legacy.pt')],
+    // sequential-ceil.pt: ceil_mode pools, whose window rule mutated paddings and strides must not break.
+    seeds: () => [file('fixtures/pickles/tiny-cnn.pt'), file('fixtures/whole-models/sequential-layers.pt'), file('fixtures/whole-models/sequential-cnn-legacy.pt'), file('fixtures/whole-models/sequential-ceil.pt')],
     refusedSeeds: () => [
       file('fixtures/pickles/main-net.pt'),
       file('fixtures/pickles/whole-model-hook.pt'),

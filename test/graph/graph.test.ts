@@ -85,9 +85,13 @@ describe('shape inference', () => {
     const c3 = b.op('Conv', [x, w], { dilations: [2, 2], group: 2 });
     const p1 = b.op('MaxPool', [x], { kernel_shape: [2, 2], strides: [2, 2], ceil_mode: 1 });
     const p2 = b.op('AveragePool', [x], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] });
+    // ceil((15 + 2 − 2) / 2) + 1 = 9 windows, but the ninth would start at 16, inside the end padding.
+    const p3 = b.op('MaxPool', [x], { kernel_shape: [2, 2], strides: [2, 2], pads: [1, 1, 1, 1], ceil_mode: 1 });
+    // ceil((15 + 2 − 4) / 2) + 1 = 8 (floor: 7): the last window starts at 13, a real row, and runs past the padding.
+    const p4 = b.op('MaxPool', [x], { kernel_shape: [4, 4], strides: [2, 2], pads: [1, 1, 1, 1], ceil_mode: 1 });
     const g = b.op('GlobalAveragePool', [c1]);
     const f = b.op('Flatten', [g], { axis: 1 });
-    for (const o of [c1, c2, c3, p1, p2, f]) b.output(o);
+    for (const o of [c1, c2, c3, p1, p2, p3, p4, f]) b.output(o);
     const { shapes, unknown } = inferShapes(b.build());
     assert.deepEqual(unknown, []);
     assert.deepEqual(shapes.get(c1), [2, 8, 8, 8]);
@@ -95,6 +99,8 @@ describe('shape inference', () => {
     assert.deepEqual(shapes.get(c3), [2, 8, 11, 11]);
     assert.deepEqual(shapes.get(p1), [2, 4, 8, 8]);
     assert.deepEqual(shapes.get(p2), [2, 4, 8, 8]);
+    assert.deepEqual(shapes.get(p3), [2, 4, 8, 8]);
+    assert.deepEqual(shapes.get(p4), [2, 4, 8, 8]);
     assert.deepEqual(shapes.get(f), [2, 8]);
   });
 

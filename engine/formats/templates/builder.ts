@@ -10,6 +10,7 @@
  */
 import { GraphBuilder } from '../../graph/builder';
 import type { OnnxModel } from '../../graph/model';
+import { windowOutput } from '../../graph/shapes';
 import { toFloat32, type Tensor } from '../../tensor';
 
 export type StateDict = Map<string, Tensor>;
@@ -58,6 +59,11 @@ export interface PoolOptions {
   dilation?: [number, number];
   /** AveragePool: count the zero padding in the divisor (torch's count_include_pad=True). */
   countIncludePad?: boolean;
+  /**
+   * torch's ceil_mode=True: a last, partial window where the input runs out, except one that would
+   * start in the end padding (ONNX's ceil_mode, same rule: windowOutput).
+   */
+  ceil?: boolean;
 }
 
 /** Output positions of a window sliding over n positions (floor mode). */
@@ -222,14 +228,16 @@ export class TemplateBuilder {
     return this.pool('MaxPool', x, { kernel: [kernel, kernel], stride: [stride, stride], pads: [pad, pad, pad, pad] }, hint);
   }
 
-  /** A MaxPool or AveragePool window (pads [top, left, bottom, right]; floor mode, as torch's default). */
+  /** A MaxPool or AveragePool window (pads [top, left, bottom, right]; floor mode, torch's default, unless o.ceil). */
   pool(op: 'MaxPool' | 'AveragePool', x: Act, o: PoolOptions, hint: string): Act {
     const [dh, dw] = o.dilation ?? [1, 1];
     const attrs: Record<string, number[] | number> = { kernel_shape: o.kernel, strides: o.stride, pads: o.pads };
     if (dh !== 1 || dw !== 1) attrs.dilations = [dh, dw];
     if (o.countIncludePad) attrs.count_include_pad = 1;
+    if (o.ceil) attrs.ceil_mode = 1;
     const name = this.g.node(op, [x.name], attrs, { name: hint, outputs: [this.out(hint)] })[0];
-    const h = windows(x.h, o.kernel[0], o.stride[0], o.pads[0] + o.pads[2], dh), w = windows(x.w, o.kernel[1], o.stride[1], o.pads[1] + o.pads[3], dw);
+    const h = windowOutput(x.h, o.kernel[0], o.stride[0], dh, o.pads[0], o.pads[2], o.ceil);
+    const w = windowOutput(x.w, o.kernel[1], o.stride[1], dw, o.pads[1], o.pads[3], o.ceil);
     if (h < 1 || w < 1) this.problems.push(`${hint} gets a ${x.h}×${x.w} input, too small to pool: the input size is wrong for these weights`);
     return { ...x, name, h: Math.max(h, 1), w: Math.max(w, 1) };
   }

@@ -6,9 +6,9 @@
  *
  * torch.nn layers convert one op each; containers (Sequential and torchvision's Sequential
  * subclasses) run their children in order; torchvision's ResNet, VGG, MobileNetV2, MobileNetV3,
- * DenseNet and Inception3, and their blocks, run their children as their forward() does. Dropout
- * and Identity are no-ops (eval mode), BatchNorm uses its running statistics, an auxiliary head
- * (Inception's AuxLogits) is not run.
+ * DenseNet, Inception3, SqueezeNet and GoogLeNet, and their blocks, run their children as their
+ * forward() does. Dropout and Identity are no-ops (eval mode), BatchNorm uses its running
+ * statistics, auxiliary heads (Inception3's AuxLogits, GoogLeNet's aux1 and aux2) are not run.
  *
  * Initializers are named by their state_dict keys, as the templates name them, through the same
  * TemplateBuilder: it checks every weight is used once and every shape chains.
@@ -119,7 +119,8 @@ function batchNorm(b: TemplateBuilder, m: ModuleNode, x: Flow): Flow {
 
 function pool(b: TemplateBuilder, m: ModuleNode, x: Flow): Act {
   const input = map(m, x);
-  if (flag(m, 'ceil_mode', false)) refuse(m, 'uses ceil_mode=True, which Backdoor Lens does not convert');
+  // ceil_mode keeps a last partial window (never one starting in the end padding), as ONNX's ceil_mode does.
+  const ceil = flag(m, 'ceil_mode', false);
   const kernel = pair(m, 'kernel_size');
   const strideValue = m.attrs.get('stride');
   const stride = strideValue === null || strideValue === undefined || (sequenceItems(strideValue)?.length === 0) ? kernel : pair(m, 'stride', strideValue);
@@ -127,11 +128,13 @@ function pool(b: TemplateBuilder, m: ModuleNode, x: Flow): Act {
   const pads: [number, number, number, number] = [ph, pw, ph, pw];
   if (m.kind === 'MaxPool2d') {
     if (flag(m, 'return_indices', false)) refuse(m, 'returns indices, which a classifier does not use');
-    return b.pool('MaxPool', input, { kernel, stride, pads, dilation: pair(m, 'dilation') }, m.path);
+    return b.pool('MaxPool', input, { kernel, stride, pads, dilation: pair(m, 'dilation'), ceil }, m.path);
   }
   const divisor = m.attrs.get('divisor_override');
   if (divisor !== undefined && divisor !== null) refuse(m, `divides by ${describe(divisor)} (divisor_override), which Backdoor Lens does not convert`);
-  return b.pool('AveragePool', input, { kernel, stride, pads, countIncludePad: (ph > 0 || pw > 0) && flag(m, 'count_include_pad', true) }, m.path);
+  // Without padding the flag changes nothing in floor mode; in ceil mode torch then divides a partial
+  // last window by its real elements, which is ONNX's count_include_pad=0.
+  return b.pool('AveragePool', input, { kernel, stride, pads, countIncludePad: (ph > 0 || pw > 0) && flag(m, 'count_include_pad', true), ceil }, m.path);
 }
 
 function adaptiveAvgPool(b: TemplateBuilder, m: ModuleNode, x: Flow): Act {
@@ -225,16 +228,51 @@ function inceptionBlock(b: TemplateBuilder, m: ModuleNode, x: Flow): Act {
 
 const INCEPTION_STAGES = ['Conv2d_1a_3x3', 'Conv2d_2a_3x3', 'Conv2d_2b_3x3', 'maxpool1', 'Conv2d_3b_1x1', 'Conv2d_4a_3x3', 'maxpool2', 'Mixed_5b', 'Mixed_5c', 'Mixed_5d', 'Mixed_6a', 'Mixed_6b', 'Mixed_6c', 'Mixed_6d', 'Mixed_6e', 'Mixed_7a', 'Mixed_7b', 'Mixed_7c', 'avgpool', 'dropout'];
 
+/**
+ * Inception3's and GoogLeNet's transform_input: ImageNet-normalised inputs renormalised per channel
+ * to the (x − 0.5) / 0.5 the original weights were trained on.
+ */
+function transformInput(b: TemplateBuilder, m: ModuleNode, x: Flow): Act {
+  const input = map(m, x);
+  if (m.attrs.get('transform_input') !== true) return input;
+  if (input.c !== 3) refuse(m, `has transform_input on ${input.c} input channels; it renormalises 3`);
+  return b.channelAffine(input, [0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5], [(0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5], 'transform_input');
+}
+
+/** Auxiliary heads run only in training: their weights are in the state_dict but not in the graph. */
+function skipHeads(b: TemplateBuilder, m: ModuleNode, names: readonly string[]): void {
+  for (const n of names) if (child(m, n)) b.unused(m.path ? `${m.path}.${n}` : n);
+}
+
 /** Inception3: transform_input's per-channel renormalisation, the stages, fc; AuxLogits runs only in training. */
 function inception3(b: TemplateBuilder, m: ModuleNode, x: Flow): Flow {
-  let input = map(m, x);
-  if (m.attrs.get('transform_input') === true) {
-    if (input.c !== 3) refuse(m, `has transform_input on ${input.c} input channels; it renormalises 3`);
-    input = b.channelAffine(input, [0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5], [(0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5], 'transform_input');
-  }
-  if (child(m, 'AuxLogits')) b.unused(m.path ? `${m.path}.AuxLogits` : 'AuxLogits');
+  const input = transformInput(b, m, x);
+  skipHeads(b, m, ['AuxLogits']);
   const features = sequence(b, m, input, INCEPTION_STAGES);
   return apply(b, required(m, 'fc'), isMap(features) ? b.flatten(features) : features);
+}
+
+/** SqueezeNet's Fire: a squeeze 1×1 conv and ReLU, then its 1×1 and 3×3 expands, each with ReLU, concatenated. */
+function fire(b: TemplateBuilder, m: ModuleNode, x: Flow): Act {
+  const squeezed = map(m, sequence(b, m, x, ['squeeze', 'squeeze_activation']));
+  const expand = (conv: string) => map(m, sequence(b, m, squeezed, [conv, `${conv}_activation`]));
+  return b.concat([expand('expand1x1'), expand('expand3x3')], `${m.path}.cat`);
+}
+
+/** torchvision's GoogLeNet Inception: four branches on the same input, concatenated (branch4 pools in ceil_mode). */
+function googLeNetInception(b: TemplateBuilder, m: ModuleNode, x: Flow): Act {
+  const input = map(m, x);
+  return b.concat(['branch1', 'branch2', 'branch3', 'branch4'].map((n) => map(m, apply(b, required(m, n), input))), `${m.path}.cat`);
+}
+
+const GOOGLENET_STAGES = ['conv1', 'maxpool1', 'conv2', 'conv3', 'maxpool2', 'inception3a', 'inception3b', 'maxpool3', 'inception4a', 'inception4b', 'inception4c', 'inception4d', 'inception4e', 'maxpool4', 'inception5a', 'inception5b', 'avgpool'];
+
+/** GoogLeNet: transform_input, the stages, flatten, dropout, fc; aux1 and aux2 run only in training. */
+function googLeNet(b: TemplateBuilder, m: ModuleNode, x: Flow): Flow {
+  const input = transformInput(b, m, x);
+  skipHeads(b, m, ['aux1', 'aux2']);
+  const features = sequence(b, m, input, GOOGLENET_STAGES);
+  return sequence(b, m, isMap(features) ? b.flatten(features) : features, ['dropout', 'fc']);
 }
 
 /** Runs a module on x as its forward() would in eval mode. */
@@ -288,6 +326,14 @@ function apply(b: TemplateBuilder, m: ModuleNode, x: Flow): Flow {
     case 'Inception3': return inception3(b, m, x);
     case 'BasicConv2d': return b.relu(map(m, sequence(b, m, x, ['conv', 'bn'])), `${hint}.relu`);
     case 'InceptionA': case 'InceptionB': case 'InceptionC': case 'InceptionD': case 'InceptionE': return inceptionBlock(b, m, x);
+    case 'SqueezeNet': {
+      // forward(): features, classifier (Dropout, final_conv, ReLU, AdaptiveAvgPool2d), torch.flatten.
+      const scores = sequence(b, m, x, ['features', 'classifier']);
+      return isMap(scores) ? b.flatten(scores) : scores;
+    }
+    case 'Fire': return fire(b, m, x);
+    case 'GoogLeNet': return googLeNet(b, m, x);
+    case 'Inception': return googLeNetInception(b, m, x);
     default: refuse(m, 'is not a module Backdoor Lens converts');
   }
 }

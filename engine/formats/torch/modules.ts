@@ -30,6 +30,8 @@ const MODULE_CLASSES: Record<string, readonly string[]> = {
   'torchvision.models.mobilenetv3': ['MobileNetV3', 'InvertedResidual'],
   'torchvision.models.densenet': ['DenseNet', '_DenseBlock', '_DenseLayer', '_Transition'],
   'torchvision.models.inception': ['Inception3', 'BasicConv2d', 'InceptionA', 'InceptionB', 'InceptionC', 'InceptionD', 'InceptionE', 'InceptionAux'],
+  'torchvision.models.squeezenet': ['SqueezeNet', 'Fire'],
+  'torchvision.models.googlenet': ['GoogLeNet', 'BasicConv2d', 'Inception', 'InceptionAux'],
   'torchvision.ops.misc': ['Conv2dNormActivation', 'ConvNormActivation', 'SqueezeExcitation'],
 };
 
