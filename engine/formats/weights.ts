@@ -39,19 +39,22 @@ export function modelFromWeights(src: WeightsSource, options: LoadOptions): Load
     if (e instanceof ArchitectureError) throw new BackdoorLensError('unsupported-model', e.message, { file: src.path, cause: e });
     throw e;
   }
-  return {
-    path: src.path,
-    format: src.format,
-    sha256: src.sha256,
-    fileBytes: src.bytes.length,
+  return loadedFromFile(src, {
     onnx: built.onnx,
-    findings: [],
     numClasses: built.numClasses,
     architecture: built.architecture,
     sourceKeys: built.sourceKeys,
     notes: [built.match, sizeNote(built, options.inputSize ? '--size' : src.inputSize ? 'the file' : undefined)],
     sizeAgnostic: built.sizeAgnostic,
-  };
+  });
+}
+
+/** A model built from a weights file: the file's identity, no findings yet, and what was built. */
+export function loadedFromFile(
+  src: Pick<WeightsSource, 'path' | 'format' | 'sha256' | 'bytes'>,
+  built: Omit<LoadedModel, 'path' | 'format' | 'sha256' | 'fileBytes' | 'findings'>,
+): LoadedModel {
+  return { path: src.path, format: src.format, sha256: src.sha256, fileBytes: src.bytes.length, findings: [], ...built };
 }
 
 /** Where the input size came from, in the report's words. */

@@ -17,7 +17,7 @@ import type { Tensor } from '../../tensor';
 import { ArchitectureError, buildFromStateDict, type BuiltModel } from '../templates';
 import { TemplateMismatch } from '../templates/builder';
 import type { LoadedModel, LoadOptions } from '../types';
-import type { WeightsSource } from '../weights';
+import { loadedFromFile, type WeightsSource } from '../weights';
 import { ConversionError, convertTree, type ConvertedModel } from './convert';
 import { modulesOf, SEQUENTIAL_KINDS, stateDictOf, type ModuleNode } from './modules';
 import { allocate } from './tensors';
@@ -235,17 +235,12 @@ export function modelFromModuleTree(src: Omit<WeightsSource, 'weights'>, tree: M
   }
   const notes = [head, match, sizeNote(built.input, choice, template)];
   if (tree.training) notes.push('saved in training mode; run as model.eval() would run it (BatchNorm uses its running statistics, dropout is off)');
-  return {
-    path: src.path,
-    format: src.format,
-    sha256: src.sha256,
-    fileBytes: src.bytes.length,
+  return loadedFromFile(src, {
     onnx: built.onnx,
-    findings: [],
     numClasses: built.numClasses,
     architecture,
     sourceKeys: new Map(built.onnx.initializerNames().filter((n) => keys.has(n)).map((n) => [n, n])),
     notes,
     sizeAgnostic: built.sizeAgnostic,
-  };
+  });
 }
