@@ -158,7 +158,20 @@ export function dataShortfall(counts: readonly number[], min: number): string | 
   return `not enough data for trigger reversal: it needs ≥ ${min} clean images of every class, and ${short.length} of ${counts.length} class${short.length === 1 ? ' has' : 'es have'} fewer (${short.slice(0, 4).join(', ')}${short.length > 4 ? ', …' : ''})`;
 }
 
-async function shareMoved(ctx: AnalysisContext, data: Dataset, trigger: ReversedTrigger, held: number[][], destination: (c: number) => number | null): Promise<number[]> {
+async function shareMoved(ctx: AnalysisContext, data: Dataset, trigger: ReversedTrigger, held: number[][], destination: (c: number) => number | null, batched = false): Promise<number[]> {
+  if (batched) {
+    // The many-class plan: hundreds of held-out classes of one or a few images each, stamped and
+    // predicted in one pass rather than one call per class.
+    const ids = held.flat();
+    const labels = (await predict(ctx.model.onnx, stampTrigger(trigger, data, ids), ctx.runtime, { signal: ctx.signal })).labels;
+    let row = 0;
+    return held.map((list, c) => {
+      const d = destination(c);
+      let hits = 0;
+      for (let i = 0; i < list.length; i++) if (labels[row++] === d) hits++;
+      return d === null || list.length === 0 ? NaN : hits / list.length;
+    });
+  }
   const shares: number[] = [];
   for (let c = 0; c < held.length; c++) {
     const d = destination(c);
@@ -264,7 +277,7 @@ export const pairsAnalysis: Analysis = {
       const decision: ScreenDecision = { screen: sc, key, threshold, thresholdSource, flagged: false, pairs: [], movable };
       if (sc.ratio > threshold && sc.succeeded[sc.indices.indexOf(sc.best)]) {
         const trigger = triggerOf(sc, K);
-        const movedShare = await shareMoved(ctx, data, trigger, held, (c) => mappedClass(sc.family, sc.best, c, K));
+        const movedShare = await shareMoved(ctx, data, trigger, held, (c) => mappedClass(sc.family, sc.best, c, K), !!plan);
         const pairs = movedShare.flatMap((share, c) => (share >= o.moved ? [{ source: c, target: mappedClass(sc.family, sc.best, c, K)!, share }] : []));
         const enough = sc.family === 'targets' ? pairs.length >= 1 : pairs.length >= 2;
         Object.assign(decision, { trigger, movedShare, pairs, flagged: enough });
