@@ -11,7 +11,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { loadModel, Runtime, scan, type ScanProgress } from '../../engine';
-import type { Dataset } from '../../engine/data/types';
+import { subset, type Dataset } from '../../engine/data/types';
 import { GraphBuilder } from '../../engine/graph/builder';
 import { floatTensor } from '../../engine/tensor';
 import { tempDir } from '../helpers';
@@ -118,4 +118,15 @@ test('16 classes: the screens run on every class as before; --option pairs.manyC
   assert.match(planned.notes[0], /^many classes \(K = 16 > 8\): a pre-screen ranked all 16 targets and 15 shifts; kept 2 targets \(\d+, \d+\) and 2 shifts/);
   assert.equal(planned.report.labels.filter((l) => l.method === 'pairs:prescreen').length, 16);
   assert.match(planned.report.evidence.find((x) => x.method === 'pairs:targets:patch')!.statistic, /over 6 of the 16 target classes/);
+});
+
+test('1 000 classes with one class missing from the data: not enough data is stated, never a verdict', async () => {
+  const model = await prototypeModel(1000);
+  const full = prototypeData(1000, 1);
+  const data = subset(full, Array.from({ length: full.n }, (_, i) => i).filter((i) => full.labels![i] !== 7));
+  const { report } = await scan(model, { runtime, data, methods: ['pairs'], seed: 0 });
+  assert.equal(report.verdict, 'inconclusive');
+  const run = report.methods.find((m) => m.method === 'pairs')!;
+  assert.equal(run.status, 'skipped');
+  assert.match(run.reason!, /^not enough data for trigger reversal: it needs ≥ 1 clean image of every class, and 1 of 1000 classes has fewer \(class 7: 0\)/);
 });
