@@ -155,7 +155,7 @@ export function dataShortfall(counts: readonly number[], min: number): string | 
   if (counts.length < 2) return `the model has ${counts.length} output class${counts.length === 1 ? '' : 'es'}; trigger reversal needs two or more`;
   const short = counts.flatMap((n, c) => (n < min ? [`class ${c}: ${n}`] : []));
   if (short.length === 0) return undefined;
-  return `not enough data for trigger reversal: it needs ≥ ${min} clean images of every class, and ${short.length} of ${counts.length} class${short.length === 1 ? ' has' : 'es have'} fewer (${short.slice(0, 4).join(', ')}${short.length > 4 ? ', …' : ''})`;
+  return `not enough data for trigger reversal: it needs ≥ ${min} clean image${min === 1 ? '' : 's'} of every class, and ${short.length} of ${counts.length} classes ${short.length === 1 ? 'has' : 'have'} fewer (${short.slice(0, 4).join(', ')}${short.length > 4 ? ', …' : ''})`;
 }
 
 async function shareMoved(ctx: AnalysisContext, data: Dataset, trigger: ReversedTrigger, held: number[][], destination: (c: number) => number | null, batched = false): Promise<number[]> {
