@@ -119,7 +119,7 @@ export async function run(): Promise<Row[]> {
       'classes kept': kept ? `${kept[1]} targets, ${kept[2]} shifts of ${K}` : '—',
       methods: report ? report.methods.map((m) => `${m.method} ${m.status} ${Math.round(m.ms / 1000)} s`).join('; ') : '—',
       'pairs image gradients': pairs?.gradientEvaluations ?? '—',
-      stopped: r.stderr.split('\n').at(-1)?.slice(0, 160) ?? '',
+      stopped: r.stderr.split('\n').at(-1)?.slice(0, 240) ?? '',
     },
   ];
 }

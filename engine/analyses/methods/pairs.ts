@@ -33,8 +33,7 @@ import { inputGradient } from '../reversal/gradient';
 import type { ObjectiveKind } from '../reversal/objectives';
 import { PAIR_SCAN_OPTIONS, pairScanOptions, scanClassPairs } from '../reversal/pairs';
 import { geometryOf } from '../reversal/run';
-import { mappedClass, runScreens, type MappingScreen } from '../reversal/targets';
-import { mappingIndices } from '../reversal/targets';
+import { mappedClass, mappingIndices, runScreens, type MappingScreen } from '../reversal/targets';
 import { triggerArtifacts } from '../reversal/trigger-artifacts';
 import { stampTrigger, type ReversedTrigger } from '../reversal/trigger';
 import type { Analysis, AnalysisContext, AnalysisOutput, ArtifactImage } from '../types';
@@ -158,12 +157,12 @@ export function dataShortfall(counts: readonly number[], min: number): string | 
   return `not enough data for trigger reversal: it needs ≥ ${min} clean image${min === 1 ? '' : 's'} of every class, and ${short.length} of ${counts.length} classes ${short.length === 1 ? 'has' : 'have'} fewer (${short.slice(0, 4).join(', ')}${short.length > 4 ? ', …' : ''})`;
 }
 
-async function shareMoved(ctx: AnalysisContext, data: Dataset, trigger: ReversedTrigger, held: number[][], destination: (c: number) => number | null, batched = false): Promise<number[]> {
+async function shareMoved(ctx: AnalysisContext, data: Dataset, trigger: ReversedTrigger, held: number[][], destination: (c: number) => number | null, batched?: { maxBatch: number }): Promise<number[]> {
   if (batched) {
     // The many-class plan: hundreds of held-out classes of one or a few images each, stamped and
-    // predicted in one pass rather than one call per class.
+    // predicted in one pass rather than one call per class, in calls of the plan's bounded size.
     const ids = held.flat();
-    const labels = (await predict(ctx.model.onnx, stampTrigger(trigger, data, ids), ctx.runtime, { signal: ctx.signal })).labels;
+    const labels = (await predict(ctx.model.onnx, stampTrigger(trigger, data, ids), ctx.runtime, { signal: ctx.signal, batchSize: batched.maxBatch })).labels;
     let row = 0;
     return held.map((list, c) => {
       const d = destination(c);
@@ -277,7 +276,7 @@ export const pairsAnalysis: Analysis = {
       const decision: ScreenDecision = { screen: sc, key, threshold, thresholdSource, flagged: false, pairs: [], movable };
       if (sc.ratio > threshold && sc.succeeded[sc.indices.indexOf(sc.best)]) {
         const trigger = triggerOf(sc, K);
-        const movedShare = await shareMoved(ctx, data, trigger, held, (c) => mappedClass(sc.family, sc.best, c, K), !!plan);
+        const movedShare = await shareMoved(ctx, data, trigger, held, (c) => mappedClass(sc.family, sc.best, c, K), plan ? { maxBatch: screenOptions.maxBatch } : undefined);
         const pairs = movedShare.flatMap((share, c) => (share >= o.moved ? [{ source: c, target: mappedClass(sc.family, sc.best, c, K)!, share }] : []));
         const enough = sc.family === 'targets' ? pairs.length >= 1 : pairs.length >= 2;
         Object.assign(decision, { trigger, movedShare, pairs, flagged: enough });
@@ -421,7 +420,7 @@ function planNotes(plan: ManyClassPlan, K: number, o: PairsOptions, images: numb
   const perClass = Math.max(...images.map((l) => l.length), ...held.map((l) => l.length));
   return [
     `many classes (K = ${K} > ${o.manyClasses}): a pre-screen ranked all ${K} targets and ${K - 1} shifts; kept ${plan.targets.kept.length} targets (${list(plan.targets.kept)}) and ${plan.shifts.kept.length} shifts (${list(plan.shifts.kept)}) for reversal`,
-    `pre-screen: one untargeted universal trigger per kind (${plan.pre.runs.map((r) => `${r.kind} size ${r.size.toFixed(2)}${r.succeeded ? '' : ', never moved ≥ its success share'}`).join('; ')}), stamped on ${plan.pre.sampled} images; pull = mean rise of p_t on other classes' images (top: ${top.map((t) => `${t} ${plan.pre.targetPull[t].toFixed(3)}, anomaly ${plan.pre.targetAnomaly[t].toFixed(1)}`).join('; ')})`,
+    `pre-screen: one untargeted universal trigger per kind (${plan.pre.runs.map((r) => `${r.kind} size ${r.size.toFixed(2)}${r.succeeded ? '' : ', never moved ≥ its success share'}`).join('; ')}), stamped on ${plan.pre.sampled} images; pull = mean rise of p_t on other classes' images (top: ${top.map((t) => `${t} ${plan.pre.targetPull[t].toFixed(3)}, anomaly ${plan.pre.targetAnomaly[t].toPrecision(3)}`).join('; ')})`,
     `R's median is over ${plan.targets.reference.length} random reference targets (${list(plan.targets.reference)}) and ${plan.shifts.reference.length} reference shifts (${list(plan.shifts.reference)}), standing for all ${K}; the thresholds were calibrated at K = 10 and are not calibrated for K = ${K}`,
     `classes split in half (seeded): ${reversedOn} classes reversed on, ${heldOut} held out to confirm a trigger${perClass <= 1 ? '; 1 image per class: a moved class is one image, so confirmation counts classes, not shares' : ''}`,
   ];

@@ -33,6 +33,7 @@ export interface PrescreenOptions {
   steps: number;
   /** Images the pull is measured on, at most. */
   sampleImages: number;
+  /** Images per gradient or prediction call at most (bounds memory). */
   maxBatch: number;
 }
 
@@ -79,7 +80,8 @@ export async function prescreen(
 ): Promise<Prescreen> {
   const sample = new SeededRandom(SeededRandom.derive(seed, 104_729, 0)).shuffle([...images]).slice(0, o.sampleImages).sort((a, b) => a - b);
   const labels = data.labels!;
-  const clean = softmaxRows((await predict(model, subset(data, sample), runtime, { signal })).logits, K);
+  // Predictions in calls of maxBatch too: 128 images of 224×224 through a ResNet-50 hold GBs.
+  const clean = softmaxRows((await predict(model, subset(data, sample), runtime, { signal, batchSize: o.maxBatch })).logits, K);
   const targetPull = new Float64Array(K).fill(-Infinity);
   const shiftPull = new Float64Array(K).fill(-Infinity);
   shiftPull[0] = 0;
@@ -97,7 +99,7 @@ export async function prescreen(
     sampleGradients += stats.sampleGradients;
     runs.push({ kind, size: task.size, succeeded: task.succeeded });
     const trigger = task.objective.toTrigger(-1, [], task.bestParams ?? task.objective.params);
-    const stamped = softmaxRows((await predict(model, stampTrigger(trigger, data, sample), runtime, { signal })).logits, K);
+    const stamped = softmaxRows((await predict(model, stampTrigger(trigger, data, sample), runtime, { signal, batchSize: o.maxBatch })).logits, K);
     const rise = new Float64Array(K), others = new Float64Array(K), shift = new Float64Array(K);
     sample.forEach((idx, r) => {
       const y = labels[idx];
