@@ -133,8 +133,8 @@ describe('a scan stops within its time limit with what it finished', () => {
     assert.equal(report.verdict, 'inconclusive');
   });
 
-  test('a 1 000-class model: --time-limit 60 with 5 images a class exits within 66 s, pairs stopped at its stage', () => {
-    // Conv → ReLU → global average pool → 1 000 logits, random weights; 3×32×32 input.
+  /** Conv → ReLU → global average pool → 1 000 logits, random weights; 3×32×32 input; 5 images a class. */
+  function k1000(): string {
     const random = (n: number, scale: number) => Float32Array.from({ length: n }, (_, i) => scale * Math.sin(12.9898 * (i + 1)));
     const b = new GraphBuilder('k1000');
     const conv = b.op('Conv', [b.input('input', 'float32', ['N', 3, 32, 32]), b.initializer('conv.weight', floatTensor([16, 3, 3, 3], random(432, 0.3))), b.initializer('conv.bias', floatTensor([16], random(16, 0.1)))], { pads: [1, 1, 1, 1] });
@@ -146,13 +146,29 @@ describe('a scan stops within its time limit with what it finished', () => {
     const n = 5000;
     writeFileSync(join(dir, 'x.npy'), npy('<f4', [n, 3, 32, 32], Buffer.from(Float32Array.from({ length: n * 3072 }, (_, i) => (Math.sin(78.233 * i) + 1) / 2).buffer)));
     writeFileSync(join(dir, 'y.npy'), npy('<i8', [n], Buffer.from(BigInt64Array.from({ length: n }, (_, i) => BigInt(Math.floor(i / 5))).buffer)));
-    const r = bin(['scan', join(dir, 'k1000.onnx'), '--data', join(dir, 'x.npy'), '--labels', join(dir, 'y.npy'), '--time-limit', '60', '--json'], 180_000);
+    return dir;
+  }
+
+  test('a 1 000-class model, every class reversed (pairs.manyClasses=1000): --time-limit 60 exits within 66 s, pairs stopped at its stage', () => {
+    const dir = k1000();
+    // The many-class plan is switched off so that the screens run over all 1 000 targets, which take far longer than the limit.
+    const r = bin(['scan', join(dir, 'k1000.onnx'), '--data', join(dir, 'x.npy'), '--labels', join(dir, 'y.npy'), '--option', 'pairs.manyClasses=1000', '--time-limit', '60', '--json'], 180_000);
     assert.equal(r.exitCode, exitCodes.limit, r.stderr);
     assert.match(oneLine(r.stderr), /^backdoor-lens: scan stopped: time limit 60 s reached during .*\(1000 targets, 999 class shifts, \d+ screens\)/);
     assert.ok(r.wallMs <= 66_000 + startup(), `${r.wallMs} ms (start-up ${startup()} ms)`);
     const report = JSON.parse(r.stdout) as ScanReport;
     assert.equal(report.model.numClasses, 1000);
     assert.equal(report.methods.find((m) => m.method === 'pairs')?.status, 'stopped');
+  });
+
+  test('the same 1 000-class model, default scan: the many-class plan gives a verdict under --time-limit 60', () => {
+    const dir = k1000();
+    const r = bin(['scan', join(dir, 'k1000.onnx'), '--data', join(dir, 'x.npy'), '--labels', join(dir, 'y.npy'), '--time-limit', '60', '--json'], 180_000);
+    const report = JSON.parse(r.stdout) as ScanReport;
+    const pairs = report.methods.find((m) => m.method === 'pairs')!;
+    assert.equal(pairs.status, 'ran', r.stderr);
+    assert.match(pairs.notes![0], /^many classes \(K = 1000 > 64\): .*kept 8 targets/);
+    assert.ok(report.verdict === 'clean' || report.verdict === 'backdoored', report.verdict);
   });
 
   test('a big graph stops while it is prepared: 300 000 nodes under --time-limit 2 stop during loading', async () => {

@@ -58,6 +58,7 @@ test('not enough data is stated, never a verdict: one image per class, or a sing
   assert.match(dataShortfall([1], 5)!, /one output class|1 output class/);
   assert.equal(dataShortfall([5, 7, 9], 5), undefined);
   assert.match(dataShortfall([5, 0, 9, 1], 5)!, /2 of 4 classes have fewer \(class 1: 0, class 3: 1\)/);
+  assert.match(dataShortfall([5, 0, 9], 5)!, /1 of 3 classes has fewer \(class 1: 0\)/);
 });
 
 test('reversal is seeded: the same seed gives the same report, another seed other trigger sizes', async () => {

@@ -10,6 +10,14 @@
  *     held-out images of every class, and the classes it moves become the detected pairs;
  *  4. optionally (`--option pairs.classPairs=true`) the K(K−1) class-pair scan of BNA's paper
  *     (reversal/pairs.ts), for source-specific backdoors and other class mappings.
+ *
+ * Many classes (K > `manyClasses`, 64 by default): reversing K targets and K − 1 shifts costs
+ * ~2 400·K image gradients (K = 1 000: 2.4 M; hours on a 224×224 ResNet-50), so a pre-screen
+ * (reversal/prescreen.ts) first ranks every target and shift by the pull of one universal trigger,
+ * and the screens reverse only the `keep` most-pulled targets and shifts, plus `references` drawn
+ * at random from the rest, over which R's median is taken (docs/detection.md, "Many classes").
+ * The classes are split in half: one half's images are reversed on, the other half's confirm, so
+ * one image per class is enough. At K ≤ `manyClasses` nothing of this runs.
  */
 import type { OptionSpecs } from '../../method-options';
 import type { Dataset } from '../../data/types';
@@ -18,12 +26,14 @@ import { predict } from '../../evaluate';
 import type { AttackType, Finding, LabelResult, PairResult, VerdictEvidence } from '../../report/types';
 import { networkFamily, screenThreshold, type ScreenKey } from '../reversal/calibration';
 import { classCount, imagesByClass } from '../reversal/class-images';
+import { candidatesOf, prescreen, type Prescreen } from '../reversal/prescreen';
+import { SeededRandom } from '../stats/random';
 import { positiveOption } from '../positive-option';
 import { inputGradient } from '../reversal/gradient';
 import type { ObjectiveKind } from '../reversal/objectives';
 import { PAIR_SCAN_OPTIONS, pairScanOptions, scanClassPairs } from '../reversal/pairs';
 import { geometryOf } from '../reversal/run';
-import { mappedClass, runScreens, type MappingScreen } from '../reversal/targets';
+import { mappedClass, mappingIndices, runScreens, type MappingScreen } from '../reversal/targets';
 import { triggerArtifacts } from '../reversal/trigger-artifacts';
 import { stampTrigger, type ReversedTrigger } from '../reversal/trigger';
 import type { Analysis, AnalysisContext, AnalysisOutput, ArtifactImage } from '../types';
@@ -52,6 +62,16 @@ export interface PairsOptions {
   threshold?: number;
   /** Also run the K(K−1) class-pair scan. */
   classPairs: boolean;
+  /** Above this many classes the many-class plan runs (pre-screen, then the screens on candidates). */
+  manyClasses: number;
+  /** Many-class plan: targets, and shifts, the pre-screen keeps for reversal (each). */
+  keep: number;
+  /** Many-class plan: further targets, and shifts, drawn at random that R's median is taken over. */
+  references: number;
+  /** Many-class plan: the pre-screen's universal trigger kinds, steps each, and images its pull is measured on. */
+  prescreenObjectives: ObjectiveKind[];
+  prescreenSteps: number;
+  prescreenImages: number;
 }
 
 function kindList(v: unknown, key: string, fallback: ObjectiveKind[]): ObjectiveKind[] {
@@ -74,6 +94,14 @@ export const PAIRS_OPTIONS = {
   moved: { type: 'number', default: 0.5, doc: "share of a class's held-out images a trigger must move for the class to count as moved" },
   threshold: { type: 'number', doc: 'one threshold for every screen instead of the calibrated ones' },
   classPairs: { type: 'boolean', default: false, doc: 'also run the K(K−1) class-pair scan' },
+  // The many-class plan. keep and references are fixed numbers, not shares of K: the screens' cost
+  // is then that of a 16-class model whatever K is, and 8 + 8 is what a 16-class scan reverses.
+  manyClasses: { type: 'integer', default: 64, doc: 'above this many classes, a pre-screen ranks all targets and shifts and only candidates are reversed' },
+  keep: { type: 'integer', default: 8, doc: 'many classes: targets, and shifts, with the largest pre-screen pull that are reversed (each)' },
+  references: { type: 'integer', default: 8, doc: "many classes: random further targets, and shifts, reversed as the population R's median is taken over" },
+  prescreenObjective: { type: 'string', default: 'patch,perturbation', doc: "many classes: kinds of the pre-screen's universal trigger, as objective" },
+  prescreenSteps: { type: 'integer', default: 60, doc: "many classes: optimisation steps of each pre-screen trigger" },
+  prescreenImages: { type: 'integer', default: 256, doc: "many classes: images the pre-screen's pull is measured on, at most" },
 } as const satisfies OptionSpecs;
 
 export function pairsOptions(o: Record<string, unknown>): PairsOptions {
@@ -93,6 +121,12 @@ export function pairsOptions(o: Record<string, unknown>): PairsOptions {
     moved,
     ...(o.threshold !== undefined ? { threshold: positiveOption(o, 'pairs', 'threshold', 1) } : {}),
     classPairs,
+    manyClasses: Math.floor(positiveOption(o, 'pairs', 'manyClasses', PAIRS_OPTIONS.manyClasses.default)),
+    keep: Math.floor(positiveOption(o, 'pairs', 'keep', PAIRS_OPTIONS.keep.default)),
+    references: Math.floor(positiveOption(o, 'pairs', 'references', PAIRS_OPTIONS.references.default)),
+    prescreenObjectives: kindList(o.prescreenObjective, 'prescreenObjective', ['patch', 'perturbation']),
+    prescreenSteps: Math.floor(positiveOption(o, 'pairs', 'prescreenSteps', PAIRS_OPTIONS.prescreenSteps.default)),
+    prescreenImages: Math.floor(positiveOption(o, 'pairs', 'prescreenImages', PAIRS_OPTIONS.prescreenImages.default)),
   };
 }
 
@@ -111,6 +145,8 @@ interface ScreenDecision {
   movedShare?: number[];
   /** Classes moved (share ≥ the `moved` option), with their destinations. */
   pairs: { source: number; target: number; share: number }[];
+  /** Classes with held-out images the mapping moves: K − 1 targets' sources or K shifted classes, unless the many-class plan held out half. */
+  movable: number;
 }
 
 /** Why the data cannot support the screens, if it cannot. */
@@ -118,10 +154,23 @@ export function dataShortfall(counts: readonly number[], min: number): string | 
   if (counts.length < 2) return `the model has ${counts.length} output class${counts.length === 1 ? '' : 'es'}; trigger reversal needs two or more`;
   const short = counts.flatMap((n, c) => (n < min ? [`class ${c}: ${n}`] : []));
   if (short.length === 0) return undefined;
-  return `not enough data for trigger reversal: it needs ≥ ${min} clean images of every class, and ${short.length} of ${counts.length} class${short.length === 1 ? ' has' : 'es have'} fewer (${short.slice(0, 4).join(', ')}${short.length > 4 ? ', …' : ''})`;
+  return `not enough data for trigger reversal: it needs ≥ ${min} clean image${min === 1 ? '' : 's'} of every class, and ${short.length} of ${counts.length} classes ${short.length === 1 ? 'has' : 'have'} fewer (${short.slice(0, 4).join(', ')}${short.length > 4 ? ', …' : ''})`;
 }
 
-async function shareMoved(ctx: AnalysisContext, data: Dataset, trigger: ReversedTrigger, held: number[][], destination: (c: number) => number | null): Promise<number[]> {
+async function shareMoved(ctx: AnalysisContext, data: Dataset, trigger: ReversedTrigger, held: number[][], destination: (c: number) => number | null, batched?: { maxBatch: number }): Promise<number[]> {
+  if (batched) {
+    // The many-class plan: hundreds of held-out classes of one or a few images each, stamped and
+    // predicted in one pass rather than one call per class, in calls of the plan's bounded size.
+    const ids = held.flat();
+    const labels = (await predict(ctx.model.onnx, stampTrigger(trigger, data, ids), ctx.runtime, { signal: ctx.signal, batchSize: batched.maxBatch })).labels;
+    let row = 0;
+    return held.map((list, c) => {
+      const d = destination(c);
+      let hits = 0;
+      for (let i = 0; i < list.length; i++) if (labels[row++] === d) hits++;
+      return d === null || list.length === 0 ? NaN : hits / list.length;
+    });
+  }
   const shares: number[] = [];
   for (let c = 0; c < held.length; c++) {
     const d = destination(c);
@@ -145,10 +194,10 @@ function triggerOf(sc: MappingScreen, K: number): ReversedTrigger {
   return task.objective.toTrigger(target, sources, task.bestParams ?? task.objective.params);
 }
 
-function attackTypeOf(d: ScreenDecision, K: number): AttackType | null {
+function attackTypeOf(d: ScreenDecision): AttackType | null {
   if (!d.flagged) return null;
   if (d.screen.family === 'shifts') return 'all-to-all';
-  return d.pairs.length >= Math.max(2, Math.ceil((K - 1) / 2)) ? 'all-to-one' : 'other';
+  return d.pairs.length >= Math.max(2, Math.ceil(d.movable / 2)) ? 'all-to-one' : 'other';
 }
 
 export const pairsAnalysis: Analysis = {
@@ -162,25 +211,57 @@ export const pairsAnalysis: Analysis = {
     const data = ctx.data!;
     const o = pairsOptions(ctx.options);
     const K = await classCount(ctx, data);
+    const many = K > o.manyClasses;
     const all = imagesByClass(data, K, o.imagesPerClass + o.heldOutPerClass, ctx.seed);
-    const shortfall = dataShortfall(all.map((l) => l.length), o.minImagesPerClass);
+    // The many-class plan confirms on other classes' images, so one image of every class is enough.
+    const shortfall = dataShortfall(all.map((l) => l.length), many ? 1 : o.minImagesPerClass);
     if (shortfall) throw new BackdoorLensError('bad-data', shortfall, { file: data.source });
-    // With few images a class gives what it has to the screens and keeps a third for confirmation.
-    const split = all.map((l) => Math.min(o.imagesPerClass, l.length - Math.max(1, Math.floor(l.length / 3))));
-    const images = all.map((l, c) => l.slice(0, split[c]));
-    const held = all.map((l, c) => l.slice(split[c]));
+    let images: number[][], held: number[][];
+    if (many) {
+      // Half the classes, seeded, give their images to the screens, the other half confirm.
+      const reversedOn = new Set(new SeededRandom(SeededRandom.derive(ctx.seed, 7919, K)).shuffle(all.map((_, c) => c)).slice(0, Math.ceil(K / 2)));
+      images = all.map((l, c) => (reversedOn.has(c) ? l.slice(0, o.imagesPerClass) : []));
+      held = all.map((l, c) => (reversedOn.has(c) ? [] : l.slice(0, o.heldOutPerClass)));
+    } else {
+      // With few images a class gives what it has to the screens and keeps a third for confirmation.
+      const split = all.map((l) => Math.min(o.imagesPerClass, l.length - Math.max(1, Math.floor(l.length / 3))));
+      images = all.map((l, c) => l.slice(0, split[c]));
+      held = all.map((l, c) => l.slice(split[c]));
+    }
     const geometry = geometryOf(data);
     const gradient = await inputGradient(ctx.runtime, ctx.model.onnx);
     const notes: string[] = [];
-    const requests = [
-      ...(o.objectives.length ? [{ family: 'targets' as const, kinds: o.objectives }] : []),
-      ...(o.shiftObjectives.length && K > 2 ? [{ family: 'shifts' as const, kinds: o.shiftObjectives }] : []),
-    ];
     const screenShare = o.classPairs ? 0.5 : 0.9;
-    const { screens, sampleGradients: screenGradients } = await runScreens(requests, images, data, geometry, gradient, o, ctx.seed, ctx.signal, (f, spent, budget) =>
-      ctx.progress(screenShare * f, `trigger reversal step ${spent}/${budget} (${K} targets${requests.length > 1 ? `, ${K - 1} class shifts` : ''}, ${requests.flatMap((r) => r.kinds).length} screens)`),
+    // A gradient call's memory grows with the image: 512 images of 224×224 through a ResNet-50 hold
+    // tens of GB. The many-class plan bounds a call by the floats of 512 images of 3×32×32.
+    const screenOptions = many ? { ...o, maxBatch: Math.max(1, Math.min(o.maxBatch, Math.floor((512 * 3 * 32 * 32) / (geometry.channels * geometry.height * geometry.width)))) } : o;
+    let plan: ManyClassPlan | undefined;
+    if (many) {
+      const pool = images.flat();
+      const started = Date.now();
+      const pre = await prescreen(ctx.model.onnx, ctx.runtime, data, pool, K, geometry, gradient, { kinds: o.prescreenObjectives, batchSize: o.batchSize, steps: o.prescreenSteps, sampleImages: o.prescreenImages, maxBatch: screenOptions.maxBatch }, ctx.seed, ctx.signal, (f, spent, budget) =>
+        ctx.progress(0.1 * screenShare * f, `pre-screen step ${spent}/${budget} (${o.prescreenObjectives.length} universal triggers for ${K} classes)${eta(started, f)}`),
+      );
+      const targets = candidatesOf(pre.targetPull, mappingIndices('targets', K), o.keep, o.references, ctx.seed, 1);
+      const shifts = candidatesOf(pre.shiftPull, mappingIndices('shifts', K), o.keep, o.references, ctx.seed, 2);
+      plan = { pre, targets, shifts };
+    }
+    const requests = [
+      ...(o.objectives.length ? [{ family: 'targets' as const, kinds: o.objectives, ...(plan ? { only: [...plan.targets.kept, ...plan.targets.reference], reference: plan.targets.reference } : {}) }] : []),
+      ...(o.shiftObjectives.length && K > 2 ? [{ family: 'shifts' as const, kinds: o.shiftObjectives, ...(plan ? { only: [...plan.shifts.kept, ...plan.shifts.reference], reference: plan.shifts.reference } : {}) }] : []),
+    ];
+    const reversalStarted = Date.now();
+    const offset = plan ? 0.1 * screenShare : 0;
+    const { screens, sampleGradients: screenGradients } = await runScreens(requests, images, data, geometry, gradient, screenOptions, ctx.seed, ctx.signal, (f, spent, budget) =>
+      ctx.progress(
+        offset + (screenShare - offset) * f,
+        plan
+          ? `trigger reversal step ${spent}/${budget} (${plan.targets.kept.length}+${plan.targets.reference.length} of ${K} targets${requests.length > 1 ? `, ${plan.shifts.kept.length}+${plan.shifts.reference.length} of ${K - 1} class shifts` : ''}, ${requests.flatMap((r) => r.kinds).length} screens)${eta(reversalStarted, f)}`
+          : `trigger reversal step ${spent}/${budget} (${K} targets${requests.length > 1 ? `, ${K - 1} class shifts` : ''}, ${requests.flatMap((r) => r.kinds).length} screens)`,
+      ),
     );
-    let sampleGradients = screenGradients;
+    let sampleGradients = screenGradients + (plan?.pre.sampleGradients ?? 0);
+    if (plan) notes.push(...planNotes(plan, K, o, images, held));
     notes.push(`${screens.length} screens (${screens.map((s) => `${s.family}:${s.kind}`).join(', ')}), ${screens.reduce((n, s) => n + s.tasks.length, 0)} triggers of ≤ ${o.maxSteps} steps × ${o.batchSize} images, ${images.reduce((n, l) => n + l.length, 0)} images reversed on and ${held.reduce((n, l) => n + l.length, 0)} held out (${sampleGradients} image gradients)`);
 
     const decisions: ScreenDecision[] = [];
@@ -190,11 +271,12 @@ export const pairsAnalysis: Analysis = {
       const key = `${sc.family}:${sc.kind}` as ScreenKey;
       const calibrated = screenThreshold(key, family);
       const threshold = o.threshold ?? calibrated.value;
-      const thresholdSource = o.threshold !== undefined ? `--option pairs.threshold (calibrated: ${calibrated.value.toFixed(2)})` : calibrated.source;
-      const decision: ScreenDecision = { screen: sc, key, threshold, thresholdSource, flagged: false, pairs: [] };
+      const thresholdSource = o.threshold !== undefined ? `--option pairs.threshold (calibrated: ${calibrated.value.toFixed(2)})` : `${calibrated.source}${plan ? '; calibrated at K = 10 over all targets, not for this many classes' : ''}`;
+      const movable = held.filter((l, c) => l.length > 0 && mappedClass(sc.family, sc.best, c, K) !== null).length;
+      const decision: ScreenDecision = { screen: sc, key, threshold, thresholdSource, flagged: false, pairs: [], movable };
       if (sc.ratio > threshold && sc.succeeded[sc.indices.indexOf(sc.best)]) {
         const trigger = triggerOf(sc, K);
-        const movedShare = await shareMoved(ctx, data, trigger, held, (c) => mappedClass(sc.family, sc.best, c, K));
+        const movedShare = await shareMoved(ctx, data, trigger, held, (c) => mappedClass(sc.family, sc.best, c, K), plan ? { maxBatch: screenOptions.maxBatch } : undefined);
         const pairs = movedShare.flatMap((share, c) => (share >= o.moved ? [{ source: c, target: mappedClass(sc.family, sc.best, c, K)!, share }] : []));
         const enough = sc.family === 'targets' ? pairs.length >= 1 : pairs.length >= 2;
         Object.assign(decision, { trigger, movedShare, pairs, flagged: enough });
@@ -221,7 +303,7 @@ export const pairsAnalysis: Analysis = {
 
     const detectedPairs = dedupe([...detections.flatMap((d) => d.pairs), ...(extra?.pairs ?? []).filter((p) => p.flagged)]);
     const targets = [...new Set(detectedPairs.map((p) => p.target))].sort((a, b) => a - b);
-    const attackType: AttackType | null = detections.length === 0 ? (extra?.attackType ?? null) : detections.length === 1 && !extra?.backdoored ? attackTypeOf(detections[0], K) : detections.every((d) => d.screen.family === 'targets') && targets.length === 1 ? 'all-to-one' : 'other';
+    const attackType: AttackType | null = detections.length === 0 ? (extra?.attackType ?? null) : detections.length === 1 && !extra?.backdoored ? attackTypeOf(detections[0]) : detections.every((d) => d.screen.family === 'targets') && targets.length === 1 ? 'all-to-one' : 'other';
 
     const findings: Finding[] = [...detections.map((d) => findingOf(d, K, o)), ...(extra?.findings ?? [])];
     // Fixes get the trigger of every flagged screen, not one per mapping: a Blended zoo model is
@@ -242,15 +324,18 @@ export const pairsAnalysis: Analysis = {
     });
     artifacts.push(...(extra?.artifacts ?? []));
 
-    const labels: LabelResult[] = screens
+    const labels: LabelResult[] = [
+      ...(plan ? [...plan.pre.targetPull].map((pull, t) => ({ label: t, statistic: pull, anomalyIndex: plan!.pre.targetAnomaly[t], flagged: false, method: 'pairs:prescreen' })) : []),
+      ...screens
       .filter((s) => s.family === 'targets')
-      .flatMap((s) => s.indices.map((t, i) => ({ label: t, l1: s.sizes[i], anomalyIndex: Math.min(...s.sizes) > 0 ? s.median / s.sizes[i] : 0, flagged: detections.some((d) => d.screen === s && d.screen.best === t), method: `pairs:targets:${s.kind}` })));
+      .flatMap((s) => s.indices.map((t, i) => ({ label: t, l1: s.sizes[i], anomalyIndex: Math.min(...s.sizes) > 0 ? s.median / s.sizes[i] : 0, flagged: detections.some((d) => d.screen === s && d.screen.best === t), method: `pairs:targets:${s.kind}` }))),
+    ];
     const pairs: PairResult[] = [
       ...detections.flatMap((d) => d.pairs.map((p) => ({ source: p.source, target: p.target, statistic: p.share, anomalyIndex: d.screen.ratio, flagged: true, method: `pairs:${d.key}` }))),
       ...(extra?.pairs ?? []),
     ];
     const evidence: VerdictEvidence[] = [...decisions.map((d) => evidenceOf(d, K)), ...(extra?.evidence ?? [])];
-    if (detections.length) notes.push(`detected: ${detections.map((d) => `${d.key} ${mappingText(d.screen, K)} (R ${d.screen.ratio.toFixed(2)} > ${d.threshold.toFixed(2)}; held-out classes moved: ${d.pairs.map((p) => `${p.source}→${p.target} ${Math.round(100 * p.share)}%`).join(', ')})`).join('; ')}`);
+    if (detections.length) notes.push(`detected: ${detections.map((d) => `${d.key} ${mappingText(d.screen, K)} (R ${d.screen.ratio.toFixed(2)} > ${d.threshold.toFixed(2)}; held-out classes moved: ${movedText(d.pairs, plan ? 8 : Infinity)})`).join('; ')}`);
     return {
       findings,
       labels,
@@ -276,7 +361,7 @@ function mappingText(sc: MappingScreen, K: number): string {
 function findingOf(d: ScreenDecision, K: number, o: PairsOptions): Finding {
   const sc = d.screen;
   const size = sc.sizes[sc.indices.indexOf(sc.best)];
-  const moved = `${d.pairs.length} of ${sc.family === 'targets' ? K - 1 : K} classes`;
+  const moved = `${d.pairs.length} of ${d.movable}${sc.reference ? ' held-out' : ''} classes`;
   const message =
     sc.family === 'targets'
       ? `Backdoor to class ${sc.best}: a ${kindText(sc.kind)} trigger (${sizeText(sc.kind, size)}) moves ${moved}; ${sc.ratio.toFixed(1)}× smaller than typical (threshold ${d.threshold.toFixed(2)})`
@@ -285,14 +370,16 @@ function findingOf(d: ScreenDecision, K: number, o: PairsOptions): Finding {
     severity: 'error',
     code: sc.family === 'targets' ? 'BL004' : 'BL005',
     method: 'pairs',
-    message: `${message}.\nHeld out: ${d.pairs.map((p) => `${p.source}→${p.target} ${Math.round(100 * p.share)}%`).join(', ')} (≥ ${Math.round(100 * o.moved)}% counts).`,
+    message: `${message}.\nHeld out: ${movedText(d.pairs, sc.reference ? 8 : Infinity)} (≥ ${Math.round(100 * o.moved)}% counts).`,
     location: sc.family === 'targets' ? { label: sc.best } : { pair: { source: d.pairs[0].source, target: d.pairs[0].target } },
   };
 }
 
 function evidenceOf(d: ScreenDecision, K: number): VerdictEvidence {
   const sc = d.screen;
-  const what = sc.family === 'targets' ? `the ${sc.indices.length} target classes` : `the ${sc.indices.length} class shifts c → c+k`;
+  const what = sc.reference
+    ? `${sc.indices.length} of the ${sc.family === 'targets' ? `${K} target classes` : `${K - 1} class shifts c → c+k`} (pre-screen candidates; median over ${sc.reference.length} random ones)`
+    : sc.family === 'targets' ? `the ${sc.indices.length} target classes` : `the ${sc.indices.length} class shifts c → c+k`;
   return {
     method: `pairs:${d.key}`,
     statistic: `median / smallest ${kindText(sc.kind)} trigger size over ${what}`,
@@ -302,7 +389,7 @@ function evidenceOf(d: ScreenDecision, K: number): VerdictEvidence {
     thresholdSource: d.thresholdSource,
     flagged: d.flagged,
     targets: d.flagged ? [...new Set(d.pairs.map((p) => p.target))].sort((a, b) => a - b) : [],
-    attackType: attackTypeOf(d, K),
+    attackType: attackTypeOf(d),
     summary: `pairs:${d.key}: smallest ${mappingText(sc, K)}, R ${sc.ratio.toFixed(2)} ${sc.ratio > d.threshold ? '>' : '≤'} ${d.threshold.toFixed(2)}${d.flagged ? `; moves ${d.pairs.length} held-out classes` : sc.ratio > d.threshold ? '; not confirmed on held-out images' : ''}`,
   };
 }
@@ -312,3 +399,35 @@ function dedupe<P extends { source: number; target: number }>(pairs: P[]): P[] {
   return pairs.filter((p) => !seen.has(`${p.source},${p.target}`) && seen.add(`${p.source},${p.target}`));
 }
 
+
+interface ManyClassPlan {
+  pre: Prescreen;
+  targets: { kept: number[]; reference: number[] };
+  shifts: { kept: number[]; reference: number[] };
+}
+
+/** ", about 3 min left" from the time a stage started and the share of it done; empty until 2 % is done. */
+function eta(started: number, fraction: number): string {
+  if (fraction < 0.02 || fraction >= 1) return '';
+  const left = ((Date.now() - started) * (1 - fraction)) / fraction / 1000;
+  return left < 90 ? `, about ${Math.max(1, Math.round(left))} s left` : `, about ${Math.round(left / 60)} min left`;
+}
+
+function planNotes(plan: ManyClassPlan, K: number, o: PairsOptions, images: number[][], held: number[][]): string[] {
+  const list = (xs: number[]) => xs.join(', ');
+  const top = [...plan.pre.targetPull.keys()].sort((a, b) => plan.pre.targetPull[b] - plan.pre.targetPull[a]).slice(0, 3);
+  const reversedOn = images.filter((l) => l.length).length, heldOut = held.filter((l) => l.length).length;
+  const perClass = Math.max(...images.map((l) => l.length), ...held.map((l) => l.length));
+  return [
+    `many classes (K = ${K} > ${o.manyClasses}): a pre-screen ranked all ${K} targets and ${K - 1} shifts; kept ${plan.targets.kept.length} targets (${list(plan.targets.kept)}) and ${plan.shifts.kept.length} shifts (${list(plan.shifts.kept)}) for reversal`,
+    `pre-screen: one untargeted universal trigger per kind (${plan.pre.runs.map((r) => `${r.kind} size ${r.size.toFixed(2)}${r.succeeded ? '' : ', never moved ≥ its success share'}`).join('; ')}), stamped on ${plan.pre.sampled} images; pull = mean rise of p_t on other classes' images (top: ${top.map((t) => `${t} ${plan.pre.targetPull[t].toFixed(3)}, anomaly ${plan.pre.targetAnomaly[t].toPrecision(3)}`).join('; ')})`,
+    `R's median is over ${plan.targets.reference.length} random reference targets (${list(plan.targets.reference)}) and ${plan.shifts.reference.length} reference shifts (${list(plan.shifts.reference)}), standing for all ${K}; the thresholds were calibrated at K = 10 and are not calibrated for K = ${K}`,
+    `classes split in half (seeded): ${reversedOn} classes reversed on, ${heldOut} held out to confirm a trigger${perClass <= 1 ? '; 1 image per class: a moved class is one image, so confirmation counts classes, not shares' : ''}`,
+  ];
+}
+
+/** "3→7 100%, 4→7 90%": every moved class, or the first `limit` and a count (hundreds at K = 1 000). */
+function movedText(pairs: readonly { source: number; target: number; share: number }[], limit: number): string {
+  const text = pairs.slice(0, limit).map((p) => `${p.source}→${p.target} ${Math.round(100 * p.share)}%`).join(', ');
+  return pairs.length > limit ? `${text}, … (${pairs.length} in all)` : text;
+}

@@ -59,6 +59,8 @@ export interface MappingScreen {
   /** Trigger size per mapping: the smallest successful one, else the last (see ReversalTask.size). */
   sizes: number[];
   succeeded: boolean[];
+  /** The many-class plan's reference mappings, over which alone the median is taken (see ScreenRequest). */
+  reference?: readonly number[];
   /** The median trigger size; the mapping with the smallest trigger, and R = median size / its size. */
   median: number;
   best: number;
@@ -71,6 +73,17 @@ const SCREEN_ID_BASE = 50_000;
 export interface ScreenRequest {
   family: MappingFamily;
   kinds: readonly ObjectiveKind[];
+  /**
+   * The many-class plan (methods/pairs.ts): screen only these mappings, the pre-screen's candidates
+   * and `reference` (default: every mapping of the family).
+   */
+  only?: readonly number[];
+  /**
+   * Mappings drawn at random from the ones the pre-screen did not keep: R's median is taken over
+   * them alone, so that it stays the typical mapping's size, as over all K mappings, and is not
+   * pulled down by the candidates, which were kept for being easy.
+   */
+  reference?: readonly number[];
 }
 
 /**
@@ -92,7 +105,7 @@ export async function runScreens(
   const plans = requests.flatMap((r, ri) =>
     r.kinds.map((kind, oi) => {
       const schedule = { ...scheduleFor(kind), batchSize: o.batchSize, maxSteps: o.maxSteps };
-      const indices = mappingIndices(r.family, K).filter((m) => images.some((list, c) => list.length > 0 && mappedClass(r.family, m, c, K) !== null));
+      const indices = (r.only ? [...r.only].sort((a, b) => a - b) : mappingIndices(r.family, K)).filter((m) => images.some((list, c) => list.length > 0 && mappedClass(r.family, m, c, K) !== null));
       const tasks = indices.map((m) => {
         const targets = new Map<number, number>();
         images.forEach((list, c) => {
@@ -102,7 +115,7 @@ export async function runScreens(
         const id = SCREEN_ID_BASE + (ri * 8 + oi) * K + m;
         return makeTask(id, kind, r.family === 'targets' ? m : -m, [...targets.keys()].sort((a, b) => a - b), geometry, schedule, seed, r.family === 'targets' ? undefined : targets);
       });
-      return { family: r.family, kind, indices, tasks };
+      return { family: r.family, kind, indices, tasks, reference: r.reference };
     }),
   );
   const tasks = plans.flatMap((p) => p.tasks);
@@ -118,7 +131,8 @@ export async function runScreens(
   const screens = plans.map((p) => {
     const sizes = p.tasks.map((t) => t.size);
     const best = sizes.indexOf(Math.min(...sizes));
-    const typical = median(sizes);
+    const referenceSizes = p.reference ? sizes.filter((_, i) => p.reference!.includes(p.indices[i])) : [];
+    const typical = median(referenceSizes.length ? referenceSizes : sizes);
     return {
       ...p,
       sizes,
