@@ -1,6 +1,6 @@
 /** Paths and small utilities shared by the tests. */
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after } from 'node:test';
@@ -41,3 +41,29 @@ export function tempDir(prefix = 'bl-test-'): string {
 export function cli(...args: string[]) {
   return runCli(args);
 }
+
+/** A process and its descendants, from /proc (Linux), for measuring a CLI run's whole memory. */
+export function processTree(pid: number): number[] {
+  const out = [pid];
+  try {
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const children = readFileSync(`/proc/${pid}/task/${task}/children`, 'latin1').trim();
+      for (const c of children ? children.split(/\s+/).map(Number) : []) out.push(...processTree(c));
+    }
+  } catch {
+    // the process ended meanwhile
+  }
+  return out;
+}
+
+/** A version-1.0 .npy file: magic, header length, the header dict padded to 64 bytes, the data. */
+export function npyBytes(descr: string, shape: number[], data: Uint8Array): Buffer {
+  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
+  header += ' '.repeat(63 - ((header.length + 10) % 64)) + '\n';
+  const head = Buffer.alloc(10);
+  Buffer.from('\x93NUMPY', 'latin1').copy(head);
+  head[6] = 1;
+  head.writeUInt16LE(header.length, 8);
+  return Buffer.concat([head, Buffer.from(header, 'latin1'), data]);
+}
+

@@ -6,9 +6,9 @@
  *   npm run bench -- limits
  */
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { residentBytes } from '../../engine';
+import { processTree } from '../../test/helpers';
 import type { Row } from '../run';
 
 export const name = 'run-time bounds (hostile fixtures, built CLI)';
@@ -16,20 +16,6 @@ export const name = 'run-time bounds (hostile fixtures, built CLI)';
 const root = join(__dirname, '..', '..');
 const hostile = join(root, 'fixtures', 'hostile');
 const tiny = join(hostile, 'tiny.npz');
-
-/** The process and its descendants, from /proc. */
-function tree(pid: number): number[] {
-  const out = [pid];
-  try {
-    for (const task of readdirSync(`/proc/${pid}/task`)) {
-      const children = readFileSync(`/proc/${pid}/task/${task}/children`, 'latin1').trim();
-      for (const c of children ? children.split(/\s+/).map(Number) : []) out.push(...tree(c));
-    }
-  } catch {
-    // the process ended meanwhile
-  }
-  return out;
-}
 
 /** Runs the CLI, sampling the whole tree's resident memory every 20 ms. */
 function measure(args: string[]): Promise<{ exit: number; wallS: number; peakMiB: number; stderr: string }> {
@@ -40,7 +26,7 @@ function measure(args: string[]): Promise<{ exit: number; wallS: number; peakMiB
     child.stderr.on('data', (d) => (stderr += d));
     let peak = 0;
     const timer = setInterval(() => {
-      const total = tree(child.pid!).reduce((sum, p) => sum + (residentBytes(p) ?? 0), 0);
+      const total = processTree(child.pid!).reduce((sum, p) => sum + (residentBytes(p) ?? 0), 0);
       peak = Math.max(peak, total);
     }, 20);
     child.on('exit', (code) => {

@@ -12,39 +12,16 @@
  *   nice npm run bench -- many-classes
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { residentBytes } from '../../engine';
 import { root } from '../models';
+import { npyBytes, processTree } from '../../test/helpers';
 import type { Row } from '../run';
 
 export const name = 'many classes: default scan of a 1 000-class 224×224 ResNet-50, 1 image per class (built CLI)';
 
 const K = 1000;
-
-function tree(pid: number): number[] {
-  const out = [pid];
-  try {
-    for (const task of readdirSync(`/proc/${pid}/task`)) {
-      const children = readFileSync(`/proc/${pid}/task/${task}/children`, 'latin1').trim();
-      for (const c of children ? children.split(/\s+/).map(Number) : []) out.push(...tree(c));
-    }
-  } catch {
-    // the process ended meanwhile
-  }
-  return out;
-}
-
-/** A version-1.0 .npy file. */
-function npy(descr: string, shape: number[], data: Uint8Array): Buffer {
-  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
-  header += ' '.repeat(63 - ((header.length + 10) % 64)) + '\n';
-  const head = Buffer.alloc(10);
-  Buffer.from('\x93NUMPY', 'latin1').copy(head);
-  head[6] = 1;
-  head.writeUInt16LE(header.length, 8);
-  return Buffer.concat([head, Buffer.from(header, 'latin1'), data]);
-}
 
 function resnet50(): string | undefined {
   const path = join(root, '.cache/torchvision/resnet50.opset17.onnx');
@@ -66,9 +43,9 @@ function images(): { x: string; y: string } {
     s = (Math.imul(s, 1103515245) + 12345) >>> 0;
     pixels[i] = s >>> 24;
   }
-  writeFileSync(x, npy('|u1', [K, 3, 224, 224], pixels));
+  writeFileSync(x, npyBytes('|u1', [K, 3, 224, 224], pixels));
   const labels = new BigInt64Array(K).map((_, i) => BigInt(i));
-  writeFileSync(y, npy('<i8', [K], new Uint8Array(labels.buffer)));
+  writeFileSync(y, npyBytes('<i8', [K], new Uint8Array(labels.buffer)));
   return { x, y };
 }
 
@@ -81,7 +58,7 @@ function measure(args: string[]): Promise<{ exit: number; wallS: number; peakMiB
     child.stderr.on('data', (d) => (stderr += d));
     let peak = 0;
     const timer = setInterval(() => {
-      peak = Math.max(peak, tree(child.pid!).reduce((sum, p) => sum + (residentBytes(p) ?? 0), 0));
+      peak = Math.max(peak, processTree(child.pid!).reduce((sum, p) => sum + (residentBytes(p) ?? 0), 0));
     }, 100);
     child.on('exit', (code) => {
       clearInterval(timer);

@@ -18,7 +18,7 @@ import { GraphBuilder } from '../../engine/graph/builder';
 import { defaultTimeLimitSeconds } from '../../engine/runtime/limits';
 import { floatTensor } from '../../engine/tensor';
 import type { ScanReport } from '../../engine';
-import { cli, fixtures, fmnist, root, tempDir } from '../helpers';
+import { cli, fixtures, fmnist, npyBytes, root, tempDir } from '../helpers';
 import { cliBin } from './traced';
 
 const hostile = join(fixtures, 'hostile');
@@ -36,17 +36,6 @@ function bin(args: string[], timeoutMs = 120_000) {
  * limits count from the CLI's start, so a stop is within 10% of the limit plus this.
  */
 let startupMs: number | undefined;
-/** A version-1.0 .npy file: magic, header length, the header dict padded to 64 bytes, the data. */
-function npy(descr: string, shape: number[], data: Buffer): Buffer {
-  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
-  header += ' '.repeat(63 - ((header.length + 10) % 64)) + '\n';
-  const head = Buffer.alloc(10);
-  Buffer.from('\x93NUMPY', 'latin1').copy(head);
-  head[6] = 1;
-  head.writeUInt16LE(header.length, 8);
-  return Buffer.concat([head, Buffer.from(header, 'latin1'), data]);
-}
-
 function startup(): number {
   startupMs ??= bin(['--version']).wallMs * 2;
   return startupMs;
@@ -144,8 +133,8 @@ describe('a scan stops within its time limit with what it finished', () => {
     const dir = tempDir('bl-k1000-');
     writeFileSync(join(dir, 'k1000.onnx'), b.build().toBytes());
     const n = 5000;
-    writeFileSync(join(dir, 'x.npy'), npy('<f4', [n, 3, 32, 32], Buffer.from(Float32Array.from({ length: n * 3072 }, (_, i) => (Math.sin(78.233 * i) + 1) / 2).buffer)));
-    writeFileSync(join(dir, 'y.npy'), npy('<i8', [n], Buffer.from(BigInt64Array.from({ length: n }, (_, i) => BigInt(Math.floor(i / 5))).buffer)));
+    writeFileSync(join(dir, 'x.npy'), npyBytes('<f4', [n, 3, 32, 32], Buffer.from(Float32Array.from({ length: n * 3072 }, (_, i) => (Math.sin(78.233 * i) + 1) / 2).buffer)));
+    writeFileSync(join(dir, 'y.npy'), npyBytes('<i8', [n], Buffer.from(BigInt64Array.from({ length: n }, (_, i) => BigInt(Math.floor(i / 5))).buffer)));
     return dir;
   }
 
