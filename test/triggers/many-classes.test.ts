@@ -28,7 +28,7 @@ const unit = (i: number) => {
 const prototype = (c: number, j: number) => unit(c * D + j + 1);
 
 /** logit_c = s·(p_c·x − ½‖p_c‖²) (nearest prototype, scaled so the softmax does not saturate), plus the planted patch path. */
-async function prototypeModel(K: number, target?: number) {
+async function prototypeModel(K: number, target?: number, dominant?: number) {
   const s = 0.05;
   const b = new GraphBuilder(`prototypes${K}`);
   const flat = b.op('Flatten', [b.input('input', 'float32', ['N', 3, 32, 32])]);
@@ -38,6 +38,8 @@ async function prototypeModel(K: number, target?: number) {
     for (let j = 0; j < D; j++) (w[c * D + j] = s * prototype(c, j)), (norm += prototype(c, j) ** 2);
     bias[c] = -0.5 * s * norm;
   }
+  // A class every image lands on unstamped, as in an untrained network: margins are about 13.
+  if (dominant !== undefined) bias[dominant] += 100;
   let logits = b.op('Gemm', [flat, b.initializer('fc.weight', floatTensor([K, D], w)), b.initializer('fc.bias', floatTensor([K], bias))], { transB: 1 });
   if (target !== undefined) {
     // The corner's 27 values sum to 13.5 ± 1.5 on clean images and to 27 under a white patch: the
@@ -67,8 +69,8 @@ function prototypeData(K: number, perClass: number): Dataset {
   return { source: 'prototypes', n, x, dims: [n, 3, 32, 32], labels, preprocess: { layout: 'NCHW', channels: 3, height: 32, width: 32, scale: 1, mean: [0, 0, 0], std: [1, 1, 1], resized: false, sourceLayout: 'NCHW' } };
 }
 
-async function pairsScan(K: number, perClass: number, target: number | undefined, pairs: Record<string, unknown> = {}) {
-  const model = await prototypeModel(K, target);
+async function pairsScan(K: number, perClass: number, target: number | undefined, pairs: Record<string, unknown> = {}, dominant?: number) {
+  const model = await prototypeModel(K, target, dominant);
   const stages: ScanProgress[] = [];
   const { report } = await scan(model, { runtime, data: prototypeData(K, perClass), methods: ['pairs'], seed: 0, methodOptions: { pairs }, onProgress: (p) => stages.push(p) });
   const method = report.methods.find((m) => m.method === 'pairs')!;
@@ -91,9 +93,11 @@ test('1 000 classes, 1 image each, a planted target: the pre-screen keeps 8 of 1
   assert.equal(pre.reduce((a, b) => (b.statistic! > a.statistic! ? b : a)).label, 613);
   // 16 targets × 3 kinds + 16 shifts × 2 kinds, not 1 000 × 3 + 999 × 2.
   assert.ok(notes.some((n) => /^5 screens .*, 80 triggers of/.test(n)), notes.join('\n'));
-  // Progress: the stage, a count and an ETA.
-  assert.ok(stages.some((s) => /pre-screen step \d+\/120 \(2 universal triggers for 1000 classes\)/i.test(s)), stages.slice(0, 5).join('\n'));
-  assert.ok(stages.some((s) => /trigger reversal step \d+\/4800 \(8\+8 of 1000 targets, 8\+8 of 999 class shifts, 5 screens\), about \d+ (s|min) left/i.test(s)), stages.slice(-5).join('\n'));
+  // Progress: the stage and a count; the time left is the front ends' one estimate over the whole
+  // scan (engine/eta.ts), so the stage text carries none of its own.
+  assert.ok(stages.some((s) => /pre-screen step \d+\/120 \(2 universal triggers for 1000 classes\)$/i.test(s)), stages.slice(0, 5).join('\n'));
+  assert.ok(stages.some((s) => /trigger reversal step \d+\/4800 \(8\+8 of 1000 targets, 8\+8 of 999 class shifts, 5 screens\)$/i.test(s)), stages.slice(-5).join('\n'));
+  assert.ok(!stages.some((s) => /left/.test(s)), stages.find((s) => /left/.test(s)));
 });
 
 test('1 000 classes, 1 image each, no backdoor: clean, and the evidence says over which targets R was taken', async () => {
@@ -129,4 +133,14 @@ test('1 000 classes with one class missing from the data: not enough data is sta
   const run = report.methods.find((m) => m.method === 'pairs')!;
   assert.equal(run.status, 'skipped');
   assert.match(run.reason!, /^not enough data for trigger reversal: it needs ≥ 1 clean image of every class, and 1 of 1000 classes has fewer \(class 7: 0\)/);
+});
+
+test('1 000 classes that all land on one class unstamped: a trigger that changes nothing confirms nothing, so no verdict of backdoor', async () => {
+  const { report, method, notes } = await pairsScan(1000, 1, undefined, {}, 421);
+  assert.equal(method.status, 'ran', method.reason);
+  assert.equal(report.verdict, 'clean', report.evidence.map((e) => e.summary).join('\n'));
+  assert.deepEqual(report.targets, []);
+  // Class 421 is the pre-screen's and the patch screen's top class: flagged by size, then not counted
+  // because every held-out image already lands on it without the trigger.
+  assert.ok(notes.some((n) => /^targets:\w+: R [\d.]+ > [\d.]+, but its trigger moves no held-out class/.test(n)), notes.join('\n'));
 });

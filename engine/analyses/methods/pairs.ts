@@ -20,7 +20,7 @@
  * one image per class is enough. At K ≤ `manyClasses` nothing of this runs.
  */
 import type { OptionSpecs } from '../../method-options';
-import type { Dataset } from '../../data/types';
+import { subset, type Dataset } from '../../data/types';
 import { BackdoorLensError, usageError } from '../../errors';
 import { predict } from '../../evaluate';
 import type { AttackType, Finding, LabelResult, PairResult, VerdictEvidence } from '../../report/types';
@@ -157,7 +157,21 @@ export function dataShortfall(counts: readonly number[], min: number): string | 
   return `not enough data for trigger reversal: it needs ≥ ${min} clean image${min === 1 ? '' : 's'} of every class, and ${short.length} of ${counts.length} classes ${short.length === 1 ? 'has' : 'have'} fewer (${short.slice(0, 4).join(', ')}${short.length > 4 ? ', …' : ''})`;
 }
 
-async function shareMoved(ctx: AnalysisContext, data: Dataset, trigger: ReversedTrigger, held: number[][], destination: (c: number) => number | null, batched?: { maxBatch: number }): Promise<number[]> {
+/**
+ * Per class: the share of its held-out images the trigger sends to the class `destination` names,
+ * minus the share that already lands there unstamped, so a class the model predicts anyway (a
+ * dominant class, an untrained network) is not "moved" by a trigger that changes nothing.
+ */
+async function shareMoved(ctx: AnalysisContext, data: Dataset, trigger: ReversedTrigger, held: number[][], destination: (c: number) => number | null, clean: CleanHeldOut, batched?: { maxBatch: number }): Promise<number[]> {
+  const landed = (labels: ArrayLike<number>, from: number, list: number[], d: number) => {
+    let hits = 0, before = 0;
+    for (let i = 0; i < list.length; i++) {
+      if (labels[from + i] === d) hits++;
+      if (clean.labels.get(list[i]) === d) before++;
+    }
+    return Math.max(0, hits - before) / list.length;
+  };
+  await clean.ensure();
   if (batched) {
     // The many-class plan: hundreds of held-out classes of one or a few images each, stamped and
     // predicted in one pass rather than one call per class, in calls of the plan's bounded size.
@@ -166,9 +180,9 @@ async function shareMoved(ctx: AnalysisContext, data: Dataset, trigger: Reversed
     let row = 0;
     return held.map((list, c) => {
       const d = destination(c);
-      let hits = 0;
-      for (let i = 0; i < list.length; i++) if (labels[row++] === d) hits++;
-      return d === null || list.length === 0 ? NaN : hits / list.length;
+      const from = row;
+      row += list.length;
+      return d === null || list.length === 0 ? NaN : landed(labels, from, list, d);
     });
   }
   const shares: number[] = [];
@@ -179,11 +193,29 @@ async function shareMoved(ctx: AnalysisContext, data: Dataset, trigger: Reversed
       continue;
     }
     const labels = (await predict(ctx.model.onnx, stampTrigger(trigger, data, held[c]), ctx.runtime, { signal: ctx.signal })).labels;
-    let hits = 0;
-    for (const l of labels) if (l === d) hits++;
-    shares.push(hits / labels.length);
+    shares.push(landed(labels, 0, held[c], d));
   }
   return shares;
+}
+
+/** The unstamped predictions of the held-out images, made once, when a screen first needs them. */
+interface CleanHeldOut {
+  labels: Map<number, number>;
+  ensure(): Promise<void>;
+}
+
+function cleanHeldOut(ctx: AnalysisContext, data: Dataset, held: number[][], maxBatch: number | undefined): CleanHeldOut {
+  const labels = new Map<number, number>();
+  let done: Promise<void> | undefined;
+  return {
+    labels,
+    ensure: () =>
+      (done ??= (async () => {
+        const ids = held.flat();
+        const predicted = (await predict(ctx.model.onnx, subset(data, ids), ctx.runtime, { signal: ctx.signal, ...(maxBatch ? { batchSize: maxBatch } : {}) })).labels;
+        ids.forEach((id, i) => labels.set(id, predicted[i]));
+      })()),
+  };
 }
 
 function triggerOf(sc: MappingScreen, K: number): ReversedTrigger {
@@ -238,9 +270,8 @@ export const pairsAnalysis: Analysis = {
     let plan: ManyClassPlan | undefined;
     if (many) {
       const pool = images.flat();
-      const started = Date.now();
       const pre = await prescreen(ctx.model.onnx, ctx.runtime, data, pool, K, geometry, gradient, { kinds: o.prescreenObjectives, batchSize: o.batchSize, steps: o.prescreenSteps, sampleImages: o.prescreenImages, maxBatch: screenOptions.maxBatch }, ctx.seed, ctx.signal, (f, spent, budget) =>
-        ctx.progress(0.1 * screenShare * f, `pre-screen step ${spent}/${budget} (${o.prescreenObjectives.length} universal triggers for ${K} classes)${eta(started, f)}`),
+        ctx.progress(0.1 * screenShare * f, `pre-screen step ${spent}/${budget} (${o.prescreenObjectives.length} universal triggers for ${K} classes)`),
       );
       const targets = candidatesOf(pre.targetPull, mappingIndices('targets', K), o.keep, o.references, ctx.seed, 1);
       const shifts = candidatesOf(pre.shiftPull, mappingIndices('shifts', K), o.keep, o.references, ctx.seed, 2);
@@ -250,13 +281,12 @@ export const pairsAnalysis: Analysis = {
       ...(o.objectives.length ? [{ family: 'targets' as const, kinds: o.objectives, ...(plan ? { only: [...plan.targets.kept, ...plan.targets.reference], reference: plan.targets.reference } : {}) }] : []),
       ...(o.shiftObjectives.length && K > 2 ? [{ family: 'shifts' as const, kinds: o.shiftObjectives, ...(plan ? { only: [...plan.shifts.kept, ...plan.shifts.reference], reference: plan.shifts.reference } : {}) }] : []),
     ];
-    const reversalStarted = Date.now();
     const offset = plan ? 0.1 * screenShare : 0;
     const { screens, sampleGradients: screenGradients } = await runScreens(requests, images, data, geometry, gradient, screenOptions, ctx.seed, ctx.signal, (f, spent, budget) =>
       ctx.progress(
         offset + (screenShare - offset) * f,
         plan
-          ? `trigger reversal step ${spent}/${budget} (${plan.targets.kept.length}+${plan.targets.reference.length} of ${K} targets${requests.length > 1 ? `, ${plan.shifts.kept.length}+${plan.shifts.reference.length} of ${K - 1} class shifts` : ''}, ${requests.flatMap((r) => r.kinds).length} screens)${eta(reversalStarted, f)}`
+          ? `trigger reversal step ${spent}/${budget} (${plan.targets.kept.length}+${plan.targets.reference.length} of ${K} targets${requests.length > 1 ? `, ${plan.shifts.kept.length}+${plan.shifts.reference.length} of ${K - 1} class shifts` : ''}, ${requests.flatMap((r) => r.kinds).length} screens)`
           : `trigger reversal step ${spent}/${budget} (${K} targets${requests.length > 1 ? `, ${K - 1} class shifts` : ''}, ${requests.flatMap((r) => r.kinds).length} screens)`,
       ),
     );
@@ -265,6 +295,7 @@ export const pairsAnalysis: Analysis = {
     notes.push(`${screens.length} screens (${screens.map((s) => `${s.family}:${s.kind}`).join(', ')}), ${screens.reduce((n, s) => n + s.tasks.length, 0)} triggers of ≤ ${o.maxSteps} steps × ${o.batchSize} images, ${images.reduce((n, l) => n + l.length, 0)} images reversed on and ${held.reduce((n, l) => n + l.length, 0)} held out (${sampleGradients} image gradients)`);
 
     const decisions: ScreenDecision[] = [];
+    const clean = cleanHeldOut(ctx, data, held, plan ? screenOptions.maxBatch : undefined);
     const family = networkFamily(ctx.model.onnx);
     for (const [i, sc] of screens.entries()) {
       ctx.progress(screenShare + ((1 - screenShare) * 0.5 * i) / screens.length, 'confirming flagged triggers on held-out images');
@@ -276,7 +307,7 @@ export const pairsAnalysis: Analysis = {
       const decision: ScreenDecision = { screen: sc, key, threshold, thresholdSource, flagged: false, pairs: [], movable };
       if (sc.ratio > threshold && sc.succeeded[sc.indices.indexOf(sc.best)]) {
         const trigger = triggerOf(sc, K);
-        const movedShare = await shareMoved(ctx, data, trigger, held, (c) => mappedClass(sc.family, sc.best, c, K), plan ? { maxBatch: screenOptions.maxBatch } : undefined);
+        const movedShare = await shareMoved(ctx, data, trigger, held, (c) => mappedClass(sc.family, sc.best, c, K), clean, plan ? { maxBatch: screenOptions.maxBatch } : undefined);
         const pairs = movedShare.flatMap((share, c) => (share >= o.moved ? [{ source: c, target: mappedClass(sc.family, sc.best, c, K)!, share }] : []));
         const enough = sc.family === 'targets' ? pairs.length >= 1 : pairs.length >= 2;
         Object.assign(decision, { trigger, movedShare, pairs, flagged: enough });
@@ -404,13 +435,6 @@ interface ManyClassPlan {
   pre: Prescreen;
   targets: { kept: number[]; reference: number[] };
   shifts: { kept: number[]; reference: number[] };
-}
-
-/** ", about 3 min left" from the time a stage started and the share of it done; empty until 2 % is done. */
-function eta(started: number, fraction: number): string {
-  if (fraction < 0.02 || fraction >= 1) return '';
-  const left = ((Date.now() - started) * (1 - fraction)) / fraction / 1000;
-  return left < 90 ? `, about ${Math.max(1, Math.round(left))} s left` : `, about ${Math.round(left / 60)} min left`;
 }
 
 function planNotes(plan: ManyClassPlan, K: number, o: PairsOptions, images: number[][], held: number[][]): string[] {
