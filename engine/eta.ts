@@ -1,4 +1,8 @@
-/** Time left in a job, from how fast its fraction has moved so far (smoothed, so it does not jump each report). */
+/**
+ * Time left in a job, from how fast its fraction has moved so far (smoothed, so it does not jump
+ * each report). Every front end shows this one estimate over the job's overall fraction (the
+ * editor's progress, the CLI's progress line), so no stage of the engine adds its own.
+ */
 export class Eta {
   private readonly started = Date.now();
   private rate?: number;

@@ -8,6 +8,7 @@ export { loadDataset, readRawImages, imageSizeOf, type Dataset, type DataSource,
 export { loadModelForData } from './load-for-data';
 export { refusedScanReport, formatRefusedReport } from './refused';
 export { scan, resolveMethods, type ScanRequest, type ScanResult, type ScanProgress } from './scan';
+export { Eta, etaText, withEta } from './eta';
 export { applyFix, autoCandidates, type FixRequest, type RescanRequest } from './fix';
 export { fixOutputs, outputLabel, type FixOutputs } from './fixes/output-name';
 export { AUTO } from './fixes/registry';

@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
-import { formatRefusedReport, formatReport, mergeMethodOptions, methodOptionsHelp, parseMethodOptions, refusedScanReport, toSarif, UnsafeCheckpointError, writeFileAtomic, type LoadedModel, type ScanReport } from '../../engine';
+import { Eta, etaText, formatRefusedReport, formatReport, mergeMethodOptions, methodOptionsHelp, parseMethodOptions, refusedScanReport, toSarif, UnsafeCheckpointError, writeFileAtomic, type LoadedModel, type ScanProgress, type ScanReport } from '../../engine';
 import { commonHelp, intOption, numberOption, parse, settingsFor, UsageError } from '../options';
 import { openSession, stage, startJob } from '../load';
 import { exitCodeHelp, exitCodes, inconclusiveExitCode } from '../exit-codes';
@@ -57,7 +57,7 @@ export async function scanCommand(args: string[]): Promise<CommandResult> {
     const data = s.data ? await stage(guard, 'loading the data', () => session.loadData(model, { path: s.data!, labels: s.labels })) : undefined;
     const { report, images, stopped } = await session.scan(model, {
       data, guard, partialResults: true,
-      onProgress: process.stderr.isTTY ? (p) => process.stderr.write(`\r${(100 * p.fraction).toFixed(0).padStart(3)}% ${p.stage}`.padEnd(72).slice(0, 100)) : undefined,
+      onProgress: process.stderr.isTTY ? progressLine() : undefined,
     });
     if (process.stderr.isTTY) process.stderr.write('\r'.padEnd(100) + '\r');
     const out = values.out as string | undefined;
@@ -102,3 +102,12 @@ export function exitCodeFor(report: ScanReport): number {
   return report.verdict === 'inconclusive' ? inconclusiveExitCode : 0;
 }
 
+
+/** The terminal's one progress line: percent, the time left (before the stage, so a long stage text cannot cut it off), the stage. */
+function progressLine(): (p: ScanProgress) => void {
+  const eta = new Eta();
+  return (p) => {
+    const left = etaText(eta.update(p.fraction));
+    process.stderr.write(`\r${(100 * p.fraction).toFixed(0).padStart(3)}%${left ? ` (${left})` : ''} ${p.stage}`.padEnd(72).slice(0, 100));
+  };
+}

@@ -4,7 +4,7 @@
  * when something it shows has changed.
  */
 import { existsSync } from 'node:fs';
-import { asBackdoorLensError, removeTempFiles, fixOutputs, type FixOutputs } from '../../engine';
+import { asBackdoorLensError, removeTempFiles, fixOutputs, Eta, withEta, type FixOutputs } from '../../engine';
 import { FIX_IDS } from '../../protocol/fix-names';
 import type { FixSummary, ScanSummary } from '../../protocol/lsp';
 import { CheckpointStore, sha256File, type CheckpointState } from './checkpoints';
@@ -13,7 +13,6 @@ import type { FixJobResult, ScanJobResult, DescribeJobResult } from './jobs/mess
 import type { JobQueue } from './jobs/queue';
 import { cancelled, JobFailure } from './jobs/worker-host';
 import type { JobProgress } from './features/progress';
-import { Eta, withEta } from './features/eta';
 import { JobLog } from './features/scan-log';
 import { verdictLine } from '../../protocol/verdict-text';
 import { settingsKey, type ScanSettings } from './settings';

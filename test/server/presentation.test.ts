@@ -12,7 +12,7 @@ import type { PixelImage } from '../../protocol/report-view';
 import { modelSizeLimitError } from '../../engine/formats/limits';
 import { clip, evidenceText, failureLine, limitSetting, verdictLine } from '../../protocol/verdict-text';
 import type { CheckpointState } from '../../server/src/checkpoints';
-import { Eta, etaText } from '../../server/src/features/eta';
+import { Eta, etaText } from '../../engine';
 import { changeOf } from '../../server/src/features/report-view';
 import { JobLog } from '../../server/src/features/scan-log';
 import { JobFailure } from '../../server/src/jobs/worker-host';
