@@ -11,6 +11,7 @@ import type { OnnxModel } from '../graph/model';
 import type { OptionSpecs } from '../method-options';
 import type { Runtime } from '../runtime/session';
 import { SeededRandom } from './stats/random';
+import { softmaxRows } from './stats/softmax';
 
 export interface StripOptions {
   /** Blends per input (STRIP's N; the paper uses up to 100). */
@@ -34,15 +35,8 @@ export const STRIP_OPTIONS: OptionSpecs = {
 };
 
 function entropyOfLogits(logits: Float32Array, offset: number, k: number): number {
-  let max = -Infinity;
-  for (let j = 0; j < k; j++) max = Math.max(max, logits[offset + j]);
-  let z = 0;
-  for (let j = 0; j < k; j++) z += Math.exp(logits[offset + j] - max);
   let h = 0;
-  for (let j = 0; j < k; j++) {
-    const p = Math.exp(logits[offset + j] - max) / z;
-    if (p > 0) h -= p * Math.log(p);
-  }
+  for (const p of softmaxRows(logits.subarray(offset, offset + k), k)) if (p > 0) h -= p * Math.log(p);
   return h;
 }
 

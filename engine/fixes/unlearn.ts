@@ -15,6 +15,7 @@ import type { OptionSpecs } from '../method-options';
 import { GradientSession } from '../autodiff';
 import { numberOption } from '../analyses/neurons/options';
 import { SeededRandom } from '../analyses/stats/random';
+import { softmaxRows } from '../analyses/stats/softmax';
 import { stampTrigger, type ReversedTrigger } from '../analyses/reversal/trigger';
 import { subset, type Dataset } from '../data/types';
 import { argmaxRows, imageInputOf, predict, type Predictions } from '../evaluate';
@@ -156,15 +157,8 @@ interface EpochScore {
 /** Per image, distil × the teacher's softmax + (1 − distil) × one-hot(label), row-major [N·K]. */
 function softLabels(teacher: Predictions, labels: Int32Array, distil: number): Float32Array {
   const k = teacher.numClasses;
-  const out = new Float32Array(teacher.logits.length);
-  for (let i = 0; i < labels.length; i++) {
-    const row = teacher.logits.subarray(i * k, (i + 1) * k);
-    const max = row.reduce((m, v) => Math.max(m, v), -Infinity);
-    let total = 0;
-    for (let j = 0; j < k; j++) total += Math.exp(row[j] - max);
-    for (let j = 0; j < k; j++) out[i * k + j] = (distil * Math.exp(row[j] - max)) / total + (j === labels[i] ? 1 - distil : 0);
-  }
-  return out;
+  const p = softmaxRows(teacher.logits, k);
+  return Float32Array.from(p, (v, at) => distil * v + (at % k === labels[Math.floor(at / k)] ? 1 - distil : 0));
 }
 
 /** Images of every class but `target`, at most `perClass` of each, in a seeded order. */

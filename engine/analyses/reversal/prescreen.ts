@@ -18,6 +18,7 @@ import { predict } from '../../evaluate';
 import type { OnnxModel } from '../../graph/model';
 import type { Runtime } from '../../runtime/session';
 import { madAnomaly } from '../stats/mad';
+import { softmaxRows } from '../stats/softmax';
 import { SeededRandom } from '../stats/random';
 import { defaultSchedulerOptions } from './karm';
 import type { BatchGradient } from './batch';
@@ -52,18 +53,6 @@ export interface Prescreen {
 
 /** Task ids above the screens' (SCREEN_ID_BASE + 16·K for K ≤ 4 096) and the class pairs'. */
 const PRESCREEN_ID_BASE = 200_000;
-
-function softmaxRows(logits: Float32Array, K: number): Float64Array {
-  const p = new Float64Array(logits.length);
-  for (let r = 0; r < logits.length / K; r++) {
-    let max = -Infinity;
-    for (let j = 0; j < K; j++) max = Math.max(max, logits[r * K + j]);
-    let sum = 0;
-    for (let j = 0; j < K; j++) sum += p[r * K + j] = Math.exp(logits[r * K + j] - max);
-    for (let j = 0; j < K; j++) p[r * K + j] /= sum;
-  }
-  return p;
-}
 
 export async function prescreen(
   model: OnnxModel,
