@@ -11,7 +11,7 @@
  * samples labelled (or predicted) as a target class are left out of both, since poisoned samples
  * carry the target label.
  */
-import { gateLayers, gatedPredictions, openGates, pruningGates, type GatedModel } from '../analyses/neurons/gates';
+import { GatedEvaluator, gateLayers, gatedPredictions, openGates, pruningGates, type GatedModel } from '../analyses/neurons/gates';
 import { prunableLayers } from '../analyses/neurons/prune';
 import type { RankedNeuron } from '../analyses/neurons/report';
 import { largestHolding } from '../analyses/neurons/search';
@@ -104,11 +104,12 @@ export async function adaptivePrune(req: AdaptiveRequest): Promise<AdaptiveOutco
   });
   const gated = gateLayers(req.model, used);
   const probe = await buildProbe(req, gated);
+  const evaluator = await GatedEvaluator.create(req.runtime, gated, probe.combined, { batchSize: req.batchSize, signal: req.signal });
   const cache = new Map<number, Measure>();
   const measure = async (k: number): Promise<Measure> => {
     const hit = cache.get(k);
     if (hit) return hit;
-    const pred = await gatedPredictions(req.runtime, gated, probe.combined, pruningGates(gated.gates, req.ranking.slice(0, k)), { batchSize: req.batchSize, signal: req.signal });
+    const pred = await evaluator.predictions(pruningGates(gated.gates, req.ranking.slice(0, k)));
     let ok = 0;
     for (let i = 0; i < probe.cleanCount; i++) if (pred[i] === probe.reference[i]) ok++;
     let success = 0;

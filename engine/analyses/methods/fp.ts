@@ -9,7 +9,7 @@
 import type { OnnxModel } from '../../graph/model';
 import type { NodeProto } from '../../graph/proto';
 import { forEachActivationBatch } from '../neurons/activations';
-import { gateLayers, gatedPredictions, openGates, pruningGates } from '../neurons/gates';
+import { GatedEvaluator, gateLayers, openGates, pruningGates } from '../neurons/gates';
 import { checkDataFits, checkLabelRange, convNeuronLayers, noNeuronLayers, ownParameters, requireLayers, type NeuronLayer } from '../neurons/layers';
 import { numberOption } from '../neurons/options';
 import { neuronOutput } from '../neurons/report';
@@ -80,12 +80,13 @@ export const fp: Analysis = {
     const activation = Float64Array.from(moments.mean);
     const order = Array.from(activation.keys()).sort((a, b) => activation[a] - activation[b] || a - b);
     const gated = gateLayers(model, [layer]);
-    const opts = { batchSize: ctx.batchSize, signal: ctx.signal };
-    const base = accuracy(await gatedPredictions(ctx.runtime, gated, data, openGates(gated.gates), opts), data.labels!);
+    // The gates sit on the last conv layer: everything before it runs once (GatedEvaluator).
+    const evaluator = await GatedEvaluator.create(ctx.runtime, gated, data, { batchSize: ctx.batchSize, signal: ctx.signal });
+    const base = accuracy(await evaluator.predictions(openGates(gated.gates)), data.labels!);
     const accAt = new Map<number, number>([[0, base]]);
     const search = await largestHolding(order.length, async (k) => {
       const pruned = order.slice(0, k).map((channel) => ({ layer: layer.name, channel }));
-      const acc = accuracy(await gatedPredictions(ctx.runtime, gated, data, pruningGates(gated.gates, pruned), opts), data.labels!);
+      const acc = accuracy(await evaluator.predictions(pruningGates(gated.gates, pruned)), data.labels!);
       accAt.set(k, acc);
       ctx.progress(0.3 + 0.7 * Math.min(1, accAt.size / (2 * Math.log2(order.length + 1) + 1)), `measuring accuracy with ${k} channels pruned`);
       return base - acc <= margin + 1e-12;
@@ -105,7 +106,7 @@ export const fp: Analysis = {
         method: 'fp', code: 'BL014', label: 'Fine-Pruning', scoreName: 'mean activation', direction: 'below', comparison: 'at or below',
         rule: `the most dormant channels of the last conv layer while clean accuracy drops ≤ ${(100 * margin).toFixed(1)} points`,
         thresholdChoice,
-        notes: [thresholdChoice, `activations read at '${tensor}'; ${search.probes.length} accuracy evaluations; no fine-tuning`],
+        notes: [thresholdChoice, `activations read at '${tensor}'; ${search.probes.length} accuracy evaluations${evaluator.cached ? ' (the layers before the pruned one run once)' : ''}; no fine-tuning`],
       },
       [{ layer: layer.name, scores: activation, threshold, suspicion, flagged }],
     );

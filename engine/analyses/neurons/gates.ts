@@ -11,6 +11,7 @@ import { argmaxRows, imageInputOf } from '../../evaluate';
 import { valueInfo } from '../../graph/builder';
 import type { OnnxModel } from '../../graph/model';
 import { inferShapes } from '../../graph/shapes';
+import { splitAtInputs } from '../../graph/split';
 import type { NodeProto } from '../../graph/proto';
 import type { Runtime } from '../../runtime/session';
 import type { Tensor } from '../../tensor';
@@ -117,4 +118,67 @@ export async function gatedPredictions(runtime: Runtime, gated: GatedModel, data
     { fetches: [output], extraFeeds: gateFeeds(gated.gates, values), signal: options.signal },
   );
   return out;
+}
+
+/**
+ * Predictions of one gated model under many gate values, over the same images (the threshold
+ * searches of Fine-Pruning and the pruning fixes). When the gates sit late in the network, the part
+ * before them does not change with the gate values: it runs once, its outputs are kept, and each
+ * evaluation runs only the rest (Fine-Pruning's last conv layer: the pooling and the classifier).
+ * The kept outputs may hold no more memory than the images themselves (or 256 MiB); otherwise, and
+ * when no cut saves work, every evaluation runs the whole network as gatedPredictions does.
+ */
+export class GatedEvaluator {
+  private constructor(
+    private readonly runtime: Runtime,
+    private readonly gated: GatedModel,
+    private readonly data: Dataset,
+    private readonly options: { batchSize: number; signal?: AbortSignal },
+    private readonly cut?: { tail: OnnxModel; inputs: { name: string; perSample: number; values: Float32Array }[] },
+  ) {}
+
+  /** Whether the part before the gates was run once and kept. */
+  get cached(): boolean {
+    return this.cut !== undefined;
+  }
+
+  static async create(runtime: Runtime, gated: GatedModel, data: Dataset, options: { batchSize: number; signal?: AbortSignal }): Promise<GatedEvaluator> {
+    const split = splitAtInputs(gated.model, gated.input, gated.gates.flatMap((g) => [g.scale, g.shift]));
+    const floats = split ? data.n * split.frontier.reduce((sum, f) => sum + f.perSample, 0) : Infinity;
+    if (!split || 4 * floats > Math.max(256 * 2 ** 20, data.x.byteLength)) return new GatedEvaluator(runtime, gated, data, options);
+    const inputs = split.frontier.map((f) => ({ ...f, values: new Float32Array(data.n * f.perSample) }));
+    const head = await runtime.session(split.head);
+    await head.runBatched(
+      { name: gated.input, data: data.x, dims: data.dims },
+      options.batchSize,
+      (outputs, start) => {
+        for (const i of inputs) i.values.set(outputs[i.name].data as Float32Array, start * i.perSample);
+      },
+      { fetches: inputs.map((i) => i.name), signal: options.signal },
+    );
+    return new GatedEvaluator(runtime, gated, data, options, { tail: split.tail, inputs });
+  }
+
+  async predictions(values: GateValues): Promise<Int32Array> {
+    if (!this.cut) return gatedPredictions(this.runtime, this.gated, this.data, values, this.options);
+    const { tail, inputs } = this.cut;
+    const session = await this.runtime.session(tail);
+    const output = tail.outputs()[0].name;
+    const gates = gateFeeds(this.gated.gates, values);
+    const out = new Int32Array(this.data.n);
+    for (let start = 0; start < this.data.n; start += this.options.batchSize) {
+      this.options.signal?.throwIfAborted();
+      const count = Math.min(this.options.batchSize, this.data.n - start);
+      const feeds: Record<string, Tensor> = { ...gates };
+      for (const i of inputs) feeds[i.name] = { dtype: 'float32', dims: [count, ...this.dimsOf(i.name)], data: i.values.subarray(start * i.perSample, (start + count) * i.perSample) };
+      const t = (await session.run(feeds, [output]))[output];
+      out.set(argmaxRows(t.data as Float32Array, t.dims[1]), start);
+    }
+    return out;
+  }
+
+  private dimsOf(name: string): number[] {
+    const v = this.cut!.tail.inputs().find((i) => i.name === name)!;
+    return v.dims.slice(1) as number[];
+  }
 }
