@@ -26,21 +26,20 @@ import { predict } from '../../evaluate';
 import type { AttackType, Finding, LabelResult, PairResult, VerdictEvidence } from '../../report/types';
 import { networkFamily, screenThreshold, type ScreenKey } from '../reversal/calibration';
 import { classCount, imagesByClass } from '../reversal/class-images';
-import { candidatesOf, prescreen, type Prescreen } from '../reversal/prescreen';
-import { SeededRandom } from '../stats/random';
+import { boundedBatch, planManyClasses, planNotes, splitClassesInHalf, type ManyClassOptions } from '../reversal/many-classes';
 import { positiveOption } from '../positive-option';
 import { inputGradient } from '../reversal/gradient';
 import type { ObjectiveKind } from '../reversal/objectives';
 import { PAIR_SCAN_OPTIONS, pairScanOptions, scanClassPairs } from '../reversal/pairs';
 import { geometryOf } from '../reversal/run';
-import { mappedClass, mappingIndices, runScreens, type MappingScreen } from '../reversal/targets';
+import { mappedClass, runScreens, type MappingScreen } from '../reversal/targets';
 import { triggerArtifacts } from '../reversal/trigger-artifacts';
 import { stampTrigger, type ReversedTrigger } from '../reversal/trigger';
 import type { Analysis, AnalysisContext, AnalysisOutput, ArtifactImage } from '../types';
 
 const KINDS: readonly ObjectiveKind[] = ['patch', 'perturbation', 'warp'];
 
-export interface PairsOptions {
+export interface PairsOptions extends ManyClassOptions {
   /** Trigger kinds of the target screen. */
   objectives: ObjectiveKind[];
   /** Trigger kinds of the shift (all-to-all) screen. */
@@ -62,16 +61,7 @@ export interface PairsOptions {
   threshold?: number;
   /** Also run the K(K−1) class-pair scan. */
   classPairs: boolean;
-  /** Above this many classes the many-class plan runs (pre-screen, then the screens on candidates). */
-  manyClasses: number;
-  /** Many-class plan: targets, and shifts, the pre-screen keeps for reversal (each). */
-  keep: number;
-  /** Many-class plan: further targets, and shifts, drawn at random that R's median is taken over. */
-  references: number;
-  /** Many-class plan: the pre-screen's universal trigger kinds, steps each, and images its pull is measured on. */
-  prescreenObjectives: ObjectiveKind[];
-  prescreenSteps: number;
-  prescreenImages: number;
+  // manyClasses, keep, references, prescreen*: the many-class plan's (reversal/many-classes.ts).
 }
 
 function kindList(v: unknown, key: string, fallback: ObjectiveKind[]): ObjectiveKind[] {
@@ -249,12 +239,8 @@ export const pairsAnalysis: Analysis = {
     const shortfall = dataShortfall(all.map((l) => l.length), many ? 1 : o.minImagesPerClass);
     if (shortfall) throw new BackdoorLensError('bad-data', shortfall, { file: data.source });
     let images: number[][], held: number[][];
-    if (many) {
-      // Half the classes, seeded, give their images to the screens, the other half confirm.
-      const reversedOn = new Set(new SeededRandom(SeededRandom.derive(ctx.seed, 7919, K)).shuffle(all.map((_, c) => c)).slice(0, Math.ceil(K / 2)));
-      images = all.map((l, c) => (reversedOn.has(c) ? l.slice(0, o.imagesPerClass) : []));
-      held = all.map((l, c) => (reversedOn.has(c) ? [] : l.slice(0, o.heldOutPerClass)));
-    } else {
+    if (many) ({ images, held } = splitClassesInHalf(all, o, ctx.seed));
+    else {
       // With few images a class gives what it has to the screens and keeps a third for confirmation.
       const split = all.map((l) => Math.min(o.imagesPerClass, l.length - Math.max(1, Math.floor(l.length / 3))));
       images = all.map((l, c) => l.slice(0, split[c]));
@@ -264,19 +250,10 @@ export const pairsAnalysis: Analysis = {
     const gradient = await inputGradient(ctx.runtime, ctx.model.onnx);
     const notes: string[] = [];
     const screenShare = o.classPairs ? 0.5 : 0.9;
-    // A gradient call's memory grows with the image: 512 images of 224×224 through a ResNet-50 hold
-    // tens of GB. The many-class plan bounds a call by the floats of 512 images of 3×32×32.
-    const screenOptions = many ? { ...o, maxBatch: Math.max(1, Math.min(o.maxBatch, Math.floor((512 * 3 * 32 * 32) / (geometry.channels * geometry.height * geometry.width)))) } : o;
-    let plan: ManyClassPlan | undefined;
-    if (many) {
-      const pool = images.flat();
-      const pre = await prescreen(ctx.model.onnx, ctx.runtime, data, pool, K, geometry, gradient, { kinds: o.prescreenObjectives, batchSize: o.batchSize, steps: o.prescreenSteps, sampleImages: o.prescreenImages, maxBatch: screenOptions.maxBatch }, ctx.seed, ctx.signal, (f, spent, budget) =>
-        ctx.progress(0.1 * screenShare * f, `pre-screen step ${spent}/${budget} (${o.prescreenObjectives.length} universal triggers for ${K} classes)`),
-      );
-      const targets = candidatesOf(pre.targetPull, mappingIndices('targets', K), o.keep, o.references, ctx.seed, 1);
-      const shifts = candidatesOf(pre.shiftPull, mappingIndices('shifts', K), o.keep, o.references, ctx.seed, 2);
-      plan = { pre, targets, shifts };
-    }
+    const screenOptions = many ? { ...o, maxBatch: boundedBatch(o.maxBatch, geometry) } : o;
+    const plan = many
+      ? await planManyClasses(ctx.model.onnx, ctx.runtime, data, images, K, geometry, gradient, o, screenOptions.maxBatch, ctx.seed, ctx.signal, (f, stage) => ctx.progress(0.1 * screenShare * f, stage))
+      : undefined;
     const requests = [
       ...(o.objectives.length ? [{ family: 'targets' as const, kinds: o.objectives, ...(plan ? { only: [...plan.targets.kept, ...plan.targets.reference], reference: plan.targets.reference } : {}) }] : []),
       ...(o.shiftObjectives.length && K > 2 ? [{ family: 'shifts' as const, kinds: o.shiftObjectives, ...(plan ? { only: [...plan.shifts.kept, ...plan.shifts.reference], reference: plan.shifts.reference } : {}) }] : []),
@@ -430,25 +407,6 @@ function dedupe<P extends { source: number; target: number }>(pairs: P[]): P[] {
   return pairs.filter((p) => !seen.has(`${p.source},${p.target}`) && seen.add(`${p.source},${p.target}`));
 }
 
-
-interface ManyClassPlan {
-  pre: Prescreen;
-  targets: { kept: number[]; reference: number[] };
-  shifts: { kept: number[]; reference: number[] };
-}
-
-function planNotes(plan: ManyClassPlan, K: number, o: PairsOptions, images: number[][], held: number[][]): string[] {
-  const list = (xs: number[]) => xs.join(', ');
-  const top = [...plan.pre.targetPull.keys()].sort((a, b) => plan.pre.targetPull[b] - plan.pre.targetPull[a]).slice(0, 3);
-  const reversedOn = images.filter((l) => l.length).length, heldOut = held.filter((l) => l.length).length;
-  const perClass = Math.max(...images.map((l) => l.length), ...held.map((l) => l.length));
-  return [
-    `many classes (K = ${K} > ${o.manyClasses}): a pre-screen ranked all ${K} targets and ${K - 1} shifts; kept ${plan.targets.kept.length} targets (${list(plan.targets.kept)}) and ${plan.shifts.kept.length} shifts (${list(plan.shifts.kept)}) for reversal`,
-    `pre-screen: one untargeted universal trigger per kind (${plan.pre.runs.map((r) => `${r.kind} size ${r.size.toFixed(2)}${r.succeeded ? '' : ', never moved ≥ its success share'}`).join('; ')}), stamped on ${plan.pre.sampled} images; pull = mean rise of p_t on other classes' images (top: ${top.map((t) => `${t} ${plan.pre.targetPull[t].toFixed(3)}, anomaly ${plan.pre.targetAnomaly[t].toPrecision(3)}`).join('; ')})`,
-    `R's median is over ${plan.targets.reference.length} random reference targets (${list(plan.targets.reference)}) and ${plan.shifts.reference.length} reference shifts (${list(plan.shifts.reference)}), standing for all ${K}; the thresholds were calibrated at K = 10 and are not calibrated for K = ${K}`,
-    `classes split in half (seeded): ${reversedOn} classes reversed on, ${heldOut} held out to confirm a trigger${perClass <= 1 ? '; 1 image per class: a moved class is one image, so confirmation counts classes, not shares' : ''}`,
-  ];
-}
 
 /** "3→7 100%, 4→7 90%": every moved class, or the first `limit` and a count (hundreds at K = 1 000). */
 function movedText(pairs: readonly { source: number; target: number; share: number }[], limit: number): string {
