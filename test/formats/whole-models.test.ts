@@ -9,6 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { BackdoorLensError, loadModel, loadModelForData, UnsafeCheckpointError, type LoadedModel } from '../../engine';
+import { buildGradientGraph } from '../../engine/autodiff';
 import { readWeights } from '../../engine/formats';
 import { attrInt } from '../../engine/graph/attributes';
 import { inferShapes } from '../../engine/graph/shapes';
@@ -41,8 +42,9 @@ async function assertPyTorchLogits(model: LoadedModel, reference: string): Promi
 }
 
 describe('whole pickled models and legacy files load and predict as PyTorch does', () => {
-  test('the fixtures cover torchvision ResNet-18, VGG, MobileNetV2/V3, DenseNet, Inception-v3, SqueezeNet, GoogLeNet, edited torchvision models, Sequentials and the legacy format', () => {
-    for (const f of ['resnet18.pt', 'resnet18-legacy.pt', 'vgg11_bn.pt', 'mobilenet_v2.pt', 'mobilenet_v3_small.pt', 'densenet.pt', 'inception_v3.pt', 'squeezenet1_1.pt', 'googlenet.pt', 'sequential-ceil.pt', 'resnet18-cifar-edit.pt', 'vgg11_bn-linear-head.pt', 'sequential-resnet.pt', 'sequential-cnn.pt', 'sequential-cnn-legacy.pt', 'sequential-mlp.pt', 'sequential-layers.pt', 'resnet18-flat-layers-legacy.pt']) {
+  test('the fixtures cover torchvision ResNet-18, VGG, MobileNetV2/V3, DenseNet, Inception-v3, SqueezeNet, GoogLeNet, ShuffleNetV2, RegNet X/Y, EfficientNet B0/V2, edited torchvision models, Sequentials and the legacy format', () => {
+    for (const f of ['resnet18.pt', 'resnet18-legacy.pt', 'vgg11_bn.pt', 'mobilenet_v2.pt', 'mobilenet_v3_small.pt', 'densenet.pt', 'inception_v3.pt', 'squeezenet1_1.pt', 'googlenet.pt',
+      'shufflenet_v2.pt', 'regnet_x.pt', 'regnet_y.pt', 'efficientnet_b0.pt', 'efficientnet_v2.pt', 'sequential-ceil.pt', 'resnet18-cifar-edit.pt', 'vgg11_bn-linear-head.pt', 'sequential-resnet.pt', 'sequential-cnn.pt', 'sequential-cnn-legacy.pt', 'sequential-mlp.pt', 'sequential-layers.pt', 'resnet18-flat-layers-legacy.pt']) {
       assert.ok(cases.some((c) => c.file === f), f);
     }
   });
@@ -146,6 +148,50 @@ describe('whole pickled models and legacy files load and predict as PyTorch does
     const stage = pools.filter((n) => !n.name!.includes('branch4')).map((n) => shapes.get(n.output[0])!.slice(2));
     assert.deepEqual(stage, [[12, 12], [6, 6], [3, 3], [2, 2]], 'floor mode would give 11, 5, 2, 1');
     assert.equal(model.architecture, 'googlenet');
+  });
+
+  test('ShuffleNetV2 runs its own InvertedResidual: stride-1 blocks split the channels and run one half, every block shuffles its channels (Reshape, Transpose, Reshape)', async () => {
+    const model = await loadModelForData(file('shufflenet_v2.pt'), {}, { path: file('shufflenet_v2.npz') });
+    const ops = model.onnx.nodes.map((n) => n.op_type);
+    assert.equal(ops.filter((op) => op === 'Split').length, 3, 'one stride-1 block per stage');
+    const transposes = model.onnx.nodes.filter((n) => n.op_type === 'Transpose');
+    assert.equal(transposes.length, 6, 'one shuffle per block');
+    assert.ok(transposes.every((n) => n.attribute?.find((a) => a.name === 'perm')?.ints?.map(Number).join() === '0,2,1,3,4'));
+    assert.ok(!ops.includes('Clip'), "not MobileNetV2's InvertedResidual (ReLU6)");
+    assert.equal(model.sizeAgnostic, true);
+  });
+
+  test('RegNet X and Y: each block adds its input (or its projection) to f(x) before the ReLU; only Y squeezes and excites', async () => {
+    const x = await loadModel(file('regnet_x.pt'));
+    const y = await loadModel(file('regnet_y.pt'));
+    for (const model of [x, y]) {
+      assert.equal(model.onnx.nodes.filter((n) => n.op_type === 'Add').length, 3, 'three blocks');
+      assert.ok(model.onnx.hasInitializer('trunk_output.block1.block1-0.proj.0.weight'));
+      assert.ok(model.onnx.hasInitializer('trunk_output.block2.block2-1.f.b.0.weight'));
+    }
+    const sigmoids = (m: LoadedModel) => m.onnx.nodes.filter((n) => n.op_type === 'Sigmoid').length;
+    assert.deepEqual([sigmoids(x), sigmoids(y)], [0, 3]);
+    assert.ok(y.onnx.hasInitializer('trunk_output.block1.block1-0.f.se.fc1.weight'));
+  });
+
+  test('EfficientNet B0 and V2: MBConv and FusedMBConv add the input back only with use_res_connect, StochasticDepth is the identity in eval, V2 keeps its BN eps 1e-3', async () => {
+    const b0 = await loadModel(file('efficientnet_b0.pt'));
+    const v2 = await loadModel(file('efficientnet_v2.pt'));
+    const adds = (m: LoadedModel) => m.onnx.nodes.filter((n) => n.op_type === 'Add').map((n) => n.name!.replace(/\.add.*$/, ''));
+    // B0 at depth 0.25 has one block per stage: only the first (8 → 8 channels at width 0.1, stride 1) keeps its input.
+    assert.deepEqual(adds(b0), ['features.1.0']);
+    assert.deepEqual(adds(v2), ['features.1.0', 'features.1.1', 'features.3.1']);
+    const eps = (m: LoadedModel) => new Set(m.onnx.nodes.filter((n) => n.op_type === 'BatchNormalization').map((n) => Math.fround(n.attribute!.find((a) => a.name === 'epsilon')!.f!)));
+    assert.deepEqual([...eps(b0)], [Math.fround(1e-5)]);
+    assert.deepEqual([...eps(v2)], [Math.fround(1e-3)]);
+    assert.ok(b0.onnx.nodes.filter((n) => n.op_type === 'Sigmoid').length > 7, 'SiLU and the squeeze-excitation gates');
+  });
+
+  test('the graphs of the newer families differentiate: every op they use has a gradient rule', async () => {
+    for (const f of ['shufflenet_v2.pt', 'regnet_x.pt', 'regnet_y.pt', 'efficientnet_b0.pt', 'efficientnet_v2.pt']) {
+      const model = await loadModel(file(f));
+      assert.doesNotThrow(() => buildGradientGraph(model.onnx, { loss: { kind: 'cross-entropy' }, wrt: ['input'] }), f);
+    }
   });
 
   test('ceil_mode pools match PyTorch where it matters: a window that would start in the end padding is dropped, average windows past the padding', async () => {

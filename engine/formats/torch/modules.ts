@@ -32,7 +32,11 @@ const MODULE_CLASSES: Record<string, readonly string[]> = {
   'torchvision.models.inception': ['Inception3', 'BasicConv2d', 'InceptionA', 'InceptionB', 'InceptionC', 'InceptionD', 'InceptionE', 'InceptionAux'],
   'torchvision.models.squeezenet': ['SqueezeNet', 'Fire'],
   'torchvision.models.googlenet': ['GoogLeNet', 'BasicConv2d', 'Inception', 'InceptionAux'],
+  'torchvision.models.shufflenetv2': ['ShuffleNetV2', 'InvertedResidual'],
+  'torchvision.models.regnet': ['RegNet', 'SimpleStemIN', 'AnyStage', 'ResBottleneckBlock', 'BottleneckTransform'],
+  'torchvision.models.efficientnet': ['EfficientNet', 'MBConv', 'FusedMBConv'],
   'torchvision.ops.misc': ['Conv2dNormActivation', 'ConvNormActivation', 'SqueezeExcitation'],
+  'torchvision.ops.stochastic_depth': ['StochasticDepth'],
 };
 
 /** Qualified name → the class's own name ('torch.nn.modules.conv.Conv2d' → 'Conv2d'). */
@@ -41,7 +45,7 @@ export const moduleClasses: ReadonlyMap<string, string> = new Map(
 );
 
 /** torchvision's Sequential subclasses (a conv, a norm, an activation): their forward is Sequential's. */
-export const SEQUENTIAL_KINDS = new Set(['Sequential', 'Conv2dNormActivation', 'ConvNormActivation', 'ConvBNReLU', 'ConvBNActivation', '_Transition']);
+export const SEQUENTIAL_KINDS = new Set(['Sequential', 'Conv2dNormActivation', 'ConvNormActivation', 'ConvBNReLU', 'ConvBNActivation', '_Transition', 'SimpleStemIN', 'AnyStage', 'BottleneckTransform']);
 
 /**
  * Adds the module classes to a pickle allowlist. Calling one makes an inert record; the arguments

@@ -1,0 +1,16 @@
+/**
+ * The torchvision families whose forward() is more than their children in order, one file each;
+ * convert.ts looks a module's class up here before its own torch.nn layers and older families.
+ */
+import { efficientNetConverters } from './efficientnet';
+import { regNetConverters } from './regnet';
+import { shuffleNetConverters } from './shufflenet';
+import type { Converter } from './types';
+
+export const familyConverters: ReadonlyMap<string, Converter> = new Map(Object.entries({
+  ...shuffleNetConverters,
+  ...regNetConverters,
+  ...efficientNetConverters,
+}));
+
+export type { Converter, Run } from './types';
