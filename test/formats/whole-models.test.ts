@@ -42,9 +42,9 @@ async function assertPyTorchLogits(model: LoadedModel, reference: string): Promi
 }
 
 describe('whole pickled models and legacy files load and predict as PyTorch does', () => {
-  test('the fixtures cover torchvision ResNet-18, VGG, MobileNetV2/V3, DenseNet, Inception-v3, SqueezeNet, GoogLeNet, ShuffleNetV2, RegNet X/Y, EfficientNet B0/V2, edited torchvision models, Sequentials and the legacy format', () => {
+  test('the fixtures cover torchvision ResNet-18, VGG, MobileNetV2/V3, DenseNet, Inception-v3, SqueezeNet, GoogLeNet, ShuffleNetV2, RegNet X/Y, EfficientNet B0/V2, ConvNeXt, edited torchvision models, Sequentials and the legacy format', () => {
     for (const f of ['resnet18.pt', 'resnet18-legacy.pt', 'vgg11_bn.pt', 'mobilenet_v2.pt', 'mobilenet_v3_small.pt', 'densenet.pt', 'inception_v3.pt', 'squeezenet1_1.pt', 'googlenet.pt',
-      'shufflenet_v2.pt', 'regnet_x.pt', 'regnet_y.pt', 'efficientnet_b0.pt', 'efficientnet_v2.pt', 'sequential-ceil.pt', 'resnet18-cifar-edit.pt', 'vgg11_bn-linear-head.pt', 'sequential-resnet.pt', 'sequential-cnn.pt', 'sequential-cnn-legacy.pt', 'sequential-mlp.pt', 'sequential-layers.pt', 'resnet18-flat-layers-legacy.pt']) {
+      'shufflenet_v2.pt', 'regnet_x.pt', 'regnet_y.pt', 'efficientnet_b0.pt', 'efficientnet_v2.pt', 'convnext.pt', 'sequential-ceil.pt', 'resnet18-cifar-edit.pt', 'vgg11_bn-linear-head.pt', 'sequential-resnet.pt', 'sequential-cnn.pt', 'sequential-cnn-legacy.pt', 'sequential-mlp.pt', 'sequential-layers.pt', 'resnet18-flat-layers-legacy.pt']) {
       assert.ok(cases.some((c) => c.file === f), f);
     }
   });
@@ -187,8 +187,21 @@ describe('whole pickled models and legacy files load and predict as PyTorch does
     assert.ok(b0.onnx.nodes.filter((n) => n.op_type === 'Sigmoid').length > 7, 'SiLU and the squeeze-excitation gates');
   });
 
+  test('ConvNeXt: CNBlocks run channels last between their Permutes (LayerNorm, Linear, GELU as erf), scale by layer_scale and add the input; LayerNorm2d normalises the channels; any input size', async () => {
+    const model = await loadModelForData(file('convnext.pt'), {}, { path: file('convnext.npz') });
+    const transposes = model.onnx.nodes.filter((n) => n.op_type === 'Transpose' && !n.name!.includes('weight_t'));
+    assert.deepEqual(transposes.map((n) => n.attribute![0].ints!.map(Number).join()), ['0,2,3,1', '0,3,1,2', '0,2,3,1', '0,3,1,2'], 'two blocks, one permute pair each');
+    assert.equal(model.onnx.nodes.filter((n) => n.op_type === 'Erf').length, 2);
+    assert.equal(model.onnx.nodes.filter((n) => n.op_type === 'MatMul').length, 4);
+    assert.ok(model.onnx.hasInitializer('features.1.0.layer_scale'));
+    // LayerNorms: the stem's, two blocks', the downsampling's and the head's.
+    const means = model.onnx.nodes.filter((n) => n.op_type === 'ReduceMean' && n.name!.endsWith('.mean'));
+    assert.deepEqual(means.map((n) => Number(n.attribute!.find((a) => a.name === 'axes')!.ints![0])), [1, -1, 1, -1, 1]);
+    assert.equal(model.sizeAgnostic, true, 'the head normalises the pooled map: still any size');
+  });
+
   test('the graphs of the newer families differentiate: every op they use has a gradient rule', async () => {
-    for (const f of ['shufflenet_v2.pt', 'regnet_x.pt', 'regnet_y.pt', 'efficientnet_b0.pt', 'efficientnet_v2.pt']) {
+    for (const f of ['shufflenet_v2.pt', 'regnet_x.pt', 'regnet_y.pt', 'efficientnet_b0.pt', 'efficientnet_v2.pt', 'convnext.pt']) {
       const model = await loadModel(file(f));
       assert.doesNotThrow(() => buildGradientGraph(model.onnx, { loss: { kind: 'cross-entropy' }, wrt: ['input'] }), f);
     }
@@ -276,13 +289,13 @@ describe('whole pickled models stay safe: nothing runs, unknown classes and code
   test('a torch.nn layer Backdoor Lens does not convert is still a class outside the allowlist (BL031), not a guess', async () => {
     const entries = zipEntries(file('sequential-cnn.pt'));
     const pkl = entries.find(([n]) => n.endsWith('data.pkl'))![1];
-    // ReLU → GELU (same length): a torch.nn class that is not allowlisted.
-    const patched = patchBytes(pkl, 'torch.nn.modules.activation\nReLU\n', 'torch.nn.modules.activation\nGELU\n');
-    const path = join(tempDir(), 'gelu.pt');
+    // ReLU → SELU (same length): a torch.nn class that is not allowlisted.
+    const patched = patchBytes(pkl, 'torch.nn.modules.activation\nReLU\n', 'torch.nn.modules.activation\nSELU\n');
+    const path = join(tempDir(), 'selu.pt');
     writeFileSync(path, storedZip(entries.map(([n, d]) => [n, n.endsWith('data.pkl') ? patched : d])));
     const error = await loadModel(path).then(() => undefined, (e: unknown) => e);
     assert.ok(error instanceof UnsafeCheckpointError);
-    assert.deepEqual(error.findings.map((f) => [f.code, f.location?.symbol]), [['BL031', 'torch.nn.modules.activation.GELU']]);
+    assert.deepEqual(error.findings.map((f) => [f.code, f.location?.symbol]), [['BL031', 'torch.nn.modules.activation.SELU']]);
   });
 
   test('hyperparameters the converter does not take are one clear error naming the module', async () => {

@@ -316,6 +316,11 @@ export class TemplateBuilder {
     return { ...x, name: this.g.node('MatMul', [rowsName, y], {}, { name: `${hint}.rows`, outputs: [this.out(hint)] })[0], h: oh, w: ow };
   }
 
+  /** A map computed position by position from `source` (a norm, an activation) depends on the input size as `source` does. */
+  follows(result: string, source: string): void {
+    if (this.sizeFree.has(source)) this.sizeFree.add(result);
+  }
+
   flatten(x: Act): Vec {
     if (!this.sizeFree.has(x.name)) this.sizeDependent = true;
     return { name: this.g.node('Flatten', [x.name], { axis: 1 }, { name: 'flatten', outputs: [this.out('flatten')] })[0], n: x.c * x.h * x.w };

@@ -222,7 +222,9 @@ function layerNormModule(b: TemplateBuilder, m: ModuleNode, x: Flow): Flow {
   const input: Flow = m.kind === 'LayerNorm2d' ? map(m, x) : x;
   const channels = isMap(input) ? input.c : isVec(input) ? input.n : input.dims[input.dims.length - 1];
   if (channels !== size) refuse(m, `normalises ${size} features but gets ${shapeText(input)}`);
-  return { ...input, name: layerNorm(b, input.name, m.path, eps, isMap(input) ? 1 : -1, size) };
+  const name = layerNorm(b, input.name, m.path, eps, isMap(input) ? 1 : -1, size);
+  b.follows(name, input.name);
+  return { ...input, name };
 }
 
 function geluModule(b: TemplateBuilder, m: ModuleNode, x: Flow): Flow {

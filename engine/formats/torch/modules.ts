@@ -19,7 +19,8 @@ const MODULE_CLASSES: Record<string, readonly string[]> = {
   'torch.nn.modules.container': ['Sequential'],
   'torch.nn.modules.conv': ['Conv2d'],
   'torch.nn.modules.batchnorm': ['BatchNorm1d', 'BatchNorm2d'],
-  'torch.nn.modules.activation': ['ReLU', 'ReLU6', 'LeakyReLU', 'ELU', 'Sigmoid', 'Tanh', 'Hardsigmoid', 'Hardswish', 'SiLU'],
+  'torch.nn.modules.activation': ['ReLU', 'ReLU6', 'LeakyReLU', 'ELU', 'Sigmoid', 'Tanh', 'Hardsigmoid', 'Hardswish', 'SiLU', 'GELU'],
+  'torch.nn.modules.normalization': ['LayerNorm'],
   'torch.nn.modules.pooling': ['MaxPool2d', 'AvgPool2d', 'AdaptiveAvgPool2d'],
   'torch.nn.modules.flatten': ['Flatten'],
   'torch.nn.modules.linear': ['Linear', 'Identity'],
@@ -35,7 +36,8 @@ const MODULE_CLASSES: Record<string, readonly string[]> = {
   'torchvision.models.shufflenetv2': ['ShuffleNetV2', 'InvertedResidual'],
   'torchvision.models.regnet': ['RegNet', 'SimpleStemIN', 'AnyStage', 'ResBottleneckBlock', 'BottleneckTransform'],
   'torchvision.models.efficientnet': ['EfficientNet', 'MBConv', 'FusedMBConv'],
-  'torchvision.ops.misc': ['Conv2dNormActivation', 'ConvNormActivation', 'SqueezeExcitation'],
+  'torchvision.models.convnext': ['ConvNeXt', 'CNBlock', 'LayerNorm2d'],
+  'torchvision.ops.misc': ['Conv2dNormActivation', 'ConvNormActivation', 'SqueezeExcitation', 'Permute'],
   'torchvision.ops.stochastic_depth': ['StochasticDepth'],
 };
 

@@ -2,6 +2,7 @@
  * The torchvision families whose forward() is more than their children in order, one file each;
  * convert.ts looks a module's class up here before its own torch.nn layers and older families.
  */
+import { convNeXtConverters } from './convnext';
 import { efficientNetConverters } from './efficientnet';
 import { regNetConverters } from './regnet';
 import { shuffleNetConverters } from './shufflenet';
@@ -11,6 +12,7 @@ export const familyConverters: ReadonlyMap<string, Converter> = new Map(Object.e
   ...shuffleNetConverters,
   ...regNetConverters,
   ...efficientNetConverters,
+  ...convNeXtConverters,
 }));
 
 export type { Converter, Run } from './types';
