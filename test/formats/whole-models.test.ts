@@ -42,7 +42,7 @@ async function assertPyTorchLogits(model: LoadedModel, reference: string): Promi
 }
 
 describe('whole pickled models and legacy files load and predict as PyTorch does', () => {
-  test('the fixtures cover torchvision ResNet-18, VGG, MobileNetV2/V3, DenseNet, Inception-v3, SqueezeNet, GoogLeNet, ShuffleNetV2, RegNet X/Y, EfficientNet B0/V2, ConvNeXt, edited torchvision models, Sequentials and the legacy format', () => {
+  test('the fixtures cover torchvision ResNet-18, VGG, MobileNetV2/V3, DenseNet, Inception-v3, SqueezeNet, GoogLeNet, ShuffleNetV2, RegNet X/Y, EfficientNet B0/V2, ConvNeXt, ViT, edited torchvision models, Sequentials and the legacy format', () => {
     for (const f of ['resnet18.pt', 'resnet18-legacy.pt', 'vgg11_bn.pt', 'mobilenet_v2.pt', 'mobilenet_v3_small.pt', 'densenet.pt', 'inception_v3.pt', 'squeezenet1_1.pt', 'googlenet.pt',
       'shufflenet_v2.pt', 'regnet_x.pt', 'regnet_y.pt', 'efficientnet_b0.pt', 'efficientnet_v2.pt', 'convnext.pt', 'sequential-ceil.pt', 'resnet18-cifar-edit.pt', 'vgg11_bn-linear-head.pt', 'sequential-resnet.pt', 'sequential-cnn.pt', 'sequential-cnn-legacy.pt', 'sequential-mlp.pt', 'sequential-layers.pt', 'resnet18-flat-layers-legacy.pt']) {
       assert.ok(cases.some((c) => c.file === f), f);
@@ -200,8 +200,22 @@ describe('whole pickled models and legacy files load and predict as PyTorch does
     assert.equal(model.sizeAgnostic, true, 'the head normalises the pooled map: still any size');
   });
 
+  test('ViT: patches become tokens, the class token goes first (no batch-size ops), pos_embedding fixes the size to image_size, two-head attention per layer, the class row feeds the head', async () => {
+    const model = await loadModel(file('vit.pt'));
+    assert.deepEqual(model.onnx.inputs()[0].dims, ['N', 3, 32, 32], 'image_size, without data');
+    assert.equal(model.sizeAgnostic, false);
+    assert.equal(model.notes![2], 'input 32×32, the first common size whose feature map fits the first Linear layer (--size overrides)');
+    const ops = model.onnx.nodes.map((n) => n.op_type);
+    assert.ok(!ops.includes('Shape') && !ops.includes('Expand'));
+    assert.equal(ops.filter((op) => op === 'Softmax').length, 2, 'one attention per layer');
+    assert.equal(ops.filter((op) => op === 'Gather').length, 1, 'x[:, 0]');
+    const heads = model.onnx.nodes.find((n) => n.name!.startsWith('encoder.layers.encoder_layer_0.self_attention.q.split_heads'))!;
+    assert.deepEqual(Array.from(model.onnx.initializer(heads.input[1])!.data as BigInt64Array, Number), [0, 17, 2, 8]);
+    await assert.rejects(loadModel(file('vit.pt'), { inputSize: { height: 64, width: 64 } }), /does not fit --size 64×64: the ViT takes 32×32 images \(image_size\), not 64×64/);
+  });
+
   test('the graphs of the newer families differentiate: every op they use has a gradient rule', async () => {
-    for (const f of ['shufflenet_v2.pt', 'regnet_x.pt', 'regnet_y.pt', 'efficientnet_b0.pt', 'efficientnet_v2.pt', 'convnext.pt']) {
+    for (const f of ['shufflenet_v2.pt', 'regnet_x.pt', 'regnet_y.pt', 'efficientnet_b0.pt', 'efficientnet_v2.pt', 'convnext.pt', 'vit.pt']) {
       const model = await loadModel(file(f));
       assert.doesNotThrow(() => buildGradientGraph(model.onnx, { loss: { kind: 'cross-entropy' }, wrt: ['input'] }), f);
     }
@@ -359,6 +373,14 @@ describe('the module tree is checked as it is read', () => {
   test('a module that contains itself (through the memo) is refused, not followed forever', async () => {
     const body = pickleBytes(sequential, ')\x81q\x01}(', str('_modules'), ordered([str('0'), 'h\x01']), 'ub');
     await assert.rejects(loadModel(checkpoint(body)), /the whole pickled model's module '0' contains itself/);
+  });
+
+  test("functools.partial (a torchvision model's norm_layer factory) is inert, but its function is judged on its own: partial(posix.system) is BL030", async () => {
+    const error = await loadModel(checkpoint(pickleBytes('cfunctools\npartial\ncposix\nsystem\n\x85R'))).then(() => undefined, (e: unknown) => e);
+    assert.ok(error instanceof UnsafeCheckpointError);
+    assert.equal(error.dangerous, true);
+    assert.deepEqual(error.findings.map((f) => [f.code, f.location?.symbol]), [['BL030', 'posix.system']]);
+    await assert.rejects(loadModel(checkpoint(pickleBytes('cfunctools\npartial\n', str('x'), '\x85R'))), /functools\.partial of 'x'; a whole model's partial wraps one class/);
   });
 
   test('a module with forward hooks is refused: the hooks change what it computes', async () => {

@@ -261,7 +261,7 @@ function apply(b: TemplateBuilder, m: ModuleNode, x: Flow): Flow {
     case 'MaxPool2d': case 'AvgPool2d': return pool(b, m, x);
     case 'AdaptiveAvgPool2d': return adaptiveAvgPool(b, m, x);
     case 'Flatten': return flatten(b, m, x);
-    case 'Linear': return isTokens(x) ? tokensLinear(b, x, m.path) : b.linear(vec(m, x), m.path);
+    case 'Linear': case 'NonDynamicallyQuantizableLinear': return isTokens(x) ? tokensLinear(b, x, m.path) : b.linear(vec(m, x), m.path);
     case 'LayerNorm': case 'LayerNorm2d': return layerNormModule(b, m, x);
     case 'GELU': return geluModule(b, m, x);
     case 'Permute': return permuteModule(b, m, x);

@@ -53,19 +53,35 @@ export function gelu(b: TemplateBuilder, x: string, hint: string): string {
   return b.g.op('Mul', [half, b.g.op('Add', [erf, b.g.constantFloat([1], [], `${hint}.one`)], {}, `${hint}.plus1`)], {}, hint);
 }
 
-/** torch.nn.Linear on the last dimension of a channels-last tensor: x · Wᵀ + b (W kept as [out, in] under its key). */
-export function tokensLinear(b: TemplateBuilder, x: Tokens, prefix: string): Tokens {
-  const w = b.tensor(`${prefix}.weight`, 2);
+/** x · Wᵀ + b on the last dimension of a channels-last tensor (W kept as [out, in] under its key; no bias key, no bias). */
+export function projectTokens(b: TemplateBuilder, x: Tokens, weightKey: string, biasKey: string, hint: string): Tokens {
+  const w = b.tensor(weightKey, 2);
   if (!w) return x;
   const [out, features] = w.dims;
   const last = x.dims[x.dims.length - 1];
-  if (features !== last) b.problems.push(`${prefix}.weight takes ${features} features but gets ${last}`);
-  let y = b.g.op('MatMul', [x.name, transpose(b, b.param(`${prefix}.weight`, w), [1, 0], `${prefix}.weight_t`)], {}, prefix);
-  if (b.has(`${prefix}.bias`)) {
-    const bias = b.tensor(`${prefix}.bias`, 1);
-    if (bias) y = b.g.op('Add', [y, b.param(`${prefix}.bias`, bias)], {}, `${prefix}.bias`);
+  if (features !== last) b.problems.push(`${weightKey} takes ${features} features but gets ${last}`);
+  let y = b.g.op('MatMul', [x.name, transpose(b, b.param(weightKey, w), [1, 0], `${hint}.weight_t`)], {}, hint);
+  if (b.has(biasKey)) {
+    const bias = b.tensor(biasKey, 1);
+    if (bias) y = b.g.op('Add', [y, b.param(biasKey, bias)], {}, `${hint}.bias`);
   }
   return { name: y, dims: [...x.dims.slice(0, -1), out] };
+}
+
+/** torch.nn.Linear on the last dimension of a channels-last tensor. */
+export function tokensLinear(b: TemplateBuilder, x: Tokens, prefix: string): Tokens {
+  return projectTokens(b, x, `${prefix}.weight`, `${prefix}.bias`, prefix);
+}
+
+/** a + b of two channels-last tensors of one shape (a residual connection). */
+export function addTokens(b: TemplateBuilder, a: Tokens, c: Tokens, hint: string): Tokens {
+  if (a.dims.join() !== c.dims.join()) b.problems.push(`${hint} adds a [${a.dims.join(', ')}] tensor to a [${c.dims.join(', ')}] one`);
+  return { ...a, name: b.g.op('Add', [a.name, c.name], {}, hint) };
+}
+
+/** A state_dict key under a module ('' for the root). */
+export function keyOf(m: ModuleNode, name: string): string {
+  return m.path ? `${m.path}.${name}` : name;
 }
 
 /**

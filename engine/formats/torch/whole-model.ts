@@ -125,6 +125,9 @@ function choose(tree: ModuleNode, sd: Map<string, Tensor>, options: LoadOptions,
  */
 function defaultSide(tree: ModuleNode, channels: number | 'flat'): number {
   if (tree.kind === 'Inception3') return 299;
+  // A ViT's pos_embedding fixes its size: image_size.
+  const vitSide = tree.kind === 'VisionTransformer' ? tree.attrs.get('image_size') : undefined;
+  if (typeof vitSide === 'number' && Number.isInteger(vitSide) && vitSide > 0 && vitSide < 2 ** 16) return vitSide;
   if (tree.kind === 'ResNet') return (tree.children.find((c) => c.name === 'conv1')?.module.params.get('weight')?.dims[2] ?? 7) >= 7 ? 224 : 32;
   if (tree.cls.startsWith('torchvision.')) return 224;
   return channels === 1 ? 28 : 32;

@@ -6,6 +6,7 @@ import { convNeXtConverters } from './convnext';
 import { efficientNetConverters } from './efficientnet';
 import { regNetConverters } from './regnet';
 import { shuffleNetConverters } from './shufflenet';
+import { vitConverters } from './vit';
 import type { Converter } from './types';
 
 export const familyConverters: ReadonlyMap<string, Converter> = new Map(Object.entries({
@@ -13,6 +14,7 @@ export const familyConverters: ReadonlyMap<string, Converter> = new Map(Object.e
   ...regNetConverters,
   ...efficientNetConverters,
   ...convNeXtConverters,
+  ...vitConverters,
 }));
 
 export type { Converter, Run } from './types';
