@@ -42,7 +42,7 @@ async function assertPyTorchLogits(model: LoadedModel, reference: string): Promi
 }
 
 describe('whole pickled models and legacy files load and predict as PyTorch does', () => {
-  test('the fixtures cover torchvision ResNet-18, VGG, MobileNetV2/V3, DenseNet, Inception-v3, SqueezeNet, GoogLeNet, ShuffleNetV2, RegNet X/Y, EfficientNet B0/V2, ConvNeXt, ViT, edited torchvision models, Sequentials and the legacy format', () => {
+  test('the fixtures cover torchvision ResNet-18, VGG, MobileNetV2/V3, DenseNet, Inception-v3, SqueezeNet, GoogLeNet, ShuffleNetV2, RegNet X/Y, EfficientNet B0/V2, ConvNeXt, ViT, Swin, edited torchvision models, Sequentials and the legacy format', () => {
     for (const f of ['resnet18.pt', 'resnet18-legacy.pt', 'vgg11_bn.pt', 'mobilenet_v2.pt', 'mobilenet_v3_small.pt', 'densenet.pt', 'inception_v3.pt', 'squeezenet1_1.pt', 'googlenet.pt',
       'shufflenet_v2.pt', 'regnet_x.pt', 'regnet_y.pt', 'efficientnet_b0.pt', 'efficientnet_v2.pt', 'convnext.pt', 'sequential-ceil.pt', 'resnet18-cifar-edit.pt', 'vgg11_bn-linear-head.pt', 'sequential-resnet.pt', 'sequential-cnn.pt', 'sequential-cnn-legacy.pt', 'sequential-mlp.pt', 'sequential-layers.pt', 'resnet18-flat-layers-legacy.pt']) {
       assert.ok(cases.some((c) => c.file === f), f);
@@ -214,8 +214,25 @@ describe('whole pickled models and legacy files load and predict as PyTorch does
     await assert.rejects(loadModel(file('vit.pt'), { inputSize: { height: 64, width: 64 } }), /does not fit --size 64×64: the ViT takes 32×32 images \(image_size\), not 64×64/);
   });
 
+  test('Swin: windows padded to whole windows, shifted blocks rolled and masked, a shift dropped where one window covers the side, odd maps padded before merging; PyTorch at 40×40 and 40×72', async () => {
+    const square = await loadModelForData(file('swin.pt'), {}, { path: file('swin.npz') });
+    const wide = await loadModelForData(file('swin.pt'), {}, { path: file('swin-at-40x72.npz') });
+    await assertPyTorchLogits(wide, 'swin-at-40x72.npz');
+    assert.deepEqual(wide.onnx.inputs()[0].dims, ['N', 3, 40, 72]);
+    const masks = (m: LoadedModel) => m.onnx.initializerNames().filter((n) => n.endsWith('.shift_mask')).map((n) => n.split('.').slice(0, 3).join('.'));
+    // 40×40: stages of 10×10 (→ 12×12), 5×5 (→ 8×8), 3×3 (→ 4×4: one window, no shift).
+    assert.deepEqual(masks(square), ['features.1.1', 'features.3.1']);
+    // 40×72: the last stage's 3×5 map (→ 4×8) still shifts along its width.
+    assert.deepEqual(masks(wide), ['features.1.1', 'features.3.1', 'features.5.1']);
+    const rolls = (m: LoadedModel) => m.onnx.nodes.filter((n) => n.op_type === 'Concat' && n.name!.includes('.roll_')).map((n) => n.name!.replace(/_\d+$/, ''));
+    assert.deepEqual(rolls(wide).slice(-1), ['features.5.1.attn.roll_w'], 'only the width is rolled where one window covers the height');
+    assert.equal(square.onnx.nodes.filter((n) => n.op_type === 'Gather').length, 6, 'a relative position bias per block');
+    assert.ok(square.onnx.nodes.some((n) => n.op_type === 'Pad' && n.name!.startsWith('features.4.pad')), 'the 5×5 map is padded to 6×6 before merging');
+    assert.equal(square.sizeAgnostic, true);
+  });
+
   test('the graphs of the newer families differentiate: every op they use has a gradient rule', async () => {
-    for (const f of ['shufflenet_v2.pt', 'regnet_x.pt', 'regnet_y.pt', 'efficientnet_b0.pt', 'efficientnet_v2.pt', 'convnext.pt', 'vit.pt']) {
+    for (const f of ['shufflenet_v2.pt', 'regnet_x.pt', 'regnet_y.pt', 'efficientnet_b0.pt', 'efficientnet_v2.pt', 'convnext.pt', 'vit.pt', 'swin.pt']) {
       const model = await loadModel(file(f));
       assert.doesNotThrow(() => buildGradientGraph(model.onnx, { loss: { kind: 'cross-entropy' }, wrt: ['input'] }), f);
     }

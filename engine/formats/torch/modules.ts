@@ -38,7 +38,8 @@ const MODULE_CLASSES: Record<string, readonly string[]> = {
   'torchvision.models.efficientnet': ['EfficientNet', 'MBConv', 'FusedMBConv'],
   'torchvision.models.convnext': ['ConvNeXt', 'CNBlock', 'LayerNorm2d'],
   'torchvision.models.vision_transformer': ['VisionTransformer', 'Encoder', 'EncoderBlock', 'MLPBlock'],
-  'torchvision.ops.misc': ['Conv2dNormActivation', 'ConvNormActivation', 'SqueezeExcitation', 'Permute'],
+  'torchvision.models.swin_transformer': ['SwinTransformer', 'SwinTransformerBlock', 'ShiftedWindowAttention', 'PatchMerging'],
+  'torchvision.ops.misc': ['Conv2dNormActivation', 'ConvNormActivation', 'SqueezeExcitation', 'Permute', 'MLP'],
   'torchvision.ops.stochastic_depth': ['StochasticDepth'],
 };
 
@@ -48,7 +49,7 @@ export const moduleClasses: ReadonlyMap<string, string> = new Map(
 );
 
 /** torchvision's Sequential subclasses (a conv, a norm, an activation): their forward is Sequential's. */
-export const SEQUENTIAL_KINDS = new Set(['Sequential', 'Conv2dNormActivation', 'ConvNormActivation', 'ConvBNReLU', 'ConvBNActivation', '_Transition', 'SimpleStemIN', 'AnyStage', 'BottleneckTransform', 'MLPBlock']);
+export const SEQUENTIAL_KINDS = new Set(['Sequential', 'Conv2dNormActivation', 'ConvNormActivation', 'ConvBNReLU', 'ConvBNActivation', '_Transition', 'SimpleStemIN', 'AnyStage', 'BottleneckTransform', 'MLPBlock', 'MLP']);
 
 /**
  * Adds the module classes to a pickle allowlist. Calling one makes an inert record; the arguments

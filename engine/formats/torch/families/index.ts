@@ -6,6 +6,7 @@ import { convNeXtConverters } from './convnext';
 import { efficientNetConverters } from './efficientnet';
 import { regNetConverters } from './regnet';
 import { shuffleNetConverters } from './shufflenet';
+import { swinConverters } from './swin';
 import { vitConverters } from './vit';
 import type { Converter } from './types';
 
@@ -15,6 +16,7 @@ export const familyConverters: ReadonlyMap<string, Converter> = new Map(Object.e
   ...efficientNetConverters,
   ...convNeXtConverters,
   ...vitConverters,
+  ...swinConverters,
 }));
 
 export type { Converter, Run } from './types';
