@@ -231,6 +231,23 @@ describe('whole pickled models and legacy files load and predict as PyTorch does
     assert.equal(square.sizeAgnostic, true);
   });
 
+  test("Swin gathers its bias by the file's own relative_position_index; an index outside the table is one clear error, not a crash", async () => {
+    const entries = zipEntries(file('swin.pt'));
+    // Each 4×4-window block keeps 256 int64 indices; the first is row 24 ((0−0+3)·7 + 0−0+3).
+    const isIndex = (d: Uint8Array) => d.byteLength === 256 * 8 && Buffer.from(d).readBigInt64LE(0) === 24n;
+    assert.equal(entries.filter(([, d]) => isIndex(d)).length, 6);
+    const tampered = entries.map(([n, d]): [string, Uint8Array] => {
+      if (!isIndex(d)) return [n, d];
+      const copy = Buffer.from(d);
+      copy.writeBigInt64LE(49n, 0);
+      return [n, copy];
+    });
+    const path = join(tempDir(), 'swin-index.pt');
+    writeFileSync(path, storedZip(tampered));
+    await assert.rejects(loadModel(path), (e: unknown) => e instanceof BackdoorLensError && e.code === 'unsupported-model' && !e.message.includes('\n') &&
+      /cannot be built: module 'features\.1\.0\.attn' \(ShiftedWindowAttention\) has a relative_position_index outside its bias table$/.test(e.message));
+  });
+
   test('the graphs of the newer families differentiate: every op they use has a gradient rule', async () => {
     for (const f of ['shufflenet_v2.pt', 'regnet_x.pt', 'regnet_y.pt', 'efficientnet_b0.pt', 'efficientnet_v2.pt', 'convnext.pt', 'vit.pt', 'swin.pt']) {
       const model = await loadModel(file(f));

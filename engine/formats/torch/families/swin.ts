@@ -92,9 +92,10 @@ function attentionBias(b: TemplateBuilder, m: ModuleNode, heads: number, wh: num
   if (!table || !stored) return undefined;
   if (table.dims.join() !== `${(2 * wh - 1) * (2 * ww - 1)},${heads}`) b.problems.push(`${tableKey} has shape [${table.dims.join(', ')}], not [${(2 * wh - 1) * (2 * ww - 1)}, ${heads}]`);
   if (stored.dims[0] !== t * t) b.problems.push(`${indexKey} holds ${stored.dims[0]} indices, not ${t * t} for ${wh}×${ww} windows`);
-  // torch gathers by the buffer the file holds; a shapes-only pass (the size search) has no values yet.
+  // torch gathers by the buffer the file holds; a shapes-only pass (the size search) has no values
+  // yet, so a bad value is refused outright (no input size fixes it), not reported as a mismatch.
   const index = storedIndex(stored) ?? relativePositionIndex(wh, ww);
-  if (index.some((i) => !Number.isInteger(i) || i < 0 || i >= table.dims[0])) b.problems.push(`${indexKey} points outside ${tableKey}`);
+  if (index.some((i) => !Number.isInteger(i) || i < 0 || i >= table.dims[0])) refuse(m, `has a relative_position_index outside its bias table`);
   const indexName = b.g.initializer(`${indexKey}.values`, { dtype: 'int64', dims: [t * t], data: BigInt64Array.from(index.map((i) => BigInt(Math.max(0, Math.min(i, table.dims[0] - 1))))) });
   const gathered = b.g.op('Gather', [b.param(tableKey, table), indexName], { axis: 0 }, `${p}.relative_position_bias`);
   // [T·T, heads] → [heads, T, T]
