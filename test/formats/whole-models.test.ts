@@ -204,7 +204,9 @@ describe('whole pickled models and legacy files load and predict as PyTorch does
     const model = await loadModel(file('vit.pt'));
     assert.deepEqual(model.onnx.inputs()[0].dims, ['N', 3, 32, 32], 'image_size, without data');
     assert.equal(model.sizeAgnostic, false);
-    assert.equal(model.notes![2], 'input 32×32, the first common size whose feature map fits the first Linear layer (--size overrides)');
+    assert.equal(model.notes![2], "input 32×32, the ViT's image_size (its position embedding fixes the size)");
+    const withData = await loadModelForData(file('vit.pt'), {}, { path: file('vit.npz') });
+    assert.equal(withData.notes![2], model.notes![2]);
     const ops = model.onnx.nodes.map((n) => n.op_type);
     assert.ok(!ops.includes('Shape') && !ops.includes('Expand'));
     assert.equal(ops.filter((op) => op === 'Softmax').length, 2, 'one attention per layer');
