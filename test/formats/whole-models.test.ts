@@ -44,7 +44,7 @@ async function assertPyTorchLogits(model: LoadedModel, reference: string): Promi
 }
 
 describe('whole pickled models and legacy files load and predict as PyTorch does', () => {
-  test('the fixtures cover torchvision ResNet-18, VGG, MobileNetV2/V3, DenseNet, Inception-v3, SqueezeNet, GoogLeNet, ShuffleNetV2, RegNet X/Y, EfficientNet B0/V2, ConvNeXt, ViT, Swin, edited torchvision models, Sequentials and the legacy format', () => {
+  test('the fixtures cover torchvision ResNet-18, VGG, MobileNetV2/V3, DenseNet, Inception-v3, SqueezeNet, GoogLeNet, ShuffleNetV2, RegNet X/Y, EfficientNet B0/V2, ConvNeXt, ViT, Swin V1/V2, edited torchvision models, Sequentials and the legacy format', () => {
     for (const f of ['resnet18.pt', 'resnet18-legacy.pt', 'vgg11_bn.pt', 'mobilenet_v2.pt', 'mobilenet_v3_small.pt', 'densenet.pt', 'inception_v3.pt', 'squeezenet1_1.pt', 'googlenet.pt',
       'shufflenet_v2.pt', 'regnet_x.pt', 'regnet_y.pt', 'efficientnet_b0.pt', 'efficientnet_v2.pt', 'convnext.pt', 'sequential-ceil.pt', 'resnet18-cifar-edit.pt', 'vgg11_bn-linear-head.pt', 'sequential-resnet.pt', 'sequential-cnn.pt', 'sequential-cnn-legacy.pt', 'sequential-mlp.pt', 'sequential-layers.pt', 'resnet18-flat-layers-legacy.pt']) {
       assert.ok(cases.some((c) => c.file === f), f);
@@ -235,6 +235,20 @@ describe('whole pickled models and legacy files load and predict as PyTorch does
     assert.equal(square.sizeAgnostic, true);
   });
 
+  test('Swin V2: cosine attention scaled by exp(min(logit_scale, log 100)), bias 16·sigmoid(cpb_mlp(relative_coords_table)), the key third of the qkv bias zeroed, norms after attention, MLP and reduction', async () => {
+    const model = await loadModel(file('swin_v2.pt'));
+    const named = (op: string) => model.onnx.nodes.filter((n) => n.op_type === op).map((n) => n.name!.replace(/_\d+$/, ''));
+    assert.equal(named('Exp').length, 6, 'one logit scale per block');
+    assert.ok(named('Min').every((n) => n.endsWith('.logit_scale.clamp')));
+    assert.equal(named('Sigmoid').length, 6, '16·sigmoid of each position bias');
+    assert.ok(model.onnx.hasInitializer('features.1.0.attn.relative_coords_table'));
+    const mask = model.onnx.initializer(model.onnx.initializerNames().find((n) => n.startsWith('features.1.0.attn.qkv.bias_mask'))!)!;
+    assert.deepEqual(Array.from(mask.data as Float32Array), [...Array(8).fill(1), ...Array(8).fill(0), ...Array(8).fill(1)]);
+    // Block features.1.0: the attention's projection comes before norm1, the MLP before norm2.
+    const order = model.onnx.nodes.map((n) => n.name!).filter((n) => /^features\.1\.0\.(attn\.proj|norm1\.mean|mlp\.3|norm2\.mean)(_\d+)?$/.test(n)).map((n) => n.replace(/_\d+$/, ''));
+    assert.deepEqual(order, ['features.1.0.attn.proj', 'features.1.0.norm1.mean', 'features.1.0.mlp.3', 'features.1.0.norm2.mean']);
+  });
+
   test("Swin gathers its bias by the file's own relative_position_index; an index outside the table is one clear error, not a crash", async () => {
     const entries = zipEntries(file('swin.pt'));
     // Each 4×4-window block keeps 256 int64 indices; the first is row 24 ((0−0+3)·7 + 0−0+3).
@@ -252,18 +266,21 @@ describe('whole pickled models and legacy files load and predict as PyTorch does
       /cannot be built: module 'features\.1\.0\.attn' \(ShiftedWindowAttention\) has a relative_position_index outside its bias table$/.test(e.message));
   });
 
-  test('the graphs of the newer families differentiate as PyTorch does: d cross-entropy / d input matches autograd (cosine ≥ 0.9999, relative error ≤ 1e-3)', async () => {
+  test("the graphs of the newer families differentiate as PyTorch does: d cross-entropy / d input matches float64 autograd (cosine ≥ 0.9999, relative error ≤ 1e-3, or twice PyTorch's own float32 error where that is larger)", async () => {
     const runtime = new Runtime({ threads: 1 });
     try {
       for (const [f, reference] of [['shufflenet_v2.pt', 'shufflenet_v2.npz'], ['regnet_x.pt', 'regnet_x.npz'], ['regnet_y.pt', 'regnet_y.npz'], ['efficientnet_b0.pt', 'efficientnet_b0.npz'],
-        ['efficientnet_v2.pt', 'efficientnet_v2.npz'], ['convnext.pt', 'convnext.npz'], ['vit.pt', 'vit.npz'], ['swin.pt', 'swin.npz'], ['swin.pt', 'swin-at-40x72.npz']]) {
+        ['efficientnet_v2.pt', 'efficientnet_v2.npz'], ['convnext.pt', 'convnext.npz'], ['vit.pt', 'vit.npz'], ['swin.pt', 'swin.npz'], ['swin.pt', 'swin-at-40x72.npz'], ['swin_v2.pt', 'swin_v2.npz']]) {
         const ref = readNpzArrays(file(reference));
         const model = await loadModelForData(file(f), {}, { path: file(reference) });
         const session = await GradientSession.create(runtime, model.onnx, { loss: { kind: 'cross-entropy' }, wrt: ['input'] });
         const result = await session.run({ inputs: { input: ref.get('x')! }, labels: ref.get('y')!.data as BigInt64Array });
         const expected = ref.get('grad')!.data as Float32Array;
         const cos = cosineSimilarity(result.grads.input, expected), err = maxRelativeError(result.grads.input, expected);
-        assert.ok(cos >= 0.9999 && err <= 1e-3, `${reference}: cosine ${cos}, max relative error ${err}`);
+        // The reference is float64; where PyTorch's own float32 gradient is further from it than 1e-3
+        // (Swin V2's cosine attention), twice PyTorch's error is the bound.
+        const pytorchError = Number((ref.get('grad_f32_error')!.data as Float64Array)[0]);
+        assert.ok(cos >= 0.9999 && err <= Math.max(1e-3, 2 * pytorchError), `${reference}: cosine ${cos}, max relative error ${err} (PyTorch float32: ${pytorchError})`);
       }
     } finally {
       runtime.dispose();

@@ -38,7 +38,7 @@ const MODULE_CLASSES: Record<string, readonly string[]> = {
   'torchvision.models.efficientnet': ['EfficientNet', 'MBConv', 'FusedMBConv'],
   'torchvision.models.convnext': ['ConvNeXt', 'CNBlock', 'LayerNorm2d'],
   'torchvision.models.vision_transformer': ['VisionTransformer', 'Encoder', 'EncoderBlock', 'MLPBlock'],
-  'torchvision.models.swin_transformer': ['SwinTransformer', 'SwinTransformerBlock', 'ShiftedWindowAttention', 'PatchMerging'],
+  'torchvision.models.swin_transformer': ['SwinTransformer', 'SwinTransformerBlock', 'ShiftedWindowAttention', 'PatchMerging', 'SwinTransformerBlockV2', 'ShiftedWindowAttentionV2', 'PatchMergingV2'],
   'torchvision.ops.misc': ['Conv2dNormActivation', 'ConvNormActivation', 'SqueezeExcitation', 'Permute', 'MLP'],
   'torchvision.ops.stochastic_depth': ['StochasticDepth'],
 };

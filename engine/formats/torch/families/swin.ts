@@ -13,7 +13,11 @@
  * padding cropped. PatchMerging pads H and W to even, joins each 2×2 neighbourhood into 4·C
  * channels in torch.cat([x0, x1, x2, x3]) order (a Reshape + Transpose), then norm and reduction.
  *
- * Swin V2 (ShiftedWindowAttentionV2's cosine attention and continuous position bias) is not read.
+ * Swin V2 (swin_v2_t…b) changes three things, each as torchvision writes it: blocks normalise
+ * after attention and MLP (x + norm1(attn(x))), PatchMergingV2 normalises after its reduction, and
+ * ShiftedWindowAttentionV2 uses cosine attention (F.normalize of q and k, times
+ * exp(min(logit_scale, log 100))), a position bias 16·sigmoid(cpb_mlp(relative_coords_table))
+ * gathered by the same index, and a qkv bias whose key third is zeroed at every call.
  */
 import type { TemplateBuilder } from '../../templates/builder';
 import type { Tensor } from '../../../tensor';
@@ -84,22 +88,45 @@ function shiftMask(ph: number, pw: number, wh: number, ww: number, sh: number, s
   return mask;
 }
 
-function attentionBias(b: TemplateBuilder, m: ModuleNode, heads: number, wh: number, ww: number): string | undefined {
+/**
+ * The relative position bias [heads, T, T]: rows of a [(2·wh − 1)(2·ww − 1), heads] table (V1's
+ * parameter, V2's cpb_mlp output) gathered by the module's own relative_position_index buffer.
+ */
+function attentionBias(b: TemplateBuilder, m: ModuleNode, heads: number, wh: number, ww: number, table: { name: string; rows: number; key: string }): string | undefined {
   const p = m.path, t = wh * ww;
-  const tableKey = `${p}.relative_position_bias_table`, indexKey = `${p}.relative_position_index`;
-  const table = b.tensor(tableKey, 2);
+  const indexKey = `${p}.relative_position_index`;
   const stored = b.tensor(indexKey, 1);
-  if (!table || !stored) return undefined;
-  if (table.dims.join() !== `${(2 * wh - 1) * (2 * ww - 1)},${heads}`) b.problems.push(`${tableKey} has shape [${table.dims.join(', ')}], not [${(2 * wh - 1) * (2 * ww - 1)}, ${heads}]`);
+  if (!stored) return undefined;
+  if (table.rows !== (2 * wh - 1) * (2 * ww - 1)) b.problems.push(`${table.key} has ${table.rows} rows, not ${(2 * wh - 1) * (2 * ww - 1)} for ${wh}×${ww} windows`);
   if (stored.dims[0] !== t * t) b.problems.push(`${indexKey} holds ${stored.dims[0]} indices, not ${t * t} for ${wh}×${ww} windows`);
   // torch gathers by the buffer the file holds; a shapes-only pass (the size search) has no values
   // yet, so a bad value is refused outright (no input size fixes it), not reported as a mismatch.
   const index = storedIndex(stored) ?? relativePositionIndex(wh, ww);
-  if (index.some((i) => !Number.isInteger(i) || i < 0 || i >= table.dims[0])) refuse(m, `has a relative_position_index outside its bias table`);
-  const indexName = b.g.initializer(`${indexKey}.values`, { dtype: 'int64', dims: [t * t], data: BigInt64Array.from(index.map((i) => BigInt(Math.max(0, Math.min(i, table.dims[0] - 1))))) });
-  const gathered = b.g.op('Gather', [b.param(tableKey, table), indexName], { axis: 0 }, `${p}.relative_position_bias`);
+  if (index.some((i) => !Number.isInteger(i) || i < 0 || i >= table.rows)) refuse(m, `has a relative_position_index outside its bias table`);
+  const indexName = b.g.initializer(`${indexKey}.values`, { dtype: 'int64', dims: [t * t], data: BigInt64Array.from(index.map((i) => BigInt(Math.max(0, Math.min(i, table.rows - 1))))) });
+  const gathered = b.g.op('Gather', [table.name, indexName], { axis: 0 }, `${p}.relative_position_bias`);
   // [T·T, heads] → [heads, T, T]
   return transpose(b, reshape(b, gathered, [t, t, heads], `${p}.relative_position_bias.view`), [2, 0, 1], `${p}.relative_position_bias.heads`);
+}
+
+/** V1: the relative_position_bias_table parameter. */
+function biasTableV1(b: TemplateBuilder, m: ModuleNode, heads: number): { name: string; rows: number; key: string } | undefined {
+  const key = `${m.path}.relative_position_bias_table`;
+  const table = b.tensor(key, 2);
+  if (!table) return undefined;
+  if (table.dims[1] !== heads) b.problems.push(`${key} has ${table.dims[1]} columns, not one per head (${heads})`);
+  return { name: b.param(key, table), rows: table.dims[0], key };
+}
+
+/** V2: cpb_mlp (Linear, ReLU, Linear) on the relative_coords_table buffer [1, 2wh − 1, 2ww − 1, 2], viewed as [rows, heads]. */
+function biasTableV2(b: TemplateBuilder, m: ModuleNode, heads: number, run: Run): { name: string; rows: number; key: string } | undefined {
+  const key = `${m.path}.relative_coords_table`;
+  const coords = b.tensor(key, 4);
+  if (!coords) return undefined;
+  const [, a, c] = coords.dims;
+  const out = tokens(m, run(required(m, 'cpb_mlp'), { name: b.param(key, coords), dims: coords.dims.slice(1) }));
+  if (out.dims[2] !== heads) b.problems.push(`${m.path}.cpb_mlp gives ${out.dims[2]} values per position, not one per head (${heads})`);
+  return { name: reshape(b, out.name, [a * c, heads], `${m.path}.cpb_table`), rows: a * c, key: `${m.path}.cpb_mlp` };
 }
 
 function storedIndex(t: Tensor): number[] | undefined {
@@ -107,7 +134,38 @@ function storedIndex(t: Tensor): number[] | undefined {
   return Array.from(t.data as ArrayLike<number | bigint>, Number);
 }
 
-function shiftedWindowAttention(b: TemplateBuilder, m: ModuleNode, x: Flow): Flow {
+/** F.normalize(x, dim=−1): x / max(‖x‖₂, 1e-12). */
+function normalize(b: TemplateBuilder, x: string, hint: string): string {
+  const sum = b.g.op('ReduceSum', [b.g.op('Mul', [x, x], {}, `${hint}.square`), b.g.constantInt64([-1], `${hint}.axis`)], { keepdims: 1 }, `${hint}.sum`);
+  const norm = b.g.op('Max', [b.g.op('Sqrt', [sum], {}, `${hint}.norm`), b.g.constantFloat([1e-12], [], `${hint}.eps`)], {}, `${hint}.clamp`);
+  return b.g.op('Div', [x, norm], {}, hint);
+}
+
+/** exp(min(logit_scale, log 100)), logit_scale [heads, 1, 1]. */
+function logitScale(b: TemplateBuilder, m: ModuleNode, heads: number): string {
+  const key = `${m.path}.logit_scale`;
+  const t = b.tensor(key, 3);
+  if (!t) return b.g.constantFloat([1], [], `${key}.missing`);
+  if (t.dims.join() !== `${heads},1,1`) b.problems.push(`${key} has shape [${t.dims.join(', ')}], not [${heads}, 1, 1]`);
+  const clamped = b.g.op('Min', [b.param(key, t), b.g.constantFloat([Math.log(100)], [], `${key}.max`)], {}, `${key}.clamp`);
+  return b.g.op('Exp', [clamped], {}, `${key}.exp`);
+}
+
+/** V2's qkv: F.linear with the bias's key third zeroed (a clone, at every call), so only q and v are shifted. */
+function qkvV2(b: TemplateBuilder, m: ModuleNode, x: string, windows: number, t: number, c: number): Tokens {
+  const p = m.path;
+  // The weight alone (no bias key), then the masked bias.
+  const projected = projectTokens(b, { name: x, dims: [windows, t, c] }, `${p}.qkv.weight`, '', `${p}.qkv`);
+  if (!b.has(`${p}.qkv.bias`)) return projected;
+  const bias = b.tensor(`${p}.qkv.bias`, 1);
+  if (!bias) return projected;
+  const n = bias.dims[0], third = Math.floor(n / 3);
+  const keep = Float32Array.from({ length: n }, (_, i) => (i >= third && i < 2 * third ? 0 : 1));
+  const masked = b.g.op('Mul', [b.param(`${p}.qkv.bias`, bias), b.g.constantFloat(keep, [n], `${p}.qkv.bias_mask`)], {}, `${p}.qkv.bias_masked`);
+  return { ...projected, name: b.g.op('Add', [projected.name, masked], {}, `${p}.qkv.bias`) };
+}
+
+function shiftedWindowAttention(b: TemplateBuilder, m: ModuleNode, x: Flow, run: Run, v2: boolean): Flow {
   const input = tokens(m, x);
   if (input.dims.length !== 3) refuse(m, `attends over a [${input.dims.join(', ')}] tensor; it needs a channels-last [H, W, C] map`);
   const [h, w, c] = input.dims;
@@ -127,14 +185,23 @@ function shiftedWindowAttention(b: TemplateBuilder, m: ModuleNode, x: Flow): Flo
   const nh = ph / wh, nw = pw / ww, windows = nh * nw, t = wh * ww;
   // [N, pH, pW, C] → [N, nW, T, C]: windows row by row, positions row by row within each.
   const partitioned = reshape(b, transpose(b, reshape(b, y, [0, nh, wh, nw, ww, c], `${p}.windows.view`), [0, 1, 3, 2, 4, 5], `${p}.windows.order`), [0, windows, t, c], `${p}.windows`);
-  const qkv = projectTokens(b, { name: partitioned, dims: [windows, t, c] }, `${p}.qkv.weight`, `${p}.qkv.bias`, `${p}.qkv`);
+  const qkv = v2 ? qkvV2(b, m, partitioned, windows, t, c) : projectTokens(b, { name: partitioned, dims: [windows, t, c] }, `${p}.qkv.weight`, `${p}.qkv.bias`, `${p}.qkv`);
   if (qkv.dims[2] !== 3 * c) b.problems.push(`${p}.qkv.weight gives ${qkv.dims[2]} features, not 3 × ${c}`);
   const [q, k, v] = b.g.node('Split', [qkv.name, b.g.constantInt64([c, c, c], `${p}.qkv_sizes`)], { axis: 3 }, { name: `${p}.qkv.split`, outputs: 3 });
   // [N, nW, T, C] → [N, nW, heads, T, head_dim]
   const perHead = (s: string, hint: string) => transpose(b, reshape(b, s, [0, windows, t, heads, size], `${p}.${hint}.split_heads`), [0, 1, 3, 2, 4], `${p}.${hint}.heads`);
-  const scaled = b.g.op('Mul', [perHead(q, 'q'), b.g.constantFloat([size ** -0.5], [], `${p}.q.scale`)], {}, `${p}.q.scaled`);
-  let scores = b.g.op('MatMul', [scaled, transpose(b, perHead(k, 'k'), [0, 1, 2, 4, 3], `${p}.k.t`)], {}, `${p}.scores`);
-  const bias = attentionBias(b, m, heads, wh, ww);
+  let scores: string;
+  if (v2) {
+    // Cosine attention: F.normalize(q) @ F.normalize(k)ᵀ · exp(clamp(logit_scale, max=log 100)).
+    const cosine = b.g.op('MatMul', [normalize(b, perHead(q, 'q'), `${p}.q.normalize`), transpose(b, normalize(b, perHead(k, 'k'), `${p}.k.normalize`), [0, 1, 2, 4, 3], `${p}.k.t`)], {}, `${p}.scores`);
+    scores = b.g.op('Mul', [cosine, logitScale(b, m, heads)], {}, `${p}.scores.scaled`);
+  } else {
+    const scaled = b.g.op('Mul', [perHead(q, 'q'), b.g.constantFloat([size ** -0.5], [], `${p}.q.scale`)], {}, `${p}.q.scaled`);
+    scores = b.g.op('MatMul', [scaled, transpose(b, perHead(k, 'k'), [0, 1, 2, 4, 3], `${p}.k.t`)], {}, `${p}.scores`);
+  }
+  const table = v2 ? biasTableV2(b, m, heads, run) : biasTableV1(b, m, heads);
+  let bias = table && attentionBias(b, m, heads, wh, ww, table);
+  if (bias && v2) bias = b.g.op('Mul', [b.g.op('Sigmoid', [bias], {}, `${p}.relative_position_bias.sigmoid`), b.g.constantFloat([16], [], `${p}.relative_position_bias.sixteen`)], {}, `${p}.relative_position_bias.scaled`);
   if (bias) scores = b.g.op('Add', [scores, bias], {}, `${p}.scores.position`);
   if (shifted) scores = b.g.op('Add', [scores, b.g.constantFloat(shiftMask(ph, pw, wh, ww, sh, sw), [windows, 1, t, t], `${p}.shift_mask`)], {}, `${p}.scores.masked`);
   const attended = b.g.op('MatMul', [b.g.op('Softmax', [scores], { axis: -1 }, `${p}.softmax`), perHead(v, 'v')], {}, `${p}.attend`);
@@ -148,15 +215,16 @@ function shiftedWindowAttention(b: TemplateBuilder, m: ModuleNode, x: Flow): Flo
   return { name: out, dims: [h, w, c] };
 }
 
-function swinBlock(b: TemplateBuilder, m: ModuleNode, x: Flow, run: Run): Flow {
+/** V1: x + attn(norm1(x)), x + mlp(norm2(x)); V2 normalises after: x + norm1(attn(x)), x + norm2(mlp(x)). */
+function swinBlock(b: TemplateBuilder, m: ModuleNode, x: Flow, run: Run, v2: boolean): Flow {
   const input = tokens(m, x);
   const branch = (names: string[], y: Tokens) => tokens(m, names.reduce<Flow>((z, n) => run(required(m, n), z), y));
-  const attended = addTokens(b, input, branch(['norm1', 'attn', 'stochastic_depth'], input), `${m.path}.add_attention`);
-  return addTokens(b, attended, branch(['norm2', 'mlp', 'stochastic_depth'], attended), `${m.path}.add_mlp`);
+  const attended = addTokens(b, input, branch(v2 ? ['attn', 'norm1', 'stochastic_depth'] : ['norm1', 'attn', 'stochastic_depth'], input), `${m.path}.add_attention`);
+  return addTokens(b, attended, branch(v2 ? ['mlp', 'norm2', 'stochastic_depth'] : ['norm2', 'mlp', 'stochastic_depth'], attended), `${m.path}.add_mlp`);
 }
 
-/** _patch_merging_pad, then norm(4C) and reduction(4C → 2C). */
-function patchMerging(b: TemplateBuilder, m: ModuleNode, x: Flow, run: Run): Flow {
+/** _patch_merging_pad, then norm(4C) and reduction(4C → 2C); V2 reduces first, then norms (2C). */
+function patchMerging(b: TemplateBuilder, m: ModuleNode, x: Flow, run: Run, v2: boolean): Flow {
   const input = tokens(m, x);
   if (input.dims.length !== 3) refuse(m, `merges a [${input.dims.join(', ')}] tensor; it needs a channels-last [H, W, C] map`);
   const [h, w, c] = input.dims;
@@ -167,16 +235,21 @@ function patchMerging(b: TemplateBuilder, m: ModuleNode, x: Flow, run: Run): Flo
   // [N, H/2, 2, W/2, 2, C] → [N, H/2, W/2, (w parity, h parity), C]: x0 (0, 0), x1 (h 1), x2 (w 1), x3 (1, 1).
   const grouped = transpose(b, reshape(b, y, [0, h2, 2, w2, 2, c], `${p}.pairs`), [0, 1, 3, 4, 2, 5], `${p}.order`);
   const merged: Tokens = { name: reshape(b, grouped, [0, h2, w2, 4 * c], `${p}.cat`), dims: [h2, w2, 4 * c] };
-  return ['norm', 'reduction'].reduce<Flow>((z, n) => run(required(m, n), z), merged);
+  return (v2 ? ['reduction', 'norm'] : ['norm', 'reduction']).reduce<Flow>((z, n) => run(required(m, n), z), merged);
 }
 
 function swinTransformer(b: TemplateBuilder, m: ModuleNode, x: Flow, run: Run): Flow {
   return ['features', 'norm', 'permute', 'avgpool', 'flatten', 'head'].reduce((y, n) => run(required(m, n), y), x);
 }
 
+const SWIN = 'torchvision.models.swin_transformer';
+
 export const swinConverters: Converters = {
-  'torchvision.models.swin_transformer.SwinTransformer': swinTransformer,
-  'torchvision.models.swin_transformer.SwinTransformerBlock': swinBlock,
-  'torchvision.models.swin_transformer.ShiftedWindowAttention': (b, m, x) => shiftedWindowAttention(b, m, x),
-  'torchvision.models.swin_transformer.PatchMerging': patchMerging,
+  [`${SWIN}.SwinTransformer`]: swinTransformer,
+  [`${SWIN}.SwinTransformerBlock`]: (b, m, x, run) => swinBlock(b, m, x, run, false),
+  [`${SWIN}.SwinTransformerBlockV2`]: (b, m, x, run) => swinBlock(b, m, x, run, true),
+  [`${SWIN}.ShiftedWindowAttention`]: (b, m, x, run) => shiftedWindowAttention(b, m, x, run, false),
+  [`${SWIN}.ShiftedWindowAttentionV2`]: (b, m, x, run) => shiftedWindowAttention(b, m, x, run, true),
+  [`${SWIN}.PatchMerging`]: (b, m, x, run) => patchMerging(b, m, x, run, false),
+  [`${SWIN}.PatchMergingV2`]: (b, m, x, run) => patchMerging(b, m, x, run, true),
 };
