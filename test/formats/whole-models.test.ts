@@ -9,6 +9,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { BackdoorLensError, loadModel, loadModelForData, UnsafeCheckpointError, type LoadedModel } from '../../engine';
+import { GradientSession } from '../../engine/autodiff';
+import { Runtime } from '../../engine/runtime';
+import { cosineSimilarity, maxRelativeError } from '../autodiff/helpers';
 import { readWeights } from '../../engine/formats';
 import { attrInt } from '../../engine/graph/attributes';
 import { inferShapes } from '../../engine/graph/shapes';
@@ -41,8 +44,9 @@ async function assertPyTorchLogits(model: LoadedModel, reference: string): Promi
 }
 
 describe('whole pickled models and legacy files load and predict as PyTorch does', () => {
-  test('the fixtures cover torchvision ResNet-18, VGG, MobileNetV2/V3, DenseNet, Inception-v3, SqueezeNet, GoogLeNet, edited torchvision models, Sequentials and the legacy format', () => {
-    for (const f of ['resnet18.pt', 'resnet18-legacy.pt', 'vgg11_bn.pt', 'mobilenet_v2.pt', 'mobilenet_v3_small.pt', 'densenet.pt', 'inception_v3.pt', 'squeezenet1_1.pt', 'googlenet.pt', 'sequential-ceil.pt', 'resnet18-cifar-edit.pt', 'vgg11_bn-linear-head.pt', 'sequential-resnet.pt', 'sequential-cnn.pt', 'sequential-cnn-legacy.pt', 'sequential-mlp.pt', 'sequential-layers.pt', 'resnet18-flat-layers-legacy.pt']) {
+  test('the fixtures cover torchvision ResNet-18, VGG, MobileNetV2/V3, DenseNet, Inception-v3, SqueezeNet, GoogLeNet, ShuffleNetV2, RegNet X/Y, EfficientNet B0/V2, ConvNeXt, ViT, Swin V1/V2, edited torchvision models, Sequentials and the legacy format', () => {
+    for (const f of ['resnet18.pt', 'resnet18-legacy.pt', 'vgg11_bn.pt', 'mobilenet_v2.pt', 'mobilenet_v3_small.pt', 'densenet.pt', 'inception_v3.pt', 'squeezenet1_1.pt', 'googlenet.pt',
+      'shufflenet_v2.pt', 'regnet_x.pt', 'regnet_y.pt', 'efficientnet_b0.pt', 'efficientnet_v2.pt', 'convnext.pt', 'sequential-ceil.pt', 'resnet18-cifar-edit.pt', 'vgg11_bn-linear-head.pt', 'sequential-resnet.pt', 'sequential-cnn.pt', 'sequential-cnn-legacy.pt', 'sequential-mlp.pt', 'sequential-layers.pt', 'resnet18-flat-layers-legacy.pt']) {
       assert.ok(cases.some((c) => c.file === f), f);
     }
   });
@@ -148,6 +152,141 @@ describe('whole pickled models and legacy files load and predict as PyTorch does
     assert.equal(model.architecture, 'googlenet');
   });
 
+  test('ShuffleNetV2 runs its own InvertedResidual: stride-1 blocks split the channels and run one half, every block shuffles its channels (Reshape, Transpose, Reshape)', async () => {
+    const model = await loadModelForData(file('shufflenet_v2.pt'), {}, { path: file('shufflenet_v2.npz') });
+    const ops = model.onnx.nodes.map((n) => n.op_type);
+    assert.equal(ops.filter((op) => op === 'Split').length, 3, 'one stride-1 block per stage');
+    const transposes = model.onnx.nodes.filter((n) => n.op_type === 'Transpose');
+    assert.equal(transposes.length, 6, 'one shuffle per block');
+    assert.ok(transposes.every((n) => n.attribute?.find((a) => a.name === 'perm')?.ints?.map(Number).join() === '0,2,1,3,4'));
+    assert.ok(!ops.includes('Clip'), "not MobileNetV2's InvertedResidual (ReLU6)");
+    assert.equal(model.sizeAgnostic, true);
+  });
+
+  test('RegNet X and Y: each block adds its input (or its projection) to f(x) before the ReLU; only Y squeezes and excites', async () => {
+    const x = await loadModel(file('regnet_x.pt'));
+    const y = await loadModel(file('regnet_y.pt'));
+    for (const model of [x, y]) {
+      assert.equal(model.onnx.nodes.filter((n) => n.op_type === 'Add').length, 3, 'three blocks');
+      assert.ok(model.onnx.hasInitializer('trunk_output.block1.block1-0.proj.0.weight'));
+      assert.ok(model.onnx.hasInitializer('trunk_output.block2.block2-1.f.b.0.weight'));
+    }
+    const sigmoids = (m: LoadedModel) => m.onnx.nodes.filter((n) => n.op_type === 'Sigmoid').length;
+    assert.deepEqual([sigmoids(x), sigmoids(y)], [0, 3]);
+    assert.ok(y.onnx.hasInitializer('trunk_output.block1.block1-0.f.se.fc1.weight'));
+  });
+
+  test('EfficientNet B0 and V2: MBConv and FusedMBConv add the input back only with use_res_connect, StochasticDepth is the identity in eval, V2 keeps its BN eps 1e-3', async () => {
+    const b0 = await loadModel(file('efficientnet_b0.pt'));
+    const v2 = await loadModel(file('efficientnet_v2.pt'));
+    const adds = (m: LoadedModel) => m.onnx.nodes.filter((n) => n.op_type === 'Add').map((n) => n.name!.replace(/\.add.*$/, ''));
+    // B0 at depth 0.25 has one block per stage: only the first (8 → 8 channels at width 0.1, stride 1) keeps its input.
+    assert.deepEqual(adds(b0), ['features.1.0']);
+    assert.deepEqual(adds(v2), ['features.1.0', 'features.1.1', 'features.3.1']);
+    const eps = (m: LoadedModel) => new Set(m.onnx.nodes.filter((n) => n.op_type === 'BatchNormalization').map((n) => Math.fround(n.attribute!.find((a) => a.name === 'epsilon')!.f!)));
+    assert.deepEqual([...eps(b0)], [Math.fround(1e-5)]);
+    assert.deepEqual([...eps(v2)], [Math.fround(1e-3)]);
+    assert.ok(b0.onnx.nodes.filter((n) => n.op_type === 'Sigmoid').length > 7, 'SiLU and the squeeze-excitation gates');
+  });
+
+  test('ConvNeXt: CNBlocks run channels last between their Permutes (LayerNorm, Linear, GELU as erf), scale by layer_scale and add the input; LayerNorm2d normalises the channels; any input size', async () => {
+    const model = await loadModelForData(file('convnext.pt'), {}, { path: file('convnext.npz') });
+    const transposes = model.onnx.nodes.filter((n) => n.op_type === 'Transpose' && !n.name!.includes('weight_t'));
+    assert.deepEqual(transposes.map((n) => n.attribute![0].ints!.map(Number).join()), ['0,2,3,1', '0,3,1,2', '0,2,3,1', '0,3,1,2'], 'two blocks, one permute pair each');
+    assert.equal(model.onnx.nodes.filter((n) => n.op_type === 'Erf').length, 2);
+    assert.equal(model.onnx.nodes.filter((n) => n.op_type === 'MatMul').length, 4);
+    assert.ok(model.onnx.hasInitializer('features.1.0.layer_scale'));
+    // LayerNorms: the stem's, two blocks', the downsampling's and the head's.
+    const means = model.onnx.nodes.filter((n) => n.op_type === 'ReduceMean' && n.name!.endsWith('.mean'));
+    assert.deepEqual(means.map((n) => Number(n.attribute!.find((a) => a.name === 'axes')!.ints![0])), [1, -1, 1, -1, 1]);
+    assert.equal(model.sizeAgnostic, true, 'the head normalises the pooled map: still any size');
+  });
+
+  test('ViT: patches become tokens, the class token goes first (no batch-size ops), pos_embedding fixes the size to image_size, two-head attention per layer, the class row feeds the head', async () => {
+    const model = await loadModel(file('vit.pt'));
+    assert.deepEqual(model.onnx.inputs()[0].dims, ['N', 3, 32, 32], 'image_size, without data');
+    assert.equal(model.sizeAgnostic, false);
+    assert.equal(model.notes![2], "input 32×32, the ViT's image_size (its position embedding fixes the size)");
+    const withData = await loadModelForData(file('vit.pt'), {}, { path: file('vit.npz') });
+    assert.equal(withData.notes![2], model.notes![2]);
+    const ops = model.onnx.nodes.map((n) => n.op_type);
+    assert.ok(!ops.includes('Shape') && !ops.includes('Expand'));
+    assert.equal(ops.filter((op) => op === 'Softmax').length, 2, 'one attention per layer');
+    assert.equal(ops.filter((op) => op === 'Gather').length, 1, 'x[:, 0]');
+    const heads = model.onnx.nodes.find((n) => n.name!.startsWith('encoder.layers.encoder_layer_0.self_attention.q.split_heads'))!;
+    assert.deepEqual(Array.from(model.onnx.initializer(heads.input[1])!.data as BigInt64Array, Number), [0, 17, 2, 8]);
+    await assert.rejects(loadModel(file('vit.pt'), { inputSize: { height: 64, width: 64 } }), /does not fit --size 64×64: the ViT takes 32×32 images \(image_size\), not 64×64/);
+  });
+
+  test('Swin: windows padded to whole windows, shifted blocks rolled and masked, a shift dropped where one window covers the side, odd maps padded before merging; PyTorch at 40×40 and 40×72', async () => {
+    const square = await loadModelForData(file('swin.pt'), {}, { path: file('swin.npz') });
+    const wide = await loadModelForData(file('swin.pt'), {}, { path: file('swin-at-40x72.npz') });
+    await assertPyTorchLogits(wide, 'swin-at-40x72.npz');
+    assert.deepEqual(wide.onnx.inputs()[0].dims, ['N', 3, 40, 72]);
+    const masks = (m: LoadedModel) => m.onnx.initializerNames().filter((n) => n.endsWith('.shift_mask')).map((n) => n.split('.').slice(0, 3).join('.'));
+    // 40×40: stages of 10×10 (→ 12×12), 5×5 (→ 8×8), 3×3 (→ 4×4: one window, no shift).
+    assert.deepEqual(masks(square), ['features.1.1', 'features.3.1']);
+    // 40×72: the last stage's 3×5 map (→ 4×8) still shifts along its width.
+    assert.deepEqual(masks(wide), ['features.1.1', 'features.3.1', 'features.5.1']);
+    const rolls = (m: LoadedModel) => m.onnx.nodes.filter((n) => n.op_type === 'Concat' && n.name!.includes('.roll_')).map((n) => n.name!.replace(/_\d+$/, ''));
+    assert.deepEqual(rolls(wide).slice(-1), ['features.5.1.attn.roll_w'], 'only the width is rolled where one window covers the height');
+    assert.equal(square.onnx.nodes.filter((n) => n.op_type === 'Gather').length, 6, 'a relative position bias per block');
+    assert.ok(square.onnx.nodes.some((n) => n.op_type === 'Pad' && n.name!.startsWith('features.4.pad')), 'the 5×5 map is padded to 6×6 before merging');
+    assert.equal(square.sizeAgnostic, true);
+  });
+
+  test('Swin V2: cosine attention scaled by exp(min(logit_scale, log 100)), bias 16·sigmoid(cpb_mlp(relative_coords_table)), the key third of the qkv bias zeroed, norms after attention, MLP and reduction', async () => {
+    const model = await loadModel(file('swin_v2.pt'));
+    const named = (op: string) => model.onnx.nodes.filter((n) => n.op_type === op).map((n) => n.name!.replace(/_\d+$/, ''));
+    assert.equal(named('Exp').length, 6, 'one logit scale per block');
+    assert.ok(named('Min').every((n) => n.endsWith('.logit_scale.clamp')));
+    assert.equal(named('Sigmoid').length, 6, '16·sigmoid of each position bias');
+    assert.ok(model.onnx.hasInitializer('features.1.0.attn.relative_coords_table'));
+    const mask = model.onnx.initializer(model.onnx.initializerNames().find((n) => n.startsWith('features.1.0.attn.qkv.bias_mask'))!)!;
+    assert.deepEqual(Array.from(mask.data as Float32Array), [...Array(8).fill(1), ...Array(8).fill(0), ...Array(8).fill(1)]);
+    // Block features.1.0: the attention's projection comes before norm1, the MLP before norm2.
+    const order = model.onnx.nodes.map((n) => n.name!).filter((n) => /^features\.1\.0\.(attn\.proj|norm1\.mean|mlp\.3|norm2\.mean)(_\d+)?$/.test(n)).map((n) => n.replace(/_\d+$/, ''));
+    assert.deepEqual(order, ['features.1.0.attn.proj', 'features.1.0.norm1.mean', 'features.1.0.mlp.3', 'features.1.0.norm2.mean']);
+  });
+
+  test("Swin gathers its bias by the file's own relative_position_index; an index outside the table is one clear error, not a crash", async () => {
+    const entries = zipEntries(file('swin.pt'));
+    // Each 4×4-window block keeps 256 int64 indices; the first is row 24 ((0−0+3)·7 + 0−0+3).
+    const isIndex = (d: Uint8Array) => d.byteLength === 256 * 8 && Buffer.from(d).readBigInt64LE(0) === 24n;
+    assert.equal(entries.filter(([, d]) => isIndex(d)).length, 6);
+    const tampered = entries.map(([n, d]): [string, Uint8Array] => {
+      if (!isIndex(d)) return [n, d];
+      const copy = Buffer.from(d);
+      copy.writeBigInt64LE(49n, 0);
+      return [n, copy];
+    });
+    const path = join(tempDir(), 'swin-index.pt');
+    writeFileSync(path, storedZip(tampered));
+    await assert.rejects(loadModel(path), (e: unknown) => e instanceof BackdoorLensError && e.code === 'unsupported-model' && !e.message.includes('\n') &&
+      /cannot be built: module 'features\.1\.0\.attn' \(ShiftedWindowAttention\) has a relative_position_index outside its bias table$/.test(e.message));
+  });
+
+  test("the graphs of the newer families differentiate as PyTorch does: d cross-entropy / d input matches float64 autograd (cosine ≥ 0.9999, relative error ≤ 1e-3, or twice PyTorch's own float32 error where that is larger)", async () => {
+    const runtime = new Runtime({ threads: 1 });
+    try {
+      for (const [f, reference] of [['shufflenet_v2.pt', 'shufflenet_v2.npz'], ['regnet_x.pt', 'regnet_x.npz'], ['regnet_y.pt', 'regnet_y.npz'], ['efficientnet_b0.pt', 'efficientnet_b0.npz'],
+        ['efficientnet_v2.pt', 'efficientnet_v2.npz'], ['convnext.pt', 'convnext.npz'], ['vit.pt', 'vit.npz'], ['swin.pt', 'swin.npz'], ['swin.pt', 'swin-at-40x72.npz'], ['swin_v2.pt', 'swin_v2.npz']]) {
+        const ref = readNpzArrays(file(reference));
+        const model = await loadModelForData(file(f), {}, { path: file(reference) });
+        const session = await GradientSession.create(runtime, model.onnx, { loss: { kind: 'cross-entropy' }, wrt: ['input'] });
+        const result = await session.run({ inputs: { input: ref.get('x')! }, labels: ref.get('y')!.data as BigInt64Array });
+        const expected = ref.get('grad')!.data as Float32Array;
+        const cos = cosineSimilarity(result.grads.input, expected), err = maxRelativeError(result.grads.input, expected);
+        // The reference is float64; where PyTorch's own float32 gradient is further from it than 1e-3
+        // (Swin V2's cosine attention), twice PyTorch's error is the bound.
+        const pytorchError = Number((ref.get('grad_f32_error')!.data as Float64Array)[0]);
+        assert.ok(cos >= 0.9999 && err <= Math.max(1e-3, 2 * pytorchError), `${reference}: cosine ${cos}, max relative error ${err} (PyTorch float32: ${pytorchError})`);
+      }
+    } finally {
+      runtime.dispose();
+    }
+  });
+
   test('ceil_mode pools match PyTorch where it matters: a window that would start in the end padding is dropped, average windows past the padding', async () => {
     const model = await loadModelForData(file('sequential-ceil.pt'), {}, { path: file('sequential-ceil.npz') });
     const { shapes } = inferShapes(model.onnx);
@@ -230,13 +369,13 @@ describe('whole pickled models stay safe: nothing runs, unknown classes and code
   test('a torch.nn layer Backdoor Lens does not convert is still a class outside the allowlist (BL031), not a guess', async () => {
     const entries = zipEntries(file('sequential-cnn.pt'));
     const pkl = entries.find(([n]) => n.endsWith('data.pkl'))![1];
-    // ReLU → GELU (same length): a torch.nn class that is not allowlisted.
-    const patched = patchBytes(pkl, 'torch.nn.modules.activation\nReLU\n', 'torch.nn.modules.activation\nGELU\n');
-    const path = join(tempDir(), 'gelu.pt');
+    // ReLU → SELU (same length): a torch.nn class that is not allowlisted.
+    const patched = patchBytes(pkl, 'torch.nn.modules.activation\nReLU\n', 'torch.nn.modules.activation\nSELU\n');
+    const path = join(tempDir(), 'selu.pt');
     writeFileSync(path, storedZip(entries.map(([n, d]) => [n, n.endsWith('data.pkl') ? patched : d])));
     const error = await loadModel(path).then(() => undefined, (e: unknown) => e);
     assert.ok(error instanceof UnsafeCheckpointError);
-    assert.deepEqual(error.findings.map((f) => [f.code, f.location?.symbol]), [['BL031', 'torch.nn.modules.activation.GELU']]);
+    assert.deepEqual(error.findings.map((f) => [f.code, f.location?.symbol]), [['BL031', 'torch.nn.modules.activation.SELU']]);
   });
 
   test('hyperparameters the converter does not take are one clear error naming the module', async () => {
@@ -300,6 +439,14 @@ describe('the module tree is checked as it is read', () => {
   test('a module that contains itself (through the memo) is refused, not followed forever', async () => {
     const body = pickleBytes(sequential, ')\x81q\x01}(', str('_modules'), ordered([str('0'), 'h\x01']), 'ub');
     await assert.rejects(loadModel(checkpoint(body)), /the whole pickled model's module '0' contains itself/);
+  });
+
+  test("functools.partial (a torchvision model's norm_layer factory) is inert, but its function is judged on its own: partial(posix.system) is BL030", async () => {
+    const error = await loadModel(checkpoint(pickleBytes('cfunctools\npartial\ncposix\nsystem\n\x85R'))).then(() => undefined, (e: unknown) => e);
+    assert.ok(error instanceof UnsafeCheckpointError);
+    assert.equal(error.dangerous, true);
+    assert.deepEqual(error.findings.map((f) => [f.code, f.location?.symbol]), [['BL030', 'posix.system']]);
+    await assert.rejects(loadModel(checkpoint(pickleBytes('cfunctools\npartial\n', str('x'), '\x85R'))), /functools\.partial of 'x'; a whole model's partial wraps one class/);
   });
 
   test('a module with forward hooks is refused: the hooks change what it computes', async () => {

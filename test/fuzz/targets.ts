@@ -118,7 +118,11 @@ export const targets: FuzzTarget[] = [
     // template or module tree, graph.
     format: 'pytorch',
     // sequential-ceil.pt: ceil_mode pools, whose window rule mutated paddings and strides must not break.
-    seeds: () => [file('fixtures/pickles/tiny-cnn.pt'), file('fixtures/whole-models/sequential-layers.pt'), file('fixtures/whole-models/sequential-cnn-legacy.pt'), file('fixtures/whole-models/sequential-ceil.pt')],
+    // convnext.pt, vit.pt, swin.pt: channels-last flows, LayerNorm, attention, windows and a functools.partial.
+    seeds: () => [
+      file('fixtures/pickles/tiny-cnn.pt'), file('fixtures/whole-models/sequential-layers.pt'), file('fixtures/whole-models/sequential-cnn-legacy.pt'), file('fixtures/whole-models/sequential-ceil.pt'),
+      file('fixtures/whole-models/convnext.pt'), file('fixtures/whole-models/vit.pt'), file('fixtures/whole-models/swin.pt'),
+    ],
     refusedSeeds: () => [
       file('fixtures/pickles/main-net.pt'),
       file('fixtures/pickles/whole-model-hook.pt'),

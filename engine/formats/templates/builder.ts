@@ -198,28 +198,28 @@ export class TemplateBuilder {
     return { ...v, name: this.g.node('BatchNormalization', [v.name, ...params], { epsilon }, { name: prefix, outputs: [this.out(prefix)] })[0] };
   }
 
-  relu<T extends Act | Vec>(x: T, hint = 'relu'): T {
+  relu<T extends { name: string }>(x: T, hint = 'relu'): T {
     return { ...x, name: this.g.node('Relu', [x.name], {}, { name: hint, outputs: [this.out(hint)] })[0] };
   }
 
-  relu6<T extends Act | Vec>(x: T, hint = 'relu6'): T {
+  relu6<T extends { name: string }>(x: T, hint = 'relu6'): T {
     this.relu6Bounds ??= [this.g.constantFloat([0], [], 'relu6.min'), this.g.constantFloat([6], [], 'relu6.max')];
     return { ...x, name: this.g.node('Clip', [x.name, ...this.relu6Bounds], {}, { name: hint, outputs: [this.out(hint)] })[0] };
   }
 
   /** An elementwise op with no weights (Sigmoid, Tanh, LeakyRelu, Elu, HardSigmoid). */
-  unary<T extends Act | Vec>(x: T, op: string, attrs: Record<string, number>, hint: string): T {
+  unary<T extends { name: string }>(x: T, op: string, attrs: Record<string, number>, hint: string): T {
     return { ...x, name: this.g.node(op, [x.name], attrs, { name: hint, outputs: [this.out(hint)] })[0] };
   }
 
   /** x · sigmoid(x) (SiLU). */
-  silu<T extends Act | Vec>(x: T, hint: string): T {
+  silu<T extends { name: string }>(x: T, hint: string): T {
     const s = this.g.node('Sigmoid', [x.name], {}, { name: `${hint}.sigmoid`, outputs: [this.out(hint)] })[0];
     return { ...x, name: this.g.node('Mul', [x.name, s], {}, { name: hint, outputs: [this.out(hint)] })[0] };
   }
 
   /** x · hardsigmoid(x) (Hardswish; opset 13 has no HardSwish op). */
-  hardswish<T extends Act | Vec>(x: T, hint: string): T {
+  hardswish<T extends { name: string }>(x: T, hint: string): T {
     const s = this.g.node('HardSigmoid', [x.name], { alpha: 1 / 6, beta: 0.5 }, { name: `${hint}.hardsigmoid`, outputs: [this.out(hint)] })[0];
     return { ...x, name: this.g.node('Mul', [x.name, s], {}, { name: hint, outputs: [this.out(hint)] })[0] };
   }
@@ -314,6 +314,11 @@ export class TemplateBuilder {
     const rowsName = this.g.constantFloat(bins(x.h, oh), [oh, x.h], `${hint}.rows`);
     const y = this.g.node('MatMul', [x.name, colsName], {}, { name: `${hint}.cols`, outputs: [this.out(hint)] })[0];
     return { ...x, name: this.g.node('MatMul', [rowsName, y], {}, { name: `${hint}.rows`, outputs: [this.out(hint)] })[0], h: oh, w: ow };
+  }
+
+  /** A map computed position by position from `source` (a norm, an activation) depends on the input size as `source` does. */
+  follows(result: string, source: string): void {
+    if (this.sizeFree.has(source)) this.sizeFree.add(result);
   }
 
   flatten(x: Act): Vec {

@@ -13,79 +13,16 @@
  * Initializers are named by their state_dict keys, as the templates name them, through the same
  * TemplateBuilder: it checks every weight is used once and every shape chains.
  */
-import { TemplateBuilder, type Act, type Vec } from '../templates/builder';
-import { describe, sequenceItems, type PyValue } from '../pickle/values';
+import { TemplateBuilder, type Act } from '../templates/builder';
+import { describe, sequenceItems } from '../pickle/values';
 import { SEQUENTIAL_KINDS, type ModuleNode } from './modules';
 import type { OnnxModel } from '../../graph/model';
 import type { Tensor } from '../../tensor';
+import { attr, child, flag, float, int, isMap, isTokens, isVec, map, pair, refuse, required, shapeText, vec, type Flow } from './convert-helpers';
+import { familyConverters } from './families';
+import { gelu, layerNorm, permute, tokensLinear } from './layers';
 
-/** The tree holds something the converter does not build (a class, a hyperparameter); no input size helps. */
-export class ConversionError extends Error {}
-
-type Flow = Act | Vec;
-
-const isMap = (x: Flow): x is Act => 'c' in x;
-
-function where(m: ModuleNode): string {
-  return `${m.path === '' ? 'the root module' : `module '${m.path}'`} (${m.kind})`;
-}
-
-function refuse(m: ModuleNode, what: string): never {
-  throw new ConversionError(`${where(m)} ${what}`);
-}
-
-function attr(m: ModuleNode, name: string): PyValue {
-  const v = m.attrs.get(name);
-  if (v === undefined) refuse(m, `has no '${name}' attribute`);
-  return v;
-}
-
-function int(m: ModuleNode, name: string, v: PyValue = attr(m, name)): number {
-  if (typeof v !== 'number' || !Number.isInteger(v)) refuse(m, `has ${name} ${describe(v)}, not an integer`);
-  // A setting past 2^31 is no real layer, and would turn feature-map sizes into Infinity.
-  if (Math.abs(v) >= 2 ** 31) refuse(m, `has ${name} ${describe(v)}, too large to be a layer setting`);
-  return v;
-}
-
-function float(m: ModuleNode, name: string): number {
-  const v = attr(m, name);
-  if (typeof v !== 'number') refuse(m, `has ${name} ${describe(v)}, not a number`);
-  return v;
-}
-
-/** An int or a pair of ints (torch's _pair). */
-/** A two-dimensional setting; kernel, stride and dilation are at least 1, padding at least 0 (a stride of 0 has no output size). */
-function pair(m: ModuleNode, name: string, v: PyValue = attr(m, name)): [number, number] {
-  const items = typeof v === 'number' ? [v] : sequenceItems(v);
-  if (!items || (items.length !== 1 && items.length !== 2)) refuse(m, `has ${name} ${describe(v)}, not a size of two dimensions`);
-  const [a, b] = [int(m, name, items[0]), int(m, name, items[items.length - 1])];
-  const least = name === 'padding' || name === 'output_padding' ? 0 : 1;
-  if (a < least || b < least) refuse(m, `has ${name} ${describe(v)}; it must be at least ${least}`);
-  return [a, b];
-}
-
-function flag(m: ModuleNode, name: string, fallback: boolean): boolean {
-  const v = m.attrs.get(name);
-  return v === undefined || v === null ? fallback : v === true;
-}
-
-function map(m: ModuleNode, x: Flow): Act {
-  if (!isMap(x)) refuse(m, 'gets a flat feature vector; it needs a [C, H, W] feature map');
-  return x;
-}
-
-function vec(m: ModuleNode, x: Flow): Vec {
-  if (isMap(x)) refuse(m, 'gets a [C, H, W] feature map; a Flatten must come before it');
-  return x;
-}
-
-function child(m: ModuleNode, name: string): ModuleNode | undefined {
-  return m.children.find((c) => c.name === name)?.module;
-}
-
-function required(m: ModuleNode, name: string): ModuleNode {
-  return child(m, name) ?? refuse(m, `has no submodule '${name}', which its forward() uses`);
-}
+export { ConversionError } from './convert-helpers';
 
 function conv2d(b: TemplateBuilder, m: ModuleNode, x: Flow): Act {
   const input = map(m, x);
@@ -275,8 +212,38 @@ function googLeNet(b: TemplateBuilder, m: ModuleNode, x: Flow): Flow {
   return sequence(b, m, isMap(features) ? b.flatten(features) : features, ['dropout', 'fc']);
 }
 
+/** torch.nn.LayerNorm over the last dimension, or ConvNeXt's LayerNorm2d over the channels of a map. */
+function layerNormModule(b: TemplateBuilder, m: ModuleNode, x: Flow): Flow {
+  const eps = float(m, 'eps');
+  const shape = attr(m, 'normalized_shape');
+  const items = typeof shape === 'number' ? [shape] : sequenceItems(shape);
+  if (!items || items.length !== 1) refuse(m, `normalises over ${describe(shape)}; Backdoor Lens converts a LayerNorm over one dimension`);
+  const size = int(m, 'normalized_shape', items[0]);
+  const input: Flow = m.kind === 'LayerNorm2d' ? map(m, x) : x;
+  const channels = isMap(input) ? input.c : isVec(input) ? input.n : input.dims[input.dims.length - 1];
+  if (channels !== size) refuse(m, `normalises ${size} features but gets ${shapeText(input)}`);
+  const name = layerNorm(b, input.name, m.path, eps, isMap(input) ? 1 : -1, size);
+  b.follows(name, input.name);
+  return { ...input, name };
+}
+
+function geluModule(b: TemplateBuilder, m: ModuleNode, x: Flow): Flow {
+  const approximate = m.attrs.get('approximate') ?? 'none';
+  if (approximate !== 'none') refuse(m, `has approximate=${describe(approximate)}; Backdoor Lens converts the exact (erf) GELU only`);
+  return { ...x, name: gelu(b, x.name, m.path || 'gelu') };
+}
+
+function permuteModule(b: TemplateBuilder, m: ModuleNode, x: Flow): Flow {
+  const value = attr(m, 'dims');
+  const dims = sequenceItems(value);
+  if (!dims) refuse(m, `has dims ${describe(value)}, not a list of axes`);
+  return permute(b, m, x, dims.map((d) => int(m, 'dims', d)));
+}
+
 /** Runs a module on x as its forward() would in eval mode. */
 function apply(b: TemplateBuilder, m: ModuleNode, x: Flow): Flow {
+  const family = familyConverters.get(m.cls);
+  if (family) return family(b, m, x, (n, y) => apply(b, n, y));
   if (SEQUENTIAL_KINDS.has(m.kind)) return m.children.reduce((y, c) => apply(b, c.module, y), x);
   const hint = m.path || m.kind;
   switch (m.kind) {
@@ -294,8 +261,12 @@ function apply(b: TemplateBuilder, m: ModuleNode, x: Flow): Flow {
     case 'MaxPool2d': case 'AvgPool2d': return pool(b, m, x);
     case 'AdaptiveAvgPool2d': return adaptiveAvgPool(b, m, x);
     case 'Flatten': return flatten(b, m, x);
-    case 'Linear': return b.linear(vec(m, x), m.path);
-    case 'Identity': case 'Dropout': case 'Dropout1d': case 'Dropout2d': case 'AlphaDropout': return x;
+    case 'Linear': case 'NonDynamicallyQuantizableLinear': return isTokens(x) ? tokensLinear(b, x, m.path) : b.linear(vec(m, x), m.path);
+    case 'LayerNorm': case 'LayerNorm2d': return layerNormModule(b, m, x);
+    case 'GELU': return geluModule(b, m, x);
+    case 'Permute': return permuteModule(b, m, x);
+    // StochasticDepth drops whole residual branches only in training.
+    case 'Identity': case 'Dropout': case 'Dropout1d': case 'Dropout2d': case 'AlphaDropout': case 'StochasticDepth': return x;
     // torchvision, as their forward() methods run (torchvision 0.8 … 0.20).
     case 'ResNet': {
       const features = sequence(b, m, x, ['conv1', 'bn1', 'relu', 'maxpool', 'layer1', 'layer2', 'layer3', 'layer4', 'avgpool']);
@@ -353,6 +324,6 @@ export interface ConvertedModel {
 export function convertTree(tree: ModuleNode, stateDict: Map<string, Tensor>, input: [number, number, number]): ConvertedModel {
   const b = new TemplateBuilder(stateDict);
   const out = apply(b, tree, b.input(...input));
-  if (isMap(out)) refuse(tree, `ends with a [${out.c}, ${out.h}, ${out.w}] feature map, not class scores: its last layer must give a flat vector (Flatten, Linear)`);
+  if (!isVec(out)) refuse(tree, `ends with ${shapeText(out)}, not class scores: its last layer must give a flat vector (Flatten, Linear)`);
   return b.finish(out);
 }

@@ -11,18 +11,19 @@
  */
 import { BackdoorLensError } from '../../errors';
 import type { Tensor } from '../../tensor';
-import type { SafeGlobal } from '../pickle/globals';
-import { PyDict, PyObject, PySet, PyTensor, describe, type PyValue } from '../pickle/values';
+import { GlobalArgumentError, type SafeGlobal } from '../pickle/globals';
+import { PyDict, PyGlobal, PyObject, PySet, PyTensor, describe, type PyValue } from '../pickle/values';
 
 /** Allowlisted module classes by module: each is read as a record of its __dict__. */
 const MODULE_CLASSES: Record<string, readonly string[]> = {
   'torch.nn.modules.container': ['Sequential'],
   'torch.nn.modules.conv': ['Conv2d'],
   'torch.nn.modules.batchnorm': ['BatchNorm1d', 'BatchNorm2d'],
-  'torch.nn.modules.activation': ['ReLU', 'ReLU6', 'LeakyReLU', 'ELU', 'Sigmoid', 'Tanh', 'Hardsigmoid', 'Hardswish', 'SiLU'],
+  'torch.nn.modules.activation': ['ReLU', 'ReLU6', 'LeakyReLU', 'ELU', 'Sigmoid', 'Tanh', 'Hardsigmoid', 'Hardswish', 'SiLU', 'GELU', 'MultiheadAttention'],
+  'torch.nn.modules.normalization': ['LayerNorm'],
   'torch.nn.modules.pooling': ['MaxPool2d', 'AvgPool2d', 'AdaptiveAvgPool2d'],
   'torch.nn.modules.flatten': ['Flatten'],
-  'torch.nn.modules.linear': ['Linear', 'Identity'],
+  'torch.nn.modules.linear': ['Linear', 'Identity', 'NonDynamicallyQuantizableLinear'],
   'torch.nn.modules.dropout': ['Dropout', 'Dropout1d', 'Dropout2d', 'AlphaDropout'],
   'torchvision.models.resnet': ['ResNet', 'BasicBlock', 'Bottleneck'],
   'torchvision.models.vgg': ['VGG'],
@@ -32,7 +33,14 @@ const MODULE_CLASSES: Record<string, readonly string[]> = {
   'torchvision.models.inception': ['Inception3', 'BasicConv2d', 'InceptionA', 'InceptionB', 'InceptionC', 'InceptionD', 'InceptionE', 'InceptionAux'],
   'torchvision.models.squeezenet': ['SqueezeNet', 'Fire'],
   'torchvision.models.googlenet': ['GoogLeNet', 'BasicConv2d', 'Inception', 'InceptionAux'],
-  'torchvision.ops.misc': ['Conv2dNormActivation', 'ConvNormActivation', 'SqueezeExcitation'],
+  'torchvision.models.shufflenetv2': ['ShuffleNetV2', 'InvertedResidual'],
+  'torchvision.models.regnet': ['RegNet', 'SimpleStemIN', 'AnyStage', 'ResBottleneckBlock', 'BottleneckTransform'],
+  'torchvision.models.efficientnet': ['EfficientNet', 'MBConv', 'FusedMBConv'],
+  'torchvision.models.convnext': ['ConvNeXt', 'CNBlock', 'LayerNorm2d'],
+  'torchvision.models.vision_transformer': ['VisionTransformer', 'Encoder', 'EncoderBlock', 'MLPBlock'],
+  'torchvision.models.swin_transformer': ['SwinTransformer', 'SwinTransformerBlock', 'ShiftedWindowAttention', 'PatchMerging', 'SwinTransformerBlockV2', 'ShiftedWindowAttentionV2', 'PatchMergingV2'],
+  'torchvision.ops.misc': ['Conv2dNormActivation', 'ConvNormActivation', 'SqueezeExcitation', 'Permute', 'MLP'],
+  'torchvision.ops.stochastic_depth': ['StochasticDepth'],
 };
 
 /** Qualified name → the class's own name ('torch.nn.modules.conv.Conv2d' → 'Conv2d'). */
@@ -41,7 +49,7 @@ export const moduleClasses: ReadonlyMap<string, string> = new Map(
 );
 
 /** torchvision's Sequential subclasses (a conv, a norm, an activation): their forward is Sequential's. */
-export const SEQUENTIAL_KINDS = new Set(['Sequential', 'Conv2dNormActivation', 'ConvNormActivation', 'ConvBNReLU', 'ConvBNActivation', '_Transition']);
+export const SEQUENTIAL_KINDS = new Set(['Sequential', 'Conv2dNormActivation', 'ConvNormActivation', 'ConvBNReLU', 'ConvBNActivation', '_Transition', 'SimpleStemIN', 'AnyStage', 'BottleneckTransform', 'MLPBlock', 'MLP']);
 
 /**
  * Adds the module classes to a pickle allowlist. Calling one makes an inert record; the arguments
@@ -49,6 +57,21 @@ export const SEQUENTIAL_KINDS = new Set(['Sequential', 'Conv2dNormActivation', '
  */
 export function addModuleClasses(allowlist: Map<string, SafeGlobal>): void {
   for (const q of moduleClasses.keys()) allowlist.set(q, { call: (args) => new PyObject(q, args) });
+  allowlist.set('functools.partial', { call: partialOfClass });
+}
+
+/**
+ * functools.partial(cls, …): torchvision models keep their norm_layer factory in their __dict__
+ * (ViT's and Swin's partial(nn.LayerNorm, eps=1e-6)), so a whole pickled model holds one. Making a
+ * partial calls nothing; its function is a global the pickle names on its own, so any function
+ * outside the allowlist (os.system, …) is already a finding. Only a global is taken as the function;
+ * the record stays inert, and a converter never calls it.
+ */
+function partialOfClass(args: readonly PyValue[]): PyValue {
+  if (args.length !== 1 || !(args[0] instanceof PyGlobal)) {
+    throw new GlobalArgumentError(`functools.partial of ${args.map((a) => describe(a)).join(', ') || 'nothing'}; a whole model's partial wraps one class`);
+  }
+  return new PyObject('functools.partial', args);
 }
 
 /** A module of a whole pickled model. */

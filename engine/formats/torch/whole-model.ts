@@ -29,7 +29,7 @@ type Size = { height: number; width: number };
 
 interface Choice {
   converted: ConvertedModel;
-  from: 'given' | 'data' | 'template' | 'default' | 'fit';
+  from: 'given' | 'data' | 'template' | 'default' | 'fit' | 'image_size';
 }
 
 function className(tree: ModuleNode): string {
@@ -112,6 +112,8 @@ function choose(tree: ModuleNode, sd: Map<string, Tensor>, options: LoadOptions,
       continue;
     }
     // A network that takes any size takes the data's; one that fixes it fits only its own.
+    // A ViT builds at its image_size only, whatever the data's size.
+    if (tree.kind === 'VisionTransformer') return { converted: built, from: 'image_size' };
     if (size === options.dataSize) return { converted: built, from: 'data' };
     return { converted: built, from: built.sizeAgnostic ? 'default' : 'fit' };
   }
@@ -125,6 +127,9 @@ function choose(tree: ModuleNode, sd: Map<string, Tensor>, options: LoadOptions,
  */
 function defaultSide(tree: ModuleNode, channels: number | 'flat'): number {
   if (tree.kind === 'Inception3') return 299;
+  // A ViT's pos_embedding fixes its size: image_size.
+  const vitSide = tree.kind === 'VisionTransformer' ? tree.attrs.get('image_size') : undefined;
+  if (typeof vitSide === 'number' && Number.isInteger(vitSide) && vitSide > 0 && vitSide < 2 ** 16) return vitSide;
   if (tree.kind === 'ResNet') return (tree.children.find((c) => c.name === 'conv1')?.module.params.get('weight')?.dims[2] ?? 7) >= 7 ? 224 : 32;
   if (tree.cls.startsWith('torchvision.')) return 224;
   return channels === 1 ? 28 : 32;
@@ -182,6 +187,7 @@ function sizeNote(input: [number, number, number], choice: Choice, template: Bui
       return `input ${h}×${w}, the template's default (${choice.converted.sizeAgnostic ? 'the network pools adaptively: data of another size sets it' : 'its head fixes the size'})`;
     case 'default': return `input ${h}×${w} by default (the network pools adaptively: data of another size sets it)`;
     case 'fit': return `input ${h}×${w}, the first common size whose feature map fits the first Linear layer (--size overrides)`;
+    case 'image_size': return `input ${h}×${w}, the ViT's image_size (its position embedding fixes the size)`;
   }
 }
 
