@@ -2,6 +2,7 @@
 import { badData, usageError } from './errors';
 import type { Dataset } from './data/types';
 import type { OnnxModel } from './graph/model';
+import { imagesPerCall, sampleFloats } from './runtime/batch';
 import type { Runtime } from './runtime/session';
 
 export interface Predictions {
@@ -37,7 +38,7 @@ export async function predict(model: OnnxModel, data: Dataset, runtime: Runtime,
   const outputName = model.outputs()[0].name;
   let logits: Float32Array | undefined;
   let k = 0;
-  await session.runBatched({ name: input.name, data: data.x, dims: data.dims }, options.batchSize ?? 128, (out, start, count) => {
+  await session.runBatched({ name: input.name, data: data.x, dims: data.dims }, options.batchSize ?? imagesPerCall(sampleFloats(data.dims), 128), (out, start, count) => {
     const t = out[outputName];
     if (t.dims.length !== 2 || t.dims[0] !== count) throw badData(data.source, `${model.source} output '${outputName}' has shape [${t.dims.join(', ')}]; a classifier's logits must be [N, classes]`);
     if (!logits) ((k = t.dims[1]), (logits = new Float32Array(data.n * k)));

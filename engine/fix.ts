@@ -21,6 +21,7 @@ import { AUTO, findFix, fixes } from './fixes/registry';
 import type { Fix, FixContext, FixResult, FixRun, FixTrial } from './fixes/types';
 import type { LoadedModel } from './formats/types';
 import type { OnnxModel } from './graph/model';
+import { imagesPerCall, sampleFloats } from './runtime/batch';
 import type { Runtime } from './runtime/session';
 import { missingData, resolveMethods, scan, type ScanRequest, type ScanResult } from './scan';
 import { createHash } from 'node:crypto';
@@ -216,7 +217,7 @@ async function tryFix(fix: Fix, model: LoadedModel, request: FixRequest, t: TryC
     // As in a scan: the method's own thresholdMultiplier option wins over the request's.
     thresholdMultiplier: Number(options.thresholdMultiplier ?? request.thresholdMultiplier ?? 3),
     seed: request.seed ?? 0,
-    batchSize: request.batchSize ?? 64,
+    batchSize: request.batchSize ?? (request.data ? imagesPerCall(sampleFloats(request.data.dims), 64) : 64),
     options,
     signal: t.signal,
     previous: t.found.outputs,

@@ -10,6 +10,7 @@ import type { LoadedModel } from './formats/types';
 import { bnStatus } from './graph/patterns';
 import { codeInfo } from './report/codes';
 import { REPORT_VERSION, type Finding, type MethodRun, type ScanReport, type Verdict } from './report/types';
+import { imagesPerCall, sampleFloats } from './runtime/batch';
 import type { Runtime } from './runtime/session';
 import { JobGuard } from './runtime/limits';
 import { imageInputOf } from './evaluate';
@@ -180,7 +181,7 @@ async function scanModel(model: LoadedModel, request: ScanRequest): Promise<Scan
         numClasses: model.numClasses,
         thresholdMultiplier: Number(request.methodOptions?.[a.id]?.thresholdMultiplier ?? request.thresholdMultiplier ?? 3),
         seed: request.seed ?? 0,
-        batchSize: request.batchSize ?? 64,
+        batchSize: request.batchSize ?? (request.data ? imagesPerCall(sampleFloats(request.data.dims), 64) : 64),
         options: request.methodOptions?.[a.id] ?? {},
         signal,
         previous: outputs,

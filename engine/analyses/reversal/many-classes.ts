@@ -7,6 +7,7 @@
  */
 import type { Dataset } from '../../data/types';
 import type { OnnxModel } from '../../graph/model';
+import { imagesPerCall } from '../../runtime/batch';
 import type { Runtime } from '../../runtime/session';
 import { SeededRandom } from '../stats/random';
 import type { BatchGradient } from './batch';
@@ -47,13 +48,9 @@ export function splitClassesInHalf(all: number[][], o: ManyClassOptions, seed: n
   };
 }
 
-/**
- * Images per gradient or prediction call: a call's memory grows with the image (512 images of
- * 224×224 through a ResNet-50 hold tens of GB), so the plan bounds it by the floats of 512 images
- * of 3×32×32.
- */
+/** Images per gradient or prediction call of the plan: `maxBatch` at most, bounded by the image's size (runtime/batch.ts). */
 export function boundedBatch(maxBatch: number, geometry: SampleGeometry): number {
-  return Math.max(1, Math.min(maxBatch, Math.floor((512 * 3 * 32 * 32) / (geometry.channels * geometry.height * geometry.width))));
+  return imagesPerCall(geometry.channels * geometry.height * geometry.width, maxBatch);
 }
 
 /** The pre-screen over the reversed-on images, and the candidates and references it leaves. */
