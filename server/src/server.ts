@@ -66,7 +66,7 @@ export interface ServerHandle {
 }
 
 export function startServer(connection: Connection, options: ServerOptions): ServerHandle {
-  const host = new WorkerHost(options.workerPath, { graceMs: options.cancelGraceMs });
+  const host = new WorkerHost(options.workerPath, { graceMs: options.cancelGraceMs, log: (line) => connection.console.info(line) });
   const queue = new JobQueue(host);
   let init: InitializationOptions = {};
   let workspaceRoots: string[] = [];

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { getPriority } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { JobQueue } from '../../server/src/jobs/queue';
@@ -44,6 +45,20 @@ describe('worker host', () => {
     await assert.rejects(host.run(job('crash')), (e: unknown) => e instanceof JobFailure && e.code === 'internal' && /worker stopped/.test(e.message));
     assert.equal((await host.run(job('ok'))).kind, 'describe');
   });
+});
+
+test('the worker is started below the server\'s priority, and the log says at which (or why not)', async () => {
+  const lines: string[] = [];
+  const host = new WorkerHost(fake, { graceMs: 300, log: (line) => lines.push(line) });
+  try {
+    await host.run(job('ok'));
+    assert.equal(lines.length, 1, lines.join('\n'));
+    const m = /^engine worker started \(pid (\d+), nice (\d+): below the language server/.exec(lines[0]) ?? /^engine worker started \(pid (\d+)\) at the language server's priority: lowering it was refused \(.+\)$/.exec(lines[0]);
+    assert.ok(m, lines[0]);
+    if (m[2] !== undefined) assert.equal(getPriority(Number(m[1])), Number(m[2]));
+  } finally {
+    await host.dispose();
+  }
 });
 
 describe('job queue', () => {

@@ -51,7 +51,7 @@ export class WorkerHost {
 
   constructor(
     private readonly workerPath: string,
-    private readonly options: { graceMs?: number; resourceLimits?: { maxOldGenerationSizeMb?: number } } = {},
+    private readonly options: { graceMs?: number; resourceLimits?: { maxOldGenerationSizeMb?: number }; log?: (line: string) => void } = {},
   ) {}
 
   private start(): ChildProcess {
@@ -88,7 +88,7 @@ export class WorkerHost {
     };
     w.on('error', (e) => fail(e.message));
     w.on('exit', (code, signal) => fail(signal ? `signal ${signal}` : `exit code ${code}`));
-    lowerPriority(w);
+    this.options.log?.(lowerPriority(w));
     this.worker = w;
     this.started++;
     return w;
@@ -193,11 +193,14 @@ const workerNiceness = 5;
  * (hovers, outlines, cancellation) and the editor a core when they need one. Best effort: where the
  * OS refuses, the worker runs at the server's priority, as it did before.
  */
-function lowerPriority(w: ChildProcess): void {
-  if (w.pid === undefined) return;
+function lowerPriority(w: ChildProcess): string {
+  if (w.pid === undefined) return 'engine worker started';
+  const nice = Math.min(19, getPriority() + workerNiceness);
   try {
-    setPriority(w.pid, Math.min(19, getPriority() + workerNiceness));
-  } catch {
+    setPriority(w.pid, nice);
+    return `engine worker started (pid ${w.pid}, nice ${nice}: below the language server, so the editor keeps a core)`;
+  } catch (e) {
     // Not permitted here (some containers and Windows accounts): same priority as the server.
+    return `engine worker started (pid ${w.pid}) at the language server's priority: lowering it was refused (${e instanceof Error ? e.message : String(e)})`;
   }
 }
