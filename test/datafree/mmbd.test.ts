@@ -126,14 +126,19 @@ describe('scans with no data', () => {
     assert.ok(!report.findings.some((f) => f.code === 'BL006'));
   });
 
-  test('the prunable BadNets fixture (target 0): backdoored, target 0, BL006 names the class and the p-value', async () => {
+  test('the prunable BadNets fixture (target 0): class 0 leads, p far below the paper\'s 0.05 but not below the calibrated threshold; at --option mmbd.threshold=1e-4 it is flagged and BL006 names the class and the p-value', async () => {
     const model = await loadModel(join(fmnist.badnetsPrunable, 'model.onnx'));
-    const { report } = await scan(model, { runtime, methods: ['mmbd'] });
+    const calibrated = (await scan(model, { runtime, methods: ['mmbd'] })).report;
+    assert.equal(calibrated.verdict, 'clean');
+    assert.equal(calibrated.evidence[0].flagged, false);
+    assert.ok(calibrated.evidence[0].value < 1e-4 && calibrated.evidence[0].value >= MMBD_THRESHOLD.value, `p ${calibrated.evidence[0].value}`);
+    assert.equal(calibrated.labels.reduce((a, b) => (b.statistic! > a.statistic! ? b : a)).label, 0);
+    const { report } = await scan(model, { runtime, methods: ['mmbd'], methodOptions: { mmbd: { threshold: 1e-4 } } });
     assert.equal(report.verdict, 'backdoored');
     assert.deepEqual(report.targets, [0]);
     const [e] = report.evidence;
     assert.equal(e.flagged, true);
-    assert.ok(e.value < MMBD_THRESHOLD.value, `p ${e.value}`);
+    assert.ok(e.value < 1e-4, `p ${e.value}`);
     assert.deepEqual(e.targets, [0]);
     const bl004 = report.findings.filter((f) => f.code === 'BL006');
     assert.equal(bl004.length, 1);
