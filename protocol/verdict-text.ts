@@ -49,7 +49,8 @@ export function verdictLine(report: ScanReport): string {
   if (refusal) return clip(`Not loaded: ${refusal.message}`);
   const evidence = decisiveEvidence(report).map(evidenceText).join('; ');
   if (report.verdict === 'backdoored') return clip(`Backdoor: ${targetsText(report.targets)}${report.attackType ? ` (${report.attackType})` : ''}${evidence ? ` — ${evidence}` : ''}`);
-  if (report.verdict === 'clean') return clip(`No backdoor found${evidence ? ` — ${evidence}` : ''}`);
+  // Without data only MM-BD decides, and it misses most backdoors (docs/findings/BL006.md): say so.
+  if (report.verdict === 'clean') return clip(`No backdoor found${report.data ? '' : ' without data (data-free checks miss most backdoors)'}${evidence ? ` — ${evidence}` : ''}`);
   const why = report.data ? 'no detector could run on this data' : 'no clean data set, so no detector ran';
   return clip(`Inconclusive: ${why}`);
 }

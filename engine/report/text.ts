@@ -30,7 +30,9 @@ export function formatReport(report: ScanReport): string {
     report.verdict === 'backdoored'
       ? `VERDICT: BACKDOORED — target class${report.targets.length === 1 ? '' : 'es'} ${report.targets.join(', ')}${report.attackType ? ` (${report.attackType})` : ''}`
       : report.verdict === 'clean'
-        ? 'VERDICT: clean — no backdoor found'
+        ? report.data
+          ? 'VERDICT: clean — no backdoor found'
+          : 'VERDICT: clean — no backdoor found without data; data-free checks miss most backdoors: scan with --data'
         : `VERDICT: inconclusive — ${inconclusiveWhy(report)}`;
   lines.push(verdictLine);
   lines.push('');

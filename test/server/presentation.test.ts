@@ -12,7 +12,7 @@ import type { PixelImage } from '../../protocol/report-view';
 import { modelSizeLimitError } from '../../engine/formats/limits';
 import { clip, evidenceText, failureLine, limitSetting, verdictLine } from '../../protocol/verdict-text';
 import type { CheckpointState } from '../../server/src/checkpoints';
-import { Eta, etaText } from '../../engine';
+import { Eta, etaText, formatReport } from '../../engine';
 import { changeOf } from '../../server/src/features/report-view';
 import { JobLog } from '../../server/src/features/scan-log';
 import { JobFailure } from '../../server/src/jobs/worker-host';
@@ -32,6 +32,11 @@ describe('one-line verdicts', () => {
     const clean = report({ evidence: [evidence({ value: 3.1, flagged: false, targets: [] }), evidence({ method: 'mmbd', value: 0.2, threshold: 0.05, direction: 'below', flagged: false, targets: [] })] });
     assert.equal(verdictLine(clean), 'No backdoor found — pairs:patch 3.1 ≤ 7');
     assert.equal(evidenceText(evidence({ method: 'mmbd', value: 0.01, threshold: 0.05, direction: 'below' })), 'mmbd 0.01 < 0.05');
+    // Without data the verdict says what a data-free "clean" is worth.
+    const dataFree = report({ data: null, methods: [{ method: 'mmbd', status: 'ran', ms: 1 }], evidence: [evidence({ method: 'mmbd', value: 1.7e-6, threshold: 1e-11, direction: 'below', flagged: false, targets: [] })] });
+    assert.equal(verdictLine(dataFree), 'No backdoor found without data (data-free checks miss most backdoors) — mmbd 1.70e-6 ≥ 1.00e-11');
+    assert.match(formatReport(dataFree), /^VERDICT: clean — no backdoor found without data; data-free checks miss most backdoors: scan with --data$/m);
+    assert.match(formatReport(clean), /^VERDICT: clean — no backdoor found$/m);
     assert.equal(verdictLine(report({ verdict: 'inconclusive', data: null, methods: [{ method: 'clp', status: 'ran', ms: 1 }] })), 'Inconclusive: no clean data set, so no detector ran');
     const refused = report({ verdict: 'inconclusive', data: null, methods: [], findings: [{ severity: 'error', code: 'BL030', method: 'pickle', message: 'the pickle calls os.system' }] });
     assert.equal(verdictLine(refused), 'Not loaded: the pickle calls os.system');

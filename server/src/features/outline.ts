@@ -49,7 +49,7 @@ export function verdictText(report: ScanReport | undefined): string {
     const targets = report.targets.length ? ` — target class${report.targets.length > 1 ? 'es' : ''} ${report.targets.join(', ')}` : '';
     return `BACKDOORED${targets}${report.attackType ? ` (${report.attackType})` : ''}${by}`;
   }
-  if (report.verdict === 'clean') return `no backdoor found${by}`;
+  if (report.verdict === 'clean') return report.data ? `no backdoor found${by}` : `no backdoor found without data${by} — data-free checks miss most backdoors (Ctrl+. to choose clean data)`;
   return report.data ? 'inconclusive: no detector could run on this data' : 'inconclusive: no clean data set, so no detector ran (Ctrl+. to choose one)';
 }
 
