@@ -110,7 +110,7 @@ describe('diagnostics', async () => {
 
   test('flagged neurons without a detector verdict are information, the summary too: a clean model is not marked', () => {
     const evidence = [{ method: 'pairs:patch', statistic: 'anomaly index', value: 3.1, threshold: 7, direction: 'above' as const, thresholdSource: 'default', flagged: false, targets: [], attackType: null, summary: '' }];
-    const r = report({ verdict: 'clean', evidence, neurons: scores('bnp', 'bn3', 64, [5]), findings: [backdoored.findings[1]] });
+    const r = report({ verdict: 'clean', data: { path: '/d.npz', n: 4, labelled: true, kind: 'clean' }, evidence, neurons: scores('bnp', 'bn3', 64, [5]), findings: [backdoored.findings[1]] });
     const d = diagnosticsFor(state(r), renderOutline(outline, r), options);
     assert.deepEqual([...d.checkpoint, ...d.outline].map((x) => x.severity), [DiagnosticSeverity.Information, DiagnosticSeverity.Information]);
     assert.equal(text(d.checkpoint[0]), 'No backdoor found — pairs:patch 3.1 ≤ 7; BNP flagged 1 channels (no verdict alone)');
