@@ -134,7 +134,7 @@ export class GatedEvaluator {
     private readonly gated: GatedModel,
     private readonly data: Dataset,
     private readonly options: { batchSize: number; signal?: AbortSignal },
-    private readonly cut?: { tail: OnnxModel; inputs: { name: string; perSample: number; values: Float32Array }[] },
+    private readonly cut?: { tail: OnnxModel; inputs: { name: string; perSample: number; dims: number[]; values: Float32Array }[] },
   ) {}
 
   /** Whether the part before the gates was run once and kept. */
@@ -146,7 +146,8 @@ export class GatedEvaluator {
     const split = splitAtInputs(gated.model, gated.input, gated.gates.flatMap((g) => [g.scale, g.shift]));
     const floats = split ? data.n * split.frontier.reduce((sum, f) => sum + f.perSample, 0) : Infinity;
     if (!split || 4 * floats > Math.max(256 * 2 ** 20, data.x.byteLength)) return new GatedEvaluator(runtime, gated, data, options);
-    const inputs = split.frontier.map((f) => ({ ...f, values: new Float32Array(data.n * f.perSample) }));
+    const tailInputs = new Map(split.tail.inputs().map((v) => [v.name, v.dims.slice(1) as number[]]));
+    const inputs = split.frontier.map((f) => ({ ...f, dims: tailInputs.get(f.name)!, values: new Float32Array(data.n * f.perSample) }));
     const head = await runtime.session(split.head);
     await head.runBatched(
       { name: gated.input, data: data.x, dims: data.dims },
@@ -170,15 +171,10 @@ export class GatedEvaluator {
       this.options.signal?.throwIfAborted();
       const count = Math.min(this.options.batchSize, this.data.n - start);
       const feeds: Record<string, Tensor> = { ...gates };
-      for (const i of inputs) feeds[i.name] = { dtype: 'float32', dims: [count, ...this.dimsOf(i.name)], data: i.values.subarray(start * i.perSample, (start + count) * i.perSample) };
+      for (const i of inputs) feeds[i.name] = { dtype: 'float32', dims: [count, ...i.dims], data: i.values.subarray(start * i.perSample, (start + count) * i.perSample) };
       const t = (await session.run(feeds, [output]))[output];
       out.set(argmaxRows(t.data as Float32Array, t.dims[1]), start);
     }
     return out;
-  }
-
-  private dimsOf(name: string): number[] {
-    const v = this.cut!.tail.inputs().find((i) => i.name === name)!;
-    return v.dims.slice(1) as number[];
   }
 }
