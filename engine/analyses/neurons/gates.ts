@@ -102,22 +102,40 @@ export function gateFeeds(gates: Gate[], values: GateValues): Record<string, Ten
   return feeds;
 }
 
+/** Per-sample inputs of a model: `values` holds `perSample` floats of shape `dims` per sample, sample-major. */
+interface SampleInput {
+  name: string;
+  perSample: number;
+  dims: readonly number[];
+  values: Float32Array;
+}
+
+/**
+ * Predicted classes of `n` samples, batch by batch: every sample input is fed as a view of its
+ * batch (no copy), beside the fixed feeds (the gate values). The one loop of the whole gated
+ * model and of its kept tail.
+ */
+async function argmaxOverSamples(runtime: Runtime, model: OnnxModel, n: number, samples: readonly SampleInput[], fixed: Record<string, Tensor>, options: { batchSize: number; signal?: AbortSignal }, source: string): Promise<Int32Array> {
+  const session = await runtime.session(model);
+  const output = model.outputs()[0].name;
+  const out = new Int32Array(n);
+  for (let start = 0; start < n; start += options.batchSize) {
+    options.signal?.throwIfAborted();
+    const count = Math.min(options.batchSize, n - start);
+    const feeds: Record<string, Tensor> = { ...fixed };
+    for (const s of samples) feeds[s.name] = { dtype: 'float32', dims: [count, ...s.dims], data: s.values.subarray(start * s.perSample, (start + count) * s.perSample) };
+    const t = (await session.run(feeds, [output]))[output];
+    if (t.dims.length !== 2 || t.dims[0] !== count) throw badData(source, `${model.source} output '${output}' has shape [${t.dims.join(', ')}]; a classifier's logits must be [N, classes]`);
+    out.set(argmaxRows(t.data as Float32Array, t.dims[1]), start);
+  }
+  return out;
+}
+
 /** Predicted classes of every sample with the given gate values. */
 export async function gatedPredictions(runtime: Runtime, gated: GatedModel, data: Dataset, values: GateValues, options: { batchSize: number; signal?: AbortSignal }): Promise<Int32Array> {
-  const session = await runtime.session(gated.model);
-  const output = gated.model.outputs()[0].name;
-  const out = new Int32Array(data.n);
-  await session.runBatched(
-    { name: gated.input, data: data.x, dims: data.dims },
-    options.batchSize,
-    (outputs, start, count) => {
-      const t = outputs[output];
-      if (t.dims.length !== 2 || t.dims[0] !== count) throw badData(data.source, `${gated.model.source} output '${output}' has shape [${t.dims.join(', ')}]; a classifier's logits must be [N, classes]`);
-      out.set(argmaxRows(t.data as Float32Array, t.dims[1]), start);
-    },
-    { fetches: [output], extraFeeds: gateFeeds(gated.gates, values), signal: options.signal },
-  );
-  return out;
+  const dims = data.dims.slice(1);
+  const input = { name: gated.input, perSample: dims.reduce((a, b) => a * b, 1), dims, values: data.x };
+  return argmaxOverSamples(runtime, gated.model, data.n, [input], gateFeeds(gated.gates, values), options, data.source);
 }
 
 /**
@@ -134,7 +152,7 @@ export class GatedEvaluator {
     private readonly gated: GatedModel,
     private readonly data: Dataset,
     private readonly options: { batchSize: number; signal?: AbortSignal },
-    private readonly cut?: { tail: OnnxModel; inputs: { name: string; perSample: number; dims: number[]; values: Float32Array }[] },
+    private readonly cut?: { tail: OnnxModel; inputs: SampleInput[] },
   ) {}
 
   /** Whether the part before the gates was run once and kept. */
@@ -162,19 +180,6 @@ export class GatedEvaluator {
 
   async predictions(values: GateValues): Promise<Int32Array> {
     if (!this.cut) return gatedPredictions(this.runtime, this.gated, this.data, values, this.options);
-    const { tail, inputs } = this.cut;
-    const session = await this.runtime.session(tail);
-    const output = tail.outputs()[0].name;
-    const gates = gateFeeds(this.gated.gates, values);
-    const out = new Int32Array(this.data.n);
-    for (let start = 0; start < this.data.n; start += this.options.batchSize) {
-      this.options.signal?.throwIfAborted();
-      const count = Math.min(this.options.batchSize, this.data.n - start);
-      const feeds: Record<string, Tensor> = { ...gates };
-      for (const i of inputs) feeds[i.name] = { dtype: 'float32', dims: [count, ...i.dims], data: i.values.subarray(start * i.perSample, (start + count) * i.perSample) };
-      const t = (await session.run(feeds, [output]))[output];
-      out.set(argmaxRows(t.data as Float32Array, t.dims[1]), start);
-    }
-    return out;
+    return argmaxOverSamples(this.runtime, this.cut.tail, this.data.n, this.cut.inputs, gateFeeds(this.gated.gates, values), this.options, this.data.source);
   }
 }
