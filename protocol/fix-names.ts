@@ -18,4 +18,4 @@ export function hasShortName(method: string): boolean {
 }
 
 /** Every fix id, cheapest first as engine/fixes/registry.ts orders them (test/architecture holds the two equal). */
-export const FIX_IDS: readonly string[] = ['clp', 'bnp', 'ep', 'fp', 'bna', 'unlearn', 'adv-unlearn', 'anp'];
+export const FIX_IDS: readonly string[] = ['clp', 'bnp', 'ep', 'fp', 'bna', 'adv-unlearn', 'unlearn', 'anp'];
