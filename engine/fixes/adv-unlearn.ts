@@ -267,8 +267,9 @@ export const advUnlearnFix: Fix = {
         adam.step(params, r.grads);
         steps++;
       }
-      // Inner level against the new weights: what they still let through, also how they are scored.
-      current = await perturbations();
+      // Inner level against the new weights: what they still let through, also how they are scored
+      // (past the time limit they are scored on the fixed set only, and this is the last round).
+      current = overTime() ? [] : await perturbations();
       const s = await score(round, current);
       scores.push(s);
       ctx.progress(Math.min(0.95, Math.max(round / o.rounds, (Date.now() - t0) / (1000 * o.maxSeconds))), `round ${round}: worst trigger ${pctv(s.success)}, accuracy ${pctv(s.accuracy)} on the validation slice`);
