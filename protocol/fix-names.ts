@@ -5,7 +5,7 @@
  */
 
 /** Fixes with a short name of their own; every other fix prunes the channels of the neuron method it is named after. */
-const SHORT_NAMES: Readonly<Record<string, string>> = { auto: 'Repair', bna: 'BNA correction', unlearn: 'Unlearn the trigger' };
+const SHORT_NAMES: Readonly<Record<string, string>> = { auto: 'Repair', bna: 'BNA correction', unlearn: 'Unlearn the trigger', 'adv-unlearn': 'Unlearn adversarial perturbations' };
 
 /** A fix's short name: 'Repair', 'BNA correction', 'Unlearn the trigger', or 'Prune with BNP' for a neuron method. */
 export function fixTitle(method: string): string {
@@ -18,4 +18,4 @@ export function hasShortName(method: string): boolean {
 }
 
 /** Every fix id, cheapest first as engine/fixes/registry.ts orders them (test/architecture holds the two equal). */
-export const FIX_IDS: readonly string[] = ['clp', 'bnp', 'ep', 'fp', 'bna', 'unlearn', 'anp'];
+export const FIX_IDS: readonly string[] = ['clp', 'bnp', 'ep', 'fp', 'bna', 'adv-unlearn', 'unlearn', 'anp'];

@@ -18,7 +18,7 @@ import { zooMissing, zooModels, type ZooModel } from '../zoo';
 
 export const name = 'Fixes on the development zoo: true ASR and clean accuracy before and after (the fix never sees the true trigger)';
 
-const METHODS = ['clp', 'bnp', 'fp', 'bna', 'unlearn', 'auto'];
+const METHODS = ['clp', 'bnp', 'fp', 'bna', 'unlearn', 'adv-unlearn', 'auto'];
 const GOAL = 0.02, BUDGET = 0.015;
 const rescan = process.env.BENCH_FIX_RESCAN !== '0';
 const pct = (x: number | null | undefined) => (x === null || x === undefined ? 'n/a' : `${(100 * x).toFixed(1)}%`);

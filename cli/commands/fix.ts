@@ -152,7 +152,9 @@ function describe(r: FixResult, written: string[] | undefined): string[] {
   if (m) {
     lines.push(`  measured on ${m.heldOut}:`);
     if (m.accuracy) {
-      lines.push(`    ${m.accuracy.agreement ? 'agreement with the original' : 'clean accuracy'}: ${pct(m.accuracy.before)} → ${pct(m.accuracy.after)} (${m.accuracy.n} images)`);
+      const p = m.accuracy.paired;
+      const change = p ? `; ${p.lost} right → wrong, ${p.gained} wrong → right, change ±${(100 * p.margin).toFixed(1)} points at 95%` : '';
+      lines.push(`    ${m.accuracy.agreement ? 'agreement with the original' : 'clean accuracy'}: ${pct(m.accuracy.before)} → ${pct(m.accuracy.after)} (${m.accuracy.n} images${change})`);
       const worst = m.accuracy.perClass.reduce<(typeof m.accuracy.perClass)[number] | undefined>((w, c) => (c.before - c.after > (w ? w.before - w.after : 0) ? c : w), undefined);
       if (worst) lines.push(`    largest drop of one class: class ${worst.label} ${pct(worst.before)} → ${pct(worst.after)} (${worst.n} images)`);
     }

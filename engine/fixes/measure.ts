@@ -52,7 +52,7 @@ export interface FixMeasurement {
   /** Which images, in words (held-out part of --data, or a separate set). */
   heldOut: string;
   /** Clean accuracy on the held-out images (agreement with the original model's predictions when unlabelled). */
-  accuracy: (BeforeAfter & { n: number; agreement: boolean; perClass: ClassAccuracy[] }) | null;
+  accuracy: (BeforeAfter & { n: number; agreement: boolean; perClass: ClassAccuracy[]; paired?: PairedChange }) | null;
   triggers: TriggerMeasure[];
   /** Per target: every trigger of that target on its own source images, pooled. */
   targets: TargetMeasure[];
@@ -64,6 +64,32 @@ export interface FixMeasurement {
   reversedAgain?: ReversedAgain[];
   /** The ASR the outcome is judged by: the highest of the triggers' ASRs and the true ASR. */
   estimated: BeforeAfter | null;
+}
+
+/**
+ * The same images before and after: how many the fix lost (right → wrong) and gained. The
+ * accuracy change of a paired measurement is known far better than two separate accuracies
+ * (McNemar): its spread comes from the images whose answer changed, not from all of them.
+ */
+export interface PairedChange {
+  lost: number;
+  gained: number;
+  /** Half-width of the 95% interval of the accuracy loss (normal approximation of the paired difference). */
+  margin: number;
+}
+
+/** Paired change of the answers on `idx`: correct before/after against `reference`. */
+export function pairedChange(before: Int32Array, after: Int32Array, reference: Int32Array, idx: readonly number[]): PairedChange {
+  let lost = 0, gained = 0;
+  for (const i of idx) {
+    const b = before[i] === reference[i], a = after[i] === reference[i];
+    if (b && !a) lost++;
+    else if (a && !b) gained++;
+  }
+  const n = idx.length;
+  // Var of the mean of d_i ∈ {−1, 0, 1}: (Σd² − (Σd)²/n) / n, over n for the mean.
+  const variance = n > 1 ? (lost + gained - (lost - gained) ** 2 / n) / (n - 1) : 0;
+  return { lost, gained, margin: n > 0 ? 1.96 * Math.sqrt(Math.max(0, variance) / n) : 0 };
 }
 
 interface StampedPart {
@@ -176,7 +202,11 @@ export class FixProbe {
       heldOut: this.description,
       accuracy:
         a.accuracy !== null && b.accuracy !== null
-          ? { before: b.accuracy, after: a.accuracy, n: a.n, agreement: this.agreement, perClass: a.perClass.map(({ rate, ...c }, k) => ({ ...c, before: b.perClass[k].rate, after: rate })) }
+          ? {
+              before: b.accuracy, after: a.accuracy, n: a.n, agreement: this.agreement,
+              perClass: a.perClass.map(({ rate, ...c }, k) => ({ ...c, before: b.perClass[k].rate, after: rate })),
+              paired: pairedChange(before.predictions, after.predictions, this.reference, this.cleanIdx),
+            }
           : null,
       triggers,
       targets,

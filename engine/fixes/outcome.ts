@@ -40,7 +40,19 @@ function attackText(m: FixMeasurement): string {
 
 function accuracyText(m: FixMeasurement): string {
   if (!m.accuracy) return 'no accuracy measured';
-  return `${m.accuracy.agreement ? 'agreement' : 'accuracy'} ${pct(m.accuracy.before)} → ${pct(m.accuracy.after)}`;
+  const a = m.accuracy;
+  const spread = a.paired && a.n > 1 ? ` (±${(100 * a.paired.margin).toFixed(1)} at 95%, ${a.n} images)` : '';
+  return `${a.agreement ? 'agreement' : 'accuracy'} ${pct(a.before)} → ${pct(a.after)}${spread}`;
+}
+
+/**
+ * A removal within the budget by its estimate, but whose 95% interval reaches past it: the held-out
+ * images are too few to confirm the budget, and the user should hear it (the outcome stays the estimate's).
+ */
+function unconfirmedBudget(m: FixMeasurement, loss: number, budget: number): string {
+  const margin = m.accuracy?.paired?.margin ?? 0;
+  if (loss + margin <= budget + 1e-9) return '';
+  return `; ${m.accuracy!.n} held-out images cannot confirm the ${points(budget)} budget (cost up to ${points(loss + margin)} at 95%): measure on more with --held-out`;
 }
 
 export function judge(m: FixMeasurement, goal = DEFAULT_GOAL, budget = DEFAULT_BUDGET, rescan?: RescanVerdict): Judgement {
@@ -63,7 +75,7 @@ export function judge(m: FixMeasurement, goal = DEFAULT_GOAL, budget = DEFAULT_B
   }
   if (e.after <= goal) {
     if (rescan?.backdoored) return { outcome: 'failed', reason: `a rescan still finds a backdoor (${rescan.summary}); ${both}` };
-    return { outcome: 'removed', reason: `${both}${rescan ? '; a rescan finds no backdoor' : ''}` };
+    return { outcome: 'removed', reason: `${both}${rescan ? '; a rescan finds no backdoor' : ''}${unconfirmedBudget(m, loss, budget)}` };
   }
   if (e.after <= e.before / 2) return { outcome: 'reduced', reason: `${both} (goal ≤ ${pct(goal)})` };
   return { outcome: 'failed', reason: `the trigger still works: ${both} (goal ≤ ${pct(goal)})` };

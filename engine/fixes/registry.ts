@@ -4,6 +4,7 @@ import { bnp } from '../analyses/methods/bnp';
 import { clp } from '../analyses/methods/clp';
 import { ep } from '../analyses/methods/ep';
 import { fp } from '../analyses/methods/fp';
+import { advUnlearnFix } from './adv-unlearn';
 import { bnaFix } from './bna';
 import { neuronPruningFix } from './neuron-fix';
 import type { Fix } from './types';
@@ -19,6 +20,7 @@ export const fixes: readonly Fix[] = [
   neuronPruningFix(fp, 5),
   bnaFix,
   unlearnFix,
+  advUnlearnFix,
   { ...neuronPruningFix(anp, 300), notInAuto: 'ANP optimises its masks for minutes even on the interactive schedule; ask for it with --method anp' },
 ].sort((a, b) => a.cost - b.cost);
 

@@ -99,7 +99,7 @@ export function learnedParameters(model: OnnxModel): string[] {
 }
 
 /** Adam on a set of named float32 tensors. */
-class Adam {
+export class Adam {
   private readonly m = new Map<string, Float32Array>();
   private readonly v = new Map<string, Float32Array>();
   private t = 0;
@@ -124,7 +124,7 @@ class Adam {
 }
 
 /** Scores any weights without compiling a session per set: the weights are inputs of one forward graph. */
-class WeightScorer {
+export class WeightScorer {
   private constructor(
     private readonly session: Awaited<ReturnType<Runtime['session']>>,
     private readonly input: string,
@@ -155,7 +155,7 @@ interface EpochScore {
 }
 
 /** Per image, distil × the teacher's softmax + (1 − distil) × one-hot(label), row-major [N·K]. */
-function softLabels(teacher: Predictions, labels: Int32Array, distil: number): Float32Array {
+export function softLabels(teacher: Predictions, labels: Int32Array, distil: number): Float32Array {
   const k = teacher.numClasses;
   const p = softmaxRows(teacher.logits, k);
   return Float32Array.from(p, (v, at) => distil * v + (at % k === labels[Math.floor(at / k)] ? 1 - distil : 0));

@@ -10,7 +10,7 @@ import type { ReversedTrigger } from '../../engine/analyses/reversal/trigger';
 import { imageInputOf } from '../../engine/evaluate';
 import { bnaModel, bnaStructure, networkOf } from '../../engine/fixes/bna-graph';
 import { heldOutIndices, splitForFix } from '../../engine/fixes/holdout';
-import { FixProbe, type FixMeasurement } from '../../engine/fixes/measure';
+import { FixProbe, pairedChange, type FixMeasurement } from '../../engine/fixes/measure';
 import { judge } from '../../engine/fixes/outcome';
 import type { ReversedAgain } from '../../engine/fixes/reverse-again';
 import { FIX_RECORD_KEY, readRecord, writeRecord } from '../../engine/fixes/record';
@@ -55,6 +55,34 @@ describe('the outcome a fix states', () => {
     assert.equal(judge(measured({ accuracy: { before: 0.9, after: 0.88, n: 300, agreement: false, perClass: [] } }), 0.02, 0.025).outcome, 'removed');
     assert.match(judge(measured({ estimated: null })).reason, /nothing shows the backdoor removed: no reversed trigger and no triggered data/);
     assert.match(judge(measured({ estimated: { before: 0.01, after: 0 } })).reason, /already fails on the unfixed model/);
+  });
+
+  test('the accuracy change is measured paired, and a removal the held-out images cannot confirm within the budget says so', () => {
+    // 300 images; the fix turns 6 right answers wrong and 3 wrong ones right: −1.0 point.
+    const reference = new Int32Array(300);
+    const before = new Int32Array(300), after = new Int32Array(300);
+    for (let i = 0; i < 300; i++) {
+      before[i] = i < 30 ? 1 : 0; // 270 right before
+      after[i] = before[i];
+    }
+    for (let i = 30; i < 36; i++) after[i] = 1; // lost
+    for (let i = 0; i < 3; i++) after[i] = 0; // gained
+    const idx = Array.from({ length: 300 }, (_, i) => i);
+    const p = pairedChange(before, after, reference, idx);
+    assert.equal(p.lost, 6);
+    assert.equal(p.gained, 3);
+    // d ∈ {−1, 0, 1}: Σd² = 9, Σd = 3 → var (9 − 9/300)/299, margin 1.96·√(var/300) ≈ 0.0196.
+    assert.ok(Math.abs(p.margin - 1.96 * Math.sqrt((9 - 9 / 300) / 299 / 300)) < 1e-12);
+    assert.deepEqual(pairedChange(before, before, reference, idx), { lost: 0, gained: 0, margin: 0 });
+
+    const accuracy = (paired: typeof p) => ({ before: 0.9, after: 0.89, n: 300, agreement: false, perClass: [], paired });
+    const unsure = judge(measured({ accuracy: accuracy(p) }));
+    assert.equal(unsure.outcome, 'removed');
+    assert.match(unsure.reason, /accuracy 90\.0% → 89\.0% \(±2\.0 at 95%, 300 images\)/);
+    assert.match(unsure.reason, /300 held-out images cannot confirm the 1\.5 points budget \(cost up to 3\.0 points at 95%\): measure on more with --held-out$/);
+    const sure = judge(measured({ accuracy: accuracy({ lost: 3, gained: 0, margin: 0.002 }) }));
+    assert.equal(sure.outcome, 'removed');
+    assert.doesNotMatch(sure.reason, /cannot confirm/);
   });
 
   test('a trigger reversed again on the fixed model that still works overrules the in-sample estimate', () => {

@@ -146,7 +146,7 @@ describe('language server over stdio', { timeout: 600_000 }, () => {
     // Offered: Repair (auto) first and preferred, the trigger fixes for the detected target, then pruning by each method that flagged channels; nothing else.
     const flaggedBy = new Set(report.neurons.filter((n) => n.flagged).map((n) => n.method));
     const methods = actions.map((a) => (a.command?.arguments?.[0] as { method: string }).method);
-    const triggerFixes = ['bna', 'unlearn'];
+    const triggerFixes = ['bna', 'unlearn', 'adv-unlearn'];
     assert.equal(methods[0], 'auto');
     assert.match(actions[0].title, /^Repair \(each fix, keep the best\) for target 0 — est\. ~\d+ (s|min)$/);
     assert.equal(actions[0].isPreferred, true);
