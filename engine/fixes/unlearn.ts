@@ -173,7 +173,7 @@ function imagesAvoiding(labels: Int32Array, target: number, perClass: number, se
 /** Unlearning's options (defaults UNLEARN_DEFAULTS), one line each. */
 export const UNLEARN_OPTIONS: OptionSpecs = {
   epochs: { type: 'integer', default: UNLEARN_DEFAULTS.epochs, doc: 'fine-tuning epochs at most' },
-  maxSeconds: { type: 'number', default: UNLEARN_DEFAULTS.maxSeconds, doc: 'wall-clock limit of the training loop, seconds' },
+  maxSeconds: { type: 'number', default: UNLEARN_DEFAULTS.maxSeconds, doc: 'wall-clock limit, seconds (the trigger re-estimation included)' },
   lr: { type: 'number', default: UNLEARN_DEFAULTS.lr, doc: 'Adam learning rate' },
   batchSize: { type: 'integer', default: UNLEARN_DEFAULTS.batchSize, doc: 'images per training step' },
   stampShare: { type: 'number', default: UNLEARN_DEFAULTS.stampShare, doc: 'share of each batch stamped with a reversed trigger' },
@@ -226,12 +226,28 @@ export const unlearnFix: Fix = {
     const kindsOf = (t: number) => (o.reestimateAll ? [...REESTIMABLE] : [...new Set(handed.filter((h) => h.target === t).map((h) => h.kind))].filter((k) => REESTIMABLE.includes(k)));
     const current = await inputGradientWithWeights(ctx.runtime, model, params, dims);
     const fresh = new Map<string, ReversedTrigger>();
-    const refresh = async (round: number): Promise<string> => {
+    // The re-estimation counts against the time limit like the training does: each refresh may use
+    // a share of what is left, and one cut short keeps the triggers it had (the rest stay as before).
+    const remainingMs = () => o.maxSeconds * 1000 - (Date.now() - t0);
+    const refresh = async (round: number, share: number): Promise<string> => {
       const found: string[] = [];
+      const timeout = AbortSignal.timeout(Math.max(1, Math.floor(share * remainingMs())));
+      const signal = AbortSignal.any([ctx.signal, timeout]);
       for (const target of targets) {
         for (const kind of kindsOf(target)) {
+          if (timeout.aborted) {
+            found.push(`${kind} → ${target} not re-estimated (time limit)`);
+            continue;
+          }
           const images = imagesAvoiding(labels, target, o.reversalImagesPerClass, ctx.seed + round);
-          const r = await reestimate(kind, target, [], images, train, current, { seed: ctx.seed + round, id: 40_000 + target, maxSteps: o.reversalSteps, success: o.reversalSuccess, signal: ctx.signal });
+          let r: Awaited<ReturnType<typeof reestimate>>;
+          try {
+            r = await reestimate(kind, target, [], images, train, current, { seed: ctx.seed + round, id: 40_000 + target, maxSteps: o.reversalSteps, success: o.reversalSuccess, signal });
+          } catch (e) {
+            if (ctx.signal.aborted || !timeout.aborted) throw e;
+            found.push(`${kind} → ${target} cut short by the time limit`);
+            continue;
+          }
           if (r.trigger) {
             fresh.set(`${target}:${kind}`, r.trigger);
             found.push(`${kind} → ${target} size ${r.size.toFixed(2)}`);
@@ -244,7 +260,8 @@ export const unlearnFix: Fix = {
       return found.join(', ');
     };
     const refreshed: string[] = [];
-    if (o.reversalSteps > 0) refreshed.push(`before: ${await refresh(0)}`);
+    // At most a third of the time before training, so the training itself gets the rest.
+    if (o.reversalSteps > 0) refreshed.push(`before: ${await refresh(0, 1 / 3)}`);
     // Validation measures the handed triggers and the first re-estimates, the same set every epoch.
     const measured = [...handed, ...fresh.values()];
     const valLabels = val.labels!;
@@ -310,7 +327,7 @@ export const unlearnFix: Fix = {
         break;
       }
       if (o.reversalSteps > 0 && epoch < o.epochs) {
-        refreshed.push(`after epoch ${epoch}: ${await refresh(epoch)}`);
+        refreshed.push(`after epoch ${epoch}: ${await refresh(epoch, 1 / 2)}`);
         // Nothing left that the reversal can find, and the measured triggers fail: done.
         if (fresh.size === 0 && s.success <= ctx.goal / 2 && within) {
           stopped = `epoch ${epoch}: no trigger could be re-estimated any more and the measured ones fail`;
