@@ -7,6 +7,9 @@
  *   npm run bench -- calibrate          BENCH_CALIBRATE_WRITE=0 to print without writing
  *   BENCH_ZOO=rn32-clean npm run bench -- calibrate   measure these clean models only and keep
  *                                                     the recorded values of the others
+ *   BENCH_CALIBRATE_TRAINING=2 npm run bench -- calibrate
+ *       the zoo was trained again (training is not bit-reproducible): keep every recorded value and
+ *       add this training's, named "cnn-clean-a (training 2)", so the thresholds rest on both
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,13 +24,15 @@ export const name = 'Threshold calibration on the clean controls of the developm
 
 const seeds = (process.env.BENCH_SEEDS ?? '0,1,2').split(',').map(Number);
 const only = (process.env.BENCH_ZOO ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+const training = process.env.BENCH_CALIBRATE_TRAINING;
+const recordedName = (model: string) => (training ? `${model} (training ${training})` : model);
 
 export async function run(): Promise<Row[]> {
   const clean = zooModels((t) => !t.backdoored && (only.length === 0 || only.some((f) => t.name.startsWith(f))));
   if (clean.length === 0) return [{ note: zooMissing }];
   const values = new Map<string, CleanValue[]>();
-  if (only.length) {
-    const measured = new Set(clean.map((m) => m.truth.name));
+  if (only.length || training) {
+    const measured = new Set(clean.map((m) => recordedName(m.truth.name)));
     for (const [key, list] of Object.entries(calibration.screens)) values.set(key, list.filter((c) => !measured.has(c.model)));
   }
   for (const m of clean) {
@@ -41,7 +46,7 @@ export async function run(): Promise<Row[]> {
           for (const e of report.evidence) {
             const key = e.method.replace(/^pairs:/, '');
             if (!/^(targets|shifts):/.test(key)) continue;
-            (values.get(key) ?? values.set(key, []).get(key)!).push({ family: networkFamily(model.onnx), model: m.truth.name, export: exp, seed, value: Math.round(e.value * 1e4) / 1e4 });
+            (values.get(key) ?? values.set(key, []).get(key)!).push({ family: networkFamily(model.onnx), model: recordedName(m.truth.name), export: exp, seed, value: Math.round(e.value * 1e4) / 1e4 });
           }
         } finally {
           await runtime.dispose();
@@ -51,7 +56,7 @@ export async function run(): Promise<Row[]> {
   }
   const record: CalibrationRecord = {
     margin: calibration.margin,
-    made: `npm run bench -- calibrate on ${new Date().toISOString().slice(0, 10)}: ${new Set([...values.values()].flat().map((c) => c.model)).size} clean zoo models × 2 exports × seeds ${seeds.join(', ')}`,
+    made: `npm run bench -- calibrate on ${new Date().toISOString().slice(0, 10)}: ${new Set([...values.values()].flat().map((c) => c.model)).size} clean zoo models${training ? ` (two trainings of the clean controls; training ${training} added)` : ''} × 2 exports × seeds ${seeds.join(', ')}`,
     screens: Object.fromEntries([...values].sort(([a], [b]) => a.localeCompare(b))),
   };
   if (process.env.BENCH_CALIBRATE_WRITE !== '0') writeFileSync(join(root, 'engine/analyses/reversal/calibration.json'), `${JSON.stringify(record, null, 1)}\n`);
