@@ -152,7 +152,7 @@ export function dataShortfall(counts: readonly number[], min: number): string | 
  * minus the share that already lands there unstamped, so a class the model predicts anyway (a
  * dominant class, an untrained network) is not "moved" by a trigger that changes nothing.
  */
-async function shareMoved(ctx: AnalysisContext, data: Dataset, trigger: ReversedTrigger, held: number[][], destination: (c: number) => number | null, clean: CleanHeldOut, batched?: { maxBatch: number }): Promise<number[]> {
+async function shareMoved(ctx: AnalysisContext, data: Dataset, trigger: ReversedTrigger, held: number[][], destination: (c: number) => number | null, clean: CleanHeldOut, bounded?: { maxBatch: number }): Promise<number[]> {
   const landed = (labels: ArrayLike<number>, from: number, list: number[], d: number) => {
     let hits = 0, before = 0;
     for (let i = 0; i < list.length; i++) {
@@ -162,30 +162,17 @@ async function shareMoved(ctx: AnalysisContext, data: Dataset, trigger: Reversed
     return Math.max(0, hits - before) / list.length;
   };
   await clean.ensure();
-  if (batched) {
-    // The many-class plan: hundreds of held-out classes of one or a few images each, stamped and
-    // predicted in one pass rather than one call per class, in calls of the plan's bounded size.
-    const ids = held.flat();
-    const labels = (await predict(ctx.model.onnx, stampTrigger(trigger, data, ids), ctx.runtime, { signal: ctx.signal, batchSize: batched.maxBatch })).labels;
-    let row = 0;
-    return held.map((list, c) => {
-      const d = destination(c);
-      const from = row;
-      row += list.length;
-      return d === null || list.length === 0 ? NaN : landed(labels, from, list, d);
-    });
-  }
-  const shares: number[] = [];
-  for (let c = 0; c < held.length; c++) {
-    const d = destination(c);
-    if (d === null || held[c].length === 0) {
-      shares.push(NaN);
-      continue;
-    }
-    const labels = (await predict(ctx.model.onnx, stampTrigger(trigger, data, held[c]), ctx.runtime, { signal: ctx.signal })).labels;
-    shares.push(landed(labels, 0, held[c], d));
-  }
-  return shares;
+  // Every class with a destination stamped and predicted in one pass (hundreds of one-image classes
+  // under the many-class plan, in calls of its bounded size), not one call per class.
+  const moving = held.map((list, c) => (destination(c) === null ? [] : list));
+  const ids = moving.flat();
+  const labels = ids.length ? (await predict(ctx.model.onnx, stampTrigger(trigger, data, ids), ctx.runtime, { signal: ctx.signal, ...(bounded ? { batchSize: bounded.maxBatch } : {}) })).labels : new Int32Array(0);
+  let row = 0;
+  return moving.map((list, c) => {
+    const from = row;
+    row += list.length;
+    return list.length === 0 ? NaN : landed(labels, from, list, destination(c)!);
+  });
 }
 
 /** The unstamped predictions of the held-out images, made once, when a screen first needs them. */
