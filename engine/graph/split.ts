@@ -102,15 +102,24 @@ export function splitAtInputs(model: OnnxModel, image: string, entering: readonl
   };
   const cost = (tensors: string[]) => tensors.reduce((sum, t) => sum + perSample(t), 0);
   let crossing = crossingOf(tailNodes);
+  const produced = new Set([...tailNodes].flatMap((n) => n.output));
+  // The crossing set with `producer` moved into the tail, from the current one (not from the whole
+  // tail again): its outputs stop crossing, its inputs that nothing in the tail makes start to.
+  const crossingWith = (producer: NodeProto) => {
+    const outs = new Set(producer.output);
+    const next = crossing.filter((t) => !outs.has(t));
+    for (const i of producer.input) if (i && !initializers.has(i) && !enteringSet.has(i) && !produced.has(i) && !outs.has(i) && !next.includes(i)) next.push(i);
+    return next;
+  };
   for (let moved = true; moved; ) {
     moved = false;
     for (const t of crossing) {
       const producer = model.producerOf(t);
       if (!producer) continue;
-      const trial = new Set(tailNodes).add(producer);
-      const after = crossingOf(trial);
+      const after = crossingWith(producer);
       if (cost(after) < cost(crossing)) {
         tailNodes.add(producer);
+        for (const o of producer.output) produced.add(o);
         crossing = after;
         moved = true;
         break;
