@@ -27,15 +27,14 @@ import { GradientSession } from '../autodiff';
 import { numberOption } from '../analyses/neurons/options';
 import { SeededRandom } from '../analyses/stats/random';
 import { stampTrigger, type ReversedTrigger } from '../analyses/reversal/trigger';
-import { pixelRange, sampleSize, subset, type Dataset } from '../data/types';
+import { pixelRange, sampleSize, subset } from '../data/types';
 import { imageInputOf, predict } from '../evaluate';
 import type { Tensor } from '../tensor';
-import { heldOutIndices } from './holdout';
+import { Adam, WeightScorer, softLabels, stampableTriggers, trainableWeights, validationSplit } from './fine-tune';
 import { concatSamples } from './measure';
 import { inputGradientWithWeights } from './reestimate';
-import { sourceIndices, stampable, triggerLabel } from './triggers';
+import { sourceIndices } from './triggers';
 import type { Fix, FixRun } from './types';
-import { Adam, WeightScorer, learnedParameters, softLabels } from './unlearn';
 
 export interface AdvUnlearnOptions {
   /** Alternations of the inner and outer level (i-BAU's n_rounds: 5). */
@@ -149,24 +148,14 @@ export const advUnlearnFix: Fix = {
     if (targets.length === 0) {
       return { method: 'adv-unlearn', pruned: [], notes, nothing: `no backdoor trigger was found (${ctx.triggerSource}), so no target class to unlearn; the model was left as it is` };
     }
-    const handed: ReversedTrigger[] = [];
-    for (const t of ctx.triggers) {
-      const s = stampable(t, data);
-      if (s.ok) handed.push(t);
-      else notes.push(`${triggerLabel(t)} not used: ${s.reason}`);
-    }
+    const handed = stampableTriggers(ctx.triggers, data, notes);
     const model = ctx.model.onnx;
-    const names = learnedParameters(model);
-    const params = new Map(names.map((n) => [n, Float32Array.from(model.initializer(n)!.data as Float32Array)]));
-    const dims = new Map(names.map((n) => [n, [...model.initializer(n)!.dims]]));
+    const { names, params, dims } = trainableWeights(model);
     const input = imageInputOf(model).name;
     const t0 = Date.now();
     const overTime = () => Date.now() - t0 > o.maxSeconds * 1000;
 
-    const valIdx = o.validationShare > 0 ? heldOutIndices(data, o.validationShare, ctx.seed ^ 0x4156) : [];
-    const inVal = new Set(valIdx);
-    const train = subset(data, Array.from({ length: data.n }, (_, i) => i).filter((i) => !inVal.has(i)));
-    const val = valIdx.length ? subset(data, valIdx) : train;
+    const { train, val } = validationSplit(data, o.validationShare, ctx.seed ^ 0x4156);
     const labels = train.labels!, valLabels = val.labels!;
     const per = sampleSize(train);
     const range = pixelRange(train.preprocess);

@@ -15,18 +15,14 @@ import type { OptionSpecs } from '../method-options';
 import { GradientSession } from '../autodiff';
 import { numberOption } from '../analyses/neurons/options';
 import { SeededRandom } from '../analyses/stats/random';
-import { softmaxRows } from '../analyses/stats/softmax';
 import { stampTrigger, type ReversedTrigger } from '../analyses/reversal/trigger';
-import { subset, type Dataset } from '../data/types';
-import { argmaxRows, imageInputOf, predict, type Predictions } from '../evaluate';
-import type { OnnxModel } from '../graph/model';
-import { promoteInitializers } from '../graph/surgery';
-import type { Runtime } from '../runtime/session';
+import { subset } from '../data/types';
+import { imageInputOf, predict } from '../evaluate';
 import type { Tensor } from '../tensor';
-import { heldOutIndices } from './holdout';
+import { Adam, WeightScorer, softLabels, stampableTriggers, trainableWeights, validationSplit } from './fine-tune';
 import { concatSamples } from './measure';
 import { REESTIMABLE, inputGradientWithWeights, reestimate } from './reestimate';
-import { sourceIndices, stampable, triggerLabel, withFlagBoundCopies } from './triggers';
+import { sourceIndices, withFlagBoundCopies } from './triggers';
 import type { Fix, FixRun } from './types';
 
 export interface UnlearnOptions {
@@ -82,83 +78,10 @@ export function unlearnOptions(o: Record<string, unknown>): UnlearnOptions {
   };
 }
 
-/** Ops whose float initializers are learned weights (BN's running statistics are not). */
-const LEARNED: Record<string, number[]> = { Conv: [1, 2], ConvTranspose: [1, 2], Gemm: [1, 2], MatMul: [0, 1], BatchNormalization: [1, 2], Add: [0, 1], PRelu: [1] };
-
-export function learnedParameters(model: OnnxModel): string[] {
-  const names = new Set<string>();
-  for (const node of model.nodes) {
-    for (const i of LEARNED[node.op_type] ?? []) {
-      const name = node.input[i];
-      if (!name || !model.hasInitializer(name)) continue;
-      const t = model.initializer(name)!;
-      if (t.dtype === 'float32' && t.data.length > 0) names.add(name);
-    }
-  }
-  return [...names];
-}
-
-/** Adam on a set of named float32 tensors. */
-export class Adam {
-  private readonly m = new Map<string, Float32Array>();
-  private readonly v = new Map<string, Float32Array>();
-  private t = 0;
-  constructor(private readonly lr: number) {}
-
-  step(params: Map<string, Float32Array>, grads: Record<string, Float32Array>): void {
-    this.t++;
-    const [b1, b2, eps] = [0.9, 0.999, 1e-8];
-    const c1 = 1 - b1 ** this.t, c2 = 1 - b2 ** this.t;
-    for (const [name, p] of params) {
-      const g = grads[name];
-      if (!g) continue;
-      let m = this.m.get(name), v = this.v.get(name);
-      if (!m || !v) (this.m.set(name, (m = new Float32Array(p.length))), this.v.set(name, (v = new Float32Array(p.length))));
-      for (let i = 0; i < p.length; i++) {
-        m[i] = b1 * m[i] + (1 - b1) * g[i];
-        v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
-        p[i] -= (this.lr * (m[i] / c1)) / (Math.sqrt(v[i] / c2) + eps);
-      }
-    }
-  }
-}
-
-/** Scores any weights without compiling a session per set: the weights are inputs of one forward graph. */
-export class WeightScorer {
-  private constructor(
-    private readonly session: Awaited<ReturnType<Runtime['session']>>,
-    private readonly input: string,
-    private readonly logits: string,
-  ) {}
-
-  static async create(runtime: Runtime, model: OnnxModel, names: string[]): Promise<WeightScorer> {
-    const { model: promoted } = promoteInitializers(model, names);
-    return new WeightScorer(await runtime.session(promoted, `${model.source} (weights as inputs)`), imageInputOf(model).name, model.outputs()[0].name);
-  }
-
-  async predictions(data: Dataset, params: Map<string, Float32Array>, dims: Map<string, number[]>, signal?: AbortSignal): Promise<Int32Array> {
-    const feeds: Record<string, Tensor> = {};
-    for (const [name, p] of params) feeds[name] = { dtype: 'float32', dims: dims.get(name)!, data: p };
-    const out = new Int32Array(data.n);
-    await this.session.runBatched({ name: this.input, data: data.x, dims: data.dims }, 256, (o, start) => {
-      const t = o[this.logits];
-      out.set(argmaxRows(t.data as Float32Array, t.dims[1] as number), start);
-    }, { fetches: [this.logits], extraFeeds: feeds, signal });
-    return out;
-  }
-}
-
 interface EpochScore {
   epoch: number;
   accuracy: number;
   success: number;
-}
-
-/** Per image, distil × the teacher's softmax + (1 − distil) × one-hot(label), row-major [N·K]. */
-export function softLabels(teacher: Predictions, labels: Int32Array, distil: number): Float32Array {
-  const k = teacher.numClasses;
-  const p = softmaxRows(teacher.logits, k);
-  return Float32Array.from(p, (v, at) => distil * v + (at % k === labels[Math.floor(at / k)] ? 1 - distil : 0));
 }
 
 /** Images of every class but `target`, at most `perClass` of each, in a seeded order. */
@@ -197,28 +120,18 @@ export const unlearnFix: Fix = {
     const o = unlearnOptions(ctx.options);
     const data = ctx.data!;
     const notes: string[] = [`triggers: ${ctx.triggerSource}`];
-    const handed: ReversedTrigger[] = [];
-    for (const t of o.grown ? withFlagBoundCopies(ctx.triggers) : ctx.triggers) {
-      const s = stampable(t, data);
-      if (s.ok) handed.push(t);
-      else notes.push(`${triggerLabel(t)} not used: ${s.reason}`);
-    }
+    const handed = stampableTriggers(o.grown ? withFlagBoundCopies(ctx.triggers) : ctx.triggers, data, notes);
     if (handed.length === 0) {
       return { method: 'unlearn', pruned: [], notes, nothing: ctx.triggers.length ? 'no reversed trigger can be stamped on input images, and unlearning trains on stamped images' : `no backdoor trigger was found (${ctx.triggerSource}), and unlearning needs one to unlearn` };
     }
     const model = ctx.model.onnx;
-    const names = learnedParameters(model);
-    const params = new Map(names.map((n) => [n, Float32Array.from(model.initializer(n)!.data as Float32Array)]));
-    const dims = new Map(names.map((n) => [n, [...model.initializer(n)!.dims]]));
+    const { names, params, dims } = trainableWeights(model);
     const input = imageInputOf(model).name;
     const t0 = Date.now();
     const overTime = () => Date.now() - t0 > o.maxSeconds * 1000;
 
     // A validation slice of the fit images chooses the epoch; the rest is trained on.
-    const valIdx = o.validationShare > 0 ? heldOutIndices(data, o.validationShare, ctx.seed ^ 0x5641) : [];
-    const inVal = new Set(valIdx);
-    const train = subset(data, Array.from({ length: data.n }, (_, i) => i).filter((i) => !inVal.has(i)));
-    const val = valIdx.length ? subset(data, valIdx) : train;
+    const { train, val } = validationSplit(data, o.validationShare, ctx.seed ^ 0x5641);
     const labels = train.labels!;
 
     // Re-estimated against the current weights: what still sends images to each target.
