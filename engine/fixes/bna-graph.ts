@@ -15,6 +15,7 @@ import type { Tensor } from '../tensor';
 import type { ChannelTransform } from './bna-fit';
 import type { Dataset } from '../data/types';
 import { imageInputOf } from '../evaluate';
+import { BackdoorLensError } from '../errors';
 import type { Runtime } from '../runtime/session';
 
 /** The fitted transforms of one BN layer, in normalised units (see bna-fit.ts). */
@@ -60,8 +61,14 @@ export function correctedNetwork(model: OnnxModel, layers: readonly LayerCorrect
     const rank = shapes.get(bn.input)?.length ?? 4;
     const channelDims = [1, C, ...new Array<number>(Math.max(0, rank - 2)).fill(1)];
     const dims = layer.spatial.length ? [1, C, ...layer.spatial] : channelDims;
-    const rm = copy.initializer(bn.mean)!.data as Float32Array, rv = copy.initializer(bn.variance)!.data as Float32Array;
-    const gamma = copy.initializer(bn.scale)!.data as Float32Array, beta = copy.initializer(bn.bias)!.data as Float32Array;
+    // Aliased parameters were given their own copies at load (unshareInitializerAliases); one computed by the graph cannot be corrected.
+    const stored = (name: string, what: string) => {
+      const t = copy.initializer(name);
+      if (!t) throw new BackdoorLensError('unsupported-model', `BatchNormalization '${layer.bn}' reads its ${what} '${name}' from a computed tensor, not a stored one; BNA corrects stored BN statistics only`, { file: model.source });
+      return t.data as Float32Array;
+    };
+    const rm = stored(bn.mean, 'running mean'), rv = stored(bn.variance, 'running variance');
+    const gamma = stored(bn.scale, 'scale'), beta = stored(bn.bias, 'bias');
     const n = C * units;
     const mu = new Float32Array(n), inv = new Float32Array(n), lo = new Float32Array(n), hi = new Float32Array(n);
     for (let j = 0; j < n; j++) {

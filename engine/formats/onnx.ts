@@ -3,6 +3,7 @@ import { BackdoorLensError, badFile } from '../errors';
 import { OnnxModel } from '../graph/model';
 import { checkTensorProto } from '../graph/tensor-proto';
 import { checkNodeBounds } from '../graph/bounds';
+import { unshareInitializerAliases } from '../graph/surgery';
 import { sizeOf } from '../tensor';
 import { tensorLimitError } from './limits';
 import { looksLikeText } from './text';
@@ -52,6 +53,7 @@ export function decodeOnnx(path: string, bytes: Uint8Array, options: LoadOptions
   }
   // Before any session exists: no node may make more than the tensor limit, nor loop past it.
   checkNodeBounds(model, limits.maxTensorElements, options.interrupt);
+  unshareInitializerAliases(model);
   return model;
 }
 

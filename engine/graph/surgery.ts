@@ -115,3 +115,38 @@ export function promoteInitializers(model: OnnxModel, names: string[]): { model:
   copy.invalidate();
   return { model: copy, values };
 }
+
+/**
+ * Gives every parameter its own initializer: torch.onnx.export stores two equal parameters once
+ * and makes the second an Identity of the first (a ResNet's shortcut BN bias equal to a block's
+ * bn2 bias, say). Every method that reads or rewrites one layer's parameters (BN statistics, BNA,
+ * pruning, unlearning) needs them as that layer's own, so each such Identity becomes a copy of the
+ * initializer under its output's name; the copy shares the stored bytes until it is rewritten.
+ * The copies together hold at most as many values as the file's initializers, so a file of many
+ * Identity nodes on one large tensor cannot make the model it becomes (and every session built
+ * from it) many times its own size; aliases past that stay as they are.
+ * Changes `model` in place; returns how many aliases were resolved.
+ */
+export function unshareInitializerAliases(model: OnnxModel): number {
+  const graphOutputs = new Set(model.graph.output.map((o) => o.name));
+  const protos = new Map(model.graph.initializer.map((t) => [t.name ?? '', t]));
+  const valuesOf = (t: { dims?: unknown[] }) => (t.dims ?? []).reduce<number>((a, d) => a * Number(d), 1);
+  let budget = model.graph.initializer.reduce((a, t) => a + valuesOf(t), 0);
+  const resolved: NodeProto[] = [];
+  for (const node of model.graph.node) {
+    const source = node.op_type === 'Identity' && (node.domain ?? '') === '' ? protos.get(node.input[0] ?? '') : undefined;
+    const out = node.output[0];
+    if (!source || !out || graphOutputs.has(out) || protos.has(out) || valuesOf(source) > budget) continue;
+    budget -= valuesOf(source);
+    const copy = { ...source, name: out };
+    model.graph.initializer.push(copy);
+    protos.set(out, copy);
+    resolved.push(node);
+  }
+  if (resolved.length) {
+    const drop = new Set(resolved);
+    model.graph.node = model.graph.node.filter((n) => !drop.has(n));
+    model.invalidate();
+  }
+  return resolved.length;
+}

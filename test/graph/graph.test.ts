@@ -6,6 +6,7 @@ import {
   bnLayers, bnStatus, convLayers, exposeTensors, foldShapeChains, GraphBuilder, inferShapes, insertChannelAffine,
   OnnxModel, promoteInitializers, replaceInitializers,
 } from '../../engine/graph';
+import { decodeOnnx } from '../../engine/formats/onnx';
 import { Runtime } from '../../engine/runtime';
 import { floatTensor, type Tensor } from '../../engine/tensor';
 import { fmnist } from '../helpers';
@@ -239,5 +240,45 @@ describe('folding shape chains', () => {
       assert.deepEqual(out.dims, [batch, 18]);
       assert.deepEqual(Array.from(out.data as Float32Array), Array.from(input.data as Float32Array, (v) => Math.max(v, 0)));
     }
+  });
+});
+
+describe('initializer aliases (torch.onnx.export stores equal parameters once)', () => {
+  /** A BN whose bias is an Identity of another BN's bias, as the exporter writes a ResNet's shortcut BN. */
+  function aliased(identities = 1) {
+    const b = new GraphBuilder('alias');
+    const x = b.input('x', 'float32', ['N', 2, 4, 4]);
+    const ones = b.constantFloat([1, 1], [2], 'bn1.weight');
+    const bias = b.constantFloat([0.5, -0.5], [2], 'bn1.bias');
+    const mean = b.constantFloat([0, 0], [2], 'bn1.running_mean');
+    const variance = b.constantFloat([1, 1], [2], 'bn1.running_var');
+    for (let i = 0; i < identities; i++) b.node('Identity', [bias], {}, { outputs: [`bn2.bias${i ? `_${i}` : ''}`] });
+    const y1 = b.op('BatchNormalization', [x, ones, bias, mean, variance]);
+    const y2 = b.op('BatchNormalization', [y1, ones, 'bn2.bias', mean, variance]);
+    b.node('Identity', [y2], {}, { outputs: ['out'] });
+    b.output('out', 'float32', ['N', 2, 4, 4]);
+    return b.build('alias.onnx');
+  }
+
+  test('on load each alias becomes the layer\'s own initializer, with the same values and the same outputs', async () => {
+    const original = aliased();
+    const loaded = decodeOnnx('alias.onnx', original.toBytes());
+    assert.ok(loaded.hasInitializer('bn2.bias'), 'bn2.bias is stored');
+    assert.ok(!loaded.nodes.some((n) => n.op_type === 'Identity' && n.output[0] === 'bn2.bias'), 'the Identity is gone');
+    assert.deepEqual(Array.from(loaded.initializer('bn2.bias')!.data as Float32Array), [0.5, -0.5]);
+    assert.ok(bnLayers(loaded).every((l) => [l.scale, l.bias, l.mean, l.variance].every((n) => loaded.hasInitializer(n))));
+    // Rewriting one layer's parameter leaves the other's alone.
+    loaded.setInitializer('bn2.bias', floatTensor([2], Float32Array.of(0, 0)));
+    assert.deepEqual(Array.from(loaded.initializer('bn1.bias')!.data as Float32Array), [0.5, -0.5]);
+    const x = floatTensor([1, 2, 4, 4], Float32Array.from({ length: 32 }, (_, i) => i / 10));
+    const run = async (m: OnnxModel) => (await (await runtime.session(m)).run({ x }, ['out'])).out.data as Float32Array;
+    assert.deepEqual(await run(decodeOnnx('alias.onnx', original.toBytes())), await run(original));
+  });
+
+  test('the copies hold at most as many values as the stored initializers: a file of many aliases of one tensor is not multiplied', () => {
+    // 4 initializers of 2 values = 8 values of budget: 4 of 10 aliases are resolved, the rest stay Identity.
+    const loaded = decodeOnnx('alias.onnx', aliased(10).toBytes());
+    assert.equal(loaded.nodes.filter((n) => n.op_type === 'Identity' && n.input[0] === 'bn1.bias').length, 6);
+    assert.equal(loaded.graph.initializer.length, 8);
   });
 });
