@@ -33,7 +33,9 @@ describe('unlearn', () => {
     const notes = r.notes.join('\n');
     assert.match(notes, /triggers re-estimated against the current weights \(1000000 steps at most\): before: (patch|perturbation|warp) → 0 cut short by the time limit/, notes);
     assert.match(notes, /not re-estimated \(time limit\)/, notes);
-    // The training still ran after the re-estimation (a third of the limit at most before it).
-    assert.match(notes, /stopped by the time limit of 2 s in epoch 1/, notes);
+    // The training still ran after the re-estimation (a third of the limit at most before it);
+    // whether its one epoch or the limit ends it depends on the machine's speed.
+    const steps = Number(/(\d+) steps on \d+ fit images, stopped by (the time limit of 2 s in epoch 1|1 epochs)/.exec(notes)?.[1] ?? 0);
+    assert.ok(steps > 0, notes);
   });
 });
