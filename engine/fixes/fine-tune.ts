@@ -60,6 +60,42 @@ export function stampableTriggers(triggers: readonly ReversedTrigger[], data: Da
   return out;
 }
 
+/** The weights as feeds of a graph whose initializers they replace (GradientSession inputs, WeightScorer). */
+export function weightFeeds(params: ReadonlyMap<string, Float32Array>, dims: ReadonlyMap<string, number[]>): Record<string, Tensor> {
+  const feeds: Record<string, Tensor> = {};
+  for (const [name, p] of params) feeds[name] = { dtype: 'float32', dims: dims.get(name)!, data: p };
+  return feeds;
+}
+
+/** A copy of the weights being trained: the best epoch or round is kept while training goes on. */
+export function copyWeights(params: ReadonlyMap<string, Float32Array>): Map<string, Float32Array> {
+  return new Map([...params].map(([k, v]) => [k, Float32Array.from(v)]));
+}
+
+/** A clone of `model` with the given weights as its initializers. */
+export function withWeights(model: OnnxModel, params: ReadonlyMap<string, Float32Array>, dims: ReadonlyMap<string, number[]>, source: string): OnnxModel {
+  const fixed = model.clone(source);
+  for (const [name, p] of params) fixed.setInitializer(name, { dtype: 'float32', dims: dims.get(name)!, data: p });
+  return fixed;
+}
+
+/** An epoch's or round's validation numbers. */
+export interface ValidationScore {
+  accuracy: number;
+  /** Trigger success on the validation slice. */
+  success: number;
+}
+
+/**
+ * Whether `s` replaces `best` as the weights to keep: `s` is within the accuracy budget of the
+ * original weights (`start`), and either `best` is not, or `s` has the lower trigger success (on a
+ * tie, the higher accuracy).
+ */
+export function replacesBest(s: ValidationScore, best: ValidationScore, start: ValidationScore, budget: number): boolean {
+  const within = (x: ValidationScore) => start.accuracy - x.accuracy <= budget + 1e-9;
+  return within(s) && (!within(best) || s.success < best.success || (s.success === best.success && s.accuracy > best.accuracy));
+}
+
 /** Adam on a set of named float32 tensors. */
 export class Adam {
   private readonly m = new Map<string, Float32Array>();
@@ -99,8 +135,7 @@ export class WeightScorer {
   }
 
   async predictions(data: Dataset, params: Map<string, Float32Array>, dims: Map<string, number[]>, signal?: AbortSignal): Promise<Int32Array> {
-    const feeds: Record<string, Tensor> = {};
-    for (const [name, p] of params) feeds[name] = { dtype: 'float32', dims: dims.get(name)!, data: p };
+    const feeds = weightFeeds(params, dims);
     const out = new Int32Array(data.n);
     await this.session.runBatched({ name: this.input, data: data.x, dims: data.dims }, 256, (o, start) => {
       const t = o[this.logits];

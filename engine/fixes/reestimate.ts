@@ -18,6 +18,7 @@ import type { OnnxModel } from '../graph/model';
 import { promoteInitializers } from '../graph/surgery';
 import type { Runtime } from '../runtime/session';
 import type { Tensor } from '../tensor';
+import { weightFeeds } from './fine-tune';
 
 /** Kinds with a reversal objective. */
 export const REESTIMABLE: readonly string[] = ['patch', 'perturbation', 'warp'];
@@ -77,8 +78,7 @@ export async function inputGradientWithWeights(runtime: Runtime, model: OnnxMode
   const { model: promoted } = promoteInitializers(model, [...weights.keys()]);
   const session = await GradientSession.create(runtime, promoted, { loss: { kind: 'target-cross-entropy' }, weighted: true, wrt: [input], fetch: [logits], logits });
   return async ({ x, dims: xDims, labels, weights: w }) => {
-    const inputs: Record<string, Tensor> = { [input]: { dtype: 'float32', dims: xDims, data: x } };
-    for (const [name, p] of weights) inputs[name] = { dtype: 'float32', dims: dims.get(name)!, data: p };
+    const inputs: Record<string, Tensor> = { [input]: { dtype: 'float32', dims: xDims, data: x }, ...weightFeeds(weights, dims) };
     const r = await session.run({ inputs, labels, weights: w });
     return { dx: r.grads[input], logits: r.fetched[logits].data as Float32Array };
   };

@@ -19,7 +19,7 @@ import { stampTrigger, type ReversedTrigger } from '../analyses/reversal/trigger
 import { subset } from '../data/types';
 import { imageInputOf, predict } from '../evaluate';
 import type { Tensor } from '../tensor';
-import { Adam, WeightScorer, softLabels, stampableTriggers, trainableWeights, validationSplit } from './fine-tune';
+import { Adam, WeightScorer, copyWeights, replacesBest, softLabels, stampableTriggers, trainableWeights, validationSplit, weightFeeds, withWeights } from './fine-tune';
 import { concatSamples } from './measure';
 import { REESTIMABLE, inputGradientWithWeights, reestimate } from './reestimate';
 import { sourceIndices, withFlagBoundCopies } from './triggers';
@@ -200,8 +200,7 @@ export const unlearnFix: Fix = {
     const adam = new Adam(o.lr);
     const random = new SeededRandom(SeededRandom.derive(ctx.seed, 0x554e4c));
     const start = await score(0);
-    const copy = () => new Map([...params].map(([k, v]) => [k, Float32Array.from(v)]));
-    let best: { score: EpochScore; params: Map<string, Float32Array> } = { score: start, params: copy() };
+    let best: { score: EpochScore; params: Map<string, Float32Array> } = { score: start, params: copyWeights(params) };
     const scores: EpochScore[] = [start];
     let stopped = `${o.epochs} epochs`;
     let steps = 0;
@@ -221,8 +220,7 @@ export const unlearnFix: Fix = {
           if (choices.length === 0 || random.next() >= o.stampShare) continue;
           batch.x.set(stampTrigger(choices[random.int(choices.length)], train, [idx[k]]).x, k * per);
         }
-        const feeds: Record<string, Tensor> = { [input]: { dtype: 'float32', dims: batch.dims, data: batch.x } };
-        for (const [name, p] of params) feeds[name] = { dtype: 'float32', dims: dims.get(name)!, data: p };
+        const feeds: Record<string, Tensor> = { [input]: { dtype: 'float32', dims: batch.dims, data: batch.x }, ...weightFeeds(params, dims) };
         const soft = teacher ? new Float32Array(idx.length * classes) : undefined;
         if (soft) idx.forEach((i, k) => soft.set(teacher!.subarray(i * classes, (i + 1) * classes), k * classes));
         const r = await session.run({ inputs: feeds, labels: batch.labels!, ...(soft ? { softLabels: soft } : {}) });
@@ -233,8 +231,7 @@ export const unlearnFix: Fix = {
       scores.push(s);
       ctx.progress(Math.min(0.95, Math.max(epoch / o.epochs, (Date.now() - t0) / (1000 * o.maxSeconds))), `epoch ${epoch}: trigger success ${(100 * s.success).toFixed(1)}%, accuracy ${(100 * s.accuracy).toFixed(1)}% on the validation slice`);
       const within = start.accuracy - s.accuracy <= ctx.budget + 1e-9;
-      const bestWithin = start.accuracy - best.score.accuracy <= ctx.budget + 1e-9;
-      if (within && (!bestWithin || s.success < best.score.success || (s.success === best.score.success && s.accuracy > best.score.accuracy))) best = { score: s, params: copy() };
+      if (replacesBest(s, best.score, start, ctx.budget)) best = { score: s, params: copyWeights(params) };
       if (overTime()) {
         stopped = `the time limit of ${o.maxSeconds} s in epoch ${epoch}`;
         break;
@@ -248,8 +245,7 @@ export const unlearnFix: Fix = {
         }
       }
     }
-    const fixed = model.clone(`${ctx.model.path} (unlearned)`);
-    for (const [name, p] of best.params) fixed.setInitializer(name, { dtype: 'float32', dims: dims.get(name)!, data: p });
+    const fixed = withWeights(model, best.params, dims, `${ctx.model.path} (unlearned)`);
     const pctv = (x: number) => `${(100 * x).toFixed(1)}%`;
     notes.push(
       `fine-tuned ${names.length} weight tensors with Adam lr ${o.lr}, batch ${o.batchSize}, ${Math.round(100 * o.stampShare)}% of each batch stamped with a reversed trigger and labelled with ${o.distil > 0 ? `${o.distil} × the original model's probabilities on the clean image + ${1 - o.distil} × its true class` : 'its true class'}; BN running statistics kept`,

@@ -6,7 +6,7 @@ import { valueInfo } from './builder';
 import type { Dim, OnnxModel } from './model';
 import { inferShapes } from './shapes';
 import type { NodeProto } from './proto';
-import type { Tensor } from '../tensor';
+import { sizeOf, type Tensor } from '../tensor';
 
 function uniqueName(model: OnnxModel, hint: string): string {
   const taken = new Set<string>();
@@ -130,7 +130,7 @@ export function promoteInitializers(model: OnnxModel, names: string[]): { model:
 export function unshareInitializerAliases(model: OnnxModel): number {
   const graphOutputs = new Set(model.graph.output.map((o) => o.name));
   const protos = new Map(model.graph.initializer.map((t) => [t.name ?? '', t]));
-  const valuesOf = (t: { dims?: unknown[] }) => (t.dims ?? []).reduce<number>((a, d) => a * Number(d), 1);
+  const valuesOf = (t: { dims?: unknown[] }) => sizeOf((t.dims ?? []).map(Number));
   let budget = model.graph.initializer.reduce((a, t) => a + valuesOf(t), 0);
   const resolved: NodeProto[] = [];
   for (const node of model.graph.node) {

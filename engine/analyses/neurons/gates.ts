@@ -14,7 +14,7 @@ import { inferShapes } from '../../graph/shapes';
 import { splitAtInputs } from '../../graph/split';
 import type { NodeProto } from '../../graph/proto';
 import type { Runtime } from '../../runtime/session';
-import type { Tensor } from '../../tensor';
+import { sizeOf, type Tensor } from '../../tensor';
 import type { NeuronLayer } from './layers';
 import type { NeuronRef } from './prune';
 
@@ -134,7 +134,7 @@ async function argmaxOverSamples(runtime: Runtime, model: OnnxModel, n: number, 
 /** Predicted classes of every sample with the given gate values. */
 export async function gatedPredictions(runtime: Runtime, gated: GatedModel, data: Dataset, values: GateValues, options: { batchSize: number; signal?: AbortSignal }): Promise<Int32Array> {
   const dims = data.dims.slice(1);
-  const input = { name: gated.input, perSample: dims.reduce((a, b) => a * b, 1), dims, values: data.x };
+  const input = { name: gated.input, perSample: sizeOf(dims), dims, values: data.x };
   return argmaxOverSamples(runtime, gated.model, data.n, [input], gateFeeds(gated.gates, values), options, data.source);
 }
 
