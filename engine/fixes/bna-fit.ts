@@ -45,8 +45,6 @@ export function hardHistogram(values: ArrayLike<number>, bins: Bins): Float64Arr
   return p;
 }
 
-const sigmoid = (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)));
-
 /**
  * Boundaries further than this many widths from a value contribute exactly 0 or 1 in float64
  * terms (σ(±30) is 1 or 0 within 1e-13); nearer ones are evaluated.
@@ -55,35 +53,58 @@ function reachOf(tau: number, width: number): number {
   return Math.max(1, Math.ceil(30 / (tau * width)));
 }
 
-/**
- * The soft histogram q of `values` (1[v ∈ I_i] ≈ σ(τ(v − b_{i−1})) − σ(τ(v − b_i)), one sigmoid for
- * the two outer intervals); with `upstream` = ∂L/∂q it also returns ∂L/∂v per value.
- */
-export function softHistogram(values: ArrayLike<number>, bins: Bins, tau: number, upstream?: ArrayLike<number>): { q: Float64Array; dv?: Float64Array } {
+/** One evaluation of the soft histogram: q, and every sigmoid it took, kept for the gradient. */
+interface SoftPass {
+  q: Float64Array;
+  /** σ(τ(v_k − b_j)) for j = lo[k]…hi[k], at sig[k·width + (j − lo[k])]. */
+  sig: Float64Array;
+  lo: Int32Array;
+  hi: Int32Array;
+  width: number;
+}
+
+/** Buffers one fit reuses across its evaluations (a fit runs once per unit, tens of thousands per layer). */
+interface Workspace {
+  h: Float64Array;
+  sig: Float64Array;
+  lo: Int32Array;
+  hi: Int32Array;
+}
+
+function workspaceFor(n: number, bins: Bins, tau: number): Workspace {
+  const width = 2 * reachOf(tau, bins.width) + 1;
+  return { h: new Float64Array(n), sig: new Float64Array(n * width), lo: new Int32Array(n), hi: new Int32Array(n) };
+}
+
+function softPass(values: ArrayLike<number>, bins: Bins, tau: number, work?: Workspace): SoftPass {
   const M = bins.count, n = values.length;
   // F_j = mean_n σ(τ(v_n − b_j)), j = 1..M−1; q_1 = 1 − F_1, q_i = F_{i−1} − F_i, q_M = F_{M−1}.
   const F = new Float64Array(M + 1);
   const below = new Float64Array(M + 1); // counts of values far above boundary j (σ = 1), as a difference array
   const reach = reachOf(tau, bins.width);
-  const dv = upstream ? new Float64Array(n) : undefined;
-  // ∂L/∂F_j = upstream[j] − upstream[j−1] (F_j enters q_{j+1} with + and q_j with −), 0-based q index.
-  const dF = upstream ? Float64Array.from({ length: M + 1 }, (_, j) => (j >= 1 && j <= M - 1 ? upstream[j] - upstream[j - 1] : 0)) : undefined;
+  const width = 2 * reach + 1;
+  const growth = Math.exp(tau * bins.width);
+  const { sig, lo, hi } = work ?? workspaceFor(n, bins, tau);
   for (let k = 0; k < n; k++) {
     const v = values[k];
     const c = Math.floor((v - bins.start) / bins.width);
-    const lo = Math.max(1, c - reach), hi = Math.min(M - 1, c + reach);
-    // Boundaries j < lo are far below v: σ = 1 for j in [1, lo).
-    if (lo > 1) {
+    const l = Math.max(1, c - reach), h = Math.min(M - 1, c + reach);
+    lo[k] = l;
+    hi[k] = h;
+    // Boundaries j < l are far below v: σ = 1 for j in [1, l).
+    if (l > 1) {
       below[1] += 1;
-      below[Math.min(lo, M)] -= 1;
+      below[Math.min(l, M)] -= 1;
     }
-    let g = 0;
-    for (let j = lo; j <= hi; j++) {
-      const s = sigmoid(tau * (v - boundary(bins, j)));
+    // σ(x_j) with x_j = τ(v − b_j) falling by τ·Δb per boundary: e^{−x_j} = e^{−x_l}·e^{τΔb(j−l)}, one exp
+    // per value (|x_j| ≤ τΔb(reach + 1), so neither factor overflows).
+    let e = Math.exp(-tau * (v - boundary(bins, l)));
+    for (let j = l; j <= h; j++) {
+      const s = 1 / (1 + e);
+      sig[k * width + (j - l)] = s;
       F[j] += s;
-      if (dF) g += dF[j] * tau * s * (1 - s);
+      e *= growth;
     }
-    if (dv) dv[k] = g / n;
   }
   let run = 0;
   for (let j = 1; j <= M - 1; j++) {
@@ -94,7 +115,34 @@ export function softHistogram(values: ArrayLike<number>, bins: Bins, tau: number
   q[0] = 1 - F[1];
   for (let i = 1; i < M - 1; i++) q[i] = F[i] - F[i + 1];
   q[M - 1] = F[M - 1];
-  return { q, dv };
+  return { q, sig, lo, hi, width };
+}
+
+/** ∂L/∂v per value from a pass's sigmoids, given `upstream` = ∂L/∂q. */
+function softGradient(pass: SoftPass, tau: number, upstream: ArrayLike<number>): Float64Array {
+  const M = pass.q.length, n = pass.lo.length;
+  // ∂L/∂F_j = upstream[j] − upstream[j−1] (F_j enters q_{j+1} with + and q_j with −), 0-based q index.
+  const dF = Float64Array.from({ length: M + 1 }, (_, j) => (j >= 1 && j <= M - 1 ? upstream[j] - upstream[j - 1] : 0));
+  const dv = new Float64Array(n);
+  for (let k = 0; k < n; k++) {
+    let g = 0;
+    const l = pass.lo[k], base = k * pass.width;
+    for (let j = l; j <= pass.hi[k]; j++) {
+      const s = pass.sig[base + (j - l)];
+      g += dF[j] * tau * s * (1 - s);
+    }
+    dv[k] = g / n;
+  }
+  return dv;
+}
+
+/**
+ * The soft histogram q of `values` (1[v ∈ I_i] ≈ σ(τ(v − b_{i−1})) − σ(τ(v − b_i)), one sigmoid for
+ * the two outer intervals); with `upstream` = ∂L/∂q it also returns ∂L/∂v per value.
+ */
+export function softHistogram(values: ArrayLike<number>, bins: Bins, tau: number, upstream?: ArrayLike<number>): { q: Float64Array; dv?: Float64Array } {
+  const pass = softPass(values, bins, tau);
+  return { q: pass.q, dv: upstream ? softGradient(pass, tau, upstream) : undefined };
 }
 
 export function totalVariation(p: ArrayLike<number>, q: ArrayLike<number>): number {
@@ -162,16 +210,18 @@ export interface ChannelFit {
 }
 
 /** The soft-histogram TV distance of the transformed stamped values, and its gradient in (a, b, υ, ω). */
-export function tvObjective(t: ChannelTransform, stamped: ArrayLike<number>, p: Float64Array, bins: Bins, tau: number): { tv: number; grad: ChannelTransform } {
-  const h = new Float64Array(stamped.length);
+export function tvObjective(t: ChannelTransform, stamped: ArrayLike<number>, p: Float64Array, bins: Bins, tau: number, work = workspaceFor(stamped.length, bins, tau)): { tv: number; grad: ChannelTransform } {
+  const h = work.h;
   for (let i = 0; i < h.length; i++) h[i] = applyTransform(t, stamped[i]);
-  const { q } = softHistogram(h, bins, tau);
+  // One pass of sigmoids serves q and its gradient (the fit's cost is these sigmoids).
+  const pass = softPass(h, bins, tau, work);
+  const q = pass.q;
   const upstream = Float64Array.from(q, (qi, i) => 0.5 * Math.sign(qi - p[i]));
-  const { dv } = softHistogram(h, bins, tau, upstream);
+  const dv = softGradient(pass, tau, upstream);
   const grad: ChannelTransform = { shift: 0, scale: 0, lower: 0, upper: 0 };
   for (let i = 0; i < h.length; i++) {
     const u = (stamped[i] - t.shift) / t.scale;
-    const g = dv![i];
+    const g = dv[i];
     if (u >= t.upper) grad.upper += g;
     else if (u <= t.lower) grad.lower += g;
     else {
@@ -189,14 +239,18 @@ export function tvObjective(t: ChannelTransform, stamped: ArrayLike<number>, p: 
 export function fitChannel(clean: ArrayLike<number>, stamped: ArrayLike<number>, options: FitOptions = defaultFitOptions, start?: ChannelTransform): ChannelFit {
   const bins = binsFor(clean, options.binWidth);
   const p = hardHistogram(clean, bins);
-  const tvBefore = tvObjective(identityTransform(), stamped, p, bins, options.tau).tv;
+  const work = workspaceFor(stamped.length, bins, options.tau);
+  const tvBefore = tvObjective(identityTransform(), stamped, p, bins, options.tau, work).tv;
   const keys = ['shift', 'scale', 'lower', 'upper'] as const;
   const t: ChannelTransform = { ...(start ?? identityTransform(options.clip)) };
   const m = { shift: 0, scale: 0, lower: 0, upper: 0 }, v = { ...m };
   const [beta1, beta2, eps] = [0.9, 0.999, 1e-8];
-  let best = { transform: { ...t }, tv: tvObjective(t, stamped, p, bins, options.tau).tv };
+  // Each evaluation gives the TV of the current transform and its gradient: the step's gradient is
+  // the previous evaluation's, so every transform is evaluated once.
+  let current = tvObjective(t, stamped, p, bins, options.tau, work);
+  let best = { transform: { ...t }, tv: current.tv };
   for (let it = 1; it <= options.iterations; it++) {
-    const { grad } = tvObjective(t, stamped, p, bins, options.tau);
+    const { grad } = current;
     for (const k of keys) {
       m[k] = beta1 * m[k] + (1 - beta1) * grad[k];
       v[k] = beta2 * v[k] + (1 - beta2) * grad[k] ** 2;
@@ -205,8 +259,8 @@ export function fitChannel(clean: ArrayLike<number>, stamped: ArrayLike<number>,
     }
     t.scale = Math.max(t.scale, 1e-3);
     if (t.lower > t.upper) [t.lower, t.upper] = [t.upper, t.lower];
-    const tv = tvObjective(t, stamped, p, bins, options.tau).tv;
-    if (tv < best.tv) best = { transform: { ...t }, tv };
+    current = tvObjective(t, stamped, p, bins, options.tau, work);
+    if (current.tv < best.tv) best = { transform: { ...t }, tv: current.tv };
   }
   // Ten steps from a moment-matched start can end farther from the clean histogram than BN's own
   // normalisation; a correction that moves the stamped distribution away is no correction.

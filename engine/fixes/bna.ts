@@ -97,7 +97,11 @@ export async function normalisedActivations(model: OnnxModel, bn: BnLayer, refer
 /** The values one transform sees: unit j's value in every image, or channel c's values at every position (strided down). */
 function unitValues(a: Float32Array, n: number, C: number, hw: number, granularity: Granularity, j: number, maxValues: number): Float64Array {
   const per = C * hw;
-  if (granularity === 'unit') return Float64Array.from({ length: n }, (_, i) => a[i * per + j]);
+  if (granularity === 'unit') {
+    const out = new Float64Array(n);
+    for (let i = 0; i < n; i++) out[i] = a[i * per + j];
+    return out;
+  }
   const total = n * hw, stride = Math.max(1, total / maxValues), count = Math.min(total, maxValues);
   return Float64Array.from({ length: count }, (_, k) => {
     const idx = Math.floor(k * stride), i = Math.floor(idx / hw);

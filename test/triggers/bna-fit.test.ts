@@ -26,6 +26,16 @@ describe('soft histogram', () => {
     assert.ok(Math.abs(q[0] - 1 / 3) < 1e-12 && Math.abs(q[4] - 2 / 3) < 1e-12);
   });
 
+  test('equals the definition, σ(τ(v − b_j)) summed over every boundary, inside and far outside the range', () => {
+    const bins = { start: -1, width: 0.1, count: 30 };
+    const values = [-50, -1.2, -1, -0.95, -0.3049, 0, 0.4999, 1.05, 1.9, 2, 2.3, 40, ...normals(100, 5, 0.5, 1)];
+    const sigma = (x: number) => 1 / (1 + Math.exp(-x));
+    const F = (j: number) => values.reduce((s, v) => s + sigma(150 * (v - (bins.start + j * bins.width))), 0) / values.length;
+    const expected = Array.from({ length: bins.count }, (_, i) => (i === 0 ? 1 - F(1) : i === bins.count - 1 ? F(bins.count - 1) : F(i) - F(i + 1)));
+    const { q } = softHistogram(values, bins, 150);
+    q.forEach((qi, i) => assert.ok(Math.abs(qi - expected[i]) < 1e-12, `interval ${i}: ${qi} vs ${expected[i]}`));
+  });
+
   test('∂(w·q)/∂v agrees with finite differences', () => {
     const bins = binsFor(normals(200, 1), 0.1);
     const values = normals(50, 2);
