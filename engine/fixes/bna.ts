@@ -13,7 +13,7 @@ import { inputGradient } from '../analyses/reversal/gradient';
 import { stampTrigger, type ReversedTrigger } from '../analyses/reversal/trigger';
 import { subset, type Dataset } from '../data/types';
 import { BackdoorLensError, usageError } from '../errors';
-import { exposeTensors } from '../graph/surgery';
+import { truncatedTo } from '../graph/split';
 import { bnLayers, type BnLayer } from '../graph/patterns';
 import type { OnnxModel } from '../graph/model';
 import { imageInputOf } from '../evaluate';
@@ -74,8 +74,7 @@ export function bnaOptions(o: Record<string, unknown>): BnaOptions {
 
 /** The BN-normalised activations (z − running_mean)/√(running_var + ε) of one layer: [N, C, ...spatial]. */
 export async function normalisedActivations(model: OnnxModel, bn: BnLayer, reference: OnnxModel, data: Dataset, runtime: Runtime): Promise<{ values: Float32Array; spatial: number[] }> {
-  const exposed = exposeTensors(model, [bn.input]);
-  const session = await runtime.session(exposed);
+  const session = await runtime.session(truncatedTo(model, [bn.input]));
   const input = imageInputOf(model).name;
   const rm = reference.initializer(bn.mean)!.data as Float32Array, rv = reference.initializer(bn.variance)!.data as Float32Array;
   const C = bn.channels;

@@ -73,6 +73,18 @@ function subModel(model: OnnxModel, nodes: Set<NodeProto>, inputs: { name: strin
 }
 
 /**
+ * The part of `model` that computes `outputs` (which become its only outputs): onnxruntime runs
+ * every node of a session whatever is fetched, so reading an early layer through the whole
+ * network costs a full forward pass.
+ */
+export function truncatedTo(model: OnnxModel, outputs: string[]): OnnxModel {
+  const nodes = ancestorsOf(model, outputs);
+  const used = new Set([...nodes].flatMap((n) => n.input));
+  const inputs = model.inputs().filter((i) => used.has(i.name) || outputs.includes(i.name)).map((i) => ({ name: i.name, dims: undefined }));
+  return subModel(model, nodes, inputs, outputs, inferShapes(model).shapes);
+}
+
+/**
  * The head and tail of `model` cut where `entering` (graph inputs other than the image) come in,
  * or undefined when the cut saves nothing (the tail reads the image itself) or a crossing tensor
  * is not float32 with a known per-sample shape. Where moving a crossing tensor's producer into the

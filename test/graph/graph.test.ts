@@ -7,6 +7,7 @@ import {
   OnnxModel, promoteInitializers, replaceInitializers,
 } from '../../engine/graph';
 import { decodeOnnx } from '../../engine/formats/onnx';
+import { truncatedTo } from '../../engine/graph/split';
 import { Runtime } from '../../engine/runtime';
 import { floatTensor, type Tensor } from '../../engine/tensor';
 import { fmnist } from '../helpers';
@@ -166,6 +167,21 @@ describe('graph surgery', () => {
     assert.deepEqual(out[bnInputs[1]].dims, [3, 32, 28, 28]);
     // Exposed tensors stop onnxruntime fusing Conv+BN, so allow float rounding differences.
     assert.ok(maxAbsDiff(out.logits.data as Float32Array, await logits(m, x)) < 1e-4);
+  });
+
+  test('truncating to an early tensor keeps only the nodes it needs and computes the same values', async () => {
+    const m = kept();
+    const bn2 = bnLayers(m)[1];
+    const part = truncatedTo(m, [bn2.input]);
+    assert.deepEqual(part.outputs().map((o) => o.name), [bn2.input]);
+    assert.ok(part.nodes.length < m.nodes.length / 2, `${part.nodes.length} of ${m.nodes.length} nodes kept`);
+    assert.ok(!part.nodes.some((n) => n.op_type === 'Gemm' || n.op_type === 'MatMul'), 'the classifier head is gone');
+    assert.equal(m.outputs().length, 1, 'the original is untouched');
+    const x = images(3);
+    const whole = await (await runtime.session(exposeTensors(m, [bn2.input]))).run({ input: x });
+    const truncated = await (await runtime.session(part)).run({ input: x });
+    assert.deepEqual(truncated[bn2.input].dims, [3, 32, 28, 28]);
+    assert.ok(maxAbsDiff(truncated[bn2.input].data as Float32Array, whole[bn2.input].data as Float32Array) < 1e-6);
   });
 
   test('a per-channel scale and shift after a node: identity at (1, 0), and it really scales', async () => {
