@@ -69,6 +69,8 @@ export async function run(): Promise<Row[]> {
   mkdirSync(outDir, { recursive: true });
   const rows: Row[] = [];
   const totals = new Map<string, { n: number; verdict: number; target: number; mode: number; seconds: number[] }>();
+  // Per scenario and model, each seed's verdict and targets: the issue asks that seeds agree on both.
+  const bySeed = new Map<string, Map<string, { verdict: string; targets: string }[]>>();
   const scenarios: { exp: 'onnx' | 'folded'; withData: boolean; label: string }[] = [
     ...exports.map((exp) => ({ exp, withData: true, label: `${exp} + data` })),
     ...(dataFree ? exports.map((exp) => ({ exp, withData: false, label: `${exp}, data-free` })) : []),
@@ -94,6 +96,9 @@ export async function run(): Promise<Row[]> {
           right: o.verdictRight ? (o.targetRight ? (o.modeRight ? 'yes' : 'mode?') : 'target?') : 'NO',
           seconds,
         });
+        const runs = bySeed.get(sc.label) ?? new Map<string, { verdict: string; targets: string }[]>();
+        runs.set(t.name, [...(runs.get(t.name) ?? []), { verdict: report.verdict, targets: report.targets.join(' ') }]);
+        bySeed.set(sc.label, runs);
         const tot = totals.get(sc.label) ?? { n: 0, verdict: 0, target: 0, mode: 0, seconds: [] };
         tot.n++;
         tot.verdict += Number(o.verdictRight);
@@ -107,6 +112,15 @@ export async function run(): Promise<Row[]> {
   for (const [label, t] of totals) {
     const s = [...t.seconds].sort((a, b) => a - b);
     rows.push({ model: 'TOTAL', scan: label, truth: `${t.n} scans`, verdict: `${t.verdict}/${t.n} right`, targets: `${t.target}/${t.n} right`, mode: `${t.mode}/${t.n} right`, seconds: s[Math.floor(s.length / 2)] });
+  }
+  if (seeds.length > 1) {
+    for (const [label, runs] of bySeed) {
+      const all = [...runs.values()];
+      const verdicts = all.filter((r) => r.every((x) => x.verdict === r[0].verdict)).length;
+      const targets = all.filter((r) => r.every((x) => x.verdict === r[0].verdict && x.targets === r[0].targets)).length;
+      const differing = [...runs].filter(([, r]) => !r.every((x) => x.verdict === r[0].verdict && x.targets === r[0].targets)).map(([name]) => name);
+      rows.push({ model: 'SEEDS AGREE', scan: label, truth: `${all.length} models × ${seeds.length} seeds`, verdict: `${verdicts}/${all.length} same`, targets: `${targets}/${all.length} same`, decided: differing.length ? `differ: ${differing.join(', ')}` : 'all agree' });
+    }
   }
   return rows;
 }
