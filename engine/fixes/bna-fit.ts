@@ -56,11 +56,11 @@ function reachOf(tau: number, width: number): number {
 /** One evaluation of the soft histogram: q, and every sigmoid it took, kept for the gradient. */
 interface SoftPass {
   q: Float64Array;
-  /** σ(τ(v_k − b_j)) for j = lo[k]…hi[k], at sig[k·width + (j − lo[k])]. */
+  /** σ(τ(v_k − b_j)) for j = lo[k]…hi[k], at sig[k·stride + (j − lo[k])]. */
   sig: Float64Array;
   lo: Int32Array;
   hi: Int32Array;
-  width: number;
+  stride: number;
 }
 
 /** Buffers one fit reuses across its evaluations (a fit runs once per unit, tens of thousands per layer). */
@@ -72,8 +72,8 @@ interface Workspace {
 }
 
 function workspaceFor(n: number, bins: Bins, tau: number): Workspace {
-  const width = 2 * reachOf(tau, bins.width) + 1;
-  return { h: new Float64Array(n), sig: new Float64Array(n * width), lo: new Int32Array(n), hi: new Int32Array(n) };
+  const stride = 2 * reachOf(tau, bins.width) + 1;
+  return { h: new Float64Array(n), sig: new Float64Array(n * stride), lo: new Int32Array(n), hi: new Int32Array(n) };
 }
 
 function softPass(values: ArrayLike<number>, bins: Bins, tau: number, work?: Workspace): SoftPass {
@@ -82,7 +82,7 @@ function softPass(values: ArrayLike<number>, bins: Bins, tau: number, work?: Wor
   const F = new Float64Array(M + 1);
   const below = new Float64Array(M + 1); // counts of values far above boundary j (σ = 1), as a difference array
   const reach = reachOf(tau, bins.width);
-  const width = 2 * reach + 1;
+  const stride = 2 * reach + 1;
   const growth = Math.exp(tau * bins.width);
   const { sig, lo, hi } = work ?? workspaceFor(n, bins, tau);
   for (let k = 0; k < n; k++) {
@@ -101,7 +101,7 @@ function softPass(values: ArrayLike<number>, bins: Bins, tau: number, work?: Wor
     let e = Math.exp(-tau * (v - boundary(bins, l)));
     for (let j = l; j <= h; j++) {
       const s = 1 / (1 + e);
-      sig[k * width + (j - l)] = s;
+      sig[k * stride + (j - l)] = s;
       F[j] += s;
       e *= growth;
     }
@@ -115,7 +115,7 @@ function softPass(values: ArrayLike<number>, bins: Bins, tau: number, work?: Wor
   q[0] = 1 - F[1];
   for (let i = 1; i < M - 1; i++) q[i] = F[i] - F[i + 1];
   q[M - 1] = F[M - 1];
-  return { q, sig, lo, hi, width };
+  return { q, sig, lo, hi, stride };
 }
 
 /** ∂L/∂v per value from a pass's sigmoids, given `upstream` = ∂L/∂q. */
@@ -126,7 +126,7 @@ function softGradient(pass: SoftPass, tau: number, upstream: ArrayLike<number>):
   const dv = new Float64Array(n);
   for (let k = 0; k < n; k++) {
     let g = 0;
-    const l = pass.lo[k], base = k * pass.width;
+    const l = pass.lo[k], base = k * pass.stride;
     for (let j = l; j <= pass.hi[k]; j++) {
       const s = pass.sig[base + (j - l)];
       g += dF[j] * tau * s * (1 - s);
