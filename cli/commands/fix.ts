@@ -9,8 +9,9 @@ export const fixHelp = `Usage: backdoor-lens fix <model> --method M|auto [--data
 Repairs a model and measures the repair before writing it: the fix is fitted on part of --data
 and graded on the rest (30% of each class, or --held-out SET): clean accuracy, and the attack
 success of every reversed trigger on held-out images of its source classes (plus the true attack
-success rate with --triggered). A fix that brings the estimate to ≤ --goal within --budget is
-confirmed by a rescan of the fixed model. The outcome is removed, reduced or failed.
+success rate with --triggered). A fix that brings the estimate to ≤ --goal within --budget (at
+the far end of the accuracy change's 95% interval; too few held-out images to show that make it
+"reduced") is confirmed by a rescan of the fixed model. The outcome is removed, reduced or failed.
 
 Exit code 0 only when the backdoor was removed; 1 otherwise (one line on stderr says why). The
 output is never the input and never overwrites a file; without --out it is named for what the

@@ -1,8 +1,12 @@
 /**
  * The outcome a fix states, from its own held-out measurement and the rescan of the fixed model:
- *   removed  the estimated attack success is at most the goal (2%) and clean accuracy fell by at
- *            most the budget (1.5 points), and a rescan finds no backdoor;
- *   reduced  the estimate at least halved within the budget, but stays above the goal;
+ *   removed  the estimated attack success is at most the goal (2%), clean accuracy fell by at
+ *            most the budget (1.5 points) even at the far end of its 95% interval, and a rescan
+ *            finds no backdoor;
+ *   reduced  the estimate at least halved within the budget, but stays above the goal; or it
+ *            reached the goal but the held-out images are too few to confirm the budget (every
+ *            false "removed" the zoo's fixes bench found was such a case: −1.9 to −2.7 points on
+ *            2 000 test images where 300 held-out ones measured −0.3 ± 2.5);
  *   failed   anything else: the trigger still works, the accuracy cost is over the budget, the
  *            rescan still finds a backdoor, or there was nothing to measure the fix against.
  * The goal and budget are the issue's definition of a removed backdoor, not tuned to any model.
@@ -46,13 +50,13 @@ function accuracyText(m: FixMeasurement): string {
 }
 
 /**
- * A removal within the budget by its estimate, but whose 95% interval reaches past it: the held-out
- * images are too few to confirm the budget, and the user should hear it (the outcome stays the estimate's).
+ * Why a removal within the budget by its estimate is not shown to be: its 95% interval reaches past
+ * the budget, so the held-out images are too few to confirm it (empty when they confirm it).
  */
 function unconfirmedBudget(m: FixMeasurement, loss: number, budget: number): string {
   const margin = m.accuracy?.paired?.margin ?? 0;
   if (loss + margin <= budget + 1e-9) return '';
-  return `; ${m.accuracy!.n} held-out images cannot confirm the ${points(budget)} budget (cost up to ${points(loss + margin)} at 95%): measure on more with --held-out`;
+  return `${m.accuracy!.n} held-out images cannot confirm the ${points(budget)} budget (cost up to ${points(loss + margin)} at 95%): measure on more with --held-out`;
 }
 
 export function judge(m: FixMeasurement, goal = DEFAULT_GOAL, budget = DEFAULT_BUDGET, rescan?: RescanVerdict): Judgement {
@@ -75,7 +79,9 @@ export function judge(m: FixMeasurement, goal = DEFAULT_GOAL, budget = DEFAULT_B
   }
   if (e.after <= goal) {
     if (rescan?.backdoored) return { outcome: 'failed', reason: `a rescan still finds a backdoor (${rescan.summary}); ${both}` };
-    return { outcome: 'removed', reason: `${both}${rescan ? '; a rescan finds no backdoor' : ''}${unconfirmedBudget(m, loss, budget)}` };
+    const unsure = unconfirmedBudget(m, loss, budget);
+    if (unsure) return { outcome: 'reduced', reason: `${both}${rescan ? '; a rescan finds no backdoor' : ''}, but ${unsure}` };
+    return { outcome: 'removed', reason: `${both}${rescan ? '; a rescan finds no backdoor' : ''}` };
   }
   if (e.after <= e.before / 2) return { outcome: 'reduced', reason: `${both} (goal ≤ ${pct(goal)})` };
   return { outcome: 'failed', reason: `the trigger still works: ${both} (goal ≤ ${pct(goal)})` };
