@@ -117,8 +117,9 @@ export async function run(): Promise<Row[]> {
     for (const [label, runs] of bySeed) {
       const all = [...runs.values()];
       const verdicts = all.filter((r) => r.every((x) => x.verdict === r[0].verdict)).length;
-      const targets = all.filter((r) => r.every((x) => x.verdict === r[0].verdict && x.targets === r[0].targets)).length;
-      const differing = [...runs].filter(([, r]) => !r.every((x) => x.verdict === r[0].verdict && x.targets === r[0].targets)).map(([name]) => name);
+      const same = (r: { verdict: string; targets: string }[]) => r.every((x) => x.verdict === r[0].verdict && x.targets === r[0].targets);
+      const targets = all.filter(same).length;
+      const differing = [...runs].filter(([, r]) => !same(r)).map(([name]) => name);
       rows.push({ model: 'SEEDS AGREE', scan: label, truth: `${all.length} models × ${seeds.length} seeds`, verdict: `${verdicts}/${all.length} same`, targets: `${targets}/${all.length} same`, decided: differing.length ? `differ: ${differing.join(', ')}` : 'all agree' });
     }
   }

@@ -86,13 +86,18 @@ export interface ValidationScore {
   success: number;
 }
 
+/** Whether `s` lost at most `budget` of the original weights' (`start`) validation accuracy. */
+export function withinBudget(s: ValidationScore, start: ValidationScore, budget: number): boolean {
+  return start.accuracy - s.accuracy <= budget + 1e-9;
+}
+
 /**
  * Whether `s` replaces `best` as the weights to keep: `s` is within the accuracy budget of the
  * original weights (`start`), and either `best` is not, or `s` has the lower trigger success (on a
  * tie, the higher accuracy).
  */
 export function replacesBest(s: ValidationScore, best: ValidationScore, start: ValidationScore, budget: number): boolean {
-  const within = (x: ValidationScore) => start.accuracy - x.accuracy <= budget + 1e-9;
+  const within = (x: ValidationScore) => withinBudget(x, start, budget);
   return within(s) && (!within(best) || s.success < best.success || (s.success === best.success && s.accuracy > best.accuracy));
 }
 

@@ -79,9 +79,9 @@ export function judge(m: FixMeasurement, goal = DEFAULT_GOAL, budget = DEFAULT_B
   }
   if (e.after <= goal) {
     if (rescan?.backdoored) return { outcome: 'failed', reason: `a rescan still finds a backdoor (${rescan.summary}); ${both}` };
+    const shown = `${both}${rescan ? '; a rescan finds no backdoor' : ''}`;
     const unsure = unconfirmedBudget(m, loss, budget);
-    if (unsure) return { outcome: 'reduced', reason: `${both}${rescan ? '; a rescan finds no backdoor' : ''}, but ${unsure}` };
-    return { outcome: 'removed', reason: `${both}${rescan ? '; a rescan finds no backdoor' : ''}` };
+    return unsure ? { outcome: 'reduced', reason: `${shown}, but ${unsure}` } : { outcome: 'removed', reason: shown };
   }
   if (e.after <= e.before / 2) return { outcome: 'reduced', reason: `${both} (goal ≤ ${pct(goal)})` };
   return { outcome: 'failed', reason: `the trigger still works: ${both} (goal ≤ ${pct(goal)})` };

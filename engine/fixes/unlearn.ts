@@ -19,7 +19,7 @@ import { stampTrigger, type ReversedTrigger } from '../analyses/reversal/trigger
 import { subset } from '../data/types';
 import { imageInputOf, predict } from '../evaluate';
 import type { Tensor } from '../tensor';
-import { Adam, WeightScorer, copyWeights, replacesBest, softLabels, stampableTriggers, trainableWeights, validationSplit, weightFeeds, withWeights } from './fine-tune';
+import { Adam, WeightScorer, copyWeights, replacesBest, softLabels, stampableTriggers, trainableWeights, validationSplit, weightFeeds, withWeights, withinBudget } from './fine-tune';
 import { concatSamples } from './measure';
 import { REESTIMABLE, inputGradientWithWeights, reestimate } from './reestimate';
 import { sourceIndices, withFlagBoundCopies } from './triggers';
@@ -230,7 +230,7 @@ export const unlearnFix: Fix = {
       const s = await score(epoch);
       scores.push(s);
       ctx.progress(Math.min(0.95, Math.max(epoch / o.epochs, (Date.now() - t0) / (1000 * o.maxSeconds))), `epoch ${epoch}: trigger success ${(100 * s.success).toFixed(1)}%, accuracy ${(100 * s.accuracy).toFixed(1)}% on the validation slice`);
-      const within = start.accuracy - s.accuracy <= ctx.budget + 1e-9;
+      const within = withinBudget(s, start, ctx.budget);
       if (replacesBest(s, best.score, start, ctx.budget)) best = { score: s, params: copyWeights(params) };
       if (overTime()) {
         stopped = `the time limit of ${o.maxSeconds} s in epoch ${epoch}`;
