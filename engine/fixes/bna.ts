@@ -93,18 +93,22 @@ export async function normalisedActivations(model: OnnxModel, bn: BnLayer, refer
   return { values: values!, spatial };
 }
 
-/** The values one transform sees: unit j's value in every image, or channel c's values at every position (strided down). */
-function unitValues(a: Float32Array, n: number, C: number, hw: number, granularity: Granularity, j: number, maxValues: number): Float64Array {
+/**
+ * The values one transform sees: unit j's value in every image, or channel c's values at every
+ * position (strided down). `a` holds `stored` images and stands for `n`: image i is a's image
+ * i mod stored (the clean images repeated once per trigger, without running them again).
+ */
+function unitValues(a: Float32Array, n: number, C: number, hw: number, granularity: Granularity, j: number, maxValues: number, stored = n): Float64Array {
   const per = C * hw;
   if (granularity === 'unit') {
     const out = new Float64Array(n);
-    for (let i = 0; i < n; i++) out[i] = a[i * per + j];
+    for (let i = 0; i < n; i++) out[i] = a[(i % stored) * per + j];
     return out;
   }
   const total = n * hw, stride = Math.max(1, total / maxValues), count = Math.min(total, maxValues);
   return Float64Array.from({ length: count }, (_, k) => {
     const idx = Math.floor(k * stride), i = Math.floor(idx / hw);
-    return a[i * per + j * hw + (idx % hw)];
+    return a[(i % stored) * per + j * hw + (idx % hw)];
   });
 }
 
@@ -121,20 +125,22 @@ export interface TargetReport {
 /**
  * Fits g_t for one target: layer by layer, each layer's stamped activations taken under the
  * corrections so far. Units whose stamped values equal the clean ones (outside the trigger's
- * receptive field) keep BN's normalisation unchanged.
+ * receptive field) keep BN's normalisation unchanged. `stamped` is every trigger stamped on
+ * every clean image, trigger by trigger (its image i is clean image i mod clean.n, stamped).
  */
 export async function fitTarget(f: OnnxModel, clean: Dataset, stamped: Dataset, runtime: Runtime, o: BnaOptions, signal?: AbortSignal): Promise<{ layers: LayerCorrection[]; report: TargetReport['layers'] }> {
   const corrections: LayerCorrection[] = [];
   const report: TargetReport['layers'] = [];
   for (const bn of bnLayers(f)) {
     signal?.throwIfAborted();
+    if (stamped.n % clean.n !== 0) throw new Error(`BNA: ${stamped.n} stamped images are not whole copies of ${clean.n} clean images`);
     const reference = await normalisedActivations(f, bn, f, clean, runtime);
     const shifted = await normalisedActivations(correctedNetwork(f, corrections), bn, f, stamped, runtime);
     const C = bn.channels, hw = reference.values.length / clean.n / C;
     const units = o.granularity === 'unit' ? C * hw : C;
     let tvBefore = 0, tvAfter = 0, changed = 0;
     const transforms = Array.from({ length: units }, (_, j) => {
-      const ref = unitValues(reference.values, clean.n, C, hw, o.granularity, j, o.maxValues);
+      const ref = unitValues(reference.values, stamped.n, C, hw, o.granularity, j, o.maxValues, clean.n);
       const trg = unitValues(shifted.values, stamped.n, C, hw, o.granularity, j, o.maxValues);
       if (ref.every((v, i) => Math.abs(v - trg[i]) <= o.minChange)) return identityTransform();
       changed++;
@@ -243,10 +249,9 @@ export const bnaFix: Fix = {
       if (o.grown) fitting.push(...fitting.flatMap((t) => atFlagBound(t) ?? []));
       // Every trigger stamped on every source image: the correction has to hold for each.
       const clean = subset(data, images);
-      const cleanRepeated = concatSamples(fitting.map(() => clean));
       const stamped = concatSamples(fitting.map((t) => stampTrigger(t, clean)));
       ctx.progress((step + 0.5) / grouped.length, `target ${target}: fitting the activation correction to ${fitting.length} trigger(s)`);
-      const fit = await fitTarget(ctx.model.onnx, cleanRepeated, stamped, ctx.runtime, o, ctx.signal);
+      const fit = await fitTarget(ctx.model.onnx, clean, stamped, ctx.runtime, o, ctx.signal);
       corrections.push({ target, layers: fit.layers });
       reports.push({ target, sources: sourceList, triggerKinds: [...new Set(fitting.map((t) => t.kind))], triggers: fitting.length, layers: fit.report });
       notes.push(`target ${target}: corrected for ${fitting.length} trigger(s) (${[...new Set(fitting.map((t) => t.kind))].join(', ')}) on ${images.length} images of classes ${sourceList.join(', ')}; per layer, units changed by the triggers and their summed TV distance: ${fit.report.map((l) => `${l.layer} ${l.changed}/${l.units} ${l.tvBefore.toFixed(1)}→${l.tvAfter.toFixed(1)}`).join(', ')}`);
