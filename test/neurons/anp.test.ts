@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { evaluate, loadDataset, loadModel, Runtime, scan } from '../../engine';
-import { anp, AnpProblem, anpSettings, optimiseMasks, type ChannelValues } from '../../engine/analyses/methods/anp';
+import { anp, AnpProblem, anpSettings, optimiseMasks, settledPruning, type ChannelValues, type PruningCheck } from '../../engine/analyses/methods/anp';
 import { preActivationLayers } from '../../engine/analyses/neurons/layers';
 import { pruneNeurons } from '../../engine/analyses/neurons/prune';
 import type { AnalysisContext } from '../../engine/analyses/types';
@@ -98,6 +98,17 @@ describe('ANP', () => {
     assert.ok(r.iterations < 400 && r.iterations >= 15 && r.iterations % 5 === 0, `stopped after ${r.iterations}`);
     assert.match(r.stop, /^the pruning at the clean-data threshold \(mask ≤ [\d.-]+\) stayed the same for 2 checks 5 iterations apart, after \d+ iterations$/);
     assert.equal(r.gradientEvaluations, 2 * r.iterations);
+  });
+
+  test('the stopping rule needs the same threshold and the same channels for `patience` checks in a row, after minIterations', () => {
+    const at = (iteration: number, threshold: number, channels: number[]): PruningCheck => ({ iteration, threshold, pruned: channels.map((channel) => ({ layer: 'bn1', channel })) });
+    const s = { patience: 2, minIterations: 100 };
+    // Unchanged from 50 on, but the rule may only stop at 100 or later.
+    assert.equal(settledPruning([at(50, 0.2, [1, 2]), at(100, 0.2, [1, 2]), at(150, 0.2, [1, 2])], s), 150);
+    assert.equal(settledPruning([at(100, 0.2, [1, 2]), at(150, 0.2, [1, 2]), at(200, 0.2, [1, 2])], s), 200);
+    // A new channel, or the same channels under another threshold, starts the count again.
+    assert.equal(settledPruning([at(100, 0.2, [1]), at(150, 0.2, [1, 2]), at(200, 0.2, [1, 2])], s), undefined);
+    assert.equal(settledPruning([at(100, 0.2, [1, 2]), at(150, 0.25, [1, 2]), at(200, 0.2, [1, 2]), at(250, 0.2, [1, 2]), at(300, 0.2, [1, 2])], s), 300);
   });
 
   test('a scan runs ANP when asked, with BL013 findings and its gradient evaluations', async () => {

@@ -172,13 +172,43 @@ function batches(data: Dataset, size: number, random: () => number): () => Datas
 
 const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v));
 
-/** The channels a threshold prunes, as one comparable string. */
-function prunedKey(masks: ChannelValues, threshold: number): string {
-  return [...masks].map(([layer, m]) => `${layer}:${Array.from(m.keys()).filter((c) => m[c] <= threshold).join(',')}`).join(';');
+/** The channels whose mask is at most the threshold. */
+export function prunedAt(masks: ChannelValues, threshold: number): { layer: string; channel: number }[] {
+  return [...masks].flatMap(([layer, m]) => Array.from(m.keys()).filter((c) => m[c] <= threshold).map((channel) => ({ layer, channel })));
+}
+
+/** One check of the interactive schedule: the clean-data threshold then, and the channels it prunes. */
+export interface PruningCheck {
+  iteration: number;
+  threshold: number;
+  pruned: { layer: string; channel: number }[];
+}
+
+const sameChannels = (a: PruningCheck['pruned'], b: PruningCheck['pruned']) => a.length === b.length && a.every((p, i) => p.layer === b[i].layer && p.channel === b[i].channel);
+
+/**
+ * The interactive stopping rule over the checks so far (in order): the iteration of the first
+ * check at which the pruning (threshold and channels) had stayed the same for `patience` checks
+ * in a row, at or after `minIterations`; undefined while it has not settled.
+ */
+export function settledPruning(checks: readonly PruningCheck[], s: Pick<AnpSettings, 'patience' | 'minIterations'>): number | undefined {
+  let same = 0;
+  for (let i = 1; i < checks.length; i++) {
+    const a = checks[i - 1], b = checks[i];
+    same = a.threshold === b.threshold && sameChannels(a.pruned, b.pruned) ? same + 1 : 0;
+    if (same >= s.patience && b.iteration >= s.minIterations) return b.iteration;
+  }
+  return undefined;
 }
 
 /** Optimises the neuron masks; returns them per layer. `budget`/`batchSize` (for the stopping rule's threshold choice) come from the settings and the context. */
-export async function optimiseMasks(model: OnnxModel, layers: NeuronLayer[], data: Dataset, s: AnpSettings, ctx: Pick<AnalysisContext, 'runtime' | 'seed' | 'signal' | 'progress'> & { batchSize?: number }): Promise<AnpMasks> {
+export async function optimiseMasks(
+  model: OnnxModel,
+  layers: NeuronLayer[],
+  data: Dataset,
+  s: AnpSettings,
+  ctx: Pick<AnalysisContext, 'runtime' | 'seed' | 'signal' | 'progress'> & { batchSize?: number; /** Called after each iteration with the masks (the bench's trajectories). */ observe?: (iteration: number, masks: ChannelValues, gated: GatedModel) => Promise<void> | void },
+): Promise<AnpMasks> {
   const problem = await AnpProblem.create(ctx.runtime, model, layers);
   const perLayer = (fill: number): ChannelValues => new Map(layers.map((l) => [l.name, new Float32Array(l.channels).fill(fill)]));
   const mask = perLayer(1), velocity = perLayer(0), delta = perLayer(0), xi = perLayer(0);
@@ -187,7 +217,8 @@ export async function optimiseMasks(model: OnnxModel, layers: NeuronLayer[], dat
   const nextBatch = batches(data, s.batchSize, random);
   const interactive = s.schedule === 'interactive';
   let stop = `the ${s.iterations} iterations of the ${s.schedule} schedule`;
-  let lastKey = '', same = 0, it = 0;
+  const checks: PruningCheck[] = [];
+  let it = 0;
   for (; it < s.iterations; it++) {
     ctx.signal.throwIfAborted();
     const batch = nextBatch();
@@ -221,14 +252,13 @@ export async function optimiseMasks(model: OnnxModel, layers: NeuronLayer[], dat
         m[c] = clamp(m[c] - s.lr * v[c], 0, 1);
       }
     }
+    await ctx.observe?.(it + 1, mask, problem.gated);
     if (it % 10 === 9 || it === s.iterations - 1) ctx.progress((0.9 * (it + 1)) / s.iterations, `neuron perturbation, iteration ${it + 1}/${s.iterations}`);
     if (interactive && (it + 1) % s.checkEvery === 0) {
       // What would be pruned now: the threshold the clean data allows, and the channels under it.
       const choice = await chooseThreshold(ctx.runtime, problem.gated, mask, data, s.budget, { batchSize: ctx.batchSize ?? 256, signal: ctx.signal });
-      const key = `${choice.threshold}|${prunedKey(mask, choice.threshold)}`;
-      same = key === lastKey ? same + 1 : 0;
-      lastKey = key;
-      if (same >= s.patience && it + 1 >= s.minIterations) {
+      checks.push({ iteration: it + 1, threshold: choice.threshold, pruned: prunedAt(mask, choice.threshold) });
+      if (settledPruning(checks, s) === it + 1) {
         it++;
         stop = `the pruning at the clean-data threshold (mask ≤ ${choice.threshold}) stayed the same for ${s.patience} checks ${s.checkEvery} iterations apart, after ${it} iterations`;
         break;
@@ -255,13 +285,12 @@ export async function chooseThreshold(runtime: AnalysisContext['runtime'], gated
     for (let i = 0; i < data.n; i++) if (pred[i] === data.labels![i]) ok++;
     return ok / data.n;
   };
-  const prunedAt = (t: number) => [...masks].flatMap(([layer, m]) => Array.from(m.keys()).filter((c) => m[c] <= t).map((channel) => ({ layer, channel })));
   const before = await accuracy([]);
   const accAt = new Map<number, number>();
   const thresholds = ANP_THRESHOLDS;
   // Index i+1 of the search stands for thresholds[i]; index 0 prunes nothing.
   const search = await largestHolding(thresholds.length, async (k) => {
-    const acc = await accuracy(prunedAt(thresholds[k - 1]));
+    const acc = await accuracy(prunedAt(masks, thresholds[k - 1]));
     accAt.set(k, acc);
     return before - acc <= budget + 1e-12;
   });
