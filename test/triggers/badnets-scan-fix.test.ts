@@ -47,6 +47,14 @@ describe('BadNets all-to-one fixture (target 0)', () => {
     assert.ok(decided.value > decided.threshold);
     assert.match(decided.thresholdSource, /^calibrated: highest of \d+ clean-control scans/);
     assert.equal(report.labels.filter((l) => l.method === 'pairs:targets:patch').length, 10);
+    // Every target's patch size is stated, the target's first and the ratio's median last.
+    const sizes = report.methods.find((m) => m.method === 'pairs')!.notes!.find((n) => n.startsWith('targets:patch sizes'))!;
+    const listed = [...sizes.matchAll(/(\d) (\d+\.\d\d)\*?(?=,|;)/g)].map((m) => ({ target: Number(m[1]), size: Number(m[2]) }));
+    assert.equal(listed.length, 10, sizes);
+    assert.equal(listed[0].target, 0, sizes);
+    assert.ok(listed.every((e, i) => i === 0 || e.size >= listed[i - 1].size), sizes);
+    const median = Number(/median (\d+\.\d+)$/.exec(sizes)![1]);
+    assert.ok(Math.abs(median / listed[0].size - decided.value) < 0.01 * decided.value, `${sizes} vs R ${decided.value}`);
   });
 
   test('BL004 names the target, the trigger size, the ratio and the threshold in its first 120 characters; artifacts for the target', () => {

@@ -258,6 +258,9 @@ export const pairsAnalysis: Analysis = {
     if (plan) notes.push(...planNotes(plan, K, o, images, held));
     notes.push(`${screens.length} screens (${screens.map((s) => `${s.family}:${s.kind}`).join(', ')}), ${screens.reduce((n, s) => n + s.tasks.length, 0)} triggers of ≤ ${o.maxSteps} steps × ${o.batchSize} images, ${images.reduce((n, l) => n + l.length, 0)} images reversed on and ${held.reduce((n, l) => n + l.length, 0)} held out (${sampleGradients} image gradients)`);
 
+    // Every mapping's trigger size, smallest first (at most 12): what a miss or a natural trigger is read from.
+    for (const sc of screens) notes.push(`${sc.family}:${sc.kind} sizes, smallest first: ${screenSizesText(sc)}`);
+
     const decisions: ScreenDecision[] = [];
     const clean = cleanHeldOut(ctx, data, held, plan ? screenOptions.maxBatch : undefined);
     const family = networkFamily(ctx.model.onnx);
@@ -387,6 +390,13 @@ function evidenceOf(d: ScreenDecision, K: number): VerdictEvidence {
     attackType: attackTypeOf(d),
     summary: `pairs:${d.key}: smallest ${mappingText(sc, K)}, R ${sc.ratio.toFixed(2)} ${sc.ratio > d.threshold ? '>' : '≤'} ${d.threshold.toFixed(2)}${d.flagged ? `; moves ${d.pairs.length} held-out classes` : sc.ratio > d.threshold ? '; not confirmed on held-out images' : ''}`,
   };
+}
+
+/** "8 3.10, 1 4.02, …": each mapping and its trigger size ("*" where no trigger of it succeeded), the 12 smallest. */
+function screenSizesText(sc: MappingScreen): string {
+  const order = sc.indices.map((m, i) => ({ m, size: sc.sizes[i], ok: sc.succeeded[i] })).sort((a, b) => a.size - b.size);
+  const text = order.slice(0, 12).map((e) => `${sc.family === 'targets' ? e.m : `+${e.m}`} ${e.size.toFixed(2)}${e.ok ? '' : '*'}`).join(', ');
+  return `${text}${order.length > 12 ? `, … (${order.length - 12} more)` : ''}; median ${sc.median.toFixed(2)}`;
 }
 
 function dedupe<P extends { source: number; target: number }>(pairs: P[]): P[] {
