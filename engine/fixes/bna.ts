@@ -131,9 +131,9 @@ export interface TargetReport {
 export async function fitTarget(f: OnnxModel, clean: Dataset, stamped: Dataset, runtime: Runtime, o: BnaOptions, signal?: AbortSignal): Promise<{ layers: LayerCorrection[]; report: TargetReport['layers'] }> {
   const corrections: LayerCorrection[] = [];
   const report: TargetReport['layers'] = [];
+  if (stamped.n % clean.n !== 0) throw new Error(`BNA: ${stamped.n} stamped images are not whole copies of ${clean.n} clean images`);
   for (const bn of bnLayers(f)) {
     signal?.throwIfAborted();
-    if (stamped.n % clean.n !== 0) throw new Error(`BNA: ${stamped.n} stamped images are not whole copies of ${clean.n} clean images`);
     const reference = await normalisedActivations(f, bn, f, clean, runtime);
     const shifted = await normalisedActivations(correctedNetwork(f, corrections), bn, f, stamped, runtime);
     const C = bn.channels, hw = reference.values.length / clean.n / C;

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { evaluate, imageInputOf, loadDataset, loadModel } from '../../engine';
 import { anpSettings, chooseThreshold, optimiseMasks, prunedAt, settledPruning, type AnpSchedule, type ChannelValues, type PruningCheck } from '../../engine/analyses/methods/anp';
 import { ownParameters, preActivationLayers } from '../../engine/analyses/neurons/layers';
-import { pruneNeurons } from '../../engine/analyses/neurons/prune';
+import { pruneNeurons, type NeuronRef } from '../../engine/analyses/neurons/prune';
 import type { GatedModel } from '../../engine/analyses/neurons/gates';
 import { Runtime } from '../../engine/runtime';
 import { root } from '../../bench/models';
@@ -33,7 +33,7 @@ interface Check extends PruningCheck {
   seconds: number;
 }
 
-const key = (p: { layer: string; channel: number }) => `${p.layer}:${p.channel}`;
+const key = (p: NeuronRef) => `${p.layer}:${p.channel}`;
 function jaccard(a: Check['pruned'], b: Check['pruned']): number {
   const sa = new Set(a.map(key)), sb = new Set(b.map(key));
   const both = [...sa].filter((k) => sb.has(k)).length;

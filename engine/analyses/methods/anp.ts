@@ -24,6 +24,7 @@ import { checkDataFits, checkLabelRange, noNeuronLayers, preActivationLayers, ow
 import type { OptionSpecs } from '../../method-options';
 import { firstSamples, numberOption } from '../neurons/options';
 import { neuronOutput, type LayerScores } from '../neurons/report';
+import type { NeuronRef } from '../neurons/prune';
 import { largestHolding } from '../neurons/search';
 import { mulberry32 } from '../stats/random';
 import type { Analysis, AnalysisContext, AnalysisOutput } from '../types';
@@ -173,7 +174,7 @@ function batches(data: Dataset, size: number, random: () => number): () => Datas
 const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v));
 
 /** The channels whose mask is at most the threshold. */
-export function prunedAt(masks: ChannelValues, threshold: number): { layer: string; channel: number }[] {
+export function prunedAt(masks: ChannelValues, threshold: number): NeuronRef[] {
   return [...masks].flatMap(([layer, m]) => Array.from(m.keys()).filter((c) => m[c] <= threshold).map((channel) => ({ layer, channel })));
 }
 
@@ -181,7 +182,7 @@ export function prunedAt(masks: ChannelValues, threshold: number): { layer: stri
 export interface PruningCheck {
   iteration: number;
   threshold: number;
-  pruned: { layer: string; channel: number }[];
+  pruned: NeuronRef[];
 }
 
 const sameChannels = (a: PruningCheck['pruned'], b: PruningCheck['pruned']) => a.length === b.length && a.every((p, i) => p.layer === b[i].layer && p.channel === b[i].channel);
@@ -279,7 +280,7 @@ export interface ThresholdChoice {
 
 /** The largest sweep threshold whose pruning keeps accuracy on the clean labelled data within the budget. */
 export async function chooseThreshold(runtime: AnalysisContext['runtime'], gated: GatedModel, masks: ChannelValues, data: Dataset, budget: number, options: { batchSize: number; signal?: AbortSignal }): Promise<ThresholdChoice> {
-  const accuracy = async (pruned: { layer: string; channel: number }[]) => {
+  const accuracy = async (pruned: NeuronRef[]) => {
     const pred = await gatedPredictions(runtime, gated, data, pruningGates(gated.gates, pruned), options);
     let ok = 0;
     for (let i = 0; i < data.n; i++) if (pred[i] === data.labels![i]) ok++;
